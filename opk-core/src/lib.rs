@@ -1,0 +1,1 @@
+//! OpenPubkey wire format.

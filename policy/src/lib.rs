@@ -1,0 +1,1 @@
+//! opkssh server policy.

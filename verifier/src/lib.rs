@@ -1,0 +1,1 @@
+//! The opkssh AuthorizedKeysCommand pipeline.
