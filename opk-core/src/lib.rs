@@ -1,1 +1,25 @@
-//! OpenPubkey wire format.
+//! The OpenPubkey wire format as opkssh uses it, byte-compatible with the Go implementation.
+//!
+//! This crate is the protocol core: it parses, builds and verifies JWS, JWK sets, PK tokens,
+//! CICs, GQ256 proofs and opkssh SSH certificates. It takes everything as arguments (time,
+//! key sets, randomness) and does no file, network or environment I/O; `verifier` and
+//! `opkssh-cli` decide those. The contract is `docs/wire-format.md` of the shared folder.
+//!
+//! # Differences from Go
+//! Where Go is lenient in a way that can hurt, this crate is stricter, and says so at the
+//! line that decides:
+//! - a PK token must have exactly one OP and one CIC signature (Go keeps the last OP
+//!   signature and crashes on a missing CIC);
+//! - a refreshed ID token is verified (signature, issuer, audience, subject), not only read;
+//! - a payload that spells a standard claim in another letter case (`ISS`) is refused;
+//! - inputs over 64 KiB are refused before parsing.
+
+#![forbid(unsafe_code)]
+#![deny(unused_must_use)]
+#![warn(missing_docs)]
+
+pub mod b64;
+pub mod gojson;
+pub mod gq;
+pub mod jwk;
+pub mod jws;
