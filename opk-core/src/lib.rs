@@ -19,7 +19,11 @@
 #![warn(missing_docs)]
 
 pub mod b64;
+pub mod cic;
+pub mod claims;
 pub mod gojson;
 pub mod gq;
 pub mod jwk;
 pub mod jws;
+pub mod pktoken;
+pub mod verify;
