@@ -1,1 +1,3 @@
 //! OpenPubkey wire format.
+
+pub mod gq;
