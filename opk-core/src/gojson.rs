@@ -22,7 +22,7 @@ fn write_value(out: &mut String, value: &Value) {
         Value::Bool(true) => out.push_str("true"),
         Value::Bool(false) => out.push_str("false"),
         Value::Number(number) => write_number(out, number),
-        Value::String(text) => write_string(out, text),
+        Value::String(text) => push_string(out, text),
         Value::Array(items) => {
             out.push('[');
             for (index, item) in items.iter().enumerate() {
@@ -43,7 +43,7 @@ fn write_value(out: &mut String, value: &Value) {
                 if index > 0 {
                     out.push(',');
                 }
-                write_string(out, key);
+                push_string(out, key);
                 out.push(':');
                 write_value(out, item);
             }
@@ -86,7 +86,8 @@ fn write_number(out: &mut String, number: &serde_json::Number) {
     out.push_str(digits);
 }
 
-fn write_string(out: &mut String, text: &str) {
+/// Appends `text` as a Go-escaped JSON string.
+pub(crate) fn push_string(out: &mut String, text: &str) {
     out.push('"');
     for character in text.chars() {
         match character {

@@ -22,9 +22,7 @@
 //! * base64url decoding rejects CR and LF, which Go's decoder skips;
 //! * Q = σ⁻¹ mod n uses crypto-bigint's constant-time inverse instead of Go's blinding.
 
-use base64::Engine as _;
-use base64::alphabet;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use crate::{b64, gojson};
 use crypto_bigint::modular::{BoxedMontyForm, BoxedMontyParams};
 use crypto_bigint::{BoxedUint, Integer as _, Odd, RandomMod as _};
 use rsa::PublicKey;
@@ -472,67 +470,13 @@ fn emsa_pkcs1_v15_sha256(identity: &[u8], n_bytes: usize) -> Result<Vec<u8>, GqE
     Ok(em)
 }
 
-// TODO(merge): use crate::b64
-/// Strict base64url (§1.1): no padding, URL-safe alphabet only, zero trailing bits.
-const B64U: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::URL_SAFE,
-    GeneralPurposeConfig::new()
-        .with_encode_padding(false)
-        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
-        .with_decode_allow_trailing_bits(false),
-);
-
-// TODO(merge): use crate::b64
-fn b64u_encode(bytes: &[u8]) -> String {
-    B64U.encode(bytes)
-}
-
-// TODO(merge): use crate::b64
-fn b64u_decode(text: &str) -> Option<Vec<u8>> {
-    B64U.decode(text).ok()
-}
-
-// TODO(merge): use crate::gojson
-/// Appends `s` as a JSON string escaped the way Go's encoding/json does (§1.3): `\"`, `\\`,
-/// `\n`, `\r`, `\t`, `\b`, `\f`, other controls and `<`, `>`, `&`, U+2028, U+2029 as `\u` with
-/// lower-case hex; everything else raw.
-fn push_go_json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => push_unicode_escape(out, c),
-            c if u32::from(c) < 0x20 => push_unicode_escape(out, c),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-fn push_unicode_escape(out: &mut String, c: char) {
-    let code = u32::from(c);
-    out.push_str("\\u");
-    for shift in [12u32, 8, 4, 0] {
-        let nibble = (code >> shift) & 0xf;
-        out.push(char::from_digit(nibble, 16).unwrap_or('0'));
-    }
-}
-
 /// RFC 7638 SHA-256 thumbprint of an RSA key, B64U: the GQ header's `jkt` (§4.2).
 pub(crate) fn rsa_jwk_thumbprint(key: &PublicKey) -> String {
-    // Members in lexicographic order, no whitespace, n and e as unsigned big-endian minimal bytes.
-    let input = format!(
-        "{{\"e\":\"{}\",\"kty\":\"RSA\",\"n\":\"{}\"}}",
-        b64u_encode(&key.e_bytes()),
-        b64u_encode(&key.n_bytes()),
-    );
-    b64u_encode(&Sha256::digest(input.as_bytes()))
+    crate::jwk::PublicKey::Rsa(key.clone()).thumbprint()
+}
+
+fn b64_decode_strict(text: &str) -> Option<Vec<u8>> {
+    b64::decode_url_strict(text).ok()
 }
 
 /// The GQ protected header as GoJSON (§4.2): `alg`, `jkt`, `kid`, `typ` and the extra members,
@@ -555,7 +499,7 @@ fn gq_header_json(
         // jwx writes header names unescaped while Go escapes values (§1.3): accept only names
         // for which both agree, so our bytes match Go's.
         let mut escaped = String::new();
-        push_go_json_string(&mut escaped, name);
+        gojson::push_string(&mut escaped, name);
         if name.is_empty() || escaped.len() != name.len().saturating_add(2) {
             return Err(GqError::UnsupportedClaimName(name.to_owned()));
         }
@@ -572,9 +516,9 @@ fn gq_header_json(
         if i > 0 {
             json.push(',');
         }
-        push_go_json_string(&mut json, name);
+        gojson::push_string(&mut json, name);
         json.push(':');
-        push_go_json_string(&mut json, value);
+        gojson::push_string(&mut json, value);
     }
     json.push('}');
     Ok(json)
@@ -590,13 +534,12 @@ fn split_compact(token: &str) -> Result<(&str, &str, &str), GqError> {
 }
 
 /// Strict-base64url-decodes a header segment and parses it as a JSON object.
-// TODO(merge): use the shared JOSE header parser once it exists.
 fn decode_json_object(
     segment: &str,
     not_base64: GqError,
     not_json: GqError,
 ) -> Result<Map<String, Value>, GqError> {
-    let bytes = b64u_decode(segment).ok_or(not_base64)?;
+    let bytes = b64_decode_strict(segment).ok_or(not_base64)?;
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(not_json),
@@ -638,8 +581,8 @@ pub fn sign_id_token(
     let (hdr_seg, payload_seg, sig_seg) = split_compact(id_token)?;
     let header = decode_json_object(hdr_seg, GqError::HeaderNotBase64, GqError::HeaderNotJson)?;
     require_rs256(&header)?;
-    b64u_decode(payload_seg).ok_or(GqError::PayloadNotBase64)?;
-    let sig = Zeroizing::new(b64u_decode(sig_seg).ok_or(GqError::SignatureNotBase64)?);
+    b64_decode_strict(payload_seg).ok_or(GqError::PayloadNotBase64)?;
+    let sig = Zeroizing::new(b64_decode_strict(sig_seg).ok_or(GqError::SignatureNotBase64)?);
 
     // Step 1: the token must really be signed by this key.
     let signature = Pkcs1v15Signature::try_from(sig.as_slice())
@@ -651,7 +594,7 @@ pub fn sign_id_token(
     let params = GqParams::from_rsa_key(op_key)?;
     // Step 4 (before the expensive part, so bad extra members fail fast).
     let jkt = rsa_jwk_thumbprint(op_key);
-    let gq_hdr_seg = b64u_encode(gq_header_json(hdr_seg, &jkt, extra_claims)?.as_bytes());
+    let gq_hdr_seg = b64::encode_url(gq_header_json(hdr_seg, &jkt, extra_claims)?.as_bytes());
 
     // Steps 2-3: σ = OS2IP(sig), Q = σ⁻¹ mod n. The inverse is constant-time (safegcd), which
     // stands in for Go's blinding; σ was already checked to be below n by the RSA verify.
@@ -676,7 +619,7 @@ pub fn sign_id_token(
     let message = format!("{gq_hdr_seg}.{payload_seg}");
     let nonces = params.draw_nonces()?;
     let proof = sign_core(&params, &q, &nonces, message.as_bytes(), shake256_challenge)?;
-    Ok(format!("{message}.{}", b64u_encode(&proof)))
+    Ok(format!("{message}.{}", b64::encode_url(proof)))
 }
 
 /// The original ID token's header segment, i.e. the GQ header's `kid` (§4.2, §4.5), so the
@@ -699,7 +642,7 @@ pub fn original_header_segment(header_seg: &str) -> Result<String, GqError> {
         .get("kid")
         .and_then(Value::as_str)
         .ok_or(GqError::MissingKid)?;
-    b64u_decode(kid).ok_or(GqError::KidNotBase64)?;
+    b64_decode_strict(kid).ok_or(GqError::KidNotBase64)?;
     Ok(kid.to_owned())
 }
 
@@ -725,10 +668,10 @@ pub fn verify_token(
         GqError::OriginalHeaderNotJson,
     )?;
     require_rs256(&orig_header)?;
-    b64u_decode(payload_seg).ok_or(GqError::PayloadNotBase64)?;
+    b64_decode_strict(payload_seg).ok_or(GqError::PayloadNotBase64)?;
 
     let params = GqParams::from_rsa_key(op_key)?;
-    let proof = b64u_decode(proof_seg).ok_or(GqError::ProofNotBase64)?;
+    let proof = b64_decode_strict(proof_seg).ok_or(GqError::ProofNotBase64)?;
 
     // Steps 3, 4, 6.
     let identity = format!("{orig_hdr_seg}.{payload_seg}");
@@ -1056,9 +999,7 @@ Lb2+P/jm5eYky6CBmJUdfCk=\n\
     fn private_key(pem: &str) -> rsa::PrivateKey {
         use rsa::pkcs8::DecodePrivateKey as _;
         let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(body)
-            .unwrap();
+        let der = b64::decode_std(&body).unwrap();
         rsa::PrivateKey::from_pkcs8_der(&der).unwrap()
     }
 
@@ -1068,12 +1009,12 @@ Lb2+P/jm5eYky6CBmJUdfCk=\n\
         let payload = r#"{"aud":"test","email":"arthur.aardvark@example.com","exp":4102444800,"iat":1700000000,"iss":"https://example.com","nonce":"abc","sub":"me"}"#;
         let input = format!(
             "{}.{}",
-            b64u_encode(header_json.as_bytes()),
-            b64u_encode(payload.as_bytes())
+            b64::encode_url(header_json.as_bytes()),
+            b64::encode_url(payload.as_bytes())
         );
         let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new(key.clone());
         let sig = signer.sign(input.as_bytes()).to_vec();
-        format!("{input}.{}", b64u_encode(&sig))
+        format!("{input}.{}", b64::encode_url(sig))
     }
 
     fn id_token(key: &rsa::PrivateKey) -> String {
@@ -1089,9 +1030,9 @@ Lb2+P/jm5eYky6CBmJUdfCk=\n\
     fn with_header_member(token: &str, name: &str, value: &str) -> String {
         let (h, p, s) = split_compact(token).unwrap();
         let mut header: Map<String, Value> =
-            serde_json::from_slice(&b64u_decode(h).unwrap()).unwrap();
+            serde_json::from_slice(&b64_decode_strict(h).unwrap()).unwrap();
         header.insert(name.to_owned(), Value::String(value.to_owned()));
-        let h = b64u_encode(serde_json::to_string(&header).unwrap().as_bytes());
+        let h = b64::encode_url(serde_json::to_string(&header).unwrap().as_bytes());
         format!("{h}.{p}.{s}")
     }
 
@@ -1106,7 +1047,7 @@ Lb2+P/jm5eYky6CBmJUdfCk=\n\
         let (h, p, s) = split_compact(&gq).unwrap();
         assert_eq!(p, orig_payload);
         assert_eq!(s.len(), 5504, "§4.3 step 10");
-        let header = String::from_utf8(b64u_decode(h).unwrap()).unwrap();
+        let header = String::from_utf8(b64_decode_strict(h).unwrap()).unwrap();
         let expected = format!(
             r#"{{"alg":"GQ256","jkt":"{}","kid":"{orig_hdr}","typ":"JWT"}}"#,
             rsa_jwk_thumbprint(&pk)
@@ -1126,21 +1067,21 @@ Lb2+P/jm5eYky6CBmJUdfCk=\n\
         let sk = private_key(TEST_KEY_E65537);
         let pk = PublicKey::from(&sk);
         let token = id_token(&sk);
-        let cic = b64u_encode(&Sha256::digest(b"cic"));
+        let cic = b64::encode_url(Sha256::digest(b"cic"));
         let gq = sign_id_token(&token, &pk, &[("cic", &cic)]).unwrap();
         verify_compact(&gq, &pk).unwrap();
         let (h, p, s) = split_compact(&gq).unwrap();
-        let header = String::from_utf8(b64u_decode(h).unwrap()).unwrap();
+        let header = String::from_utf8(b64_decode_strict(h).unwrap()).unwrap();
         assert!(header.starts_with(r#"{"alg":"GQ256","cic":""#), "{header}");
 
         // Payload changed (still strict base64url).
-        let other_payload = b64u_encode(br#"{"sub":"mallory"}"#);
+        let other_payload = b64::encode_url(br#"{"sub":"mallory"}"#);
         assert_eq!(
             verify_token(h, &other_payload, s, &pk),
             Err(GqError::BadSignature)
         );
         // jkt and cic in the GQ header are covered since v0.25 (security item 4).
-        let other = b64u_encode(&Sha256::digest(b"attacker"));
+        let other = b64::encode_url(Sha256::digest(b"attacker"));
         for name in ["jkt", "cic"] {
             assert_eq!(
                 verify_compact(&with_header_member(&gq, name, &other), &pk),
@@ -1149,12 +1090,12 @@ Lb2+P/jm5eYky6CBmJUdfCk=\n\
             );
         }
         // One proof bit, in R, in the low end of an S_i and at the very end.
-        let proof = b64u_decode(s).unwrap();
+        let proof = b64_decode_strict(s).unwrap();
         for bit in [0usize, 200, 32 * 8 + 2047, proof.len() * 8 - 1] {
             let mut bad = proof.clone();
             bad[bit / 8] ^= 0x80 >> (bit % 8);
             assert_eq!(
-                verify_token(h, p, &b64u_encode(&bad), &pk),
+                verify_token(h, p, &b64::encode_url(bad), &pk),
                 Err(GqError::BadSignature),
                 "bit {bit}"
             );
@@ -1179,7 +1120,7 @@ Lb2+P/jm5eYky6CBmJUdfCk=\n\
         let (gq_hdr, _, _) = split_compact(&gq).unwrap();
 
         let params = GqParams::from_rsa_key(&pk).unwrap();
-        let sigma = params.decode(&b64u_decode(sig).unwrap()).unwrap();
+        let sigma = params.decode(&b64_decode_strict(sig).unwrap()).unwrap();
         let q = BoxedMontyForm::new(sigma, &params.monty)
             .invert()
             .into_option()
@@ -1195,14 +1136,14 @@ Lb2+P/jm5eYky6CBmJUdfCk=\n\
         )
         .unwrap();
         assert_eq!(
-            verify_token(gq_hdr, payload, &b64u_encode(&proof), &pk),
+            verify_token(gq_hdr, payload, &b64::encode_url(proof), &pk),
             Err(GqError::BadSignature)
         );
         // The same core with the current message does verify: only M differs.
         let message = format!("{gq_hdr}.{payload}");
         let proof =
             sign_core(&params, &q, &nonces, message.as_bytes(), shake256_challenge).unwrap();
-        verify_token(gq_hdr, payload, &b64u_encode(&proof), &pk).unwrap();
+        verify_token(gq_hdr, payload, &b64::encode_url(proof), &pk).unwrap();
     }
 
     #[test]
@@ -1225,7 +1166,7 @@ Lb2+P/jm5eYky6CBmJUdfCk=\n\
 
         // Verify side: a GQ header whose kid names a PS256 original header.
         let gq = sign_id_token(&id_token(&sk), &pk, &[]).unwrap();
-        let ps_hdr = b64u_encode(br#"{"alg":"PS256","kid":"test-kid","typ":"JWT"}"#);
+        let ps_hdr = b64::encode_url(br#"{"alg":"PS256","kid":"test-kid","typ":"JWT"}"#);
         assert_eq!(
             verify_compact(&with_header_member(&gq, "kid", &ps_hdr), &pk),
             Err(GqError::OriginalAlgNotRs256 {
@@ -1243,12 +1184,12 @@ Lb2+P/jm5eYky6CBmJUdfCk=\n\
         let gq = sign_id_token(&token, &pk, &[]).unwrap();
         let (h, p, s) = split_compact(&gq).unwrap();
         // t = 256, vBytes = 1, nBytes = 256.
-        assert_eq!(b64u_decode(s).unwrap().len(), 256 + 256 * 256);
+        assert_eq!(b64_decode_strict(s).unwrap().len(), 256 + 256 * 256);
         verify_token(h, p, s, &pk).unwrap();
-        let mut proof = b64u_decode(s).unwrap();
+        let mut proof = b64_decode_strict(s).unwrap();
         proof[3] ^= 1;
         assert_eq!(
-            verify_token(h, p, &b64u_encode(&proof), &pk),
+            verify_token(h, p, &b64::encode_url(&proof), &pk),
             Err(GqError::BadSignature)
         );
     }
@@ -1297,21 +1238,21 @@ Lb2+P/jm5eYky6CBmJUdfCk=\n\
             verify_token(&format!("{h}="), p, s, &pk),
             Err(GqError::HeaderNotBase64)
         );
-        let rs_hdr = b64u_encode(br#"{"alg":"RS256","kid":"x"}"#);
+        let rs_hdr = b64::encode_url(br#"{"alg":"RS256","kid":"x"}"#);
         assert_eq!(
             verify_token(&rs_hdr, p, s, &pk),
             Err(GqError::HeaderAlgNotGq256 {
                 alg: Some("RS256".into())
             })
         );
-        let no_kid = b64u_encode(br#"{"alg":"GQ256"}"#);
+        let no_kid = b64::encode_url(br#"{"alg":"GQ256"}"#);
         assert_eq!(verify_token(&no_kid, p, s, &pk), Err(GqError::MissingKid));
-        let bad_kid = b64u_encode(br#"{"alg":"GQ256","kid":"eyJ+"}"#);
+        let bad_kid = b64::encode_url(br#"{"alg":"GQ256","kid":"eyJ+"}"#);
         assert_eq!(
             verify_token(&bad_kid, p, s, &pk),
             Err(GqError::KidNotBase64)
         );
-        let array = b64u_encode(b"[1]");
+        let array = b64::encode_url(b"[1]");
         assert_eq!(verify_token(&array, p, s, &pk), Err(GqError::HeaderNotJson));
         assert_eq!(
             verify_token(h, &format!("{p}="), s, &pk),
@@ -1330,16 +1271,16 @@ Lb2+P/jm5eYky6CBmJUdfCk=\n\
         );
 
         // S_1 = 0 and S_1 = n are out of range (§4.4 step 7).
-        let mut proof = b64u_decode(s).unwrap();
+        let mut proof = b64_decode_strict(s).unwrap();
         let s1 = 32..32 + 256;
         proof[s1.clone()].fill(0);
         assert_eq!(
-            verify_token(h, p, &b64u_encode(&proof), &pk),
+            verify_token(h, p, &b64::encode_url(&proof), &pk),
             Err(GqError::ScalarOutOfRange)
         );
         proof[s1].copy_from_slice(&i2osp(params.modulus(), 256).unwrap());
         assert_eq!(
-            verify_token(h, p, &b64u_encode(&proof), &pk),
+            verify_token(h, p, &b64::encode_url(&proof), &pk),
             Err(GqError::ScalarOutOfRange)
         );
     }
@@ -1347,7 +1288,7 @@ Lb2+P/jm5eYky6CBmJUdfCk=\n\
     #[test]
     fn go_json_escaping() {
         let mut out = String::new();
-        push_go_json_string(&mut out, "a\"\\\n\r\t\u{8}\u{c}\u{1}<>&\u{2028}\u{2029}é/");
+        gojson::push_string(&mut out, "a\"\\\n\r\t\u{8}\u{c}\u{1}<>&\u{2028}\u{2029}é/");
         assert_eq!(
             out,
             r#""a\"\\\n\r\t\b\f\u0001\u003c\u003e\u0026\u2028\u2029é/""#
@@ -1357,7 +1298,7 @@ Lb2+P/jm5eYky6CBmJUdfCk=\n\
     #[test]
     fn rfc7638_thumbprint() {
         // openpubkey pktoken/test_jwk.json (the RFC 7638 §3.1 example key).
-        let n = b64u_decode("0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw").unwrap();
+        let n = b64_decode_strict("0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw").unwrap();
         let key = PublicKey::new(
             BoxedUint::from_be_slice_vartime(&n),
             BoxedUint::from(65537u32),
@@ -1388,8 +1329,8 @@ Lb2+P/jm5eYky6CBmJUdfCk=\n\
             .find(|k| k["kid"] == kid)
             .unwrap_or_else(|| panic!("no JWKS key {kid}"));
         assert_eq!(jwk["kty"], "RSA");
-        let n = b64u_decode(jwk["n"].as_str().unwrap()).unwrap();
-        let e = b64u_decode(jwk["e"].as_str().unwrap()).unwrap();
+        let n = b64_decode_strict(jwk["n"].as_str().unwrap()).unwrap();
+        let e = b64_decode_strict(jwk["e"].as_str().unwrap()).unwrap();
         PublicKey::new(
             BoxedUint::from_be_slice_vartime(&n),
             BoxedUint::from_be_slice_vartime(&e),
@@ -1406,32 +1347,33 @@ Lb2+P/jm5eYky6CBmJUdfCk=\n\
         let (payload, op_hdr, op_sig) = (parts[0], parts[1], parts[2]);
 
         let orig_hdr_seg = original_header_segment(op_hdr).unwrap();
-        let orig: Value = serde_json::from_slice(&b64u_decode(&orig_hdr_seg).unwrap()).unwrap();
+        let orig: Value =
+            serde_json::from_slice(&b64_decode_strict(&orig_hdr_seg).unwrap()).unwrap();
         assert_eq!(orig["alg"], "RS256");
         let key = jwks_key(&dir, orig["kid"].as_str().unwrap());
 
         // Our header would be byte-identical: same jkt, same member order.
-        let header: Value = serde_json::from_slice(&b64u_decode(op_hdr).unwrap()).unwrap();
+        let header: Value = serde_json::from_slice(&b64_decode_strict(op_hdr).unwrap()).unwrap();
         assert_eq!(header["jkt"], rsa_jwk_thumbprint(&key));
         let ours = gq_header_json(&orig_hdr_seg, &rsa_jwk_thumbprint(&key), &[]).unwrap();
-        assert_eq!(b64u_encode(ours.as_bytes()), op_hdr);
+        assert_eq!(b64::encode_url(ours.as_bytes()), op_hdr);
         assert_eq!(op_sig.len(), 5504);
 
         let start = std::time::Instant::now();
         verify_token(op_hdr, payload, op_sig, &key).unwrap();
         eprintln!("{name}: one GQ256 verify took {:?}", start.elapsed());
 
-        let mut proof = b64u_decode(op_sig).unwrap();
+        let mut proof = b64_decode_strict(op_sig).unwrap();
         proof[40] ^= 0x01;
         assert_eq!(
-            verify_token(op_hdr, payload, &b64u_encode(&proof), &key),
+            verify_token(op_hdr, payload, &b64::encode_url(proof), &key),
             Err(GqError::BadSignature)
         );
         // The legacy pre-v0.25 message is not what Go signed (§4.7).
         let params = GqParams::from_rsa_key(&key).unwrap();
         let identity = format!("{orig_hdr_seg}.{payload}");
         let g = emsa_pkcs1_v15_sha256(identity.as_bytes(), params.n_bytes).unwrap();
-        let proof = b64u_decode(op_sig).unwrap();
+        let proof = b64_decode_strict(op_sig).unwrap();
         assert_eq!(
             verify_core(&params, &g, identity.as_bytes(), &proof, shake256_challenge),
             Err(GqError::BadSignature)

@@ -281,18 +281,12 @@ impl Jws {
 
 /// Member types Go's JWT parser enforces on protected headers (wire-format.md §5.1).
 fn check_header_types(header: &Map<String, Value>) -> Result<(), JwsError> {
-    for name in ["alg", "jkt", "kid", "typ", "cic"] {
-        if let Some(value) = header.get(name) {
-            if !value.is_string() {
-                return Err(JwsError::HeaderMemberType(match name {
-                    "alg" => "alg",
-                    "jkt" => "jkt",
-                    "kid" => "kid",
-                    "typ" => "typ",
-                    _ => "cic",
-                }));
-            }
-        }
+    const STRING_MEMBERS: [&str; 5] = ["alg", "jkt", "kid", "typ", "cic"];
+    if let Some(name) = STRING_MEMBERS
+        .into_iter()
+        .find(|name| header.get(*name).is_some_and(|value| !value.is_string()))
+    {
+        return Err(JwsError::HeaderMemberType(name));
     }
     if let Some(jwk) = header.get("jwk") {
         let all_strings = jwk

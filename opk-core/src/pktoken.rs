@@ -190,7 +190,7 @@ impl PkToken {
         let Some((payload, pairs)) = parts.split_first() else {
             return Err(PkTokenError::SegmentCount(0));
         };
-        if parts.len() < 3 || parts.len() % 2 == 0 {
+        if parts.len() < 3 || parts.len().is_multiple_of(2) {
             return Err(PkTokenError::SegmentCount(parts.len()));
         }
         let mut roles = Roles::default();

@@ -438,10 +438,9 @@ impl PkToken {
         }
         if let (Some(original), Some(fresh)) =
             (self.claims().issued_at(), refreshed_claims.issued_at())
+            && fresh < original
         {
-            if fresh < original {
-                return Err(VerifyError::RefreshedMismatch("issued before the original"));
-            }
+            return Err(VerifyError::RefreshedMismatch("issued before the original"));
         }
         Ok(())
     }

@@ -1,6 +1,8 @@
 //! Tokens made by opk-core verify in opk-core, and their bytes are laid out as the spec says
 //! (wire-format.md §2.2, §3.1, §3.4), checked by recomputing everything independently.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure
+
 use opk_core::b64;
 use opk_core::cic::CicHeader;
 use opk_core::jwk::{Jwk, Jwks};
@@ -25,12 +27,19 @@ fn id_token(op_key: &SigningKey, nonce: &str, exp: i64) -> Jws {
         "iss": ISSUER, "sub": "user-1", "aud": CLIENT_ID, "exp": exp, "iat": IAT,
         "nonce": nonce, "email": "alice@example.com", "email_verified": true
     });
-    let header = format!(r#"{{"alg":"{}","kid":"op-key","typ":"JWT"}}"#, op_key.algorithm());
+    let header = format!(
+        r#"{{"alg":"{}","kid":"op-key","typ":"JWT"}}"#,
+        op_key.algorithm()
+    );
     Jws::sign(&header, &b64::encode_url(payload.to_string()), op_key).unwrap()
 }
 
 fn jwks_for(op_key: &SigningKey) -> Jwks {
-    Jwks::from_keys(vec![Jwk::new(op_key.public_key(), Some("op-key".into()), Some(op_key.algorithm()))])
+    Jwks::from_keys(vec![Jwk::new(
+        op_key.public_key(),
+        Some("op-key".into()),
+        Some(op_key.algorithm()),
+    )])
 }
 
 fn login(user_key: &SigningKey, op_key: &SigningKey, exp: i64) -> PkToken {
@@ -46,16 +55,23 @@ fn at(seconds: i64) -> SystemTime {
 
 #[test]
 fn made_tokens_verify_and_are_laid_out_as_specified() {
-    let op_keys = [rsa_op_key(), SigningKey::EcdsaP256(p256::ecdsa::SigningKey::generate())];
+    let op_keys = [
+        rsa_op_key(),
+        SigningKey::EcdsaP256(p256::ecdsa::SigningKey::generate()),
+    ];
     let user_keys = [
         SigningKey::EcdsaP256(p256::ecdsa::SigningKey::generate()),
-        SigningKey::Ed25519(ed25519_dalek::SigningKey::generate(&mut rand_core::UnwrapErr(getrandom::SysRng))),
+        SigningKey::Ed25519(ed25519_dalek::SigningKey::generate(
+            &mut rand_core::UnwrapErr(getrandom::SysRng),
+        )),
     ];
     for op_key in &op_keys {
         for user_key in &user_keys {
             let token = login(user_key, op_key, IAT + 3600);
             let provider = Provider::new(ISSUER, CLIENT_ID, ExpirationPolicy::Oidc);
-            let verified = token.verify_at(at(IAT + 60), &provider, &jwks_for(op_key)).unwrap();
+            let verified = token
+                .verify_at(at(IAT + 60), &provider, &jwks_for(op_key))
+                .unwrap();
             assert_eq!(verified.upk(), &user_key.public_key());
 
             // Compact layout: payload:opHdr:opSig:cicHdr:cicSig, no trailing colon.
@@ -71,11 +87,17 @@ fn made_tokens_verify_and_are_laid_out_as_specified() {
             let cic_header = b64::decode_url_strict(parts[3]).unwrap();
             let cic_text = String::from_utf8(cic_header.clone()).unwrap();
             let alg = user_key.algorithm().as_str();
-            assert!(cic_text.starts_with(&format!(r#"{{"alg":"{alg}","rz":""#)), "{cic_text}");
+            assert!(
+                cic_text.starts_with(&format!(r#"{{"alg":"{alg}","rz":""#)),
+                "{cic_text}"
+            );
             let value: serde_json::Value = serde_json::from_slice(&cic_header).unwrap();
             let rz = value["rz"].as_str().unwrap();
             assert_eq!(rz.len(), 64);
-            assert!(rz.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)));
+            assert!(
+                rz.bytes()
+                    .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+            );
             assert_eq!(value["typ"], "CIC");
             assert_eq!(value["upk"]["alg"], alg);
             assert_eq!(value.as_object().unwrap().len(), 4);
@@ -94,18 +116,32 @@ fn expiration_policies() {
     let user_key = SigningKey::EcdsaP256(p256::ecdsa::SigningKey::generate());
     let token = login(&user_key, &op_key, IAT + 3600);
     let jwks = jwks_for(&op_key);
-    let check = |policy: ExpirationPolicy, now: i64| token.verify_at(at(now), &Provider::new(ISSUER, CLIENT_ID, policy), &jwks);
+    let check = |policy: ExpirationPolicy, now: i64| {
+        token.verify_at(at(now), &Provider::new(ISSUER, CLIENT_ID, policy), &jwks)
+    };
     assert!(check(ExpirationPolicy::Oidc, IAT + 3600).is_ok());
-    assert!(matches!(check(ExpirationPolicy::Oidc, IAT + 3601), Err(VerifyError::Expired { .. })));
+    assert!(matches!(
+        check(ExpirationPolicy::Oidc, IAT + 3601),
+        Err(VerifyError::Expired { .. })
+    ));
     // Max-age policies look at iat and ignore exp.
     assert!(check(ExpirationPolicy::MaxAge12h, IAT + 12 * 3600).is_ok());
-    assert!(matches!(check(ExpirationPolicy::MaxAge12h, IAT + 12 * 3600 + 1), Err(VerifyError::Expired { .. })));
+    assert!(matches!(
+        check(ExpirationPolicy::MaxAge12h, IAT + 12 * 3600 + 1),
+        Err(VerifyError::Expired { .. })
+    ));
     assert!(check(ExpirationPolicy::MaxAge24h, IAT + 24 * 3600).is_ok());
     assert!(check(ExpirationPolicy::MaxAge48h, IAT + 48 * 3600).is_ok());
     assert!(check(ExpirationPolicy::MaxAge1Week, IAT + 7 * 24 * 3600).is_ok());
-    assert!(matches!(check(ExpirationPolicy::MaxAge1Week, IAT + 7 * 24 * 3600 + 1), Err(VerifyError::Expired { .. })));
+    assert!(matches!(
+        check(ExpirationPolicy::MaxAge1Week, IAT + 7 * 24 * 3600 + 1),
+        Err(VerifyError::Expired { .. })
+    ));
     assert!(check(ExpirationPolicy::Never, i64::from(i32::MAX)).is_ok());
-    assert!(matches!(check(ExpirationPolicy::OidcRefreshed, IAT + 3601), Err(VerifyError::Expired { .. })));
+    assert!(matches!(
+        check(ExpirationPolicy::OidcRefreshed, IAT + 3601),
+        Err(VerifyError::Expired { .. })
+    ));
 }
 
 #[test]
@@ -116,16 +152,38 @@ fn refreshed_token_extends_oidc_refreshed_and_must_be_genuine() {
     let provider = Provider::new(ISSUER, CLIENT_ID, ExpirationPolicy::OidcRefreshed);
     let token = login(&user_key, &op_key, IAT + 3600);
     let fresh = id_token(&op_key, "", IAT + 7200);
-    let refreshed = token.clone().with_refreshed_id_token(fresh.clone()).unwrap();
-    assert!(refreshed.to_compact().ends_with(&format!(".{}", fresh.to_compact())));
-    assert_eq!(PkToken::from_compact(&refreshed.to_compact()).unwrap(), refreshed);
-    assert!(refreshed.verify_at(at(IAT + 7000), &provider, &jwks).is_ok());
-    assert!(matches!(refreshed.verify_at(at(IAT + 7201), &provider, &jwks), Err(VerifyError::Expired { .. })));
+    let refreshed = token
+        .clone()
+        .with_refreshed_id_token(fresh.clone())
+        .unwrap();
+    assert!(
+        refreshed
+            .to_compact()
+            .ends_with(&format!(".{}", fresh.to_compact()))
+    );
+    assert_eq!(
+        PkToken::from_compact(&refreshed.to_compact()).unwrap(),
+        refreshed
+    );
+    assert!(
+        refreshed
+            .verify_at(at(IAT + 7000), &provider, &jwks)
+            .is_ok()
+    );
+    assert!(matches!(
+        refreshed.verify_at(at(IAT + 7201), &provider, &jwks),
+        Err(VerifyError::Expired { .. })
+    ));
 
     // Signed by another key: refused even while the original is still valid.
     let other = SigningKey::EcdsaP256(p256::ecdsa::SigningKey::generate());
-    let forged = token.with_refreshed_id_token(id_token(&other, "", IAT + 7200)).unwrap();
-    assert!(matches!(forged.verify_at(at(IAT + 60), &provider, &jwks), Err(VerifyError::Refreshed(_))));
+    let forged = token
+        .with_refreshed_id_token(id_token(&other, "", IAT + 7200))
+        .unwrap();
+    assert!(matches!(
+        forged.verify_at(at(IAT + 60), &provider, &jwks),
+        Err(VerifyError::Refreshed(_))
+    ));
 }
 
 #[test]
@@ -135,19 +193,49 @@ fn wrong_provider_settings_are_refused() {
     let token = login(&user_key, &op_key, IAT + 3600);
     let jwks = jwks_for(&op_key);
     let now = at(IAT);
-    let result = token.verify_at(now, &Provider::new(&format!("{ISSUER}/"), CLIENT_ID, ExpirationPolicy::Oidc), &jwks);
+    let result = token.verify_at(
+        now,
+        &Provider::new(&format!("{ISSUER}/"), CLIENT_ID, ExpirationPolicy::Oidc),
+        &jwks,
+    );
     assert!(matches!(result, Err(VerifyError::IssuerMismatch { .. })));
-    let result = token.verify_at(now, &Provider::new(ISSUER, "client-2", ExpirationPolicy::Oidc), &jwks);
+    let result = token.verify_at(
+        now,
+        &Provider::new(ISSUER, "client-2", ExpirationPolicy::Oidc),
+        &jwks,
+    );
     assert!(matches!(result, Err(VerifyError::AudienceMismatch(_))));
     // A JWKS entry without alg means RS256, which an EC key cannot be (§5.4).
-    let no_alg = Jwks::from_keys(vec![Jwk::new(op_key.public_key(), Some("op-key".into()), None)]);
-    let result = token.verify_at(now, &Provider::new(ISSUER, CLIENT_ID, ExpirationPolicy::Oidc), &no_alg);
-    assert!(matches!(result, Err(VerifyError::KeyAlgorithmMismatch { token_alg: Algorithm::Es256, .. })));
+    let no_alg = Jwks::from_keys(vec![Jwk::new(
+        op_key.public_key(),
+        Some("op-key".into()),
+        None,
+    )]);
+    let result = token.verify_at(
+        now,
+        &Provider::new(ISSUER, CLIENT_ID, ExpirationPolicy::Oidc),
+        &no_alg,
+    );
+    assert!(matches!(
+        result,
+        Err(VerifyError::KeyAlgorithmMismatch {
+            token_alg: Algorithm::Es256,
+            ..
+        })
+    ));
     // A nonce that commits to another key.
     let other_cic = CicHeader::generate(&user_key, &[]).unwrap();
     let op = id_token(&op_key, other_cic.commitment(), IAT + 3600);
     let cic = CicHeader::generate(&user_key, &[]).unwrap();
-    let mismatched = PkToken::from_signatures(op.clone(), cic.sign(op.payload_segment(), &user_key).unwrap()).unwrap();
-    let result = mismatched.verify_at(now, &Provider::new(ISSUER, CLIENT_ID, ExpirationPolicy::Oidc), &jwks);
+    let mismatched = PkToken::from_signatures(
+        op.clone(),
+        cic.sign(op.payload_segment(), &user_key).unwrap(),
+    )
+    .unwrap();
+    let result = mismatched.verify_at(
+        now,
+        &Provider::new(ISSUER, CLIENT_ID, ExpirationPolicy::Oidc),
+        &jwks,
+    );
     assert_eq!(result.err(), Some(VerifyError::CommitmentMismatch("nonce")));
 }

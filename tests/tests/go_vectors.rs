@@ -1,6 +1,8 @@
 //! The Go interop vectors: every `accept/` PK token and certificate verifies, every `reject/`
 //! one fails with the expected kind of error and no panic.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure
+
 use opk_core::jwk::{Jwks, KeyLookupError};
 use opk_core::jws::JwsError;
 use opk_core::pktoken::{PkToken, PkTokenError, Role};
