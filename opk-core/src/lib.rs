@@ -23,3 +23,4 @@ pub mod gojson;
 pub mod gq;
 pub mod jwk;
 pub mod jws;
+pub mod sshcert;
