@@ -12,7 +12,9 @@
 //!   signature and crashes on a missing CIC);
 //! - a refreshed ID token is verified (signature, issuer, audience, subject), not only read;
 //! - a payload that spells a standard claim in another letter case (`ISS`) is refused;
-//! - inputs over 64 KiB are refused before parsing.
+//! - inputs over 64 KiB are refused before parsing (certificate lines over 256 KiB);
+//! - a certificate must re-encode to exactly the bytes received, be self-signed and carry a
+//!   subject key that is a valid P-256 point or Ed25519 key; `%k` must be canonical base64.
 
 #![forbid(unsafe_code)]
 #![deny(unused_must_use)]
@@ -26,4 +28,5 @@ pub mod gq;
 pub mod jwk;
 pub mod jws;
 pub mod pktoken;
+pub mod sshcert;
 pub mod verify;

@@ -1,0 +1,225 @@
+//! Building the opkssh certificate (wire-format.md §6.1, §6.2). Go: opkssh
+//! `sshcert/sshcert.go` (`New`, `SignCert`).
+
+use super::{
+    CertError, DEFAULT_PRINCIPAL, EXTENSION_ACCESS_TOKEN, EXTENSION_PK_TOKEN, OpksshCertificate,
+    PERMIT_EXTENSIONS, UserKeyType,
+};
+use crate::jws::SigningKey;
+use ssh_key::certificate::{Builder, CertType};
+use ssh_key::public::{EcdsaPublicKey, Ed25519PublicKey, KeyData};
+use ssh_key::{Algorithm, Signature};
+
+/// The certificate's valid principals (§6.1).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Principals {
+    /// The single principal `opkssh-wildcard`, Go's default without `--principals`.
+    #[default]
+    Default,
+    /// The `--principals` list, written in this order. An empty list gives a certificate with
+    /// no principals, which OpenSSH reads as "any principal".
+    List(Vec<String>),
+}
+
+/// What goes into a certificate. Every other field is fixed by §6.1.
+#[derive(Clone)]
+pub struct CertificateRequest<'a> {
+    /// The user key (= `upk`): the subject key, and the key that signs.
+    pub key: &'a SigningKey,
+    /// The key ID: the ID token's `email` claim, or `""` when it has none.
+    pub key_id: &'a str,
+    /// The valid principals.
+    pub principals: Principals,
+    /// The compact PK token (§2.2), for `openpubkey-pkt`.
+    pub pk_token: &'a str,
+    /// The access token, for `openpubkey-act`, with `--send-access-token`.
+    pub access_token: Option<&'a str>,
+}
+
+impl std::fmt::Debug for CertificateRequest<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The access token is a bearer credential: say whether there is one, nothing more.
+        formatter
+            .debug_struct("CertificateRequest")
+            .field("key", self.key)
+            .field("key_id", &self.key_id)
+            .field("principals", &self.principals)
+            .field("pk_token_len", &self.pk_token.len())
+            .field("access_token", &self.access_token.map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Builds and self-signs the opkssh user certificate exactly as Go does (§6.1, §6.2): a
+/// 32-byte random nonce, serial 0, user type, valid from 0 to `u64::MAX`, no critical options,
+/// the five `permit-*` flags plus `openpubkey-pkt` (and `openpubkey-act`), signed by the
+/// subject key itself. The result is parsed back and its signature checked before it is
+/// returned, in every build (cheap, once per login), so a certificate that would not parse
+/// on the server never leaves this function.
+///
+/// # Errors
+/// [`CertError::UnsupportedKey`] for an RSA key, [`CertError::Rng`], [`CertError::Build`],
+/// and [`CertError::SelfCheck`] if the result does not parse back (a bug).
+pub fn build_certificate(request: CertificateRequest<'_>) -> Result<OpksshCertificate, CertError> {
+    let kind = UserKeyType::of(request.key)?;
+    let signer = CertSigner::new(request.key)?;
+
+    // Go: `nonce := make([]byte, 32); rand.Read(nonce)`; ssh-key's own random-nonce
+    // constructor makes 16 bytes.
+    let mut nonce = [0u8; 32];
+    getrandom::fill(&mut nonce).map_err(|_| CertError::Rng)?;
+
+    // valid_after 0, valid_before u64::MAX: Go's `ssh.CertTimeInfinity`. Expiry is enforced
+    // through the PK token policy only (§6.1).
+    let mut builder =
+        Builder::new(nonce, signer.public_key_data(), 0, u64::MAX).map_err(CertError::Build)?;
+    builder.serial(0).map_err(CertError::Build)?;
+    builder
+        .cert_type(CertType::User)
+        .map_err(CertError::Build)?;
+    builder.key_id(request.key_id).map_err(CertError::Build)?;
+    match &request.principals {
+        Principals::Default => {
+            builder
+                .valid_principal(DEFAULT_PRINCIPAL)
+                .map_err(CertError::Build)?;
+        }
+        // ssh-key refuses to sign until principals are set, treating "none" as a golden
+        // ticket that must be asked for (all_principals_valid). Go issues such certificates
+        // when the principal list is empty (`ValidPrincipals: nil`), so we ask for it here.
+        Principals::List(list) if list.is_empty() => {
+            builder.all_principals_valid().map_err(CertError::Build)?;
+        }
+        Principals::List(list) => {
+            for principal in list {
+                builder
+                    .valid_principal(principal.as_str())
+                    .map_err(CertError::Build)?;
+            }
+        }
+    }
+    // ssh-key keeps extensions in a BTreeMap<String, String> and writes them in its
+    // (byte-wise) order, wrapping non-empty values in a second string and writing empty ones
+    // as a zero-length string, exactly as Go's `marshalTuples` does (§6.2, §7 item 17).
+    // A duplicate name is refused by the builder, so a pk token can't override a flag.
+    for name in PERMIT_EXTENSIONS {
+        builder.extension(name, "").map_err(CertError::Build)?;
+    }
+    builder
+        .extension(EXTENSION_PK_TOKEN, request.pk_token)
+        .map_err(CertError::Build)?;
+    if let Some(access_token) = request.access_token {
+        builder
+            .extension(EXTENSION_ACCESS_TOKEN, access_token)
+            .map_err(CertError::Build)?;
+    }
+
+    let cert = builder.sign(&signer).map_err(CertError::Build)?;
+    let blob = cert.to_bytes().map_err(CertError::Build)?;
+
+    // Parse our own output with the server-side parser and check the self-signature: the
+    // explicit version of ssh-key's debug-build self-check, returning an error, not panicking.
+    let parsed = OpksshCertificate::from_blob(kind, blob)
+        .map_err(|error| CertError::SelfCheck(Box::new(error)))?;
+    parsed
+        .verify_self_signature()
+        .map_err(|error| CertError::SelfCheck(Box::new(error)))?;
+    if parsed.inner() != &cert {
+        return Err(CertError::SelfCheck(Box::new(CertError::NonCanonical)));
+    }
+    Ok(parsed)
+}
+
+/// The user key as an ssh-key certificate signer, borrowed: the secret is not copied into
+/// ssh-key's key types.
+enum CertSigner<'a> {
+    EcdsaP256(&'a p256::ecdsa::SigningKey),
+    Ed25519(&'a ed25519_dalek::SigningKey),
+}
+
+impl<'a> CertSigner<'a> {
+    fn new(key: &'a SigningKey) -> Result<Self, CertError> {
+        match key {
+            SigningKey::EcdsaP256(key) => Ok(Self::EcdsaP256(key)),
+            SigningKey::Ed25519(key) => Ok(Self::Ed25519(key)),
+            SigningKey::Rsa(_) => Err(CertError::UnsupportedKey("RSA")),
+        }
+    }
+
+    fn public_key_data(&self) -> KeyData {
+        match self {
+            Self::EcdsaP256(key) => KeyData::Ecdsa(EcdsaPublicKey::from(key.verifying_key())),
+            Self::Ed25519(key) => KeyData::Ed25519(Ed25519PublicKey::from(key.verifying_key())),
+        }
+    }
+}
+
+impl signature::Signer<Signature> for CertSigner<'_> {
+    fn try_sign(&self, message: &[u8]) -> Result<Signature, signature::Error> {
+        match self {
+            // `ecdsa-sha2-nistp256` over SHA-256; ssh-key writes r and s as minimal mpints,
+            // as Go does (§6.2, §7 item 16: not the raw r‖s of JWS).
+            Self::EcdsaP256(key) => {
+                let signature: p256::ecdsa::Signature = key.try_sign(message)?;
+                Signature::try_from(signature).map_err(signature::Error::from_source)
+            }
+            Self::Ed25519(key) => {
+                let signature = key.try_sign(message)?;
+                Signature::new(Algorithm::Ed25519, signature.to_bytes().to_vec())
+                    .map_err(signature::Error::from_source)
+            }
+        }
+    }
+}
+
+/// ssh-key's `SigningKey` trait is implemented for every signer whose public key converts to
+/// `KeyData`: the signature key written into the certificate is the subject key (§6.1).
+impl From<&CertSigner<'_>> for KeyData {
+    fn from(signer: &CertSigner<'_>) -> Self {
+        signer.public_key_data()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::generate_user_key;
+    use super::*;
+    use signature::Signer as _;
+
+    #[test]
+    fn signer_writes_ssh_signatures_not_jws_ones() {
+        for kind in [UserKeyType::Ecdsa, UserKeyType::Ed25519] {
+            let key = generate_user_key(kind).unwrap();
+            let signer = CertSigner::new(&key).unwrap();
+            let signature = signer.try_sign(b"message").unwrap();
+            assert_eq!(signature.algorithm().as_str(), kind.key_type_name());
+            match kind {
+                // Two mpints (72 to 74 bytes with their length prefixes in Go's vectors; less
+                // when r or s happens to start with a zero byte), not the 64-byte r‖s of ES256
+                // (§7 item 16).
+                UserKeyType::Ecdsa => assert!((66..=74).contains(&signature.as_bytes().len())),
+                UserKeyType::Ed25519 => assert_eq!(signature.as_bytes().len(), 64),
+            }
+            let public = KeyData::from(&signer);
+            assert!(signature::Verifier::verify(&public, b"message", &signature).is_ok());
+        }
+    }
+
+    #[test]
+    fn debug_redacts_the_access_token() {
+        let key = generate_user_key(UserKeyType::Ecdsa).unwrap();
+        let request = CertificateRequest {
+            key: &key,
+            key_id: "a@b",
+            principals: Principals::List(vec!["root".into()]),
+            pk_token: "pkt",
+            access_token: Some("bearer-secret"),
+        };
+        let debug = format!("{request:?}");
+        assert!(!debug.contains("bearer-secret"), "{debug}");
+        assert!(
+            debug.contains("redacted") && debug.contains("root"),
+            "{debug}"
+        );
+    }
+}
