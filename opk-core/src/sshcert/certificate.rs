@@ -274,6 +274,14 @@ impl OpksshCertificate {
         &self.cert
     }
 
+    /// The subject key's OpenSSH SHA-256 fingerprint (`SHA256:…`), as `ssh-keygen -l` shows it.
+    pub fn fingerprint(&self) -> String {
+        self.cert
+            .public_key()
+            .fingerprint(ssh_key::HashAlg::Sha256)
+            .to_string()
+    }
+
     /// The certificate's subject key: P-256 or Ed25519, a valid point.
     pub fn subject_key(&self) -> &jwk::PublicKey {
         &self.subject

@@ -1,0 +1,36 @@
+//! The command line, as clap definitions only (so completions and man pages can be generated
+//! from it). Subcommands, arguments and flags follow the Go opkssh (behaviour.md §1-2).
+
+use clap::{Parser, Subcommand};
+
+/// OpenID Connect single sign-on for SSH.
+#[derive(Debug, Parser)]
+#[command(
+    name = "opkssh",
+    disable_version_flag = true,
+    arg_required_else_help = true
+)]
+pub(crate) struct Cli {
+    /// Print the version and exit.
+    #[arg(short = 'v', long = "version", global = false)]
+    pub(crate) version: bool,
+
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Show what an SSH certificate and its PK token contain.
+    Inspect(InspectArgs),
+}
+
+/// `opkssh inspect <path-or-text>`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct InspectArgs {
+    /// A certificate file (e.g. ~/.ssh/id_ecdsa-cert.pub) or the certificate line itself.
+    pub(crate) input: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
