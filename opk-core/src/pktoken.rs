@@ -80,6 +80,107 @@ pub enum PkTokenError {
     Json(&'static str),
 }
 
+/// The compact form split into segments, nothing decoded yet (Go: pktoken/compact.go).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompactSegments<'a> {
+    /// The shared payload segment.
+    pub payload: &'a str,
+    /// `(protected header, signature)` pairs in order.
+    pub signatures: Vec<(&'a str, &'a str)>,
+    /// The refreshed ID token after the first `.`, three segments.
+    pub refreshed: Option<&'a str>,
+}
+
+/// Splits `payload:hdr:sig[:hdr:sig…][.refreshed]` (wire-format.md §2.2): the first `.` ends
+/// the colon part; the colon part has an odd number (at least 3) of segments, any of which may
+/// be empty; a refreshed part must have exactly three segments.
+///
+/// # Errors
+/// [`PkTokenError::TooLarge`], [`PkTokenError::SegmentCount`],
+/// [`PkTokenError::InvalidRefreshedIdToken`].
+pub fn split_compact(text: &str) -> Result<CompactSegments<'_>, PkTokenError> {
+    if text.len() > MAX_PK_TOKEN_LEN {
+        return Err(PkTokenError::TooLarge { len: text.len() });
+    }
+    let (colon_part, refreshed) = match text.split_once('.') {
+        Some((colon_part, refreshed)) => {
+            if refreshed.split('.').count() != 3 {
+                return Err(PkTokenError::InvalidRefreshedIdToken);
+            }
+            (colon_part, Some(refreshed))
+        }
+        None => (text, None),
+    };
+    let parts: Vec<&str> = colon_part.split(':').collect();
+    let count = parts.len();
+    let Some((payload, pairs)) = parts.split_first() else {
+        return Err(PkTokenError::SegmentCount(0));
+    };
+    if count < 3 || count.is_multiple_of(2) {
+        return Err(PkTokenError::SegmentCount(count));
+    }
+    let signatures = pairs
+        .chunks_exact(2)
+        .filter_map(|pair| match pair {
+            [header, signature] => Some((*header, *signature)),
+            _ => None,
+        })
+        .collect();
+    Ok(CompactSegments {
+        payload,
+        signatures,
+        refreshed,
+    })
+}
+
+/// Joins segments into the compact form: the payload once, then each pair, with no trailing
+/// `:` (the docs' trailing colon is a typo), then `.refreshed` if given.
+pub fn join_compact(payload: &str, signatures: &[(&str, &str)], refreshed: Option<&str>) -> String {
+    let mut out = payload.to_owned();
+    for (header, signature) in signatures {
+        out.push(':');
+        out.push_str(header);
+        out.push(':');
+        out.push_str(signature);
+    }
+    if let Some(refreshed) = refreshed {
+        out.push('.');
+        out.push_str(refreshed);
+    }
+    out
+}
+
+/// Builds the compact form from whole compact JWS tokens that share one payload, as Go's
+/// `BuildCompact` does.
+///
+/// # Errors
+/// A token without exactly three segments, payloads that differ, a refreshed token without
+/// exactly three segments, or no token at all.
+pub fn build_compact(tokens: &[&str], refreshed: Option<&str>) -> Result<String, PkTokenError> {
+    let mut payload: Option<&str> = None;
+    let mut signatures = Vec::with_capacity(tokens.len());
+    for token in tokens {
+        let mut parts = token.split('.');
+        let (Some(header), Some(token_payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(PkTokenError::SegmentCount(token.split('.').count()));
+        };
+        match payload {
+            Some(first) if first != token_payload => {
+                return Err(PkTokenError::Json("payloads in tokens are not the same"));
+            }
+            _ => payload = Some(token_payload),
+        }
+        signatures.push((header, signature));
+    }
+    if refreshed.is_some_and(|refreshed| refreshed.split('.').count() != 3) {
+        return Err(PkTokenError::InvalidRefreshedIdToken);
+    }
+    let payload = payload.ok_or(PkTokenError::SegmentCount(0))?;
+    Ok(join_compact(payload, &signatures, refreshed))
+}
+
 /// One signature of a PK token, with its optional unprotected header (JSON form only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Signed {
@@ -178,26 +279,16 @@ impl PkToken {
         if text.len() > MAX_PK_TOKEN_LEN {
             return Err(PkTokenError::TooLarge { len: text.len() });
         }
-        let (colon_part, refreshed) = match text.split_once('.') {
-            Some((colon_part, refreshed)) => {
-                let jws =
-                    Jws::parse(refreshed).map_err(|_| PkTokenError::InvalidRefreshedIdToken)?;
-                (colon_part, Some(jws))
+        let segments = split_compact(text)?;
+        let refreshed = match segments.refreshed {
+            Some(refreshed) => {
+                Some(Jws::parse(refreshed).map_err(|_| PkTokenError::InvalidRefreshedIdToken)?)
             }
-            None => (text, None),
+            None => None,
         };
-        let parts: Vec<&str> = colon_part.split(':').collect();
-        let Some((payload, pairs)) = parts.split_first() else {
-            return Err(PkTokenError::SegmentCount(0));
-        };
-        if parts.len() < 3 || parts.len().is_multiple_of(2) {
-            return Err(PkTokenError::SegmentCount(parts.len()));
-        }
+        let payload = segments.payload;
         let mut roles = Roles::default();
-        for (index, pair) in pairs.chunks_exact(2).enumerate() {
-            let [header, signature] = pair else {
-                return Err(PkTokenError::SegmentCount(parts.len()));
-            };
+        for (index, (header, signature)) in segments.signatures.into_iter().enumerate() {
             let jws = Jws::from_segments(header, payload, signature)
                 .map_err(|error| PkTokenError::Jws { index, error })?;
             let role = classify(&jws, Form::Compact)?;
@@ -214,18 +305,12 @@ impl PkToken {
 
     /// The compact form. Order is OP, CIC, COS; the refreshed ID token follows a `.`.
     pub fn to_compact(&self) -> String {
-        let mut out = self.payload_segment.clone();
-        for signed in self.signatures() {
-            out.push(':');
-            out.push_str(signed.jws.header_segment());
-            out.push(':');
-            out.push_str(signed.jws.signature_segment());
-        }
-        if let Some((refreshed, _)) = &self.refreshed {
-            out.push('.');
-            out.push_str(&refreshed.to_compact());
-        }
-        out
+        let signatures: Vec<(&str, &str)> = self
+            .signatures()
+            .map(|signed| (signed.jws.header_segment(), signed.jws.signature_segment()))
+            .collect();
+        let refreshed = self.refreshed.as_ref().map(|(jws, _)| jws.to_compact());
+        join_compact(&self.payload_segment, &signatures, refreshed.as_deref())
     }
 
     /// Parses the RFC 7515 general JSON form (wire-format.md §2.3). It has no refreshed token.
@@ -403,6 +488,62 @@ mod tests {
             Err(PkTokenError::TooLarge {
                 len: MAX_PK_TOKEN_LEN + 1
             })
+        );
+    }
+
+    /// openpubkey pktoken/compact_test.go TestBuildCompact and TestFromCompact
+    /// (wire-format.md §2.2).
+    #[test]
+    fn go_compact_vectors() {
+        let one = "MWZha2Vwcm90ZWN0ZWQ.ZmFrZSBwYXlsb2Fk.b25lIGZha2Ugc2ln";
+        let two = "dHdvIGZha2UgcHJvdGVjdGVk.ZmFrZSBwYXlsb2Fk.dHdvIGZha2Ugc2ln";
+        let refreshed = "cmVmcmVzaGVkIHByb3RlY3RlZA.cmVmcmVzaGVkIHBheWxvYWQ.cmVmcmVzaGVkIHNpZw";
+        assert_eq!(
+            build_compact(&[one], None).as_deref(),
+            Ok("ZmFrZSBwYXlsb2Fk:MWZha2Vwcm90ZWN0ZWQ:b25lIGZha2Ugc2ln")
+        );
+        let both = "ZmFrZSBwYXlsb2Fk:MWZha2Vwcm90ZWN0ZWQ:b25lIGZha2Ugc2ln:dHdvIGZha2UgcHJvdGVjdGVk:dHdvIGZha2Ugc2ln";
+        assert_eq!(build_compact(&[one, two], None).as_deref(), Ok(both));
+        let with_refreshed = format!("{both}.{refreshed}");
+        assert_eq!(
+            build_compact(&[one, two], Some(refreshed)),
+            Ok(with_refreshed.clone())
+        );
+
+        let split = split_compact(&with_refreshed).unwrap();
+        assert_eq!(split.payload, "ZmFrZSBwYXlsb2Fk");
+        assert_eq!(
+            split.signatures,
+            vec![
+                ("MWZha2Vwcm90ZWN0ZWQ", "b25lIGZha2Ugc2ln"),
+                ("dHdvIGZha2UgcHJvdGVjdGVk", "dHdvIGZha2Ugc2ln")
+            ]
+        );
+        assert_eq!(split.refreshed, Some(refreshed));
+        assert_eq!(
+            join_compact(split.payload, &split.signatures, split.refreshed),
+            with_refreshed
+        );
+
+        let other_payload = "MWZha2Vwcm90ZWN0ZWQ.b3RoZXI.b25lIGZha2Ugc2ln";
+        assert!(build_compact(&[one, other_payload], None).is_err());
+        assert!(build_compact(&["a.b"], None).is_err());
+        assert_eq!(
+            build_compact(&[one], Some("***=BAD!!!###")),
+            Err(PkTokenError::InvalidRefreshedIdToken)
+        );
+        assert_eq!(
+            build_compact(&[one], Some("BAD.REFRESHED.ID.TOKEN")),
+            Err(PkTokenError::InvalidRefreshedIdToken)
+        );
+        assert_eq!(
+            split_compact("ZmFrZSBwYXlsb2Fk:MWZha2Vwcm90ZWN0ZWQ").map(|_| ()),
+            Err(PkTokenError::SegmentCount(2))
+        );
+        // An empty signature segment still counts (alg none, observed in vectors).
+        assert_eq!(
+            split_compact("p:h::c:s").map(|split| split.signatures.len()),
+            Ok(2)
         );
     }
 

@@ -7,6 +7,7 @@ use opk_core::claims::Claims;
 use opk_core::jwk::Jwks;
 use opk_core::jws::Jws;
 use opk_core::pktoken::PkToken;
+use opk_core::sshcert::OpksshCertificate;
 use opk_core::verify::{ExpirationPolicy, Provider};
 use opk_core::{b64, gojson};
 use proptest::prelude::*;
@@ -70,6 +71,25 @@ proptest! {
         let _ = Claims::from_segment(&text);
         let _ = b64::decode_url_strict(&text);
         let _ = b64::decode_std(&text);
+        let _ = OpksshCertificate::from_line(&text);
+        let _ = opk_core::sshcert::private_key_from_openssh(&text);
+    }
+
+    #[test]
+    fn mutated_certificates_never_verify(name in prop::sample::select(vec!["rs256-ecdsa", "es256-ed25519", "rs256-gq-ecdsa"]),
+                                          edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4)) {
+        let line = read(name, "cert.pub");
+        let original = OpksshCertificate::from_line(&line).unwrap();
+        let (key_type, base64) = line.split_once(' ').unwrap();
+        let mut blob = b64::decode_std(base64).unwrap();
+        for (position, value) in &edits {
+            let index = position % blob.len();
+            blob[index] ^= value | 1;
+        }
+        let mutated = b64::encode_std(&blob);
+        if let Ok(certificate) = OpksshCertificate::from_type_and_base64(key_type, &mutated) {
+            prop_assert!(certificate.verify_self_signature().is_err() || certificate.as_bytes() == original.as_bytes());
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use opk_core::cic::CicHeader;
 use opk_core::jwk::{Jwk, Jwks};
 use opk_core::jws::{Algorithm, Jws, SigningKey};
 use opk_core::pktoken::PkToken;
-use opk_core::verify::{ExpirationPolicy, Provider, VerifyError};
+use opk_core::verify::{Commitment, ExpirationPolicy, Provider, VerifyError};
 use p256::elliptic_curve::Generate as _;
 use sha3::Digest as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -238,4 +238,134 @@ fn wrong_provider_settings_are_refused() {
         &jwks,
     );
     assert_eq!(result.err(), Some(VerifyError::CommitmentMismatch("nonce")));
+}
+
+fn rsa_public(op_key: &SigningKey) -> rsa::PublicKey {
+    match op_key.public_key() {
+        opk_core::jwk::PublicKey::Rsa(key) => key,
+        _ => panic!("not an RSA key"),
+    }
+}
+
+fn signed_token(op_key: &SigningKey, issuer: &str, aud: serde_json::Value) -> Jws {
+    let payload = serde_json::json!({"iss": issuer, "sub": "repo:acme/app:ref:refs/heads/main", "aud": aud, "exp": IAT + 3600, "iat": IAT});
+    Jws::sign(
+        r#"{"alg":"RS256","kid":"op-key","typ":"JWT"}"#,
+        &b64::encode_url(payload.to_string()),
+        op_key,
+    )
+    .unwrap()
+}
+
+/// GitHub and Forgejo Actions: the commitment is `aud`, and only GQ256 is accepted (§3.5).
+#[test]
+fn audience_commitment_requires_gq() {
+    const GITHUB: &str = "https://token.actions.githubusercontent.com";
+    let op_key = rsa_op_key();
+    let user_key = SigningKey::EcdsaP256(p256::ecdsa::SigningKey::generate());
+    let jwks = jwks_for(&op_key);
+    let provider = Provider::new(GITHUB, "unused-client-id", ExpirationPolicy::Oidc);
+    let cic = CicHeader::generate(&user_key, &[]).unwrap();
+    let id_token = signed_token(&op_key, GITHUB, cic.commitment().into());
+    let gq_token = Jws::parse(
+        &opk_core::gq::sign_id_token(&id_token.to_compact(), &rsa_public(&op_key), &[]).unwrap(),
+    )
+    .unwrap();
+    let assemble = |op: Jws| {
+        PkToken::from_signatures(
+            op.clone(),
+            cic.sign(op.payload_segment(), &user_key).unwrap(),
+        )
+        .unwrap()
+    };
+    assert!(
+        assemble(gq_token)
+            .verify_at(at(IAT), &provider, &jwks)
+            .is_ok()
+    );
+    assert_eq!(
+        assemble(id_token)
+            .verify_at(at(IAT), &provider, &jwks)
+            .err(),
+        Some(VerifyError::GqRequired)
+    );
+    // An array aud never satisfies the aud commitment (openpubkey#373 panicked here).
+    let array = signed_token(&op_key, GITHUB, serde_json::json!([cic.commitment()]));
+    let array_gq = Jws::parse(
+        &opk_core::gq::sign_id_token(&array.to_compact(), &rsa_public(&op_key), &[]).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        assemble(array_gq)
+            .verify_at(at(IAT), &provider, &jwks)
+            .err(),
+        Some(VerifyError::CommitmentMismatch("aud"))
+    );
+}
+
+/// GitLab CI: the commitment is the GQ header's `cic`, covered by the GQ signature since
+/// openpubkey v0.25 (#379), and `aud` carries the `OPENPUBKEY-PKTOKEN:` prefix.
+#[test]
+fn gq_bound_commitment() {
+    const GITLAB: &str = "https://gitlab.example";
+    let op_key = rsa_op_key();
+    let user_key = SigningKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&[5; 32]));
+    let jwks = jwks_for(&op_key);
+    let provider = Provider::new(GITLAB, "unused", ExpirationPolicy::Oidc).with_commitment(
+        Commitment::GqBound {
+            audience_prefix: "OPENPUBKEY-PKTOKEN:".into(),
+        },
+    );
+    let cic = CicHeader::generate(&user_key, &[]).unwrap();
+    let id_token = signed_token(&op_key, GITLAB, "OPENPUBKEY-PKTOKEN:project-1".into());
+    let gq_with = |commitment: &str| {
+        let op = Jws::parse(
+            &opk_core::gq::sign_id_token(
+                &id_token.to_compact(),
+                &rsa_public(&op_key),
+                &[("cic", commitment)],
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        PkToken::from_signatures(
+            op.clone(),
+            cic.sign(op.payload_segment(), &user_key).unwrap(),
+        )
+        .unwrap()
+    };
+    assert!(
+        gq_with(cic.commitment())
+            .verify_at(at(IAT), &provider, &jwks)
+            .is_ok()
+    );
+    let other = CicHeader::generate(&user_key, &[]).unwrap();
+    assert_eq!(
+        gq_with(other.commitment())
+            .verify_at(at(IAT), &provider, &jwks)
+            .err(),
+        Some(VerifyError::CommitmentMismatch("gq header cic"))
+    );
+    // Swapping the outer header's cic after signing breaks the GQ signature (#379).
+    let genuine = gq_with(other.commitment());
+    let swapped_header = {
+        let mut header = genuine.op().header().clone();
+        header.insert("cic".into(), cic.commitment().into());
+        b64::encode_url(serde_json::Value::Object(header).to_string())
+    };
+    let swapped = Jws::from_segments(
+        &swapped_header,
+        genuine.payload_segment(),
+        genuine.op().signature_segment(),
+    )
+    .unwrap();
+    let swapped = PkToken::from_signatures(
+        swapped,
+        cic.sign(genuine.payload_segment(), &user_key).unwrap(),
+    )
+    .unwrap();
+    assert!(matches!(
+        swapped.verify_at(at(IAT), &provider, &jwks),
+        Err(VerifyError::OpSignature(_))
+    ));
 }
