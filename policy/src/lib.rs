@@ -1,1 +1,42 @@
-//! opkssh server policy.
+//! opkssh server policy: `/etc/opk/providers`, `auth_id` files, `/etc/opk/config.yml`,
+//! `policy.d` plugins, and the allow/deny decision with a trace of why.
+//!
+//! Parsing works on bytes and strings; reading files and checking their modes is a thin edge
+//! ([`perms`], [`Enforcer`]). The decision takes a [`PolicyInput`] built from a verified PK
+//! token, so nothing reaches [`Decision::Allow`] without one.
+//!
+//! # Differences from Go
+//! Same files, same meaning; stricter where Go is lenient in a way that can hurt:
+//! - system files must also be owned by root (Go checks only their mode);
+//! - owners and modes are read from the open file (`fstat`), not by running `stat`;
+//! - an empty identity attribute, and an empty `email`/`sub` claim, never match (Go lets an
+//!   empty attribute match a token without an email);
+//! - a plugin has a timeout (default 5 s, `timeout:` per plugin) and a timeout denies; its
+//!   command must be an absolute path; its output is read from stdout and stderr together,
+//!   capped at 64 KiB;
+//! - the home policy read through `sudo readhome` uses stdout only (Go merges stderr, so sudo
+//!   warnings became rows) and is bounded in time;
+//! - a line that is not UTF-8 is skipped with a warning, like a line with unbalanced quotes;
+//! - errors name the file and line (a bad providers row says which one).
+
+#![forbid(unsafe_code)]
+#![deny(unused_must_use)]
+#![warn(missing_docs)]
+
+pub mod auth_id;
+pub mod decision;
+pub mod error;
+pub mod perms;
+pub mod providers;
+pub mod rule;
+pub mod server_config;
+pub mod table;
+
+pub use auth_id::{AuthIdFile, AuthRow};
+pub use decision::{
+    Check, Decision, Evaluation, PolicyInput, SshRequest, Trace, TraceSource, evaluate_rows,
+};
+pub use error::{FileError, FileErrorKind, Location};
+pub use providers::{ProviderRow, Providers};
+pub use rule::{ClaimSet, Identity, Lint, MatchKind, Severity, is_safe_principal, match_identity};
+pub use server_config::{DenyLists, ServerConfig};
