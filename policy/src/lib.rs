@@ -25,8 +25,11 @@
 
 pub mod auth_id;
 pub mod decision;
+mod enforcer;
 pub mod error;
+pub mod home;
 pub mod perms;
+pub mod plugin;
 pub mod providers;
 pub mod rule;
 pub mod server_config;
@@ -36,7 +39,9 @@ pub use auth_id::{AuthIdFile, AuthRow};
 pub use decision::{
     Check, Decision, Evaluation, PolicyInput, SshRequest, Trace, TraceSource, evaluate_rows,
 };
+pub use enforcer::{ConfigDir, DEFAULT_CONFIG_DIR, Enforcer};
 pub use error::{FileError, FileErrorKind, Location};
+pub use home::HomeAccess;
 pub use providers::{ProviderRow, Providers};
 pub use rule::{ClaimSet, Identity, Lint, MatchKind, Severity, is_safe_principal, match_identity};
 pub use server_config::{DenyLists, ServerConfig};

@@ -262,21 +262,21 @@ pub fn check_path(path: &Path, requirement: &Requirement) -> Result<(), FileErro
 /// The most a policy or config file may hold.
 pub const MAX_FILE_SIZE: u64 = 4 * 1024 * 1024;
 
-/// Opens a file (with `O_NOFOLLOW` if symlinks are refused), checks the open file's metadata
-/// and reads it through the same handle.
+/// Opens a file (with `O_NOFOLLOW` if symlinks are refused) and returns it with its
+/// metadata, without checking anything else.
 ///
 /// # Errors
-/// Open or read failures ([`FileErrorKind::Io`], with `ErrorKind::PermissionDenied` when the
-/// process may not read it), broken rules, or a file over [`MAX_FILE_SIZE`].
-pub fn read_checked(path: &Path, requirement: &Requirement) -> Result<Vec<u8>, FileError> {
+/// [`FileErrorKind::Permissions`] with [`PermError::Symlink`] for a refused symlink,
+/// [`FileErrorKind::Io`] otherwise.
+pub fn open(path: &Path, no_symlink: bool) -> Result<(File, Metadata), FileError> {
     let location = Location::file(path);
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
-    if requirement.no_symlink {
+    if no_symlink {
         options.custom_flags(libc::O_NOFOLLOW);
     }
-    let mut file: File = options.open(path).map_err(|error| {
-        if requirement.no_symlink && error.raw_os_error() == Some(libc::ELOOP) {
+    let file: File = options.open(path).map_err(|error| {
+        if no_symlink && error.raw_os_error() == Some(libc::ELOOP) {
             FileError::new(
                 location.clone(),
                 FileErrorKind::Permissions(PermError::Symlink),
@@ -287,15 +287,16 @@ pub fn read_checked(path: &Path, requirement: &Requirement) -> Result<Vec<u8>, F
     })?;
     let metadata = file
         .metadata()
-        .map_err(|error| FileError::new(location.clone(), FileErrorKind::io(&error)))?;
-    check(&metadata, requirement)
-        .map_err(|error| FileError::new(location.clone(), FileErrorKind::Permissions(error)))?;
-    if metadata.len() > MAX_FILE_SIZE {
-        return Err(FileError::new(
-            location,
-            FileErrorKind::Invalid(format!("file is larger than {MAX_FILE_SIZE} bytes")),
-        ));
-    }
+        .map_err(|error| FileError::new(location, FileErrorKind::io(&error)))?;
+    Ok((file, metadata))
+}
+
+/// Reads an open file, refusing more than [`MAX_FILE_SIZE`] bytes.
+///
+/// # Errors
+/// Read failures, or a file that is too large.
+pub fn read_limited(mut file: File, path: &Path) -> Result<Vec<u8>, FileError> {
+    let location = Location::file(path);
     let mut content = Vec::new();
     file.by_ref()
         .take(MAX_FILE_SIZE.saturating_add(1))
@@ -308,6 +309,19 @@ pub fn read_checked(path: &Path, requirement: &Requirement) -> Result<Vec<u8>, F
         ));
     }
     Ok(content)
+}
+
+/// Opens a file (with `O_NOFOLLOW` if symlinks are refused), checks the open file's metadata
+/// and reads it through the same handle.
+///
+/// # Errors
+/// Open or read failures ([`FileErrorKind::Io`], with `ErrorKind::PermissionDenied` when the
+/// process may not read it), broken rules, or a file over [`MAX_FILE_SIZE`].
+pub fn read_checked(path: &Path, requirement: &Requirement) -> Result<Vec<u8>, FileError> {
+    let (file, metadata) = open(path, requirement.no_symlink)?;
+    check(&metadata, requirement)
+        .map_err(|error| FileError::new(Location::file(path), FileErrorKind::Permissions(error)))?;
+    read_limited(file, path)
 }
 
 #[cfg(test)]
