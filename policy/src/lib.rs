@@ -23,8 +23,10 @@
 #![deny(unused_must_use)]
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod auth_id;
 pub mod decision;
+pub mod edit;
 mod enforcer;
 pub mod error;
 pub mod home;

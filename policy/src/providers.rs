@@ -45,62 +45,24 @@ impl Providers {
     /// The first fatal problem: an unknown expiration policy, a duplicate issuer (Go keys
     /// verifiers by issuer, so the second row would be ambiguous), or no usable row.
     pub fn parse(content: &[u8], path: &Path) -> Result<Self, FileError> {
-        let mut rows: Vec<ProviderRow> = Vec::new();
-        let mut warnings = Vec::new();
-        for line in table::parse(content) {
-            let location = Location::line(path, line.number);
-            let columns = match line.kind {
-                LineKind::Blank => continue,
-                LineKind::Unparsable(error) => {
-                    warnings.push(FileError::new(location, FileErrorKind::Unparsable(error)));
-                    continue;
-                }
-                LineKind::Row(columns) => columns,
-            };
-            let [issuer, client_id, expiration] = match <[String; 3]>::try_from(columns) {
-                Ok(row) => row,
-                Err(columns) => {
-                    warnings.push(FileError::new(
-                        location,
-                        FileErrorKind::WrongColumnCount(columns.len()),
-                    ));
-                    continue;
-                }
-            };
-            let expiration: ExpirationPolicy = expiration.parse().map_err(|_| {
-                FileError::new(
-                    location.clone(),
-                    FileErrorKind::UnknownExpirationPolicy(expiration.clone()),
-                )
-            })?;
-            let provider = Provider::new(&issuer, &client_id, expiration);
-            if let Some(first) = rows
-                .iter()
-                .find(|row| row.provider.issuer() == provider.issuer())
-            {
-                return Err(FileError::new(
-                    location,
-                    FileErrorKind::DuplicateIssuer {
-                        issuer: provider.issuer().to_owned(),
-                        first_line: first.line,
-                    },
-                ));
-            }
-            rows.push(ProviderRow {
-                issuer,
-                client_id,
-                expiration,
-                line: line.number,
-                provider,
-            });
+        let scan = scan(content, path);
+        if let Some(fatal) = scan.problems.into_iter().find(is_fatal) {
+            return Err(fatal);
         }
-        if rows.is_empty() {
-            return Err(FileError::new(
-                Location::file(path),
-                FileErrorKind::NoProviders,
-            ));
-        }
-        Ok(Self { rows, warnings })
+        Ok(Self {
+            rows: scan.rows,
+            warnings: scan.warnings,
+        })
+    }
+
+    /// Every problem in a providers file, fatal or not, for `audit`, and the issuer column
+    /// of every three-column row (as Go's validator keys them).
+    pub fn audit(content: &[u8], path: &Path) -> (Vec<String>, Vec<FileError>) {
+        let scan = scan(content, path);
+        let mut problems = scan.warnings;
+        problems.extend(scan.problems);
+        problems.sort_by_key(|problem| problem.location.line);
+        (scan.issuers, problems)
     }
 
     /// The provider whose issuer equals `issuer` exactly.
@@ -128,6 +90,88 @@ impl Providers {
     pub fn has_issuer_column(&self, issuer: &str) -> bool {
         self.rows.iter().any(|row| row.issuer == issuer)
     }
+}
+
+fn is_fatal(error: &FileError) -> bool {
+    !matches!(
+        error.kind,
+        FileErrorKind::WrongColumnCount(_) | FileErrorKind::Unparsable(_)
+    )
+}
+
+struct Scan {
+    rows: Vec<ProviderRow>,
+    issuers: Vec<String>,
+    warnings: Vec<FileError>,
+    problems: Vec<FileError>,
+}
+
+fn scan(content: &[u8], path: &Path) -> Scan {
+    let mut scan = Scan {
+        rows: Vec::new(),
+        issuers: Vec::new(),
+        warnings: Vec::new(),
+        problems: Vec::new(),
+    };
+    for line in table::parse(content) {
+        let location = Location::line(path, line.number);
+        let columns = match line.kind {
+            LineKind::Blank => continue,
+            LineKind::Unparsable(error) => {
+                scan.warnings
+                    .push(FileError::new(location, FileErrorKind::Unparsable(error)));
+                continue;
+            }
+            LineKind::Row(columns) => columns,
+        };
+        let [issuer, client_id, expiration] = match <[String; 3]>::try_from(columns) {
+            Ok(row) => row,
+            Err(columns) => {
+                scan.warnings.push(FileError::new(
+                    location,
+                    FileErrorKind::WrongColumnCount(columns.len()),
+                ));
+                continue;
+            }
+        };
+        scan.issuers.push(issuer.clone());
+        let Ok(expiration) = expiration.parse::<ExpirationPolicy>() else {
+            scan.problems.push(FileError::new(
+                location,
+                FileErrorKind::UnknownExpirationPolicy(expiration),
+            ));
+            continue;
+        };
+        let provider = Provider::new(&issuer, &client_id, expiration);
+        if let Some(first) = scan
+            .rows
+            .iter()
+            .find(|row| row.provider.issuer() == provider.issuer())
+        {
+            scan.problems.push(FileError::new(
+                location,
+                FileErrorKind::DuplicateIssuer {
+                    issuer: provider.issuer().to_owned(),
+                    first_line: first.line,
+                },
+            ));
+            continue;
+        }
+        scan.rows.push(ProviderRow {
+            issuer,
+            client_id,
+            expiration,
+            line: line.number,
+            provider,
+        });
+    }
+    if scan.rows.is_empty() && scan.problems.is_empty() {
+        scan.problems.push(FileError::new(
+            Location::file(path),
+            FileErrorKind::NoProviders,
+        ));
+    }
+    scan
 }
 
 #[cfg(test)]
@@ -200,6 +244,19 @@ mod tests {
             Providers::parse(b"a b\n", &path()).unwrap_err().kind,
             FileErrorKind::NoProviders
         );
+    }
+
+    #[test]
+    fn audit_lists_every_problem() {
+        let file =
+            b"https://a a 24h\nhttps://b b oidc-refreshed\nhttps://a c oidc\nshort row\n'open\n";
+        let (issuers, problems) = Providers::audit(file, &path());
+        assert_eq!(issuers, ["https://a", "https://b", "https://a"]);
+        let lines: Vec<_> = problems
+            .iter()
+            .map(|problem| problem.location.line)
+            .collect();
+        assert_eq!(lines, [Some(2), Some(3), Some(4), Some(5)]);
     }
 
     #[test]
