@@ -1,1 +1,63 @@
-fn main() {}
+//! `opkssh`: OpenID Connect single sign-on for SSH, a drop-in for the Go opkssh.
+
+#![forbid(unsafe_code)]
+
+mod cli;
+mod commands;
+
+use clap::Parser as _;
+use cli::{Cli, Command};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
+    if cli.version {
+        println!("opkssh version {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let result = match cli.command {
+        Some(Command::Add(args)) => commands::add::run(&args),
+        Some(Command::Audit(args)) => commands::audit::run(&args),
+        Some(Command::Permissions(args)) => commands::permissions::run(&args),
+        Some(Command::Readhome(args)) => commands::readhome::run(&args),
+        None => Err(commands::CommandError::new("no command given")),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("Error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Help and version requests print and succeed; anything else is Go's `Error: …`, exit 1,
+/// without the usage text.
+fn usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = error.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::InvalidSubcommand => {
+            let name = match error.get(clap::error::ContextKind::InvalidSubcommand) {
+                Some(clap::error::ContextValue::String(name)) => name.as_str(),
+                _ => "",
+            };
+            eprintln!("Error: unknown command \"{name}\" for \"opkssh\"");
+            ExitCode::FAILURE
+        }
+        _ => {
+            let rendered = error.render().to_string();
+            let first = rendered.lines().next().unwrap_or_default();
+            eprintln!("Error: {}", first.trim_start_matches("error: "));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -181,6 +181,19 @@ pub fn group_name(gid: u32) -> String {
     }
 }
 
+/// The effective uid of this process.
+pub fn effective_uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+/// The uid of a user name.
+pub fn user_id(name: &str) -> Option<u32> {
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(user)) => Some(user.uid.as_raw()),
+        _ => None,
+    }
+}
+
 /// The gid of a group name.
 pub fn group_id(name: &str) -> Option<u32> {
     match nix::unistd::Group::from_name(name) {
