@@ -127,14 +127,15 @@ pub fn validate_entry(
             (Status::Warning, Severity::Warning) | (Status::Error, _) => false,
         };
         if escalate {
+            // A passing issuer check is no longer the story; a warning's reason becomes a hint.
+            let previous = std::mem::replace(&mut result.reason, lint.message);
+            if result.status != Status::Success && !previous.is_empty() {
+                result.hints.push(previous);
+            }
             result.status = match lint.severity {
                 Severity::Error => Status::Error,
                 Severity::Warning => Status::Warning,
             };
-            if !result.reason.is_empty() {
-                result.hints.push(std::mem::take(&mut result.reason));
-            }
-            result.reason = lint.message;
         } else {
             result.hints.push(lint.message);
         }
@@ -177,7 +178,6 @@ pub fn audit_policy(content: &[u8], issuers: &[String], home_user: Option<&str>)
                         );
                         if result.status == Status::Success {
                             result.status = Status::Warning;
-                            result.hints.push(std::mem::take(&mut result.reason));
                             result.reason = message;
                         } else {
                             result.hints.push(message);

@@ -123,3 +123,13 @@ impl FileErrorKind {
         Self::Io(error.kind(), error.to_string())
     }
 }
+
+/// The first line of a multi-line message (YAML errors come with a source snippet).
+pub(crate) fn first_line(message: &str) -> String {
+    message
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_owned()
+}

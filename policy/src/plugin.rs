@@ -89,7 +89,7 @@ impl PluginConfig {
         let raw: Option<RawConfig> = serde_saphyr::from_str(content).map_err(|error| {
             FileError::new(
                 location.clone(),
-                FileErrorKind::Yaml(error.to_string().replace('\n', " ")),
+                FileErrorKind::Yaml(crate::error::first_line(&error.to_string())),
             )
         })?;
         let Some(raw) = raw else {
@@ -210,11 +210,13 @@ pub fn load_dir(dir: &Path) -> Result<Vec<LoadedPlugin>, PluginsSkipped> {
         _ => {}
     }
     perms::check_path(dir, &Requirement::PLUGIN_DIR).map_err(|error| {
-        PluginsSkipped::Error(format!(
-            "policy plugin directory ({}) has insecure permissions: {}",
-            dir.display(),
-            error.kind
-        ))
+        PluginsSkipped::Error(match &error.kind {
+            FileErrorKind::Permissions(permission) => format!(
+                "policy plugin directory ({}) has insecure permissions: {permission}",
+                dir.display()
+            ),
+            other => format!("policy plugin directory ({}): {other}", dir.display()),
+        })
     })?;
     let entries = std::fs::read_dir(dir).map_err(|error| {
         PluginsSkipped::Error(format!("failed to read {}: {error}", dir.display()))
@@ -244,10 +246,9 @@ fn load_file(path: &Path) -> Result<PluginConfig, String> {
     let content =
         perms::read_checked(path, &Requirement::PLUGIN_FILE).map_err(|error| {
             match &error.kind {
-                FileErrorKind::Permissions(_) => format!(
-                    "policy plugin config file ({}) has insecure permissions: {}",
-                    path.display(),
-                    error.kind
+                FileErrorKind::Permissions(permission) => format!(
+                    "policy plugin config file ({}) has insecure permissions: {permission}",
+                    path.display()
                 ),
                 _ => format!(
                     "failed to read policy plugin config at ({}): {}",
@@ -430,11 +431,10 @@ pub fn run(path: &Path, config: &PluginConfig, env: &BTreeMap<String, String>) -
         return result;
     }
     if let Err(error) = perms::check_path(program, &Requirement::PLUGIN_COMMAND) {
-        result.error = Some(match error.kind {
-            FileErrorKind::Permissions(_) => format!(
-                "policy plugin command ({}) has insecure permissions: {}",
-                program.display(),
-                error.kind
+        result.error = Some(match &error.kind {
+            FileErrorKind::Permissions(permission) => format!(
+                "policy plugin command ({}) has insecure permissions: {permission}",
+                program.display()
             ),
             _ => error.to_string(),
         });

@@ -32,7 +32,7 @@ impl ServerConfig {
         let config: Option<Self> = serde_saphyr::from_str(content).map_err(|error| {
             FileError::new(
                 Location::file(path),
-                FileErrorKind::Yaml(error.to_string().replace('\n', " ")),
+                FileErrorKind::Yaml(crate::error::first_line(&error.to_string())),
             )
         })?;
         let config = config.unwrap_or_default();

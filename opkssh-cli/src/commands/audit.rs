@@ -244,10 +244,22 @@ pub(crate) fn run(args: &AuditArgs) -> Result<ExitCode, CommandError> {
 fn audit_config(dir: &policy::ConfigDir) -> Vec<FileError> {
     let mut problems = Vec::new();
     let config = dir.config();
-    if config.exists()
-        && let Err(error) = dir.load_server_config()
-    {
-        problems.push(error);
+    if config.exists() {
+        // Permissions and content separately, so both are reported.
+        if let Err(error) = perms::check_path(&config, &Requirement::CONFIG_FILE) {
+            problems.push(error);
+        }
+        match std::fs::read_to_string(&config) {
+            Err(error) => problems.push(FileError {
+                location: policy::Location::file(&config),
+                kind: policy::FileErrorKind::Invalid(error.to_string()),
+            }),
+            Ok(text) => {
+                if let Err(error) = policy::ServerConfig::parse(&text, &config) {
+                    problems.push(error);
+                }
+            }
+        }
     }
     let plugins = dir.plugins();
     if plugins.exists() {
