@@ -138,38 +138,49 @@ impl Enforcer {
         &self.dir
     }
 
-    /// Decides, in Go's order: deny lists, plugins, then system and home `auth_id` rows.
+    /// Decides: deny lists first, then the system and home `auth_id` rows, then plugins.
+    ///
+    /// Go runs plugins before the rows. Both only ever allow, so the outcome is the same;
+    /// running them last means no external program runs for a login a row already grants.
+    /// Every reason the rows stage denies (no match, no policy file, bad userinfo) still
+    /// lets a plugin allow, as in Go, and is the reported reason if none does.
     pub fn evaluate(&self, input: &PolicyInput<'_>) -> Evaluation {
         if let Some(reason) = check_deny_lists(input, &self.deny, &self.dir.config()) {
             return deny(reason, Vec::new());
         }
-        let mut notes = Vec::new();
-        if self.plugins {
-            match plugin::run_all(&self.dir.plugins(), input) {
-                Err(skipped) => notes.push(skipped.to_string()),
-                Ok(results) => {
-                    notes.extend(results.iter().map(ToString::to_string));
-                    if let Some(granted) = results.iter().find(|result| result.allowed) {
-                        notes.push("Access granted by policy plugin".to_owned());
-                        return Evaluation {
-                            decision: Decision::Allow {
-                                matched: Trace {
-                                    check: Check::Plugin,
-                                    source: TraceSource::Plugin(granted.path.clone()),
-                                    detail: format!(
-                                        "policy plugin allowed {} for principal {}",
-                                        input.email(),
-                                        input.principal()
-                                    ),
-                                },
-                            },
-                            notes,
-                        };
-                    }
+        let mut evaluation = self.evaluate_files(input);
+        if evaluation.decision.is_allow() || !self.plugins {
+            return evaluation;
+        }
+        match plugin::run_all(&self.dir.plugins(), input) {
+            Err(skipped) => evaluation.notes.push(skipped.to_string()),
+            Ok(results) => {
+                evaluation
+                    .notes
+                    .extend(results.iter().map(ToString::to_string));
+                if let Some(granted) = results.iter().find(|result| result.allowed) {
+                    evaluation
+                        .notes
+                        .push("Access granted by policy plugin".to_owned());
+                    evaluation.decision = Decision::Allow {
+                        matched: Trace {
+                            check: Check::Plugin,
+                            source: TraceSource::Plugin(granted.path.clone()),
+                            detail: format!(
+                                "policy plugin allowed {} for principal {}",
+                                input.email(),
+                                input.principal()
+                            ),
+                        },
+                    };
                 }
             }
         }
+        evaluation
+    }
 
+    fn evaluate_files(&self, input: &PolicyInput<'_>) -> Evaluation {
+        let mut notes = Vec::new();
         let mut rows = Vec::new();
         let mut files = Vec::new();
         let mut errors = Vec::new();

@@ -11,6 +11,8 @@
 //! - owners and modes are read from the open file (`fstat`), not by running `stat`;
 //! - an empty identity attribute, and an empty `email`/`sub` claim, never match (Go lets an
 //!   empty attribute match a token without an email);
+//! - plugins run after the `auth_id` rows, and only if no row allows (Go runs them first;
+//!   both only allow, so outcomes are the same, but no plugin runs for a login a row grants);
 //! - a plugin has a timeout (default 5 s, `timeout:` per plugin) and a timeout denies; its
 //!   command must be an absolute path; its output is read from stdout and stderr together,
 //!   capped at 64 KiB;

@@ -359,14 +359,57 @@ fn bad_plugin_files_are_reported() {
 fn missing_plugin_directory_is_skipped() {
     let tree = Tree::new("alice alice@example.com https://accounts.example.com\n");
     std::fs::remove_dir(tree.root.join("policy.d")).unwrap();
-    let input = PolicyInput::danger_from_claims(alice(), "alice");
+    let input = PolicyInput::danger_from_claims(alice(), "bob");
     let evaluation = tree.enforcer().evaluate(&input);
-    assert!(evaluation.decision.is_allow());
+    assert_eq!(evaluation.decision.trace().check, Check::NoMatch);
     assert!(
         evaluation
             .notes
             .iter()
             .any(|note| note.starts_with("Skipping policy plugins"))
+    );
+}
+
+#[test]
+fn plugins_run_only_when_no_row_allows() {
+    let tree = Tree::new("alice alice@example.com https://accounts.example.com\n");
+    let marker = tree.root.join("ran");
+    tree.plugin(
+        "p",
+        &format!("#!/bin/sh\ntouch {}\necho allow\n", marker.display()),
+        "",
+    );
+    let input = PolicyInput::danger_from_claims(alice(), "alice");
+    let evaluation = tree.enforcer().evaluate(&input);
+    assert!(matches!(evaluation.decision.trace().check, Check::Row(_)));
+    assert!(
+        !marker.exists(),
+        "a row already allowed; no plugin should run"
+    );
+    // For another principal the rows do not allow, so the plugin runs and grants.
+    let input = PolicyInput::danger_from_claims(alice(), "bob");
+    let evaluation = tree.enforcer().evaluate(&input);
+    assert_eq!(evaluation.decision.trace().check, Check::Plugin);
+    assert!(marker.exists());
+}
+
+#[test]
+fn plugin_allows_even_without_policy_files_as_in_go() {
+    let tree = Tree::new("");
+    std::fs::remove_file(tree.root.join("auth_id")).unwrap();
+    tree.plugin("p", "#!/bin/sh\necho allow\n", "");
+    let input = PolicyInput::danger_from_claims(alice(), "alice");
+    let evaluation = tree.enforcer().evaluate(&input);
+    assert_eq!(evaluation.decision.trace().check, Check::Plugin);
+    // Without the plugin the reason is the missing policy.
+    std::fs::remove_file(tree.root.join("policy.d/p.yml")).unwrap();
+    let evaluation = tree.enforcer().evaluate(&input);
+    assert_eq!(evaluation.decision.trace().check, Check::PolicyUnavailable);
+    assert!(
+        evaluation
+            .decision
+            .to_string()
+            .starts_with("deny: error loading policy")
     );
 }
 
