@@ -838,3 +838,46 @@ fn permissions_fix_needs_root() {
         stderr(&output)
     );
 }
+
+#[test]
+fn home_policy_through_sudo_readhome() {
+    let user = User::new("su");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("argv");
+    // A stand-in for sudo: records its arguments, prints rows on stdout and noise on stderr.
+    let fake_sudo = dir.path().join("sudo");
+    write(
+        &fake_sudo,
+        &format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" > {}\necho '{} me@example.com {GOOGLE}'\necho 'root me@example.com {GOOGLE}'\necho 'sudo: a warning that is not a row x' >&2\n",
+            log.display(),
+            user.name
+        ),
+        0o755,
+    );
+    let access = policy::HomeAccess::DirectThenSudo {
+        sudo: fake_sudo.clone(),
+        program: PathBuf::from(OPKSSH),
+    };
+    // No home file, so the direct read fails and sudo readhome is used.
+    let (path, file) = policy::home::load(&user.name, &access).unwrap();
+    assert_eq!(path, user.policy());
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        format!("-n {OPKSSH} readhome {}\n", user.name)
+    );
+    // Only stdout, and only the user's own rows.
+    assert_eq!(file.rows().len(), 1);
+    assert_eq!(file.rows()[0].principal, user.name);
+    assert!(file.warnings().is_empty());
+
+    // sudo running the real readhome, which fails (no file): a warning, not rows.
+    write(&fake_sudo, "#!/bin/sh\nshift\nexec \"$@\"\n", 0o755);
+    let error = policy::home::load(&user.name, &access).unwrap_err();
+    assert!(error.contains("readhome"), "{error}");
+    // With a proper file the direct read works and sudo is not needed.
+    user.write_policy(&format!("{} me@example.com {GOOGLE}\n", user.name));
+    write(&fake_sudo, "#!/bin/sh\nexit 1\n", 0o755);
+    let (_, file) = policy::home::load(&user.name, &access).unwrap();
+    assert_eq!(file.rows().len(), 1);
+}

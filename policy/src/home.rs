@@ -156,11 +156,32 @@ pub enum HomeAccess {
     Skip,
     /// Read the file directly only.
     Direct,
-    /// Read directly; if that fails, run `sudo -n <program> readhome <user>`.
+    /// Read directly; if that fails, run `<sudo> -n <program> readhome <user>` and use its
+    /// stdout (not stderr, unlike Go, so sudo's warnings never become rows).
     DirectThenSudo {
-        /// The opkssh binary, as the sudoers rule names it.
+        /// The sudo binary.
+        sudo: PathBuf,
+        /// The opkssh binary, as the sudoers rule names it (`/usr/local/bin/opkssh`).
         program: PathBuf,
     },
+}
+
+impl HomeAccess {
+    /// Direct read, then the system's sudo (`/usr/bin/sudo`, `/bin/sudo` or
+    /// `/usr/local/bin/sudo`, else `sudo` from `PATH`) running `program readhome`. `verify`
+    /// passes its own path (`std::env::current_exe`), as Go does.
+    pub fn sudo(program: impl Into<PathBuf>) -> Self {
+        let sudo = ["/usr/bin/sudo", "/bin/sudo", "/usr/local/bin/sudo"]
+            .iter()
+            .map(Path::new)
+            .find(|candidate| candidate.is_file())
+            .unwrap_or(Path::new("sudo"))
+            .to_path_buf();
+        Self::DirectThenSudo {
+            sudo,
+            program: program.into(),
+        }
+    }
 }
 
 /// Loads the home policy of `principal`, keeping only its rows.
@@ -180,8 +201,8 @@ pub fn load(principal: &str, access: &HomeAccess) -> Result<(PathBuf, crate::Aut
     let content = match perms::read_checked(&path, &Requirement::home_file(account.uid)) {
         Ok(content) => content,
         Err(direct) => match access {
-            HomeAccess::DirectThenSudo { program } => {
-                read_with_sudo(program, principal).map_err(|error| {
+            HomeAccess::DirectThenSudo { sudo, program } => {
+                read_with_sudo(sudo, program, principal).map_err(|error| {
                     format!(
                         "failed to read user policy file {}: {error} (direct read: {})",
                         path.display(),
@@ -204,18 +225,13 @@ pub fn load(principal: &str, access: &HomeAccess) -> Result<(PathBuf, crate::Aut
     ))
 }
 
-fn read_with_sudo(program: &Path, principal: &str) -> Result<Vec<u8>, String> {
+fn read_with_sudo(sudo: &Path, program: &Path, principal: &str) -> Result<Vec<u8>, String> {
     let args = [
         "-n".to_owned(),
         program.display().to_string(),
         "readhome".to_owned(),
         principal.to_owned(),
     ];
-    let sudo = ["/usr/bin/sudo", "/bin/sudo", "/usr/local/bin/sudo"]
-        .iter()
-        .map(Path::new)
-        .find(|candidate| candidate.is_file())
-        .unwrap_or(Path::new("sudo"));
     let (ok, output) = crate::plugin::execute(
         sudo,
         &args,
