@@ -58,10 +58,11 @@ impl<'a> PolicyInput<'a> {
         }
     }
 
-    /// Adds the userinfo endpoint's JSON response.
+    /// Adds the userinfo endpoint's JSON response. An empty response counts as none, as in
+    /// Go.
     #[must_use]
     pub fn with_userinfo(mut self, userinfo: String) -> Self {
-        self.userinfo = Some(userinfo);
+        self.userinfo = (!userinfo.is_empty()).then_some(userinfo);
         self
     }
 

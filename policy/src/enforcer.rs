@@ -12,6 +12,7 @@ use crate::perms::{self, Requirement};
 use crate::plugin;
 use crate::providers::Providers;
 use crate::server_config::{DenyLists, ServerConfig};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The default configuration directory.
@@ -99,6 +100,7 @@ pub struct Enforcer {
     deny: DenyLists,
     home: HomeAccess,
     plugins: bool,
+    env_vars: BTreeMap<String, String>,
 }
 
 impl Enforcer {
@@ -109,6 +111,7 @@ impl Enforcer {
             deny: DenyLists::default(),
             home: HomeAccess::Direct,
             plugins: true,
+            env_vars: BTreeMap::new(),
         }
     }
 
@@ -123,6 +126,15 @@ impl Enforcer {
     #[must_use]
     pub fn with_home_access(mut self, home: HomeAccess) -> Self {
         self.home = home;
+        self
+    }
+
+    /// Variables for plugin processes: `env_vars` from `config.yml`. Go sets them in its own
+    /// environment, which plugins inherit; Rust code without `unsafe` cannot, so they are
+    /// passed to each plugin instead (the `OPKSSH_PLUGIN_*` set still wins).
+    #[must_use]
+    pub fn with_env_vars(mut self, env_vars: BTreeMap<String, String>) -> Self {
+        self.env_vars = env_vars;
         self
     }
 
@@ -152,7 +164,7 @@ impl Enforcer {
         if evaluation.decision.is_allow() || !self.plugins {
             return evaluation;
         }
-        match plugin::run_all(&self.dir.plugins(), input) {
+        match plugin::run_all_with(&self.dir.plugins(), input, &self.env_vars) {
             Err(skipped) => evaluation.notes.push(skipped.to_string()),
             Ok(results) => {
                 evaluation

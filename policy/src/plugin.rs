@@ -507,7 +507,8 @@ pub(crate) fn execute(
     let mut child = command.spawn().map_err(|error| error.to_string())?;
     // Drop our copies of the pipe's write end so the reader sees EOF when the plugin exits.
     drop(command);
-    let reader_thread = std::thread::spawn(move || {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         let mut output = Vec::new();
         let mut buffer = [0u8; 4096];
         loop {
@@ -519,9 +520,29 @@ pub(crate) fn execute(
                 }
             }
         }
-        output
+        let _ = sender.send(output);
     });
+    // First the output (EOF once the plugin and anything it started have closed it), then the
+    // exit status. The child is reaped only at the end, so until then its pid, which is also
+    // its process group id, cannot be reused and killing the group is safe.
     let deadline = Instant::now().checked_add(timeout);
+    let timed_out = |child: &mut std::process::Child| {
+        kill_group(child);
+        Err(format!("timed out after {timeout:?}, plugin killed"))
+    };
+    let output = loop {
+        match receiver.recv_timeout(Duration::from_millis(10)) {
+            Ok(output) => break output,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                kill_group(&mut child);
+                return Err("output reader failed".to_owned());
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if deadline.is_none_or(|deadline| Instant::now() >= deadline) {
+            return timed_out(&mut child);
+        }
+    };
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
@@ -532,22 +553,15 @@ pub(crate) fn execute(
             }
         }
         if deadline.is_none_or(|deadline| Instant::now() >= deadline) {
-            kill_group(&mut child);
-            return Err(format!("timed out after {timeout:?}, plugin killed"));
+            return timed_out(&mut child);
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(5));
     };
-    // The plugin has exited; kill anything it left behind holding the pipe, then read.
-    let _ = nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX)),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-    let output = reader_thread
-        .join()
-        .map_err(|_| "output reader failed".to_owned())?;
     Ok((status.success(), output))
 }
 
+/// Kills the child's process group, then the child, and reaps it. Only called while the
+/// child is unreaped, so its pid (the group id) still names this group.
 fn kill_group(child: &mut std::process::Child) {
     if let Ok(pid) = i32::try_from(child.id()) {
         let _ = nix::sys::signal::killpg(
@@ -564,7 +578,24 @@ fn kill_group(child: &mut std::process::Child) {
 /// # Errors
 /// [`PluginsSkipped`] for a missing or unsafe directory, or claims Go cannot map.
 pub fn run_all(dir: &Path, input: &PolicyInput<'_>) -> Result<Vec<PluginResult>, PluginsSkipped> {
-    let env = environment(input).map_err(PluginsSkipped::Error)?;
+    run_all_with(dir, input, &BTreeMap::new())
+}
+
+/// [`run_all`] with extra variables (`env_vars` from `config.yml`) under the plugin set.
+///
+/// # Errors
+/// As [`run_all`].
+pub fn run_all_with(
+    dir: &Path,
+    input: &PolicyInput<'_>,
+    extra: &BTreeMap<String, String>,
+) -> Result<Vec<PluginResult>, PluginsSkipped> {
+    let mut env: BTreeMap<String, String> = extra
+        .iter()
+        .filter(|(name, _)| !name.starts_with("OPKSSH_PLUGIN_"))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    env.extend(environment(input).map_err(PluginsSkipped::Error)?);
     let plugins = load_dir(dir)?;
     Ok(plugins
         .into_iter()

@@ -431,3 +431,74 @@ fn unmappable_claims_skip_plugins() {
         evaluation.notes
     );
 }
+
+#[test]
+fn plugin_that_leaves_a_process_holding_its_output_is_cut_and_cleaned_up() {
+    let tree = Tree::new("");
+    let pid_file = tree.root.join("bg.pid");
+    tree.plugin(
+        "bg",
+        &format!(
+            "#!/bin/sh\nsleep 30 &\necho $! > {}\necho allow\nexit 0\n",
+            pid_file.display()
+        ),
+        "timeout: 1\n",
+    );
+    let input = PolicyInput::danger_from_claims(alice(), "bob");
+    let started = Instant::now();
+    let evaluation = tree.enforcer().evaluate(&input);
+    assert!(!evaluation.decision.is_allow(), "{evaluation:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        evaluation
+            .notes
+            .iter()
+            .any(|note| note.contains("timed out"))
+    );
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    // The background process was killed with the plugin's process group.
+    let mut gone = false;
+    for _ in 0..100 {
+        let status = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()));
+        if status.map_or(true, |stat| stat.contains(") Z ")) {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(gone, "background process {pid} survived");
+}
+
+#[test]
+fn config_env_vars_reach_plugins_but_cannot_forge_plugin_variables() {
+    let tree = Tree::new("");
+    let dump = tree.root.join("env");
+    tree.plugin(
+        "env",
+        &format!(
+            "#!/bin/sh\necho \"$HTTPS_PROXY $OPKSSH_PLUGIN_U\" > {}\necho allow\n",
+            dump.display()
+        ),
+        "",
+    );
+    let env_vars = [
+        ("HTTPS_PROXY".to_owned(), "http://proxy:3128".to_owned()),
+        ("OPKSSH_PLUGIN_U".to_owned(), "root".to_owned()),
+    ]
+    .into_iter()
+    .collect();
+    let input = PolicyInput::danger_from_claims(alice(), "bob");
+    let evaluation = tree.enforcer().with_env_vars(env_vars).evaluate(&input);
+    assert!(evaluation.decision.is_allow());
+    assert_eq!(
+        std::fs::read_to_string(&dump).unwrap(),
+        "http://proxy:3128 bob\n"
+    );
+}
+
+#[test]
+fn empty_userinfo_counts_as_none() {
+    let tree = Tree::new("alice alice@example.com https://accounts.example.com\n");
+    let input = PolicyInput::danger_from_claims(alice(), "alice").with_userinfo(String::new());
+    assert!(tree.enforcer().evaluate(&input).decision.is_allow());
+}
