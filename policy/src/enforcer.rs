@@ -82,6 +82,22 @@ impl ConfigDir {
         ServerConfig::parse(&text, &path)
     }
 
+    /// Loads `config.yml` if it exists: `Ok(None)` when it does not (no deny lists, no
+    /// variables), `Err` when it exists but is unreadable, mis-permissioned or invalid.
+    ///
+    /// Go logs that error and carries on without the deny lists (behaviour.md §8.4), which
+    /// silently lets in anyone the lists were keeping out. Failing closed (deny every login
+    /// and log this error) is the safer reading of the same file.
+    ///
+    /// # Errors
+    /// As [`ConfigDir::load_server_config`], except a missing file.
+    pub fn load_server_config_if_present(&self) -> Result<Option<ServerConfig>, FileError> {
+        match std::fs::symlink_metadata(self.config()) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            _ => self.load_server_config().map(Some),
+        }
+    }
+
     /// Loads the system `auth_id` (mode 0640, root-owned).
     ///
     /// # Errors

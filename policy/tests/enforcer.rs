@@ -502,3 +502,36 @@ fn empty_userinfo_counts_as_none() {
     let input = PolicyInput::danger_from_claims(alice(), "alice").with_userinfo(String::new());
     assert!(tree.enforcer().evaluate(&input).decision.is_allow());
 }
+
+#[test]
+fn server_config_must_be_0640_root_opksshuser() {
+    let status = std::process::Command::new("groupadd")
+        .args(["-f", "opksshuser"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let gid = policy::perms::group_id("opksshuser").unwrap();
+    let tree = Tree::new("");
+    let dir = ConfigDir::new(&tree.root);
+    assert_eq!(dir.load_server_config_if_present().unwrap(), None);
+    let config = tree.root.join("config.yml");
+    write(
+        &config,
+        "deny_users: [root]\nenv_vars:\n  HTTPS_PROXY: http://p:3128\n",
+        0o640,
+    );
+    // root:root is not enough: the group must be opksshuser (Go checks it with stat).
+    let error = dir.load_server_config().unwrap_err();
+    assert!(
+        error.to_string().contains("expected group (opksshuser)"),
+        "{error}"
+    );
+    std::os::unix::fs::chown(&config, Some(0), Some(gid)).unwrap();
+    let loaded = dir.load_server_config_if_present().unwrap().unwrap();
+    assert_eq!(loaded.deny_users, ["root"]);
+    std::os::unix::fs::chown(&config, Some(65534), Some(gid)).unwrap();
+    assert!(dir.load_server_config_if_present().is_err());
+    std::os::unix::fs::chown(&config, Some(0), Some(gid)).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(dir.load_server_config_if_present().is_err());
+}
