@@ -611,3 +611,58 @@ pub fn run_all_with(
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts() {
+        let parse = |text: &str| PluginConfig::parse(text, Path::new("/p.yml"));
+        assert_eq!(
+            parse("name: a\ncommand: /x\n").unwrap().timeout,
+            DEFAULT_TIMEOUT
+        );
+        for (value, expected) in [
+            ("3", Duration::from_secs(3)),
+            ("3s", Duration::from_secs(3)),
+            ("\"250ms\"", Duration::from_millis(250)),
+            ("1m", Duration::from_secs(60)),
+        ] {
+            let config = parse(&format!("name: a\ncommand: /x\ntimeout: {value}\n")).unwrap();
+            assert_eq!(config.timeout, expected, "{value}");
+        }
+        for bad in ["0", "61", "2m", "-1", "1h", "soon", "1.5"] {
+            assert!(
+                parse(&format!("name: a\ncommand: /x\ntimeout: {bad}\n")).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(parse("").is_err());
+        assert!(parse("name: a\n").is_err());
+        assert!(parse("command: /x\n").is_err());
+        assert!(parse("name: [a\n").is_err());
+    }
+
+    #[test]
+    fn config_variable_is_yaml_of_name_and_command() {
+        let config = PluginConfig::parse(
+            "name: check\ncommand: /usr/bin/check --flag 'two words'\ntimeout: 2\n",
+            Path::new("/p.yml"),
+        )
+        .unwrap();
+        let yaml =
+            String::from_utf8(opk_core::b64::decode_std(&config.encoded()).unwrap()).unwrap();
+        let back: RawConfig = serde_saphyr::from_str(&yaml).unwrap();
+        assert_eq!(back.name, "check");
+        assert_eq!(back.command, "/usr/bin/check --flag 'two words'");
+        assert!(yaml.starts_with("name: check\ncommand: "), "{yaml}");
+    }
+
+    #[test]
+    fn go_bool_parsing() {
+        assert_eq!(go_parse_bool("True"), Some(true));
+        assert_eq!(go_parse_bool("0"), Some(false));
+        assert_eq!(go_parse_bool("yes"), None);
+    }
+}
