@@ -202,6 +202,18 @@ impl fmt::Display for Trace {
     }
 }
 
+/// Only this crate can make one, so only [`crate::Enforcer::evaluate`] and
+/// [`evaluate_rows`] (which take a [`PolicyInput`], built from a verified token) can produce
+/// a [`Decision::Allow`]. Match with `Decision::Allow { matched, .. }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllowProof(());
+
+impl AllowProof {
+    pub(crate) const fn new() -> Self {
+        Self(())
+    }
+}
+
 /// The verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -209,6 +221,8 @@ pub enum Decision {
     Allow {
         /// What matched.
         matched: Trace,
+        /// Evidence that the policy, not the caller, decided.
+        proof: AllowProof,
     },
     /// Access refused for this reason.
     Deny {
@@ -226,7 +240,7 @@ impl Decision {
     /// The trace, whichever way it went.
     pub fn trace(&self) -> &Trace {
         match self {
-            Self::Allow { matched } => matched,
+            Self::Allow { matched, .. } => matched,
             Self::Deny { reason } => reason,
         }
     }
@@ -235,7 +249,7 @@ impl Decision {
 impl fmt::Display for Decision {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Allow { matched } => write!(formatter, "allow: {matched}"),
+            Self::Allow { matched, .. } => write!(formatter, "allow: {matched}"),
             Self::Deny { reason } => write!(formatter, "deny: {reason}"),
         }
     }
@@ -343,6 +357,7 @@ pub fn match_rows(input: &PolicyInput<'_>, rows: &[AuthRow], files: &[PathBuf]) 
                                 row.principal, row.identity, row.issuer
                             ),
                         },
+                        proof: AllowProof::new(),
                     },
                     notes,
                 };

@@ -3,8 +3,8 @@
 
 use crate::auth_id::AuthIdFile;
 use crate::decision::{
-    Check, Decision, Evaluation, PolicyInput, Trace, TraceSource, check_deny_lists, deny,
-    match_rows,
+    AllowProof, Check, Decision, Evaluation, PolicyInput, Trace, TraceSource, check_deny_lists,
+    deny, match_rows,
 };
 use crate::error::FileError;
 use crate::home::{self, HomeAccess};
@@ -200,6 +200,7 @@ impl Enforcer {
                                 input.principal()
                             ),
                         },
+                        proof: AllowProof::new(),
                     };
                 }
             }

@@ -41,7 +41,8 @@ pub mod table;
 
 pub use auth_id::{AuthIdFile, AuthRow};
 pub use decision::{
-    Check, Decision, Evaluation, PolicyInput, SshRequest, Trace, TraceSource, evaluate_rows,
+    AllowProof, Check, Decision, Evaluation, PolicyInput, SshRequest, Trace, TraceSource,
+    evaluate_rows,
 };
 pub use enforcer::{ConfigDir, DEFAULT_CONFIG_DIR, Enforcer};
 pub use error::{FileError, FileErrorKind, Location};
