@@ -5,6 +5,39 @@
 //! ([`perms`], [`Enforcer`]). The decision takes a [`PolicyInput`] built from a verified PK
 //! token, so nothing reaches [`Decision::Allow`] without one.
 //!
+//! # Use from `verify`
+//! ```no_run
+//! use opk_core::verify::VerifiedPkToken;
+//! use policy::{ConfigDir, Enforcer, HomeAccess, PolicyInput, SshRequest};
+//!
+//! fn decide(token: &VerifiedPkToken, principal: &str, log: &mut Vec<String>) -> bool {
+//!     let dir = ConfigDir::new(policy::DEFAULT_CONFIG_DIR);
+//!     // A config.yml that exists but cannot be trusted denies (Go would drop the deny lists).
+//!     let config = match dir.load_server_config_if_present() {
+//!         Ok(config) => config.unwrap_or_default(),
+//!         Err(error) => {
+//!             log.push(format!("deny: {error}"));
+//!             return false;
+//!         }
+//!     };
+//!     let program = std::env::current_exe().unwrap_or_default();
+//!     let enforcer = Enforcer::new(dir)
+//!         .with_deny_lists(config.deny_lists())
+//!         .with_env_vars(config.env_vars.clone())
+//!         .with_home_access(HomeAccess::sudo(program));
+//!     let input = PolicyInput::new(token, principal).with_ssh(SshRequest {
+//!         cert_b64: "%k".into(),
+//!         key_type: "%t".into(),
+//!         extra_args: Vec::new(),
+//!     });
+//!     let evaluation = enforcer.evaluate(&input);
+//!     log.extend(evaluation.notes);
+//!     log.push(evaluation.decision.to_string()); // one line: "allow: … [check: file:line]"
+//!     evaluation.decision.is_allow()
+//! }
+//! ```
+//! Then every certificate principal must pass [`is_safe_principal`] before it is echoed.
+//!
 //! # Differences from Go
 //! Same files, same meaning; stricter where Go is lenient in a way that can hurt:
 //! - system files must also be owned by root (Go checks only their mode);
@@ -31,6 +64,7 @@ pub mod decision;
 pub mod edit;
 mod enforcer;
 pub mod error;
+pub mod fuzzing;
 pub mod home;
 pub mod perms;
 pub mod plugin;

@@ -44,6 +44,9 @@ proptest! {
         let _ = policy::edit::plan_add(text.as_bytes(), "root", "a@b", "https://a");
         let _ = ServerConfig::parse(&text, path);
         let _ = policy::plugin::PluginConfig::parse(&text, path);
+        policy::fuzzing::providers_file(&bytes);
+        policy::fuzzing::auth_id_file(&bytes);
+        policy::fuzzing::auth_id_file(text.as_bytes());
     }
 
     #[test]
