@@ -859,7 +859,13 @@ fn home_policy_through_sudo_readhome() {
         sudo: fake_sudo.clone(),
         program: PathBuf::from(OPKSSH),
     };
-    // No home file, so the direct read fails and sudo readhome is used.
+    // No home file, and the home is searchable: no sudo needed, nothing to read.
+    let error = policy::home::load(&user.name, &access).unwrap_err();
+    assert!(error.contains("No such file"), "{error}");
+    assert!(!log.exists(), "sudo ran for a file that is not there");
+    // A file the direct read refuses (as opksshuser cannot read homes): sudo readhome is used.
+    user.write_policy("ignored by the fake sudo\n");
+    std::fs::set_permissions(user.policy(), std::fs::Permissions::from_mode(0o640)).unwrap();
     let (path, file) = policy::home::load(&user.name, &access).unwrap();
     assert_eq!(path, user.policy());
     assert_eq!(
@@ -871,7 +877,7 @@ fn home_policy_through_sudo_readhome() {
     assert_eq!(file.rows()[0].principal, user.name);
     assert!(file.warnings().is_empty());
 
-    // sudo running the real readhome, which fails (no file): a warning, not rows.
+    // sudo running the real readhome, which refuses the 0640 file too: a warning, not rows.
     write(&fake_sudo, "#!/bin/sh\nshift\nexec \"$@\"\n", 0o755);
     let error = policy::home::load(&user.name, &access).unwrap_err();
     assert!(error.contains("readhome"), "{error}");

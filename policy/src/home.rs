@@ -201,6 +201,19 @@ pub fn load(principal: &str, access: &HomeAccess) -> Result<(PathBuf, crate::Aut
     let content = match perms::read_checked(&path, &Requirement::home_file(account.uid)) {
         Ok(content) => content,
         Err(direct) => match access {
+            // We could look and it is not there: sudo would find nothing either.
+            HomeAccess::DirectThenSudo { .. }
+                if matches!(
+                    direct.kind,
+                    FileErrorKind::Io(std::io::ErrorKind::NotFound, _)
+                ) =>
+            {
+                return Err(format!(
+                    "failed to read user policy file {}: {}",
+                    path.display(),
+                    direct.kind
+                ));
+            }
             HomeAccess::DirectThenSudo { sudo, program } => {
                 read_with_sudo(sudo, program, principal).map_err(|error| {
                     format!(
