@@ -147,6 +147,15 @@ pub(crate) fn add_row_with(
     issuer: &str,
     before_rename: impl FnOnce() -> std::io::Result<()>,
 ) -> Result<AddPlan, EditError> {
+    // A system file may be a symlink (Go writes through it): edit the file it points to, in
+    // its own directory, so the link stays a link.
+    let resolved;
+    let path = if requirement.no_symlink {
+        path
+    } else {
+        resolved = std::fs::canonicalize(path).map_err(io("failed to resolve", path))?;
+        resolved.as_path()
+    };
     let dir = path
         .parent()
         .filter(|dir| !dir.as_os_str().is_empty())
@@ -306,6 +315,29 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "# keep me\n");
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "temp file left behind");
+    }
+
+    #[test]
+    fn edits_through_a_symlinked_system_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real_auth_id");
+        std::fs::write(&real, "# real\n").unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let link = dir.path().join("auth_id");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        add_row(&link, &Requirement::SYSTEM_FILE, "a", "b@c", I).unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            std::fs::read_to_string(&real).unwrap(),
+            "# real\na b@c https://accounts.google.com\n"
+        );
+        // A home file must not be a symlink at all.
+        assert!(add_row(&link, &Requirement::home_file(0), "a", "x@y", I).is_err());
     }
 
     #[test]
