@@ -350,7 +350,7 @@ fn to_keys(entry: &Entry, freshness: Freshness, issuer: &str) -> Result<IssuerKe
 fn read_entry(path: &Path, issuer: &str, notes: &mut Notes) -> Option<Entry> {
     let mut file = OpenOptions::new()
         .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .ok()?;
     let metadata = file.metadata().ok()?;
@@ -413,7 +413,7 @@ fn lock_file(path: &Path, deadline: &Deadline, notes: &mut Notes) -> Option<File
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .ok()?;
     loop {
