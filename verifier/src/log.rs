@@ -93,6 +93,18 @@ impl Log {
     }
 }
 
+/// A log file verify creates as root belongs to root:opksshuser, 0660, as the installer makes
+/// it, so later verifies running as opksshuser can append.
+fn give_to_opksshuser(file: &File) {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    if let Ok(Some(group)) = nix::unistd::Group::from_name("opksshuser") {
+        let _ = std::os::unix::fs::fchown(file, Some(0), Some(group.gid.as_raw()));
+        let _ = file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o660));
+    }
+}
+
 fn timestamp(now: SystemTime) -> String {
     let seconds = now
         .duration_since(UNIX_EPOCH)
