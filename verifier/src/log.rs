@@ -48,6 +48,7 @@ impl Log {
     /// Opens `path` for appending, creating it 0660 if missing (the installer makes it
     /// root:opksshuser). On failure, says so on stderr once and logs to stderr.
     pub fn open(path: &Path, level: Level) -> Self {
+        let existed = std::fs::symlink_metadata(path).is_ok();
         let file = OpenOptions::new()
             .append(true)
             .create(true)
@@ -55,7 +56,11 @@ impl Log {
             .open(path);
         match file {
             Ok(file) => Self {
-                file: Some(file),
+                file: Some(file).inspect(|file| {
+                    if !existed {
+                        give_to_opksshuser(file);
+                    }
+                }),
                 level,
             },
             Err(error) => {
