@@ -26,8 +26,16 @@ pub(crate) enum Command {
     Add(commands::add::AddArgs),
     /// Validate policy file entries against provider definitions
     Audit(commands::audit::AuditArgs),
+    /// Interact with client configuration
+    Client(commands::client::ClientArgs),
+    /// Run a complete login on this machine against a built-in OpenID provider, step by step
+    Demo(commands::demo::DemoArgs),
     /// Show what an SSH certificate and its PK token contain.
     Inspect(InspectArgs),
+    /// Authenticate with an OpenID provider to generate an SSH key for opkssh
+    Login(Box<commands::login::LoginArgs>),
+    /// Remove opkssh-generated SSH keys and certificates
+    Logout(commands::logout::LogoutArgs),
     /// Check and fix filesystem permissions required by opkssh
     Permissions(commands::permissions::PermissionsArgs),
     /// Read the principal's home policy file

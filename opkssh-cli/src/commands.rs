@@ -2,7 +2,13 @@
 
 pub(crate) mod add;
 pub(crate) mod audit;
+pub(crate) mod chooser;
+pub(crate) mod client;
+pub(crate) mod demo;
+pub(crate) mod demo_sshd;
 pub(crate) mod inspect;
+pub(crate) mod login;
+pub(crate) mod logout;
 pub(crate) mod permissions;
 pub(crate) mod readhome;
 pub(crate) mod verify;

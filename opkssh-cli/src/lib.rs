@@ -1,6 +1,14 @@
 //! Building blocks of the `opkssh` command that are shared between subcommands and tested on
-//! their own: how files are written.
+//! their own: how files are written, where keys go, the client config, the login flow with its
+//! loopback listener, and the demo's OpenID provider.
 
 #![forbid(unsafe_code)]
 
+pub mod callback;
+pub mod ci;
+pub mod client_config;
+pub mod demo_op;
 pub mod files;
+pub mod httpd;
+pub mod login;
+pub mod placement;

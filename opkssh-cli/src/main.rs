@@ -23,7 +23,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Add(args)) => commands::add::run(&args).map_err(CliError::from),
         Some(Command::Audit(args)) => commands::audit::run(&args).map_err(CliError::from),
+        Some(Command::Client(args)) => commands::client::run(&args),
+        Some(Command::Demo(args)) => commands::demo::run(&args),
         Some(Command::Inspect(args)) => commands::inspect::run(&args),
+        Some(Command::Login(args)) => commands::login::run(&args),
+        Some(Command::Logout(args)) => commands::logout::run(&args),
         Some(Command::Permissions(args)) => {
             commands::permissions::run(&args).map_err(CliError::from)
         }

@@ -169,6 +169,56 @@ impl HttpClient {
     }
 }
 
+impl HttpClient {
+    /// POSTs a form body (`application/x-www-form-urlencoded`) and returns the status and the
+    /// body, whatever the status: an OAuth token endpoint answers errors as JSON with 400.
+    /// Used by `opkssh login` for the code exchange and refreshes; the body is never logged
+    /// (it carries codes and tokens).
+    ///
+    /// # Errors
+    /// [`FetchError`] for the URL, the deadline, the transport or the size.
+    pub fn post_form(
+        &self,
+        url: &str,
+        body: &str,
+        deadline: &Deadline,
+    ) -> Result<(u16, Vec<u8>), FetchError> {
+        if !allowed_url(url) {
+            return Err(FetchError::InsecureUrl(url.to_owned()));
+        }
+        let budget = deadline.cap(REQUEST_TIMEOUT);
+        if budget.is_zero() {
+            return Err(FetchError::Timeout(url.to_owned()));
+        }
+        let transport = |error: ureq::Error| match error {
+            ureq::Error::Timeout(_) => FetchError::Timeout(url.to_owned()),
+            ureq::Error::BodyExceedsLimit(_) => FetchError::TooLarge(url.to_owned()),
+            other => FetchError::Transport {
+                url: url.to_owned(),
+                reason: other.to_string(),
+            },
+        };
+        let mut response = self
+            .agent
+            .post(url)
+            .config()
+            .timeout_global(Some(budget))
+            .build()
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Accept", "application/json")
+            .send(body.as_bytes())
+            .map_err(transport)?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_vec()
+            .map_err(transport)?;
+        Ok((status, bytes))
+    }
+}
+
 /// An HTTP client built on first use, so a verify answered from the cache never sets up TLS.
 #[derive(Debug)]
 pub struct LazyHttp<'a> {

@@ -110,7 +110,8 @@ fn give_to_opksshuser(file: &File) {
     }
 }
 
-fn timestamp(now: SystemTime) -> String {
+/// Go's log timestamp, `YYYY/MM/DD HH:MM:SS` (UTC).
+pub fn timestamp(now: SystemTime) -> String {
     let seconds = now
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs());

@@ -29,6 +29,13 @@ pub(crate) fn run(args: &InspectArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The text dump of a certificate line, as `opkssh inspect` prints it (`login --inspect-cert`).
+pub(crate) fn text_report(line: &str) -> Result<String, CliError> {
+    let certificate = OpksshCertificate::from_line(line)?;
+    let token = PkToken::from_compact(certificate.pk_token()?)?;
+    Ok(Report::new(&certificate, &token).to_text())
+}
+
 /// Go's rule: an argument naming an existing file is read, anything else is the line itself.
 fn read_input(input: &str) -> Result<String, CliError> {
     let path = std::path::Path::new(input);

@@ -1,0 +1,143 @@
+//! The web chooser (behaviour.md §2.2.5): a page on a random loopback port listing the
+//! configured providers (CI/CD ones left out); choosing one redirects the same tab to that
+//! provider's `/login` on its own callback listener.
+
+use crate::commands::login::{LoginArgs, Output, login_with, open_browser};
+use crate::error::CliError;
+use opk_core::oidc::form_decode;
+use opkssh_cli::client_config::{self, ClientConfig, Env, ProviderEntry, ProviderKind};
+use opkssh_cli::httpd::{self, Response, escape_html};
+use std::collections::BTreeMap;
+use std::net::{TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use verifier::http::HttpClient;
+
+fn fail(message: impl std::fmt::Display) -> CliError {
+    CliError::Usage(message.to_string())
+}
+
+fn page(names: &BTreeMap<String, &ProviderEntry>) -> Response {
+    let buttons: String = names
+        .keys()
+        .map(|name| {
+            let name = escape_html(name);
+            format!(
+                "<p><a style=\"display:inline-block;padding:.6em 1.2em;border:1px solid #888;\
+                 border-radius:6px;text-decoration:none\" href=\"/select?op={name}\">Sign in with \
+                 {name}</a></p>"
+            )
+        })
+        .collect();
+    let body = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>opkssh: choose your \
+         OpenID provider</title></head><body style=\"font-family:sans-serif;margin:3em\">\
+         <h1>opkssh login</h1><p>Choose your OpenID provider:</p>{buttons}</body></html>\n"
+    );
+    Response {
+        status: 200,
+        headers: Vec::new(),
+        content_type: "text/html; charset=utf-8",
+        body: body.into_bytes(),
+    }
+}
+
+pub(crate) fn run(
+    args: &LoginArgs,
+    entries: &[ProviderEntry],
+    config: &ClientConfig,
+    env: &Env,
+    http: &HttpClient,
+    out: &mut Output,
+) -> Result<ExitCode, CliError> {
+    let mut names: BTreeMap<String, &ProviderEntry> = BTreeMap::new();
+    for entry in entries {
+        if names
+            .insert(client_config::chooser_name(&entry.issuer), entry)
+            .is_some()
+        {
+            return Err(fail(format!(
+                "provider in web chooser found with duplicate issuer: {}",
+                entry.issuer
+            )));
+        }
+    }
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .map_err(|error| fail(format!("failed to start the web chooser: {error}")))?;
+    let port = listener
+        .local_addr()
+        .map_err(|error| fail(error.to_string()))?
+        .port();
+    listener
+        .set_nonblocking(true)
+        .map_err(|error| fail(error.to_string()))?;
+    open_browser(
+        &format!("http://localhost:{port}/chooser"),
+        args.disable_browser_open,
+    );
+    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    loop {
+        if Instant::now() >= deadline {
+            return Err(fail(format!(
+                "timed out after {} seconds waiting for a provider to be chosen in the browser",
+                args.timeout
+            )));
+        }
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            Err(error) => return Err(fail(error.to_string())),
+        };
+        let _ = stream.set_nonblocking(false);
+        let Ok(request) = httpd::read_request(&stream) else {
+            continue;
+        };
+        match request.path.as_str() {
+            "/" | "/chooser" => {
+                let _ = page(&names).write_to(&stream);
+            }
+            "/select" => {
+                let chosen = form_decode(&request.query)
+                    .into_iter()
+                    .find(|(name, _)| name == "op")
+                    .and_then(|(_, value)| names.get(&value).copied());
+                let Some(entry) = chosen else {
+                    let _ = Response::html(400, "Unknown provider", "Choose one of the list.")
+                        .write_to(&stream);
+                    continue;
+                };
+                let kind =
+                    client_config::to_provider(entry, env, args.remote_redirect_uri.as_deref())
+                        .map_err(fail)?;
+                if !matches!(kind, ProviderKind::Browser(_)) {
+                    return Err(fail("the web chooser only offers browser providers"));
+                }
+                return select(args, &kind, config, http, out, stream);
+            }
+            _ => {
+                let _ = Response::html(404, "Not found", "Nothing here.").write_to(&stream);
+            }
+        }
+    }
+}
+
+/// Runs the chosen provider's login, sending the waiting browser tab to its `/login`.
+fn select(
+    args: &LoginArgs,
+    kind: &ProviderKind,
+    config: &ClientConfig,
+    http: &HttpClient,
+    out: &mut Output,
+    stream: TcpStream,
+) -> Result<ExitCode, CliError> {
+    let mut pending = Some(stream);
+    let mut opener = |url: &str| {
+        if let Some(stream) = pending.take() {
+            let _ = Response::redirect(url).write_to(&stream);
+        }
+    };
+    login_with(args, kind, config, http, out, Some(&mut opener))
+}

@@ -1,0 +1,601 @@
+//! `opkssh login [alias]` (behaviour.md §2.2): choose the provider, log in through the
+//! browser (or the CI runner), build the certificate, write the key pair where Go would, print
+//! the identity, and with `--auto-refresh` keep the certificate fresh.
+
+use crate::commands::inspect;
+use crate::error::CliError;
+use opk_core::claims::Claims;
+use opk_core::jws::SigningKey;
+use opk_core::pktoken::PkToken;
+use opk_core::sshcert::{
+    CertComment, CertificateRequest, OpksshCertificate, Principals, UserKeyType, build_certificate,
+    generate_user_key, private_key_to_openssh,
+};
+use opkssh_cli::client_config::{
+    self, Choice, ClientConfig, DEFAULT_CLIENT_CONFIG, Env, ProviderEntry, ProviderKind, Selection,
+};
+use opkssh_cli::files::write_atomic;
+use opkssh_cli::login::{self, BrowserProvider, Session};
+use opkssh_cli::placement::{self, Destination};
+use serde_json::Value;
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use verifier::http::HttpClient;
+
+/// `opkssh login`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LoginArgs {
+    /// Provider alias from the client config, or `webchooser`.
+    pub(crate) alias: Option<String>,
+    /// Keep running and refresh the ID token before it expires, rewriting the certificate.
+    #[arg(long)]
+    pub(crate) auto_refresh: bool,
+    /// Client config file (default: ~/.opk/config.yml).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config_path: Option<PathBuf>,
+    /// Write the default client config if there is none, then exit.
+    #[arg(long)]
+    pub(crate) create_config: bool,
+    /// Set up the ~/.ssh/opkssh identity directory, then exit.
+    #[arg(long)]
+    pub(crate) configure: bool,
+    /// Also append log lines to <DIR>/opkssh.log.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) log_dir: Option<PathBuf>,
+    /// Do not open a browser; print the URL to open instead.
+    #[arg(long)]
+    pub(crate) disable_browser_open: bool,
+    /// Print the ID token's main claims after login.
+    #[arg(long)]
+    pub(crate) print_id_token: bool,
+    /// Put the OAuth access token in the certificate (for userinfo on the server).
+    #[arg(long)]
+    pub(crate) send_access_token: bool,
+    /// Provider spec: <issuer>,<client_id>[,<client_secret>[,<scopes>]].
+    #[arg(long, value_name = "SPEC")]
+    pub(crate) provider: Option<String>,
+    /// Print the certificate and private key instead of writing files.
+    #[arg(short = 'p', long)]
+    pub(crate) print_key: bool,
+    /// Print the new certificate as `opkssh inspect` does.
+    #[arg(long)]
+    pub(crate) inspect_cert: bool,
+    /// Same as --inspect-cert.
+    #[arg(short = 'v', long)]
+    pub(crate) verbose: bool,
+    /// Write the private key here and the certificate to <path>-cert.pub.
+    #[arg(short = 'i', long = "private-key-file", value_name = "PATH")]
+    pub(crate) private_key_file: Option<PathBuf>,
+    /// ecdsa or ed25519.
+    #[arg(short = 't', long, value_name = "TYPE", default_value = "ecdsa", value_parser = parse_key_type)]
+    pub(crate) key_type: UserKeyType,
+    /// Redirect URI sent to the OP instead of the local listener's.
+    #[arg(long, value_name = "URI")]
+    pub(crate) remote_redirect_uri: Option<String>,
+    /// Principals for the certificate (comma list; empty for none). Default: opkssh-wildcard.
+    #[arg(long, value_delimiter = ',', num_args = 0..=1, value_name = "LIST")]
+    pub(crate) principals: Option<Vec<String>>,
+    /// Give up waiting for the browser after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub(crate) timeout: u64,
+}
+
+fn parse_key_type(value: &str) -> Result<UserKeyType, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "ecdsa" => Ok(UserKeyType::Ecdsa),
+        "ed25519" => Ok(UserKeyType::Ed25519),
+        other => Err(format!(
+            "unsupported key type {other}; use ecdsa or ed25519"
+        )),
+    }
+}
+
+/// Where output goes: stdout, and log lines also to `--log-dir`.
+pub(crate) struct Output {
+    log_file: Option<std::fs::File>,
+}
+
+impl Output {
+    pub(crate) fn new(log_dir: Option<&Path>) -> Self {
+        let log_file = log_dir.and_then(|dir| {
+            OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o660)
+                .open(dir.join("opkssh.log"))
+                .ok()
+        });
+        Self { log_file }
+    }
+
+    /// A plain line on stdout.
+    pub(crate) fn say(&mut self, text: &str) {
+        println!("{text}");
+    }
+
+    /// A timestamped log line on stdout (and in the log file).
+    pub(crate) fn log(&mut self, text: &str) {
+        let line = format!("{} {text}", verifier::log::timestamp(SystemTime::now()));
+        println!("{line}");
+        if let Some(file) = self.log_file.as_mut() {
+            let _ = writeln!(file, "{line}");
+        }
+    }
+}
+
+fn fail(message: impl std::fmt::Display) -> CliError {
+    CliError::Usage(message.to_string())
+}
+
+pub(crate) fn run(args: &LoginArgs) -> Result<ExitCode, CliError> {
+    let mut out = Output::new(args.log_dir.as_deref());
+    let result = run_inner(args, &mut out);
+    if let Err(error) = &result {
+        out.log(&format!("Error executing login command: {error}"));
+    }
+    result
+}
+
+fn home() -> Result<PathBuf, CliError> {
+    placement::home_dir().ok_or_else(|| fail("could not find the home directory"))
+}
+
+fn run_inner(args: &LoginArgs, out: &mut Output) -> Result<ExitCode, CliError> {
+    if args.configure {
+        let home = home()?;
+        placement::configure_identity_dir(&home).map_err(fail)?;
+        out.say(&format!(
+            "Configured the OPK SSH identity directory {} (included from {})",
+            placement::identity_dir(&home).display(),
+            home.join(".ssh").join("config").display()
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config_path = match &args.config_path {
+        Some(path) => path.clone(),
+        None => home()?.join(".opk").join("config.yml"),
+    };
+    if args.create_config {
+        if config_path.exists() {
+            out.log(&format!(
+                "client config file already exists at {}, not overwriting it",
+                config_path.display()
+            ));
+        } else {
+            create_config(&config_path)?;
+            out.log(&format!(
+                "created client config file at {}",
+                config_path.display()
+            ));
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let config = load_config(&config_path, out)?;
+    let env = Env::from_process();
+    let selection = Selection {
+        provider_flag: args.provider.as_deref(),
+        alias: args.alias.as_deref(),
+        config: Some(&config),
+    };
+    let http = http_client()?;
+    let entry = match client_config::determine_provider(&selection, &env).map_err(fail)? {
+        Choice::Provider(entry) => *entry,
+        Choice::WebChooser(entries) => {
+            return crate::commands::chooser::run(args, &entries, &config, &env, &http, out);
+        }
+    };
+    let kind = client_config::to_provider(&entry, &env, args.remote_redirect_uri.as_deref())
+        .map_err(fail)?;
+    login_with(args, &kind, &config, &http, out, None)
+}
+
+pub(crate) fn http_client() -> Result<HttpClient, CliError> {
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    HttpClient::new(&env).map_err(fail)
+}
+
+fn create_config(path: &Path) -> Result<(), CliError> {
+    if let Some(parent) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent).map_err(|error| {
+            fail(format!(
+                "failed to create directory {}: {error}",
+                parent.display()
+            ))
+        })?;
+    }
+    write_atomic(path, DEFAULT_CLIENT_CONFIG.as_bytes(), 0o644).map_err(fail)
+}
+
+fn load_config(path: &Path, out: &mut Output) -> Result<ClientConfig, CliError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => ClientConfig::parse(&text).map_err(fail),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            out.log(&format!(
+                "failed to find client config file {}, using the default config; to create \
+                 one run: opkssh login --create-config",
+                path.display()
+            ));
+            Ok(ClientConfig::default_config())
+        }
+        Err(error) => Err(fail(format!(
+            "failed to read client config file {}: {error}",
+            path.display()
+        ))),
+    }
+}
+
+/// The result of the OIDC part, whichever the provider kind.
+struct Identity {
+    key: SigningKey,
+    pk_token: PkToken,
+    session: Option<Session>,
+}
+
+/// Logs in with a resolved provider and does everything after.
+pub(crate) fn login_with(
+    args: &LoginArgs,
+    kind: &ProviderKind,
+    config: &ClientConfig,
+    http: &HttpClient,
+    out: &mut Output,
+    opener: Option<&mut dyn FnMut(&str)>,
+) -> Result<ExitCode, CliError> {
+    if args.auto_refresh && !client_config::supports_refresh(kind) {
+        return Err(fail(format!(
+            "{} does not support auto-refresh",
+            issuer_of(kind)
+        )));
+    }
+    let home = home().ok();
+    if args.private_key_file.is_none()
+        && home.as_deref().is_some_and(placement::identity_dir_active)
+    {
+        out.say("OPK SSH identity directory is configured");
+    }
+    let key = generate_user_key(args.key_type).map_err(fail)?;
+    let identity = match kind {
+        ProviderKind::Browser(provider) => {
+            let disable = args.disable_browser_open;
+            let mut default_opener = |url: &str| open_browser(url, disable);
+            let opener: &mut dyn FnMut(&str) = match opener {
+                Some(opener) => opener,
+                None => &mut default_opener,
+            };
+            let session = login::login(
+                provider,
+                key.clone(),
+                http,
+                opener,
+                Duration::from_secs(args.timeout),
+            )
+            .map_err(fail)?;
+            Identity {
+                key,
+                pk_token: session.pk_token.clone(),
+                session: Some(session),
+            }
+        }
+        ProviderKind::Actions {
+            issuer,
+            request_url,
+            request_token,
+        } => Identity {
+            pk_token: opkssh_cli::ci::login_actions(issuer, request_url, request_token, &key, http)
+                .map_err(fail)?,
+            key,
+            session: None,
+        },
+        ProviderKind::GitlabCi { issuer } => Identity {
+            pk_token: opkssh_cli::ci::login_gitlab(
+                issuer,
+                std::env::var("OPENPUBKEY_JWT").ok().as_deref(),
+                &key,
+                http,
+            )
+            .map_err(fail)?,
+            key,
+            session: None,
+        },
+    };
+    finish(args, kind, config, identity, home.as_deref(), http, out)
+}
+
+fn issuer_of(kind: &ProviderKind) -> &str {
+    match kind {
+        ProviderKind::Browser(BrowserProvider { issuer, .. })
+        | ProviderKind::Actions { issuer, .. }
+        | ProviderKind::GitlabCi { issuer } => issuer,
+    }
+}
+
+/// Prints the URL and opens a browser unless told not to (behaviour.md §2.2.5).
+pub(crate) fn open_browser(url: &str, disabled: bool) {
+    if disabled {
+        println!("Open your browser to: {url}");
+        return;
+    }
+    println!("Opening browser to {url}");
+    if let Err(error) = webbrowser::open(url) {
+        eprintln!("Failed to open URL: {error}");
+        println!("Open your browser to: {url}");
+    }
+}
+
+fn send_access_token(
+    args: &LoginArgs,
+    config: &ClientConfig,
+    issuer: &str,
+    out: &mut Output,
+) -> bool {
+    if args.send_access_token {
+        return true;
+    }
+    match config.providers.iter().find(|entry| entry.issuer == issuer) {
+        Some(entry) => entry.send_access_token,
+        None => {
+            if config
+                .providers
+                .iter()
+                .any(|entry: &ProviderEntry| entry.send_access_token)
+            {
+                out.log(&format!(
+                    "could not find issuer {issuer} in client config providers to look up \
+                     send_access_token"
+                ));
+            }
+            false
+        }
+    }
+}
+
+fn make_certificate(
+    args: &LoginArgs,
+    key: &SigningKey,
+    pk_token: &PkToken,
+    access_token: Option<&str>,
+) -> Result<OpksshCertificate, CliError> {
+    let principals = match &args.principals {
+        None => Principals::Default,
+        Some(list) => Principals::List(
+            list.iter()
+                .map(|principal| principal.trim().to_owned())
+                .filter(|principal| !principal.is_empty())
+                .collect(),
+        ),
+    };
+    let compact = pk_token.to_compact();
+    build_certificate(CertificateRequest {
+        key,
+        key_id: pk_token.claims().email().unwrap_or_default(),
+        principals,
+        pk_token: &compact,
+        access_token,
+    })
+    .map_err(fail)
+}
+
+fn finish(
+    args: &LoginArgs,
+    kind: &ProviderKind,
+    config: &ClientConfig,
+    mut identity: Identity,
+    home: Option<&Path>,
+    http: &HttpClient,
+    out: &mut Output,
+) -> Result<ExitCode, CliError> {
+    let issuer = identity.pk_token.claims().issuer().to_owned();
+    let audience = audience_string(identity.pk_token.claims());
+    let with_access_token = send_access_token(args, config, &issuer, out);
+    let access_token = if with_access_token {
+        let token = identity
+            .session
+            .as_ref()
+            .and_then(|session| session.access_token.as_ref())
+            .map(|token| token.as_str().to_owned());
+        if token.is_none() {
+            return Err(fail(
+                "--send-access-token was requested but the provider returned no access token",
+            ));
+        }
+        token
+    } else {
+        None
+    };
+    let certificate = make_certificate(
+        args,
+        &identity.key,
+        &identity.pk_token,
+        access_token.as_deref(),
+    )?;
+
+    let destination = if args.print_key {
+        let pem = private_key_to_openssh(&identity.key).map_err(fail)?;
+        print!("{}", certificate.to_line(CertComment::None));
+        println!("{}", pem.as_str());
+        None
+    } else {
+        let home = home.ok_or_else(|| fail("could not find the home directory"))?;
+        let destination = placement::choose(
+            args.private_key_file.as_deref(),
+            home,
+            args.key_type,
+            &issuer,
+            &audience,
+        )
+        .map_err(fail)?;
+        write_keys(
+            &destination,
+            &identity.key,
+            &certificate,
+            &issuer,
+            &audience,
+            out,
+        )?;
+        Some(destination)
+    };
+
+    if args.print_id_token {
+        out.say(&format!(
+            "id_token:\n{}",
+            pretty_id_token(identity.pk_token.claims())
+        ));
+    }
+    if args.inspect_cert || args.verbose {
+        print!(
+            "{}",
+            inspect::text_report(&certificate.to_line(CertComment::Default))?
+        );
+    }
+    out.say(&format!(
+        "Keys generated for identity\n{}",
+        identity_string(identity.pk_token.claims())
+    ));
+
+    if args.auto_refresh {
+        let Some(session) = identity.session.as_mut() else {
+            return Err(fail(format!(
+                "{} does not support auto-refresh",
+                issuer_of(kind)
+            )));
+        };
+        if !session.can_refresh() {
+            return Err(fail(format!(
+                "{issuer} does not support auto-refresh (it returned no refresh token)"
+            )));
+        }
+        loop {
+            let expiry = login::current_expiry(&session.pk_token).unwrap_or(0);
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |since| {
+                    i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+                });
+            let wait = u64::try_from(expiry.saturating_sub(60).saturating_sub(now)).unwrap_or(0);
+            out.log(&format!(
+                "Waiting for {wait}s before attempting to refresh id_token..."
+            ));
+            std::thread::sleep(Duration::from_secs(wait));
+            out.log("Refreshing id_token...");
+            login::refresh(session, http).map_err(fail)?;
+            let access_token = if with_access_token {
+                session
+                    .access_token
+                    .as_ref()
+                    .map(|token| token.as_str().to_owned())
+            } else {
+                None
+            };
+            let certificate = make_certificate(
+                args,
+                &session.key,
+                &session.pk_token,
+                access_token.as_deref(),
+            )?;
+            match &destination {
+                Some(destination) => {
+                    write_keys(
+                        destination,
+                        &session.key,
+                        &certificate,
+                        &issuer,
+                        &audience,
+                        out,
+                    )?;
+                }
+                None => {
+                    let pem = private_key_to_openssh(&session.key).map_err(fail)?;
+                    print!("{}", certificate.to_line(CertComment::None));
+                    println!("{}", pem.as_str());
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_keys(
+    destination: &Destination,
+    key: &SigningKey,
+    certificate: &OpksshCertificate,
+    issuer: &str,
+    audience: &str,
+    out: &mut Output,
+) -> Result<(), CliError> {
+    let cert = placement::write(destination, key, certificate, issuer, audience).map_err(fail)?;
+    out.say(&format!(
+        "Writing opk ssh public key to {} and corresponding secret key to {}",
+        cert.display(),
+        destination.key_path().display()
+    ));
+    Ok(())
+}
+
+/// The `aud` as one string (the first entry of an array).
+pub(crate) fn audience_string(claims: &Claims) -> String {
+    match claims.object().get("aud") {
+        Some(Value::String(aud)) => aud.clone(),
+        Some(Value::Array(list)) => list
+            .first()
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        _ => String::new(),
+    }
+}
+
+/// Go's `IdentityString`.
+pub(crate) fn identity_string(claims: &Claims) -> String {
+    let audience = audience_string(claims);
+    match claims.email() {
+        Some(email) => format!(
+            "Email, sub, issuer, audience: \n{email} {} {} {audience}",
+            claims.subject(),
+            claims.issuer()
+        ),
+        None => format!(
+            "WARNING: Email claim is missing from ID token. Policies based on email will not \
+             work.\nCheck if your client ID has the email scope configured in ~/.opk/config.yml \
+             (scopes: openid email).\nSub, issuer, audience: \n{} {} {audience}",
+            claims.subject(),
+            claims.issuer()
+        ),
+    }
+}
+
+/// Go's `PrettyIdToken`: a fixed subset of claims, indented JSON.
+pub(crate) fn pretty_id_token(claims: &Claims) -> String {
+    const SHOWN: [&str; 12] = [
+        "iss",
+        "sub",
+        "exp",
+        "iat",
+        "email",
+        "nonce",
+        "preferred_username",
+        "given_name",
+        "family_name",
+        "groups",
+        "scopes",
+        "cnf",
+    ];
+    let object = claims.object();
+    let lines: Vec<String> = SHOWN
+        .iter()
+        .filter_map(|name| {
+            object.get(*name).map(|value| {
+                let rendered = serde_json::to_string_pretty(value)
+                    .unwrap_or_default()
+                    .replace('\n', "\n  ");
+                format!("  \"{name}\": {rendered}")
+            })
+        })
+        .collect();
+    format!("{{\n{}\n}}", lines.join(",\n"))
+}

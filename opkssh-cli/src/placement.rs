@@ -1,0 +1,384 @@
+//! Where `opkssh login` writes the key pair and what `opkssh logout` may remove (behaviour.md
+//! §2.2.7, §2.2.9, §2.3; wire-format.md §6.3): `-i <path>`, the `~/.ssh/opkssh` identity
+//! directory, or the first usable default name in `~/.ssh`. A file holding a key that opkssh
+//! did not write is never overwritten or removed.
+
+use crate::files::{WriteError, write_atomic, write_identity};
+use opk_core::jws::SigningKey;
+use opk_core::sshcert::{CertComment, OpksshCertificate, UserKeyFile, UserKeyType};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+/// The comment of a certificate opkssh wrote in `~/.ssh` or at `-i`.
+pub const DEFAULT_CERT_COMMENT: &str = "openpubkey";
+/// The include line `--configure` adds to `~/.ssh/config`.
+pub const INCLUDE_LINE: &str = "Include ~/.ssh/opkssh/config";
+
+/// Why the keys could not be placed or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum PlacementError {
+    /// Every default name holds a key opkssh did not write.
+    #[error("no default ssh key file free for openpubkey")]
+    NoFreeName,
+    /// Writing failed.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// Another I/O failure.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A logout check failed.
+    #[error("{0}")]
+    NotOurs(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PlacementError + '_ {
+    move |source| PlacementError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// `<key>-cert.pub`.
+pub fn cert_path(key_path: &Path) -> PathBuf {
+    let mut name = key_path.as_os_str().to_owned();
+    name.push("-cert.pub");
+    PathBuf::from(name)
+}
+
+/// The default key names for a key type, in the order tried.
+pub fn default_names(kind: UserKeyType) -> [&'static str; 2] {
+    match kind {
+        UserKeyType::Ecdsa => ["id_ecdsa", "id_ecdsa_sk"],
+        UserKeyType::Ed25519 => ["id_ed25519", "id_ed25519_sk"],
+    }
+}
+
+/// Whether `<key>-cert.pub` is a certificate whose comment says opkssh wrote it: exactly
+/// `openpubkey` for the default names (`exact`), or starting with it (logout, identity dir).
+fn written_by_opkssh(key_path: &Path, exact: bool) -> bool {
+    let Ok(text) = std::fs::read_to_string(cert_path(key_path)) else {
+        return false;
+    };
+    OpksshCertificate::from_line(&text).is_ok_and(|certificate| {
+        if exact {
+            certificate.comment() == DEFAULT_CERT_COMMENT
+        } else {
+            certificate.comment().starts_with(DEFAULT_CERT_COMMENT)
+        }
+    })
+}
+
+/// The first usable default name in `ssh_dir` (§2.2.7): a name with no private key, or one
+/// whose certificate parses with the comment `openpubkey`. A key without such a certificate
+/// is skipped and never touched.
+///
+/// # Errors
+/// [`PlacementError::NoFreeName`].
+pub fn choose_default(ssh_dir: &Path, kind: UserKeyType) -> Result<PathBuf, PlacementError> {
+    for name in default_names(kind) {
+        let key_path = ssh_dir.join(name);
+        if std::fs::symlink_metadata(&key_path).is_err() {
+            return Ok(key_path);
+        }
+        if written_by_opkssh(&key_path, true) {
+            return Ok(key_path);
+        }
+    }
+    Err(PlacementError::NoFreeName)
+}
+
+/// The identity-directory file name for an issuer and audience (§2.2.9): the issuer without
+/// `https://`, `-`, the first 20 bytes of the audience, every run of characters outside
+/// `[A-Za-z0-9_.-]` replaced by `_`.
+pub fn identity_dir_name(issuer: &str, audience: &str) -> String {
+    let issuer = issuer.strip_prefix("https://").unwrap_or(issuer);
+    let audience_bytes = audience.as_bytes();
+    let cut = audience_bytes.get(..20).unwrap_or(audience_bytes);
+    let raw = format!("{issuer}-{}", String::from_utf8_lossy(cut));
+    let mut out = String::with_capacity(raw.len());
+    let mut in_run = false;
+    for character in raw.chars() {
+        if character.is_ascii_alphanumeric() || matches!(character, '_' | '.' | '-') {
+            out.push(character);
+            in_run = false;
+        } else if !in_run {
+            out.push('_');
+            in_run = true;
+        }
+    }
+    out
+}
+
+/// The user's home directory.
+pub fn home_dir() -> Option<PathBuf> {
+    std::env::home_dir().filter(|home| !home.as_os_str().is_empty())
+}
+
+/// `~/.ssh/opkssh`.
+pub fn identity_dir(home: &Path) -> PathBuf {
+    home.join(".ssh").join("opkssh")
+}
+
+/// Whether identity-directory mode is on: `~/.ssh/config` includes it and
+/// `~/.ssh/opkssh/config` exists.
+pub fn identity_dir_active(home: &Path) -> bool {
+    let includes = std::fs::read_to_string(home.join(".ssh").join("config"))
+        .is_ok_and(|text| text.contains(INCLUDE_LINE));
+    includes && identity_dir(home).join("config").is_file()
+}
+
+/// `opkssh login --configure` (§2.2.9): creates `~/.ssh/opkssh/` (0700) and its empty
+/// `config` (0600), and prepends the include line to `~/.ssh/config` (0600) once.
+///
+/// # Errors
+/// I/O failure.
+pub fn configure_identity_dir(home: &Path) -> Result<(), PlacementError> {
+    let ssh = home.join(".ssh");
+    create_dir(&ssh, 0o700)?;
+    let dir = identity_dir(home);
+    create_dir(&dir, 0o700)?;
+    let config = dir.join("config");
+    if !config.exists() {
+        write_atomic(&config, b"", 0o600)?;
+    }
+    let ssh_config = ssh.join("config");
+    let existing = match std::fs::read_to_string(&ssh_config) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(error) => return Err(io(&ssh_config)(error)),
+    };
+    if !existing.contains(INCLUDE_LINE) {
+        let mode = std::fs::metadata(&ssh_config)
+            .map(|metadata| metadata.permissions().mode() & 0o7777)
+            .unwrap_or(0o600);
+        write_atomic(
+            &ssh_config,
+            format!("{INCLUDE_LINE}\n\n{existing}").as_bytes(),
+            mode,
+        )?;
+    }
+    Ok(())
+}
+
+fn create_dir(path: &Path, mode: u32) -> Result<(), PlacementError> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(path).map_err(io(path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io(path))
+}
+
+/// Where a login's files go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// `-i <path>`: written unconditionally, comment `openpubkey`.
+    Explicit(PathBuf),
+    /// `~/.ssh/opkssh/<name>`, comment `openpubkey: <iss> <aud>`, listed in its config.
+    IdentityDir(PathBuf),
+    /// A default name in `~/.ssh`.
+    Default(PathBuf),
+}
+
+impl Destination {
+    /// The private key path.
+    pub fn key_path(&self) -> &Path {
+        match self {
+            Self::Explicit(path) | Self::IdentityDir(path) | Self::Default(path) => path,
+        }
+    }
+}
+
+/// Chooses the destination (§2.2.7): `-i` › identity directory › default names.
+///
+/// # Errors
+/// No free default name.
+pub fn choose(
+    explicit: Option<&Path>,
+    home: &Path,
+    kind: UserKeyType,
+    issuer: &str,
+    audience: &str,
+) -> Result<Destination, PlacementError> {
+    if let Some(path) = explicit {
+        return Ok(Destination::Explicit(path.to_owned()));
+    }
+    if identity_dir_active(home) {
+        return Ok(Destination::IdentityDir(
+            identity_dir(home).join(identity_dir_name(issuer, audience)),
+        ));
+    }
+    let ssh = home.join(".ssh");
+    create_dir(&ssh, 0o700)?;
+    choose_default(&ssh, kind).map(Destination::Default)
+}
+
+/// Writes the key and certificate to `destination` (atomically, Go's modes and comments).
+/// For the default names the choice is re-checked just before writing, so a key the user put
+/// there in the meantime is still not overwritten.
+///
+/// # Errors
+/// I/O failure, or the name is no longer ours.
+pub fn write(
+    destination: &Destination,
+    key: &SigningKey,
+    certificate: &OpksshCertificate,
+    issuer: &str,
+    audience: &str,
+) -> Result<PathBuf, PlacementError> {
+    match destination {
+        Destination::Explicit(path) => Ok(write_identity(
+            path,
+            key,
+            certificate,
+            CertComment::Default,
+        )?),
+        Destination::Default(path) => {
+            let exists = std::fs::symlink_metadata(path).is_ok();
+            if exists && !written_by_opkssh(path, true) {
+                return Err(PlacementError::NoFreeName);
+            }
+            Ok(write_identity(
+                path,
+                key,
+                certificate,
+                CertComment::Default,
+            )?)
+        }
+        Destination::IdentityDir(path) => {
+            let cert = write_identity(
+                path,
+                key,
+                certificate,
+                CertComment::IdentityDir { issuer, audience },
+            )?;
+            if let Some(dir) = path.parent() {
+                add_identity_file(&dir.join("config"), path)?;
+            }
+            Ok(cert)
+        }
+    }
+}
+
+fn add_identity_file(config: &Path, key_path: &Path) -> Result<(), PlacementError> {
+    let existing = std::fs::read_to_string(config).unwrap_or_default();
+    let absolute = std::path::absolute(key_path).unwrap_or_else(|_| key_path.to_owned());
+    let line = format!("IdentityFile {}", absolute.display());
+    if existing.contains(&absolute.display().to_string()) {
+        return Ok(());
+    }
+    write_atomic(config, format!("{line}\n{existing}").as_bytes(), 0o600)?;
+    Ok(())
+}
+
+/// Checks that `key_path` and its certificate are a pair opkssh wrote (§2.3): the certificate
+/// parses with a comment starting `openpubkey`, and the private key parses and is the
+/// certificate's key.
+///
+/// # Errors
+/// [`PlacementError::NotOurs`] saying which check failed.
+pub fn check_pair(key_path: &Path) -> Result<(), PlacementError> {
+    let cert = cert_path(key_path);
+    let text = std::fs::read_to_string(&cert).map_err(|error| {
+        PlacementError::NotOurs(format!(
+            "could not read certificate file {}: {error}",
+            cert.display()
+        ))
+    })?;
+    let certificate = OpksshCertificate::from_line(&text).map_err(|error| {
+        PlacementError::NotOurs(format!(
+            "could not parse certificate {}: {error}",
+            cert.display()
+        ))
+    })?;
+    if !certificate.comment().starts_with(DEFAULT_CERT_COMMENT) {
+        return Err(PlacementError::NotOurs(format!(
+            "{} was not generated by opkssh",
+            cert.display()
+        )));
+    }
+    let pem = std::fs::read_to_string(key_path).map_err(|error| {
+        PlacementError::NotOurs(format!(
+            "could not read private key {}: {error}",
+            key_path.display()
+        ))
+    })?;
+    let key = UserKeyFile::from_openssh(&pem).map_err(|error| {
+        PlacementError::NotOurs(format!(
+            "could not parse private key {}: {error}",
+            key_path.display()
+        ))
+    })?;
+    if !certificate.matches_upk(&key.key().public_key()) {
+        return Err(PlacementError::NotOurs(format!(
+            "private key {} does not match certificate {}",
+            key_path.display(),
+            cert.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Removes a checked pair: the private key first, then the certificate (§2.3).
+///
+/// # Errors
+/// I/O failure.
+pub fn remove_pair(key_path: &Path) -> Result<PathBuf, PlacementError> {
+    std::fs::remove_file(key_path).map_err(io(key_path))?;
+    let cert = cert_path(key_path);
+    std::fs::remove_file(&cert).map_err(io(&cert))?;
+    Ok(cert)
+}
+
+/// Removes the exact `IdentityFile <key>` line from the identity directory's config.
+///
+/// # Errors
+/// I/O failure.
+pub fn remove_identity_file(config: &Path, key_path: &Path) -> Result<(), PlacementError> {
+    let Ok(existing) = std::fs::read_to_string(config) else {
+        return Ok(());
+    };
+    let target = format!("IdentityFile {}", key_path.display());
+    let kept: Vec<&str> = existing
+        .split_inclusive('\n')
+        .filter(|line| line.trim_end_matches(['\n', '\r']) != target)
+        .collect();
+    if kept.concat() != existing {
+        write_atomic(config, kept.concat().as_bytes(), 0o600)?;
+    }
+    Ok(())
+}
+
+/// The candidates `logout` checks without `-i`: the four default names, then every file in
+/// `~/.ssh/opkssh/` except `config` and `*-cert.pub`.
+pub fn logout_candidates(home: &Path) -> Vec<(PathBuf, bool)> {
+    let ssh = home.join(".ssh");
+    let mut found: Vec<(PathBuf, bool)> =
+        ["id_ecdsa", "id_ecdsa_sk", "id_ed25519", "id_ed25519_sk"]
+            .iter()
+            .map(|name| ssh.join(name))
+            .filter(|path| path.is_file())
+            .map(|path| (path, false))
+            .collect();
+    if let Ok(entries) = std::fs::read_dir(identity_dir(home)) {
+        let mut names: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| {
+                path.is_file()
+                    && path.file_name().is_some_and(|name| {
+                        let name = name.to_string_lossy();
+                        name != "config" && !name.ends_with("-cert.pub")
+                    })
+            })
+            .collect();
+        names.sort();
+        found.extend(names.into_iter().map(|path| (path, true)));
+    }
+    found
+}
