@@ -3,10 +3,19 @@
 //! for the Go vectors' issuers. The recipe, with every behaviour relied on here, is
 //! `shared/docs/e2e-harness.md`.
 //!
-//! Every test starts with the gate:
+//! Every test starts with the gate, then builds the fixtures it needs:
 //!
-//! ```ignore
+//! ```no_run
+//! use opkssh_tests::e2e::{AkcConfig, E2e, LOGIN_USER, Op, Sshd, ssh_login};
+//! use std::path::Path;
+//!
 //! let Some(e2e) = E2e::require() else { return };
+//! let op = Op::start(&[("OP_SIGNING_ALG", "ES256")]);
+//! let opkssh = e2e.install_binary(&opkssh_tests::e2e::target_binary("opkssh"));
+//! let sshd = Sshd::start(AkcConfig::new(format!("{} verify %u %k %t", opkssh.display())));
+//! let out = ssh_login(&sshd, LOGIN_USER, Path::new("id"), Some(Path::new("id-cert.pub")), "true");
+//! assert_eq!(out.status.code(), Some(0), "{}", sshd.log());
+//! # drop(op);
 //! ```
 //!
 //! Without `OPKSSH_E2E=1` that prints `SKIP e2e: set OPKSSH_E2E=1` and the test returns. With it,
@@ -64,6 +73,26 @@ const SSHD_READY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const SSH_TIMEOUT: Duration = Duration::from_secs(60);
 const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A binary of the workspace built beside the running test executable (`<target>/<profile>/name`).
+/// `cargo test --workspace` builds `opkssh` before it runs any test; a lone
+/// `cargo test -p opkssh-tests` does not, so this panics if it is missing. An integration test
+/// inside `opkssh-cli` should prefer `env!("CARGO_BIN_EXE_opkssh")`, which cargo keeps fresh.
+pub fn target_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("e2e: current_exe");
+    // <target>/<profile>/deps/<test>-<hash>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("e2e: test executable outside a target directory");
+    let path = profile_dir.join(name);
+    assert!(
+        path.is_file(),
+        "e2e: {} is not built (cargo test --workspace builds it; or cargo build -p opkssh-cli)",
+        path.display()
+    );
+    path
+}
 
 /// The `tests/e2e/op` folder (package.json, op.mjs, node_modules).
 pub fn op_dir() -> PathBuf {
@@ -1754,6 +1783,32 @@ mod tests {
             "http://localhost:3000/cb"
         );
         assert!(join_url("http://localhost:5/a", "relative").is_err());
+    }
+
+    #[test]
+    fn the_login_driver_refuses_to_leave_loopback() {
+        let err = http_login("http://192.0.2.1/auth", "alice").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("refusing non-loopback"),
+            "{err:#}"
+        );
+        // A loopback page that redirects elsewhere: the driver stops before connecting.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut buf = [0_u8; 2048];
+            let _ = stream.read(&mut buf);
+            stream
+                .write_all(b"HTTP/1.1 303 See Other\r\nlocation: http://example.com/steal\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .unwrap();
+        });
+        let err = http_login(&format!("http://localhost:{port}/auth"), "alice").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("refusing non-loopback URL http://example.com/steal"),
+            "{err:#}"
+        );
+        server.join().unwrap();
     }
 
     #[test]
