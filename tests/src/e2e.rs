@@ -189,20 +189,48 @@ impl E2e {
     /// Like [`E2e::install_binary`] for given contents (e.g. a shell script) under a given file
     /// name.
     pub fn install_executable(&self, name: &str, contents: &[u8]) -> PathBuf {
+        self.install_file(name, contents, 0o755, None)
+    }
+
+    /// Writes a file into a fresh root-owned 0755 directory under [`LIBEXEC`] (removed when
+    /// `self` is dropped), owned by root and `group` (e.g. [`AKC_USER`] for a config file that
+    /// the `AuthorizedKeysCommand` reads, mode 0640 as upstream installs `/etc/opk`), with
+    /// `mode`. The scratch [`E2e::dir`] is not readable by the command user (P7).
+    pub fn install_file(
+        &self,
+        name: &str,
+        contents: &[u8],
+        mode: u32,
+        group: Option<&str>,
+    ) -> PathBuf {
         assert!(
             !name.is_empty() && !name.contains('/'),
-            "e2e: bad executable name {name:?}"
+            "e2e: bad file name {name:?}"
         );
         let dir = Path::new(LIBEXEC).join(unique_name("x"));
         make_root_dir(&dir);
+        self.installed.lock().unwrap().push(dir.clone());
         let path = dir.join(name);
         fs::write(&path, contents)
             .unwrap_or_else(|e| panic!("e2e: writing {}: {e}", path.display()));
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-        check_root_owned_path(&path).unwrap_or_else(|e| panic!("e2e: {e:#}"));
-        self.installed.lock().unwrap().push(dir);
+        let gid = group.map(group_id);
+        std::os::unix::fs::chown(&path, Some(0), gid)
+            .unwrap_or_else(|e| panic!("e2e: chown {}: {e}", path.display()));
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        check_root_owned_path(&dir).unwrap_or_else(|e| panic!("e2e: {e:#}"));
         path
     }
+}
+
+/// The numeric id of a group (`getent group`).
+pub fn group_id(name: &str) -> u32 {
+    let out = run_with_timeout(Command::new("getent").args(["group", name]), TOOL_TIMEOUT);
+    assert!(out.status.success(), "e2e: no group {name}");
+    String::from_utf8_lossy(&out.stdout)
+        .split(':')
+        .nth(2)
+        .and_then(|gid| gid.trim().parse().ok())
+        .unwrap_or_else(|| panic!("e2e: group {name}: {out:?}"))
 }
 
 impl Drop for E2e {
@@ -703,6 +731,7 @@ fn drive_login(auth_url: &str, login_name: &str, fetch_callback: bool) -> Result
 /// and printed if the test panics.
 pub struct Op {
     child: Option<Child>,
+    _stdin: Option<std::process::ChildStdin>,
     issuer: String,
     port: u16,
     kid: String,
@@ -738,7 +767,8 @@ pub struct RequestCounts {
     pub paths: BTreeMap<String, u64>,
 }
 
-const OP_ENV: [&str; 9] = [
+const OP_ENV: [&str; 10] = [
+    "OP_EXIT_ON_STDIN_EOF",
     "OP_PORT",
     "OP_HOST",
     "OP_ISSUER",
@@ -764,15 +794,19 @@ impl Op {
             cmd.env_remove(name);
         }
         cmd.env("OP_PORT", "0");
+        // The OP exits when this pipe closes: if the test process dies without running Drop
+        // (SIGKILL, abort), node does not outlive it (e2e-harness.md P13, P17).
+        cmd.env("OP_EXIT_ON_STDIN_EOF", "1");
         for (k, v) in env {
             cmd.env(k, v);
         }
         let mut child = cmd
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("e2e: spawning node {}: {e}", script.display()));
+        let stdin = child.stdin.take();
         let log = Arc::new(Mutex::new(String::new()));
         let (ready_tx, ready_rx) = mpsc::channel::<String>();
         {
@@ -831,6 +865,7 @@ impl Op {
             alg: field("alg"),
             client_id,
             child: Some(child),
+            _stdin: stdin,
             log,
         }
     }

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::mpsc;
@@ -202,7 +203,27 @@ fn op_code_flow_with_pkce_custom_nonce_and_claims() {
     let (iat, exp) = (p["iat"].as_u64().unwrap(), p["exp"].as_u64().unwrap());
     assert_eq!(exp - iat, 3600);
     assert!(alice.id_token.len() > 500);
-    assert!(alice.token_response["access_token"].is_string());
+    // Userinfo with the access token (the `openpubkey-act` extension will carry it).
+    let access_token = alice.token_response["access_token"].as_str().unwrap();
+    let mut resp = e2e::loopback_agent()
+        .get(discovery["userinfo_endpoint"].as_str().unwrap())
+        .header("authorization", &format!("Bearer {access_token}"))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let userinfo: Value = resp.body_mut().read_json().unwrap();
+    assert_eq!(userinfo["sub"], "alice");
+    assert_eq!(userinfo["groups"], json!(["ssh-users", "admins"]));
+
+    // The device flow answers (for a later `login --device` test).
+    let mut resp = e2e::loopback_agent()
+        .post(discovery["device_authorization_endpoint"].as_str().unwrap())
+        .send_form([("client_id", op.client_id()), ("scope", "openid email")])
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let device: Value = resp.body_mut().read_json().unwrap();
+    assert!(device["device_code"].is_string(), "{device}");
+    assert!(device["user_code"].is_string(), "{device}");
 
     let bob_nonce = random_b64url(32);
     let bob = login(&op, "bob", &bob_nonce);
@@ -217,7 +238,8 @@ fn op_code_flow_with_pkce_custom_nonce_and_claims() {
         (3, 3, 2, 2),
         "{counts:?}"
     );
-    assert_eq!(counts.userinfo, 0);
+    assert_eq!(counts.userinfo, 1);
+    assert_eq!(counts.paths["/device/auth"], 1);
     assert_eq!(counts.paths["/token"], 2);
     assert_eq!(op.take_request_counts().token, 2);
     assert_eq!(op.request_counts().token, 0, "reset");
@@ -376,20 +398,28 @@ fn sshd_runs_the_authorized_keys_command_and_ssh_logs_in_with_a_go_certificate()
     let (key, cert) = vector_identity(e2e.dir(), "accept", "rs256-ecdsa");
     let (other_key, other_cert) = vector_identity(e2e.dir(), "accept", "es256-ed25519");
     let line = std::fs::read_to_string(&cert).unwrap();
-    let (cert_type, cert_b64) = line.trim_end().split_once(' ').unwrap();
+    assert!(line.starts_with("ecdsa-sha2-nistp256-cert-v01@openssh.com AAAA"));
     // Go's certificates are self-signed: the CA is the user's own key.
     let ca = public_key_of(&key);
 
-    // A stand-in for `opkssh verify %t %k`: accepts exactly this certificate, as upstream answers.
+    // A stand-in for `opkssh verify %t %k`: accepts exactly the certificate in its config file
+    // (root:opksshuser 0640, as upstream installs /etc/opk), and answers as upstream does.
+    let config = e2e.install_file("expected", line.as_bytes(), 0o640, Some(e2e::AKC_USER));
+    let meta = std::fs::metadata(&config).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+        (0, e2e::group_id(e2e::AKC_USER), 0o640)
+    );
     let script = format!(
         "#!/bin/sh\n\
-         # e2e stand-in AuthorizedKeysCommand: accepts exactly one certificate.\n\
-         if [ \"$1\" = '{cert_type}' ] && [ \"$2\" = '{cert_b64}' ]; then\n\
+         # e2e stand-in AuthorizedKeysCommand: accepts exactly the certificate in its config.\n\
+         if [ \"$1 $2\" = \"$(cat '{config}')\" ]; then\n\
          \x20 echo 'cert-authority,principals=\"opkssh-wildcard\" {ca}'\n\
          \x20 exit 0\n\
          fi\n\
          echo \"akc-stub: refusing a $1 as $(id -un)\" >&2\n\
-         exit 1\n"
+         exit 1\n",
+        config = config.display()
     );
     let akc = e2e.install_executable("akc-stub", script.as_bytes());
     e2e::check_root_owned_path(&akc).unwrap();

@@ -4,7 +4,8 @@
 // Env: OP_PORT (9998; 0 = pick a free port), OP_HOST (127.0.0.1), OP_ISSUER (http://localhost:<port>),
 //      OP_CLIENT_ID (opkssh-e2e), OP_KEYS_FILE (private JWKS; generated if missing),
 //      OP_ID_TOKEN_TTL (3600), OP_APP_TYPE (native|web), OP_ACCOUNTS (JSON, extra accounts),
-//      OP_SIGNING_ALG (RS256|ES256: the ID-token signing algorithm and the kind of generated keys).
+//      OP_SIGNING_ALG (RS256|ES256: the ID-token signing algorithm and the kind of generated keys),
+//      OP_EXIT_ON_STDIN_EOF (1: exit when stdin closes, so the OP dies with a test process that was killed).
 // Test-only endpoints:
 //   POST /__test/rotate[?drop_old=1] -> a new key signs; the old ones stay in the JWKS unless drop_old=1.
 //   GET  /__test/requests[?reset=1]  -> JSON request counts {discovery, jwks, userinfo, token, auth, paths}
@@ -116,4 +117,9 @@ server.listen(PORT, HOST, () => {
   provider = build(keys); handler = provider.callback();
   console.log(`OP_READY issuer=${ISSUER} port=${port} kid=${keys[0].kid} alg=${ALG}`);
 });
+if (process.env.OP_EXIT_ON_STDIN_EOF === '1') {
+  process.stdin.on('end', () => process.exit(0));
+  process.stdin.on('close', () => process.exit(0));
+  process.stdin.resume();
+}
 for (const s of ['SIGTERM', 'SIGINT']) process.on(s, () => process.exit(0)); // server.close() would wait for keep-alive sockets
