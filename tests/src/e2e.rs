@@ -1389,7 +1389,8 @@ impl IssuerServer {
         Ok(())
     }
 
-    fn unlisten(&self) {
+    /// Stops listening; false if the accept thread did not stop within 5 s.
+    fn unlisten(&self) -> bool {
         let taken = self.listening.lock().unwrap().take();
         if let Some(listening) = taken {
             listening.stop.store(true, Ordering::SeqCst);
@@ -1398,8 +1399,16 @@ impl IssuerServer {
                 &std::net::SocketAddr::from(([127, 0, 0, 1], self.port)),
                 Duration::from_secs(1),
             );
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !listening.handle.is_finished() {
+                if Instant::now() >= deadline {
+                    return false;
+                }
+                thread::sleep(Duration::from_millis(2));
+            }
             let _ = listening.handle.join();
         }
+        true
     }
 
     /// The issuer string (`http://localhost:<port>`).
@@ -1439,7 +1448,9 @@ impl IssuerServer {
     pub fn set_fault(&self, fault: Fault) -> Result<()> {
         *self.shared.fault.lock().unwrap() = fault;
         if fault == Fault::Down {
-            self.unlisten();
+            if !self.unlisten() {
+                bail!("the listener of {} did not stop", self.issuer);
+            }
             Ok(())
         } else {
             self.listen()
@@ -1483,7 +1494,9 @@ impl IssuerServer {
 impl Drop for IssuerServer {
     fn drop(&mut self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
-        self.unlisten();
+        if !self.unlisten() {
+            eprintln!("e2e: the listener of {} did not stop", self.issuer);
+        }
     }
 }
 
