@@ -203,22 +203,31 @@ impl E2e {
         mode: u32,
         group: Option<&str>,
     ) -> PathBuf {
-        assert!(
-            !name.is_empty() && !name.contains('/'),
-            "e2e: bad file name {name:?}"
-        );
+        self.install_dir(&[(name, contents, mode)], group)
+            .join(name)
+    }
+
+    /// Like [`E2e::install_file`] for several files `(name, contents, mode)` in one fresh
+    /// directory (e.g. a config root with `providers` and `auth_id`); returns the directory.
+    pub fn install_dir(&self, files: &[(&str, &[u8], u32)], group: Option<&str>) -> PathBuf {
         let dir = Path::new(LIBEXEC).join(unique_name("x"));
         make_root_dir(&dir);
         self.installed.lock().unwrap().push(dir.clone());
-        let path = dir.join(name);
-        fs::write(&path, contents)
-            .unwrap_or_else(|e| panic!("e2e: writing {}: {e}", path.display()));
         let gid = group.map(group_id);
-        std::os::unix::fs::chown(&path, Some(0), gid)
-            .unwrap_or_else(|e| panic!("e2e: chown {}: {e}", path.display()));
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        for (name, contents, mode) in files {
+            assert!(
+                !name.is_empty() && !name.contains('/'),
+                "e2e: bad file name {name:?}"
+            );
+            let path = dir.join(name);
+            fs::write(&path, contents)
+                .unwrap_or_else(|e| panic!("e2e: writing {}: {e}", path.display()));
+            std::os::unix::fs::chown(&path, Some(0), gid)
+                .unwrap_or_else(|e| panic!("e2e: chown {}: {e}", path.display()));
+            fs::set_permissions(&path, fs::Permissions::from_mode(*mode)).unwrap();
+        }
         check_root_owned_path(&dir).unwrap_or_else(|e| panic!("e2e: {e:#}"));
-        path
+        dir
     }
 }
 
