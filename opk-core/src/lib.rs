@@ -27,6 +27,7 @@ pub mod gojson;
 pub mod gq;
 pub mod jwk;
 pub mod jws;
+pub mod oidc;
 pub mod pktoken;
 pub mod sshcert;
 pub mod verify;

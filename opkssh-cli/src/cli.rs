@@ -1,6 +1,7 @@
 //! The command line, as clap definitions only (so completions and man pages can be generated
 //! from it). Subcommands, arguments and flags follow the Go opkssh (behaviour.md §1-2).
 
+use crate::commands;
 use clap::{Parser, Subcommand};
 
 /// OpenID Connect single sign-on for SSH.
@@ -21,8 +22,16 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Appends new rule to the policy file
+    Add(commands::add::AddArgs),
+    /// Validate policy file entries against provider definitions
+    Audit(commands::audit::AuditArgs),
     /// Show what an SSH certificate and its PK token contain.
     Inspect(InspectArgs),
+    /// Check and fix filesystem permissions required by opkssh
+    Permissions(commands::permissions::PermissionsArgs),
+    /// Read the principal's home policy file
+    Readhome(commands::readhome::ReadhomeArgs),
 }
 
 /// `opkssh inspect <path-or-text>`.

@@ -17,6 +17,9 @@ pub(crate) enum CliError {
     /// The certificate's PK token is malformed.
     #[error("the certificate's PK token is malformed: {0}")]
     PkToken(#[from] opk_core::pktoken::PkTokenError),
+    /// A server-policy command failed.
+    #[error("{0}")]
+    Policy(#[from] crate::commands::CommandError),
     /// Command-line usage error.
     #[error("{0}")]
     Usage(String),

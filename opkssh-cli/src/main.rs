@@ -21,7 +21,13 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let result = match cli.command {
+        Some(Command::Add(args)) => commands::add::run(&args).map_err(CliError::from),
+        Some(Command::Audit(args)) => commands::audit::run(&args).map_err(CliError::from),
         Some(Command::Inspect(args)) => commands::inspect::run(&args),
+        Some(Command::Permissions(args)) => {
+            commands::permissions::run(&args).map_err(CliError::from)
+        }
+        Some(Command::Readhome(args)) => commands::readhome::run(&args).map_err(CliError::from),
         None => Err(CliError::Usage("no command given".into())),
     };
     match result {

@@ -1,1 +1,13 @@
-//! The opkssh AuthorizedKeysCommand pipeline.
+//! The opkssh AuthorizedKeysCommand pipeline: sshd's `%u %k %t` in, one `cert-authority` line
+//! or a denial out. This crate owns the network (bounded, cached) and the log; the protocol is
+//! `opk-core` and the decision is `policy`.
+
+#![forbid(unsafe_code)]
+#![deny(unused_must_use)]
+#![warn(missing_docs)]
+
+pub mod deadline;
+pub mod http;
+pub mod jwks_cache;
+pub mod log;
+pub mod pipeline;

@@ -1,0 +1,270 @@
+//! The I/O edge of the decision: loads the files under the config directory (default
+//! `/etc/opk`), runs plugins, reads the home policy, then hands over to [`crate::decision`].
+
+use crate::auth_id::AuthIdFile;
+use crate::decision::{
+    AllowProof, Check, Decision, Evaluation, PolicyInput, Trace, TraceSource, check_deny_lists,
+    deny, match_rows,
+};
+use crate::error::FileError;
+use crate::home::{self, HomeAccess};
+use crate::perms::{self, Requirement};
+use crate::plugin;
+use crate::providers::Providers;
+use crate::server_config::{DenyLists, ServerConfig};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The default configuration directory.
+pub const DEFAULT_CONFIG_DIR: &str = "/etc/opk";
+
+/// Paths of the server files under a configuration directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigDir {
+    root: PathBuf,
+}
+
+impl ConfigDir {
+    /// A configuration directory.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `providers`.
+    pub fn providers(&self) -> PathBuf {
+        self.root.join("providers")
+    }
+
+    /// `auth_id`.
+    pub fn auth_id(&self) -> PathBuf {
+        self.root.join("auth_id")
+    }
+
+    /// `config.yml`.
+    pub fn config(&self) -> PathBuf {
+        self.root.join("config.yml")
+    }
+
+    /// `policy.d`.
+    pub fn plugins(&self) -> PathBuf {
+        self.root.join("policy.d")
+    }
+
+    /// Loads `providers` (mode 0640, root-owned).
+    ///
+    /// # Errors
+    /// Unreadable or mis-permissioned file, or a fatal row (see [`Providers::parse`]).
+    pub fn load_providers(&self) -> Result<Providers, FileError> {
+        let path = self.providers();
+        let content = perms::read_checked(&path, &Requirement::SYSTEM_FILE)?;
+        Providers::parse(&content, &path)
+    }
+
+    /// Loads `config.yml` (0640 root:opksshuser). Go continues without env vars and without
+    /// deny lists when this fails; the caller decides, and should log it.
+    ///
+    /// # Errors
+    /// Missing, mis-permissioned or invalid file.
+    pub fn load_server_config(&self) -> Result<ServerConfig, FileError> {
+        let path = self.config();
+        let content = perms::read_checked(&path, &Requirement::CONFIG_FILE)?;
+        let text = String::from_utf8(content).map_err(|_| {
+            FileError::new(
+                crate::Location::file(&path),
+                crate::FileErrorKind::Yaml("not UTF-8".into()),
+            )
+        })?;
+        ServerConfig::parse(&text, &path)
+    }
+
+    /// Loads `config.yml` if it exists: `Ok(None)` when it does not (no deny lists, no
+    /// variables), `Err` when it exists but is unreadable, mis-permissioned or invalid.
+    ///
+    /// Go logs that error and carries on without the deny lists (behaviour.md §8.4), which
+    /// silently lets in anyone the lists were keeping out. Failing closed (deny every login
+    /// and log this error) is the safer reading of the same file.
+    ///
+    /// # Errors
+    /// As [`ConfigDir::load_server_config`], except a missing file.
+    pub fn load_server_config_if_present(&self) -> Result<Option<ServerConfig>, FileError> {
+        match std::fs::symlink_metadata(self.config()) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            _ => self.load_server_config().map(Some),
+        }
+    }
+
+    /// Loads the system `auth_id` (mode 0640, root-owned).
+    ///
+    /// # Errors
+    /// Unreadable or mis-permissioned file.
+    pub fn load_system_policy(&self) -> Result<AuthIdFile, FileError> {
+        let path = self.auth_id();
+        let content = perms::read_checked(&path, &Requirement::SYSTEM_FILE)?;
+        Ok(AuthIdFile::parse(&content, &path))
+    }
+}
+
+/// Decides logins against the policy under a configuration directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enforcer {
+    dir: ConfigDir,
+    deny: DenyLists,
+    home: HomeAccess,
+    plugins: bool,
+    env_vars: BTreeMap<String, String>,
+}
+
+impl Enforcer {
+    /// An enforcer for `dir`, with no deny lists, direct home reads and plugins on.
+    pub fn new(dir: ConfigDir) -> Self {
+        Self {
+            dir,
+            deny: DenyLists::default(),
+            home: HomeAccess::Direct,
+            plugins: true,
+            env_vars: BTreeMap::new(),
+        }
+    }
+
+    /// Sets the deny lists (from `config.yml`).
+    #[must_use]
+    pub fn with_deny_lists(mut self, deny: DenyLists) -> Self {
+        self.deny = deny;
+        self
+    }
+
+    /// Sets how home policies are read.
+    #[must_use]
+    pub fn with_home_access(mut self, home: HomeAccess) -> Self {
+        self.home = home;
+        self
+    }
+
+    /// Variables for plugin processes: `env_vars` from `config.yml`. Go sets them in its own
+    /// environment, which plugins inherit; Rust code without `unsafe` cannot, so they are
+    /// passed to each plugin instead (the `OPKSSH_PLUGIN_*` set still wins).
+    #[must_use]
+    pub fn with_env_vars(mut self, env_vars: BTreeMap<String, String>) -> Self {
+        self.env_vars = env_vars;
+        self
+    }
+
+    /// Turns plugins off.
+    #[must_use]
+    pub fn without_plugins(mut self) -> Self {
+        self.plugins = false;
+        self
+    }
+
+    /// The configuration directory.
+    pub fn dir(&self) -> &ConfigDir {
+        &self.dir
+    }
+
+    /// Decides: deny lists first, then the system and home `auth_id` rows, then plugins.
+    ///
+    /// Go runs plugins before the rows. Both only ever allow, so the outcome is the same;
+    /// running them last means no external program runs for a login a row already grants.
+    /// Every reason the rows stage denies (no match, no policy file, bad userinfo) still
+    /// lets a plugin allow, as in Go, and is the reported reason if none does.
+    pub fn evaluate(&self, input: &PolicyInput<'_>) -> Evaluation {
+        if let Some(reason) = check_deny_lists(input, &self.deny, &self.dir.config()) {
+            return deny(reason, Vec::new());
+        }
+        let mut evaluation = self.evaluate_files(input);
+        if evaluation.decision.is_allow() || !self.plugins {
+            return evaluation;
+        }
+        match plugin::run_all_with(&self.dir.plugins(), input, &self.env_vars) {
+            Err(skipped) => evaluation.notes.push(skipped.to_string()),
+            Ok(results) => {
+                evaluation
+                    .notes
+                    .extend(results.iter().map(ToString::to_string));
+                if let Some(granted) = results.iter().find(|result| result.allowed) {
+                    evaluation
+                        .notes
+                        .push("Access granted by policy plugin".to_owned());
+                    evaluation.decision = Decision::Allow {
+                        matched: Trace {
+                            check: Check::Plugin,
+                            source: TraceSource::Plugin(granted.path.clone()),
+                            detail: format!(
+                                "policy plugin allowed {} for principal {}",
+                                input.email(),
+                                input.principal()
+                            ),
+                        },
+                        proof: AllowProof::new(),
+                    };
+                }
+            }
+        }
+        evaluation
+    }
+
+    fn evaluate_files(&self, input: &PolicyInput<'_>) -> Evaluation {
+        let mut notes = Vec::new();
+        let mut rows = Vec::new();
+        let mut files = Vec::new();
+        let mut errors = Vec::new();
+        match self.dir.load_system_policy() {
+            Ok(file) => {
+                notes.extend(
+                    file.warnings()
+                        .iter()
+                        .map(|warning| format!("warning: {warning}")),
+                );
+                rows.extend(file.into_rows());
+                files.push(self.dir.auth_id());
+            }
+            Err(error) => {
+                notes.push(format!(
+                    "warning: failed to load system default policy: {error}"
+                ));
+                errors.push(error.to_string());
+            }
+        }
+        match home::load(input.principal(), &self.home) {
+            Ok((path, file)) => {
+                if file.rows().is_empty() {
+                    notes.push(format!(
+                        "warning: user policy {} has no valid user entries; an entry is considered valid if it gives {} access.",
+                        path.display(),
+                        input.principal()
+                    ));
+                }
+                notes.extend(
+                    file.warnings()
+                        .iter()
+                        .map(|warning| format!("warning: {warning}")),
+                );
+                rows.extend(file.into_rows());
+                files.push(path);
+            }
+            Err(error) => {
+                notes.push(format!("warning: failed to load user policy: {error}"));
+                errors.push(error);
+            }
+        }
+        if files.is_empty() {
+            return deny(
+                Trace {
+                    check: Check::PolicyUnavailable,
+                    source: TraceSource::Files(vec![self.dir.auth_id()]),
+                    detail: format!("error loading policy: {}", errors.join("; ")),
+                },
+                notes,
+            );
+        }
+        let mut evaluation = match_rows(input, &rows, &files);
+        notes.append(&mut evaluation.notes);
+        evaluation.notes = notes;
+        evaluation
+    }
+}

@@ -1,0 +1,432 @@
+//! File mode and ownership rules (behaviour.md §3.7), checked on the open file's metadata
+//! (`fstat`), never by running `stat`, so the checked file is the file that is read.
+
+use crate::error::{FileError, FileErrorKind, Location};
+use std::fmt;
+use std::fs::{File, Metadata};
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+/// The group that may read system files (sshd's `AuthorizedKeysCommandUser`).
+pub const OPKSSH_GROUP: &str = "opksshuser";
+
+/// Who must own a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// Not checked.
+    Any,
+    /// uid 0.
+    Root,
+    /// This uid (a home file's user).
+    Uid(u32),
+}
+
+/// Which group must own a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupOwner {
+    /// Not checked.
+    Any,
+    /// The group of this name.
+    Named(&'static str),
+}
+
+/// What a file must look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requirement {
+    /// Allowed permission bits (`mode & 0o7777`), any of them.
+    pub modes: &'static [u32],
+    /// Owner.
+    pub owner: Owner,
+    /// Group.
+    pub group: GroupOwner,
+    /// Refuse a symlink as the last path component.
+    pub no_symlink: bool,
+    /// Must be a directory (otherwise a regular file).
+    pub directory: bool,
+}
+
+impl Requirement {
+    /// `/etc/opk/auth_id` and `/etc/opk/providers` as `verify`, `add` and `audit` load them:
+    /// mode exactly 0640, and (stricter than Go, which checks the mode only) owned by root,
+    /// since a non-root owner could grant themselves any account.
+    pub const SYSTEM_FILE: Self = Self {
+        modes: &[0o640],
+        owner: Owner::Root,
+        group: GroupOwner::Any,
+        no_symlink: false,
+        directory: false,
+    };
+    /// What `permissions` and `audit` want for system files: 0640 root:opksshuser.
+    pub const SYSTEM_FILE_STRICT: Self = Self {
+        group: GroupOwner::Named(OPKSSH_GROUP),
+        ..Self::SYSTEM_FILE
+    };
+    /// `/etc/opk/config.yml`: 0640 root:opksshuser.
+    pub const CONFIG_FILE: Self = Self::SYSTEM_FILE_STRICT;
+    /// `/etc/opk/policy.d`: 0700, 0750 or 0755, owned by root.
+    pub const PLUGIN_DIR: Self = Self {
+        modes: &[0o700, 0o750, 0o755],
+        owner: Owner::Root,
+        group: GroupOwner::Any,
+        no_symlink: false,
+        directory: true,
+    };
+    /// `policy.d/*.yml`: 0640, owned by root.
+    pub const PLUGIN_FILE: Self = Self {
+        modes: &[0o640],
+        owner: Owner::Root,
+        group: GroupOwner::Any,
+        no_symlink: false,
+        directory: false,
+    };
+    /// A plugin's command: 0555 or 0755, owned by root.
+    pub const PLUGIN_COMMAND: Self = Self {
+        modes: &[0o555, 0o755],
+        owner: Owner::Root,
+        group: GroupOwner::Any,
+        no_symlink: false,
+        directory: false,
+    };
+
+    /// `~/.opk/auth_id`: 0600, owned by the user, not a symlink.
+    pub const fn home_file(uid: u32) -> Self {
+        Self {
+            modes: &[0o600],
+            owner: Owner::Uid(uid),
+            group: GroupOwner::Any,
+            no_symlink: true,
+            directory: false,
+        }
+    }
+}
+
+/// Why a file does not meet its [`Requirement`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PermError {
+    /// The last component is a symlink.
+    Symlink,
+    /// Not a regular file (or not a directory where one is required).
+    WrongType,
+    /// Wrong permission bits.
+    Mode {
+        /// Allowed modes.
+        expected: &'static [u32],
+        /// Actual mode.
+        got: u32,
+    },
+    /// Wrong owner.
+    Owner {
+        /// The required uid.
+        expected: u32,
+        /// The actual uid.
+        got: u32,
+    },
+    /// Wrong group.
+    Group {
+        /// The required group name.
+        expected: &'static str,
+        /// The actual gid.
+        got: u32,
+    },
+    /// The required group does not exist on this machine.
+    NoSuchGroup(&'static str),
+}
+
+impl fmt::Display for PermError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Symlink => formatter.write_str("is a symlink, symlinks are unsafe here"),
+            Self::WrongType => {
+                formatter.write_str("is not a regular file or directory as required")
+            }
+            Self::Mode { expected, got } => {
+                let expected: Vec<String> =
+                    expected.iter().map(|mode| format!("{mode:o}")).collect();
+                write!(
+                    formatter,
+                    "expected one of the following permissions [{}], got ({got:o})",
+                    expected.join(", ")
+                )
+            }
+            Self::Owner { expected, got } => write!(
+                formatter,
+                "expected owner ({}), got ({})",
+                user_name(*expected),
+                user_name(*got)
+            ),
+            Self::Group { expected, got } => write!(
+                formatter,
+                "expected group ({expected}), got ({})",
+                group_name(*got)
+            ),
+            Self::NoSuchGroup(name) => write!(formatter, "group {name} does not exist"),
+        }
+    }
+}
+
+/// `name (uid N)` or `uid N` when the user database has no name.
+pub fn user_name(uid: u32) -> String {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(user)) => user.name,
+        _ => format!("uid {uid}"),
+    }
+}
+
+/// A group's name, or `gid N`.
+pub fn group_name(gid: u32) -> String {
+    match nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)) {
+        Ok(Some(group)) => group.name,
+        _ => format!("gid {gid}"),
+    }
+}
+
+/// The effective uid of this process.
+pub fn effective_uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+/// The uid of a user name.
+pub fn user_id(name: &str) -> Option<u32> {
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(user)) => Some(user.uid.as_raw()),
+        _ => None,
+    }
+}
+
+/// The gid of a group name.
+pub fn group_id(name: &str) -> Option<u32> {
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(group)) => Some(group.gid.as_raw()),
+        _ => None,
+    }
+}
+
+/// Checks metadata against a requirement (the symlink rule is checked at open time).
+///
+/// # Errors
+/// The first rule the file breaks: type, owner, group, then mode.
+pub fn check(metadata: &Metadata, requirement: &Requirement) -> Result<(), PermError> {
+    let right_type = if requirement.directory {
+        metadata.is_dir()
+    } else {
+        metadata.is_file()
+    };
+    if !right_type {
+        return Err(PermError::WrongType);
+    }
+    let expected_uid = match requirement.owner {
+        Owner::Any => None,
+        Owner::Root => Some(0),
+        Owner::Uid(uid) => Some(uid),
+    };
+    if let Some(expected) = expected_uid
+        && metadata.uid() != expected
+    {
+        return Err(PermError::Owner {
+            expected,
+            got: metadata.uid(),
+        });
+    }
+    if let GroupOwner::Named(name) = requirement.group {
+        let Some(gid) = group_id(name) else {
+            return Err(PermError::NoSuchGroup(name));
+        };
+        if metadata.gid() != gid {
+            return Err(PermError::Group {
+                expected: name,
+                got: metadata.gid(),
+            });
+        }
+    }
+    let mode = metadata.mode() & 0o7777;
+    if !requirement.modes.contains(&mode) {
+        return Err(PermError::Mode {
+            expected: requirement.modes,
+            got: mode,
+        });
+    }
+    Ok(())
+}
+
+/// Checks a path (following symlinks unless the requirement forbids them).
+///
+/// # Errors
+/// [`FileErrorKind::Io`] if it cannot be inspected, [`FileErrorKind::Permissions`] if it
+/// breaks a rule.
+pub fn check_path(path: &Path, requirement: &Requirement) -> Result<(), FileError> {
+    let location = Location::file(path);
+    if requirement.no_symlink {
+        let link = std::fs::symlink_metadata(path)
+            .map_err(|error| FileError::new(location.clone(), FileErrorKind::io(&error)))?;
+        if link.file_type().is_symlink() {
+            return Err(FileError::new(
+                location,
+                FileErrorKind::Permissions(PermError::Symlink),
+            ));
+        }
+    }
+    let metadata = std::fs::metadata(path)
+        .map_err(|error| FileError::new(location.clone(), FileErrorKind::io(&error)))?;
+    check(&metadata, requirement)
+        .map_err(|error| FileError::new(location, FileErrorKind::Permissions(error)))
+}
+
+/// The most a policy or config file may hold.
+pub const MAX_FILE_SIZE: u64 = 4 * 1024 * 1024;
+
+/// Opens a file (with `O_NOFOLLOW` if symlinks are refused) and returns it with its
+/// metadata, without checking anything else.
+///
+/// # Errors
+/// [`FileErrorKind::Permissions`] with [`PermError::Symlink`] for a refused symlink,
+/// [`FileErrorKind::Io`] otherwise.
+pub fn open(path: &Path, no_symlink: bool) -> Result<(File, Metadata), FileError> {
+    let location = Location::file(path);
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    if no_symlink {
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    let file: File = options.open(path).map_err(|error| {
+        if no_symlink && error.raw_os_error() == Some(libc::ELOOP) {
+            FileError::new(
+                location.clone(),
+                FileErrorKind::Permissions(PermError::Symlink),
+            )
+        } else {
+            FileError::new(location.clone(), FileErrorKind::io(&error))
+        }
+    })?;
+    let metadata = file
+        .metadata()
+        .map_err(|error| FileError::new(location, FileErrorKind::io(&error)))?;
+    Ok((file, metadata))
+}
+
+/// Reads an open file, refusing more than [`MAX_FILE_SIZE`] bytes.
+///
+/// # Errors
+/// Read failures, or a file that is too large.
+pub fn read_limited(mut file: File, path: &Path) -> Result<Vec<u8>, FileError> {
+    let location = Location::file(path);
+    let mut content = Vec::new();
+    file.by_ref()
+        .take(MAX_FILE_SIZE.saturating_add(1))
+        .read_to_end(&mut content)
+        .map_err(|error| FileError::new(location.clone(), FileErrorKind::io(&error)))?;
+    if u64::try_from(content.len()).unwrap_or(u64::MAX) > MAX_FILE_SIZE {
+        return Err(FileError::new(
+            location,
+            FileErrorKind::Invalid(format!("file is larger than {MAX_FILE_SIZE} bytes")),
+        ));
+    }
+    Ok(content)
+}
+
+/// Opens a file (with `O_NOFOLLOW` if symlinks are refused), checks the open file's metadata
+/// and reads it through the same handle.
+///
+/// # Errors
+/// Open or read failures ([`FileErrorKind::Io`], with `ErrorKind::PermissionDenied` when the
+/// process may not read it), broken rules, or a file over [`MAX_FILE_SIZE`].
+pub fn read_checked(path: &Path, requirement: &Requirement) -> Result<Vec<u8>, FileError> {
+    let (file, metadata) = open(path, requirement.no_symlink)?;
+    check(&metadata, requirement)
+        .map_err(|error| FileError::new(Location::file(path), FileErrorKind::Permissions(error)))?;
+    read_limited(file, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn file_with_mode(dir: &Path, name: &str, mode: u32) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, b"x y z\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    #[test]
+    fn modes_are_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = file_with_mode(dir.path(), "good", 0o640);
+        assert_eq!(
+            read_checked(&good, &Requirement::SYSTEM_FILE).unwrap(),
+            b"x y z\n"
+        );
+        for mode in [0o600, 0o644, 0o660, 0o4640] {
+            let path = file_with_mode(dir.path(), &format!("m{mode:o}"), mode);
+            let error = read_checked(&path, &Requirement::SYSTEM_FILE).unwrap_err();
+            assert!(
+                matches!(
+                    error.kind,
+                    FileErrorKind::Permissions(PermError::Mode { .. })
+                ),
+                "{mode:o}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn owner_is_checked_by_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file_with_mode(dir.path(), "f", 0o640);
+        std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+        let error = read_checked(&path, &Requirement::SYSTEM_FILE).unwrap_err();
+        assert_eq!(
+            error.kind,
+            FileErrorKind::Permissions(PermError::Owner {
+                expected: 0,
+                got: 65534
+            })
+        );
+        let home = file_with_mode(dir.path(), "h", 0o600);
+        std::os::unix::fs::chown(&home, Some(65534), None).unwrap();
+        assert!(read_checked(&home, &Requirement::home_file(65534)).is_ok());
+        assert!(read_checked(&home, &Requirement::home_file(0)).is_err());
+    }
+
+    #[test]
+    fn symlinks_refused_for_home_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = file_with_mode(dir.path(), "target", 0o600);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let error = read_checked(&link, &Requirement::home_file(0)).unwrap_err();
+        assert_eq!(error.kind, FileErrorKind::Permissions(PermError::Symlink));
+        let error = check_path(&link, &Requirement::home_file(0)).unwrap_err();
+        assert_eq!(error.kind, FileErrorKind::Permissions(PermError::Symlink));
+    }
+
+    #[test]
+    fn directories_and_types() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o750)).unwrap();
+        assert!(check_path(dir.path(), &Requirement::PLUGIN_DIR).is_ok());
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(check_path(dir.path(), &Requirement::PLUGIN_DIR).is_err());
+        assert_eq!(
+            check_path(dir.path(), &Requirement::SYSTEM_FILE)
+                .unwrap_err()
+                .kind,
+            FileErrorKind::Permissions(PermError::WrongType)
+        );
+    }
+
+    #[test]
+    fn missing_group_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file_with_mode(dir.path(), "f", 0o640);
+        let requirement = Requirement {
+            group: GroupOwner::Named("no-such-group-opk"),
+            ..Requirement::SYSTEM_FILE
+        };
+        assert_eq!(
+            check_path(&path, &requirement).unwrap_err().kind,
+            FileErrorKind::Permissions(PermError::NoSuchGroup("no-such-group-opk"))
+        );
+    }
+}

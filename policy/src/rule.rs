@@ -1,0 +1,645 @@
+//! One `auth_id` identity attribute against one set of claims (behaviour.md §4.3; Go:
+//! policy/enforcer.go `validateClaim`), plus the cert-principal allowlist (§4.5, #597) and
+//! the lints `add` and `audit` use to refuse or report rows that never match.
+
+pub(crate) mod glob;
+
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+pub(crate) const OIDC_CLAIM: &str = "oidc:";
+pub(crate) const EMAIL_SUFFIX: &str = "oidc-match-end:email:";
+pub(crate) const SUB_GLOB: &str = "repo:";
+
+/// The claims a row is matched against: the ID token's, or the userinfo endpoint's.
+///
+/// Values are flattened as Go's `checkedClaims` does: a string is itself, an array gives each
+/// element, anything else its Go `fmt.Sprint` text.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClaimSet {
+    email: String,
+    sub: String,
+    values: BTreeMap<String, Vec<String>>,
+}
+
+impl ClaimSet {
+    /// Flattens a claims object. `email` and `sub` read as empty when absent or not strings;
+    /// callers that must refuse non-string values (userinfo) check first.
+    pub fn from_object(object: &Map<String, Value>) -> Self {
+        let text = |name: &str| {
+            object
+                .get(name)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let values = object
+            .iter()
+            .map(|(name, value)| {
+                let flattened = match value {
+                    Value::String(text) => vec![text.clone()],
+                    Value::Array(items) => items
+                        .iter()
+                        .map(|item| match item {
+                            Value::String(text) => text.clone(),
+                            other => go_sprint(other),
+                        })
+                        .collect(),
+                    other => vec![go_sprint(other)],
+                };
+                (name.clone(), flattened)
+            })
+            .collect();
+        Self {
+            email: text("email"),
+            sub: text("sub"),
+            values,
+        }
+    }
+
+    /// `email`, empty if absent.
+    pub fn email(&self) -> &str {
+        &self.email
+    }
+
+    /// `sub`, empty if absent.
+    pub fn sub(&self) -> &str {
+        &self.sub
+    }
+
+    /// The flattened values of a claim.
+    pub fn values(&self, name: &str) -> &[String] {
+        self.values.get(name).map(Vec::as_slice).unwrap_or_default()
+    }
+}
+
+/// Go's `fmt.Sprint` of a value decoded by `encoding/json` into `any` (numbers are float64).
+pub(crate) fn go_sprint(value: &Value) -> String {
+    match value {
+        Value::Null => "<nil>".to_owned(),
+        Value::Bool(flag) => flag.to_string(),
+        Value::Number(number) => number.as_f64().map(go_float).unwrap_or_default(),
+        Value::String(text) => text.clone(),
+        Value::Array(items) => {
+            let inner: Vec<String> = items.iter().map(go_sprint).collect();
+            format!("[{}]", inner.join(" "))
+        }
+        Value::Object(map) => {
+            // Go prints maps with sorted keys; serde_json's map is sorted too.
+            let inner: Vec<String> = map
+                .iter()
+                .map(|(key, item)| format!("{key}:{}", go_sprint(item)))
+                .collect();
+            format!("map[{}]", inner.join(" "))
+        }
+    }
+}
+
+/// `strconv.FormatFloat(f, 'g', -1, 64)`, which `%v` uses: the shortest round-trip digits, in
+/// exponent form when the decimal exponent is below -4 or at least 6 (Go decides with
+/// precision 6 when the precision is "shortest").
+pub(crate) fn go_float(number: f64) -> String {
+    if number.is_nan() {
+        return "NaN".to_owned();
+    }
+    if number.is_infinite() {
+        return if number > 0.0 { "+Inf" } else { "-Inf" }.to_owned();
+    }
+    if number == 0.0 {
+        return if number.is_sign_negative() { "-0" } else { "0" }.to_owned();
+    }
+    // Rust's `{:e}` gives the shortest round-trip digits, e.g. `-1.2345e7`.
+    let scientific = format!("{number:e}");
+    let Some((mantissa, exponent)) = scientific.split_once('e') else {
+        return scientific;
+    };
+    let Ok(exponent) = exponent.parse::<i32>() else {
+        return scientific;
+    };
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    if !(-4..6).contains(&exponent) {
+        let (first, rest) = digits.split_at(1.min(digits.len()));
+        let fraction = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
+        let exponent_sign = if exponent < 0 { '-' } else { '+' };
+        return format!(
+            "{sign}{first}{fraction}e{exponent_sign}{:02}",
+            exponent.unsigned_abs()
+        );
+    }
+    // Plain decimal: place the point `exponent + 1` digits in.
+    let point = exponent.saturating_add(1);
+    let body = if point <= 0 {
+        let zeros = "0".repeat(usize::try_from(point.unsigned_abs()).unwrap_or_default());
+        format!("0.{zeros}{digits}")
+    } else {
+        let point = usize::try_from(point).unwrap_or_default();
+        if digits.len() <= point {
+            format!("{digits}{}", "0".repeat(point.saturating_sub(digits.len())))
+        } else {
+            let (whole, fraction) = digits.split_at(point);
+            format!("{whole}.{fraction}")
+        }
+    };
+    format!("{sign}{body}")
+}
+
+/// How an identity attribute reads (behaviour.md §3.3 and §4.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// Matches any value and is therefore refused: a bare `oidc:`, `oidc-match-end:email:` or
+    /// `repo:` (#596, compared case-insensitively), or (stricter than Go) an empty attribute,
+    /// which Go lets match a token without an email.
+    Unsafe,
+    /// An `oidc:` attribute with fewer than three `:`-fields (#593).
+    MalformedClaim,
+    /// `oidc:<claim>:<value>`: the claim's values contain `value` exactly.
+    Claim {
+        /// The claim name, surrounding `"` removed.
+        name: String,
+        /// The required value (the last field; middle fields are ignored, as in Go).
+        value: String,
+        /// How many `:`-fields the attribute had (more than 3 means ignored fields).
+        fields: usize,
+    },
+    /// `oidc-match-end:email:<suffix>`: the email ends with `suffix`, ignoring case.
+    EmailSuffix(String),
+    /// `repo:<glob>`: `sub` matches the glob; otherwise like [`Identity::Plain`].
+    SubGlob(String),
+    /// An email (case-insensitive) or a `sub` (exact).
+    Plain(String),
+}
+
+impl Identity {
+    /// Reads an attribute.
+    pub fn parse(attribute: &str) -> Self {
+        if attribute.is_empty()
+            || [EMAIL_SUFFIX, OIDC_CLAIM, SUB_GLOB]
+                .iter()
+                .any(|prefix| attribute.eq_ignore_ascii_case(prefix))
+        {
+            return Self::Unsafe;
+        }
+        if attribute.starts_with(OIDC_CLAIM) {
+            let fields = escaped_split(attribute, ':');
+            return match (fields.get(1), fields.last()) {
+                (Some(name), Some(value)) if fields.len() >= 3 => Self::Claim {
+                    name: name.trim_matches('"').to_owned(),
+                    value: (*value).to_owned(),
+                    fields: fields.len(),
+                },
+                _ => Self::MalformedClaim,
+            };
+        }
+        if let Some(suffix) = attribute.strip_prefix(EMAIL_SUFFIX) {
+            return Self::EmailSuffix(suffix.to_owned());
+        }
+        if attribute.starts_with(SUB_GLOB) {
+            return Self::SubGlob(attribute.to_owned());
+        }
+        Self::Plain(attribute.to_owned())
+    }
+}
+
+/// Go's `EscapedSplit`: split on `sep` outside `"…"`, dropping empty fields.
+pub(crate) fn escaped_split(text: &str, sep: char) -> Vec<&str> {
+    let mut fields = Vec::new();
+    let mut quoted = false;
+    let mut start = 0usize;
+    for (index, c) in text.char_indices() {
+        if c == '"' {
+            quoted = !quoted;
+        }
+        if !quoted && c == sep {
+            if let Some(field) = text.get(start..index)
+                && !field.is_empty()
+            {
+                fields.push(field);
+            }
+            start = index.saturating_add(c.len_utf8());
+        }
+    }
+    if let Some(field) = text.get(start..)
+        && !field.is_empty()
+    {
+        fields.push(field);
+    }
+    fields
+}
+
+/// How a row matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchKind {
+    /// `oidc:` claim value.
+    Claim,
+    /// `oidc-match-end:email:` suffix.
+    EmailSuffix,
+    /// `repo:` glob on `sub`.
+    SubGlob,
+    /// Email, ignoring case.
+    Email,
+    /// `sub`, exactly.
+    Sub,
+}
+
+impl MatchKind {
+    fn uses_email(self) -> bool {
+        matches!(self, Self::EmailSuffix | Self::Email)
+    }
+}
+
+impl std::fmt::Display for MatchKind {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            Self::Claim => "claim",
+            Self::EmailSuffix => "email suffix",
+            Self::SubGlob => "sub glob",
+            Self::Email => "email",
+            Self::Sub => "sub",
+        })
+    }
+}
+
+/// The result of one attribute against one claim set, with the log lines Go would write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleMatch {
+    /// `Some` when the row grants.
+    pub matched: Option<MatchKind>,
+    /// Warnings for the log (unsafe rule, malformed rule, bad glob, unverified email).
+    pub notes: Vec<String>,
+}
+
+/// Matches an attribute against claims, in Go's order (behaviour.md §4.3).
+pub fn match_identity(attribute: &str, claims: &ClaimSet) -> RuleMatch {
+    let mut notes = Vec::new();
+    let matched = match_inner(attribute, claims, &mut notes);
+    if let Some(kind) = matched
+        && kind.uses_email()
+        && let Some(note) = email_verified_note(attribute, claims)
+    {
+        notes.push(note);
+    }
+    RuleMatch { matched, notes }
+}
+
+fn match_inner(attribute: &str, claims: &ClaimSet, notes: &mut Vec<String>) -> Option<MatchKind> {
+    // An email that itself looks like a rule never matches anything (anti-injection).
+    if claims.email.starts_with(EMAIL_SUFFIX) {
+        return None;
+    }
+    let identity = Identity::parse(attribute);
+    let mut suffix_match = false;
+    match &identity {
+        Identity::Unsafe => {
+            notes.push(format!(
+                "error: rejecting unsafe match - policy ({attribute:?}) matches any value"
+            ));
+            return None;
+        }
+        Identity::MalformedClaim => {
+            notes.push(format!(
+                "warning: malformed oidc identity attribute {attribute:?} in policy, expected oidc:<claim>:<value>"
+            ));
+            return None;
+        }
+        Identity::Claim { name, value, .. } => {
+            return claims
+                .values(name)
+                .iter()
+                .any(|candidate| candidate == value)
+                .then_some(MatchKind::Claim);
+        }
+        Identity::EmailSuffix(suffix) => {
+            suffix_match =
+                !claims.email.is_empty() && go_lower(&claims.email).ends_with(&go_lower(suffix));
+        }
+        Identity::SubGlob(pattern) => match glob::matches(pattern, &claims.sub) {
+            Ok(true) => return Some(MatchKind::SubGlob),
+            Ok(false) => {}
+            Err(error) => notes.push(format!(
+                "warning: invalid glob pattern {pattern:?} in policy: {error}"
+            )),
+        },
+        Identity::Plain(_) => {}
+    }
+    if suffix_match {
+        return Some(MatchKind::EmailSuffix);
+    }
+    // Stricter than Go: an absent email or sub never equals anything.
+    if !claims.email.is_empty() && go_equal_fold(&claims.email, attribute) {
+        return Some(MatchKind::Email);
+    }
+    if !claims.sub.is_empty() && claims.sub == attribute {
+        return Some(MatchKind::Sub);
+    }
+    None
+}
+
+fn email_verified_note(attribute: &str, claims: &ClaimSet) -> Option<String> {
+    match claims.values("email_verified").first() {
+        None => Some(format!(
+            "warning: policy {attribute:?} matched on email {:?} but the ID Token has no email_verified claim, consider matching on sub instead",
+            claims.email
+        )),
+        Some(value) if !value.eq_ignore_ascii_case("true") => Some(format!(
+            "warning: policy {attribute:?} matched on email {:?} but the ID Token sets email_verified to {value:?}, consider matching on sub instead",
+            claims.email
+        )),
+        Some(_) => None,
+    }
+}
+
+/// Go's `strings.ToLower`, rune by rune (no context-dependent final sigma).
+pub(crate) fn go_lower(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            let mut lower = c.to_lowercase();
+            match (lower.next(), lower.next()) {
+                (Some(single), None) => single,
+                // Go maps runes one to one; keep the rune when Rust would expand it.
+                _ => c,
+            }
+        })
+        .collect()
+}
+
+/// Go's `strings.EqualFold`, approximated rune by rune with simple lower/upper mappings.
+pub(crate) fn go_equal_fold(left: &str, right: &str) -> bool {
+    let mut left = left.chars();
+    let mut right = right.chars();
+    loop {
+        match (left.next(), right.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) => {
+                if a != b && !fold_equal(a, b) {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+}
+
+fn fold_equal(a: char, b: char) -> bool {
+    let lower = |c: char| {
+        let mut it = c.to_lowercase();
+        match (it.next(), it.next()) {
+            (Some(x), None) => x,
+            _ => c,
+        }
+    };
+    let upper = |c: char| {
+        let mut it = c.to_uppercase();
+        match (it.next(), it.next()) {
+            (Some(x), None) => x,
+            _ => c,
+        }
+    };
+    lower(a) == lower(b) || upper(a) == upper(b)
+}
+
+/// Whether a cert principal may be echoed into the `principals="…"` option (#597):
+/// `^[a-zA-Z0-9_][a-zA-Z0-9._+@-]{0,127}\$?$`.
+pub fn is_safe_principal(principal: &str) -> bool {
+    let body = principal.strip_suffix('$').unwrap_or(principal);
+    let mut chars = body.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    if !(first.is_ascii_alphanumeric() || first == '_') {
+        return false;
+    }
+    let mut rest = 0usize;
+    for c in chars {
+        if !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '@' | '-')) {
+            return false;
+        }
+        rest = rest.saturating_add(1);
+    }
+    rest <= 127
+}
+
+/// How serious a lint is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// The row works but is risky or odd.
+    Warning,
+    /// The row can never grant access (or is refused as unsafe).
+    Error,
+}
+
+/// A problem with a row's identity or principal that `add` refuses and `audit` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lint {
+    /// How serious.
+    pub severity: Severity,
+    /// Lowercase fragment saying why.
+    pub message: String,
+}
+
+impl Lint {
+    fn error(message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Error,
+            message: message.into(),
+        }
+    }
+
+    fn warning(message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Warning,
+            message: message.into(),
+        }
+    }
+}
+
+/// Checks a value for characters a table row cannot carry: `#` starts a comment, and a
+/// newline or other control character breaks the line.
+fn unwritable(what: &str, value: &str) -> Option<Lint> {
+    if value.contains('#') {
+        return Some(Lint::error(format!(
+            "{what} contains `#`, which starts a comment in policy files, so the row would be cut there"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Some(Lint::error(format!(
+            "{what} contains a control character (newline, tab, ...)"
+        )));
+    }
+    None
+}
+
+/// Lints a principal column.
+pub fn lint_principal(principal: &str) -> Vec<Lint> {
+    let mut lints = Vec::new();
+    if principal.is_empty() {
+        lints.push(Lint::error("principal is empty; no login ever asks for it"));
+    } else if principal.chars().any(char::is_whitespace) {
+        lints.push(Lint::error(
+            "principal contains white space; no account name does",
+        ));
+    }
+    lints.extend(unwritable("principal", principal));
+    lints
+}
+
+/// Lints an identity column.
+pub fn lint_identity(attribute: &str) -> Vec<Lint> {
+    let mut lints = Vec::new();
+    lints.extend(unwritable("identity", attribute));
+    match Identity::parse(attribute) {
+        Identity::Unsafe if attribute.is_empty() => {
+            lints.push(Lint::error("identity is empty"));
+        }
+        Identity::Unsafe => lints.push(Lint::error(format!(
+            "identity {attribute:?} is a bare prefix that would match any value, so it is rejected (#596)"
+        ))),
+        Identity::MalformedClaim => lints.push(Lint::error(format!(
+            "identity {attribute:?} is a malformed oidc rule, expected oidc:<claim>:<value>"
+        ))),
+        Identity::Claim {
+            name,
+            value,
+            fields,
+        } => {
+            if name.is_empty() || name.chars().all(|c| c == '"') {
+                lints.push(Lint::error(format!(
+                    "identity {attribute:?} names an empty claim"
+                )));
+            }
+            if matches!(name.as_str(), "http" | "https") {
+                lints.push(Lint::error(format!(
+                    "identity {attribute:?} reads the claim {name:?}: the quotes around a URL claim name were removed by shell unquoting; write oidc:\\\"https://...\\\":{value} or put the whole identity in single quotes"
+                )));
+            } else if fields > 3 {
+                lints.push(Lint::warning(format!(
+                    "identity {attribute:?} has more than three `:` fields; only the claim {name:?} and the last value {value:?} are compared"
+                )));
+            }
+        }
+        Identity::EmailSuffix(suffix) => {
+            if !suffix.starts_with('@') && !suffix.starts_with('.') {
+                lints.push(Lint::warning(format!(
+                    "email suffix {suffix:?} does not start with `@`, so it also matches other domains ending in it (e.g. x@evil{suffix}) (#589)"
+                )));
+            }
+        }
+        Identity::SubGlob(pattern) => {
+            if let Err(error) = glob::matches(&pattern, "") {
+                lints.push(Lint::error(format!(
+                    "identity {attribute:?} is not a valid glob ({error}); it only matches a sub equal to it"
+                )));
+            }
+        }
+        Identity::Plain(_) => {}
+    }
+    lints
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn go_float_formats() {
+        for (value, text) in [
+            (123.0, "123"),
+            (1.5, "1.5"),
+            (100000.0, "100000"),
+            (1e6, "1e+06"),
+            (12345678.0, "1.2345678e+07"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (-2.5e-7, "-2.5e-07"),
+            (1e21, "1e+21"),
+            (123456.0, "123456"),
+            (0.5, "0.5"),
+            (1e100, "1e+100"),
+        ] {
+            assert_eq!(go_float(value), text, "{value}");
+        }
+    }
+
+    #[test]
+    fn go_sprint_values() {
+        assert_eq!(go_sprint(&json!(true)), "true");
+        assert_eq!(go_sprint(&json!(null)), "<nil>");
+        assert_eq!(go_sprint(&json!([1, "a", [true]])), "[1 a [true]]");
+        assert_eq!(go_sprint(&json!({"b": 1, "a": "x"})), "map[a:x b:1]");
+    }
+
+    #[test]
+    fn escaped_split_like_go() {
+        assert_eq!(escaped_split("abc:def:ghi", ':'), ["abc", "def", "ghi"]);
+        assert_eq!(
+            escaped_split(r#"abc:"xxx:yyy""#, ':'),
+            ["abc", r#""xxx:yyy""#]
+        );
+        assert_eq!(
+            escaped_split(r#"aaa:"bbb:c" zzz:"qqq:www""#, ':'),
+            ["aaa", "\"bbb:c\" zzz", "\"qqq:www\""]
+        );
+        assert_eq!(
+            escaped_split(r#"abc:\"def:ghi\""#, ':'),
+            ["abc", "\\\"def:ghi\\\""]
+        );
+        assert_eq!(escaped_split("oidc::", ':'), ["oidc"]);
+    }
+
+    #[test]
+    fn principal_allowlist() {
+        for good in [
+            "opkssh-wildcard",
+            "_apt",
+            "alice.smith_01",
+            "bob+test@example.com",
+            "web-admin",
+            "WORKSTATION1$",
+            "a",
+        ] {
+            assert!(is_safe_principal(good), "{good}");
+        }
+        let long_ok = "a".repeat(128);
+        assert!(is_safe_principal(&long_ok));
+        assert!(is_safe_principal(&format!("{long_ok}$")));
+        for bad in [
+            "",
+            "-alice",
+            ".hidden",
+            ".",
+            "..",
+            "$",
+            "a$b",
+            "a$$",
+            "gu*st",
+            "gues?",
+            "!guest",
+            "alice root",
+            "a\tb",
+            "a\rb",
+            "a\nb",
+            "a\\b",
+            "a\"b",
+            "a,b",
+            "aliçe",
+        ] {
+            assert!(!is_safe_principal(bad), "{bad:?}");
+        }
+        assert!(!is_safe_principal(&"a".repeat(129)));
+    }
+
+    #[test]
+    fn fold() {
+        assert!(go_equal_fold("ArThuR@Example.COM", "arthur@example.com"));
+        assert!(go_equal_fold("Σ", "ς"));
+        assert!(!go_equal_fold("a", "ab"));
+    }
+}

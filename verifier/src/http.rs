@@ -1,0 +1,229 @@
+//! Fetching discovery documents, JWKS and userinfo: bounded in time and size, no redirects,
+//! https only (plain http only for loopback test issuers).
+
+use crate::deadline::Deadline;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The largest response accepted (a JWKS is a few KB; a discovery document about 2 KB).
+pub const MAX_BODY: u64 = 1024 * 1024;
+
+/// Cap of any single request, within the verify deadline.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a fetch failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// The URL is not https, nor plain http to localhost or 127.0.0.1.
+    #[error("refusing non-https url {0}")]
+    InsecureUrl(String),
+    /// The deadline passed before or during the request.
+    #[error("timed out fetching {0}")]
+    Timeout(String),
+    /// A non-200 status, a redirect included.
+    #[error("{url} answered HTTP {status}")]
+    Status {
+        /// The URL.
+        url: String,
+        /// The status code.
+        status: u16,
+    },
+    /// The body is over [`MAX_BODY`].
+    #[error("{0} answered with a body over {MAX_BODY} bytes")]
+    TooLarge(String),
+    /// Connection, TLS or protocol failure.
+    #[error("fetching {url}: {reason}")]
+    Transport {
+        /// The URL.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The proxy setting is not a valid proxy URL.
+    #[error("invalid proxy setting {0}")]
+    Proxy(String),
+}
+
+/// Whether a URL may be fetched: `https://…`, or `http://localhost[:port]/…` and
+/// `http://127.0.0.1[:port]/…` for test issuers. Userinfo in the authority is refused, so
+/// `http://localhost@evil.example` cannot pass as loopback (openpubkey#375).
+pub fn allowed_url(url: &str) -> bool {
+    if let Some(rest) = url.strip_prefix("https://") {
+        return !rest.is_empty() && !authority(rest).contains('@');
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = authority(rest);
+    if authority.contains('@') {
+        return false;
+    }
+    let host = match authority.rsplit_once(':') {
+        Some((host, port))
+            if !port.is_empty() && port.bytes().all(|byte| byte.is_ascii_digit()) =>
+        {
+            host
+        }
+        Some(_) => return false,
+        None => authority,
+    };
+    host == "localhost" || host == "127.0.0.1"
+}
+
+fn authority(rest: &str) -> &str {
+    rest.split(['/', '?', '#']).next().unwrap_or_default()
+}
+
+/// A blocking HTTP client for one verify process.
+#[derive(Debug)]
+pub struct HttpClient {
+    agent: ureq::Agent,
+}
+
+impl HttpClient {
+    /// A client using the proxy named in `env` (`/etc/opk/config.yml` `env_vars`: `HTTPS_PROXY`,
+    /// `https_proxy`, `ALL_PROXY`, `HTTP_PROXY`), or none. sshd strips the environment, so the
+    /// config file is where a proxy is set.
+    ///
+    /// # Errors
+    /// An unparsable proxy URL.
+    pub fn new(env: &BTreeMap<String, String>) -> Result<Self, FetchError> {
+        let proxy_setting = [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+        ]
+        .iter()
+        .find_map(|name| env.get(*name).filter(|value| !value.is_empty()));
+        let proxy = match proxy_setting {
+            Some(value) => {
+                Some(ureq::Proxy::new(value).map_err(|_| FetchError::Proxy(value.clone()))?)
+            }
+            None => None,
+        };
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .build();
+        let agent = ureq::Agent::config_builder()
+            .proxy(proxy)
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .tls_config(tls)
+            .user_agent(concat!("opkssh-rs/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .new_agent();
+        Ok(Self { agent })
+    }
+
+    /// GETs `url` (with an optional bearer token) and returns the body of a 200 answer.
+    ///
+    /// # Errors
+    /// [`FetchError`].
+    pub fn get(
+        &self,
+        url: &str,
+        bearer: Option<&str>,
+        deadline: &Deadline,
+    ) -> Result<Vec<u8>, FetchError> {
+        if !allowed_url(url) {
+            return Err(FetchError::InsecureUrl(url.to_owned()));
+        }
+        let budget = deadline.cap(REQUEST_TIMEOUT);
+        if budget.is_zero() {
+            return Err(FetchError::Timeout(url.to_owned()));
+        }
+        let mut request = self
+            .agent
+            .get(url)
+            .config()
+            .timeout_global(Some(budget))
+            .build();
+        if let Some(token) = bearer {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let transport = |error: ureq::Error| match error {
+            ureq::Error::Timeout(_) => FetchError::Timeout(url.to_owned()),
+            ureq::Error::BodyExceedsLimit(_) => FetchError::TooLarge(url.to_owned()),
+            other => FetchError::Transport {
+                url: url.to_owned(),
+                reason: other.to_string(),
+            },
+        };
+        let mut response = request.call().map_err(transport)?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(FetchError::Status {
+                url: url.to_owned(),
+                status,
+            });
+        }
+        response
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_vec()
+            .map_err(transport)
+    }
+}
+
+/// An HTTP client built on first use, so a verify answered from the cache never sets up TLS.
+#[derive(Debug)]
+pub struct LazyHttp<'a> {
+    env: &'a BTreeMap<String, String>,
+    client: std::cell::OnceCell<Result<HttpClient, FetchError>>,
+}
+
+impl<'a> LazyHttp<'a> {
+    /// A client to be built from `env` when first needed.
+    pub fn new(env: &'a BTreeMap<String, String>) -> Self {
+        Self {
+            env,
+            client: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The client.
+    ///
+    /// # Errors
+    /// The proxy setting is invalid.
+    pub fn client(&self) -> Result<&HttpClient, FetchError> {
+        self.client
+            .get_or_init(|| HttpClient::new(self.env))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::allowed_url;
+
+    #[test]
+    fn only_https_or_loopback_http() {
+        for url in [
+            "https://accounts.google.com/.well-known/openid-configuration",
+            "http://localhost:18201/jwks.json",
+            "http://127.0.0.1/x",
+            "http://localhost",
+        ] {
+            assert!(allowed_url(url), "{url}");
+        }
+        for url in [
+            "http://example.com/",
+            "http://localhost.attacker.com/",
+            "http://localhost@attacker.com/",
+            "https://user@host/",
+            "http://127.0.0.1.nip.io/",
+            "http://localhost:80x/",
+            "ftp://localhost/",
+            "file:///etc/passwd",
+            "https://",
+            "HTTP://localhost/",
+        ] {
+            assert!(!allowed_url(url), "{url}");
+        }
+    }
+}
