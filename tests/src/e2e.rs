@@ -499,8 +499,7 @@ pub fn check_loopback(url: &str) -> Result<()> {
 }
 
 /// A ureq agent for loopback tests: no proxy from the environment, no redirects followed, HTTP
-/// error statuses returned as responses, 10 s overall timeout. With `cookies`, it keeps a
-/// cookie jar across requests (ureq's `cookies` feature keeps one per agent).
+/// error statuses returned as responses, 10 s overall timeout, no cookies.
 pub fn loopback_agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .proxy(None)
@@ -527,6 +526,15 @@ pub fn get_json(url: &str) -> Result<serde_json::Value> {
         bail!("GET {url}: status {status}: {body}");
     }
     serde_json::from_str(&body).with_context(|| format!("GET {url}: not JSON: {body}"))
+}
+
+/// Reads a response body as JSON.
+///
+/// # Errors
+/// Transport error, or the body is not JSON.
+pub fn body_json(resp: &mut ureq::http::Response<ureq::Body>) -> Result<serde_json::Value> {
+    let text = resp.body_mut().read_to_string()?;
+    serde_json::from_str(&text).with_context(|| format!("not JSON: {text:.300}"))
 }
 
 /// `application/x-www-form-urlencoded` / query-component encoding of one value.
@@ -635,6 +643,64 @@ fn tags<'a>(html: &'a str, tag: &str) -> Vec<BTreeMap<String, String>> {
     found
 }
 
+/// The login driver's cookie jar: RFC 6265 name, value and path, per authority (host:port), for
+/// the OP's own cookies (`_interaction` scoped to `/interaction/<uid>`, `_interaction_resume` to
+/// `/auth/<uid>`, `_session` to `/`, each with a `.sig`). Expired cookies are removed; `Domain`,
+/// `Secure` and `SameSite` do not matter on one loopback host.
+#[derive(Debug, Default)]
+struct CookieJar {
+    // (authority, name, path) -> value
+    cookies: BTreeMap<(String, String, String), String>,
+}
+
+impl CookieJar {
+    fn store(&mut self, authority: &str, request_path: &str, set_cookie: &str) {
+        let mut parts = set_cookie.split(';');
+        let Some((name, value)) = parts.next().and_then(|nv| nv.split_once('=')) else {
+            return;
+        };
+        let mut path = None;
+        let mut expired = false;
+        for attribute in parts {
+            let (key, val) = attribute.split_once('=').unwrap_or((attribute, ""));
+            match key.trim().to_ascii_lowercase().as_str() {
+                "path" if val.trim().starts_with('/') => path = Some(val.trim().to_owned()),
+                "max-age" => expired |= val.trim().parse::<i64>().is_ok_and(|age| age <= 0),
+                // Deleting a cookie sets it to the epoch; other dates are in the future here.
+                "expires" => expired |= val.contains("1970"),
+                _ => {}
+            }
+        }
+        // Default path: the request path up to its last '/' (RFC 6265 §5.1.4).
+        let path = path.unwrap_or_else(|| match request_path.rfind('/') {
+            Some(0) | None => "/".to_owned(),
+            Some(i) => request_path[..i].to_owned(),
+        });
+        let key = (authority.to_owned(), name.trim().to_owned(), path);
+        if expired {
+            self.cookies.remove(&key);
+        } else {
+            self.cookies.insert(key, value.trim().to_owned());
+        }
+    }
+
+    fn header(&self, authority: &str, request_path: &str) -> Option<String> {
+        let matches = |cookie_path: &str| {
+            request_path == cookie_path
+                || (request_path.starts_with(cookie_path)
+                    && (cookie_path.ends_with('/')
+                        || request_path[cookie_path.len()..].starts_with('/')))
+        };
+        let pairs: Vec<String> = self
+            .cookies
+            .iter()
+            .filter(|((auth, _, path), _)| auth == authority && matches(path))
+            .map(|((_, name, _), value)| format!("{name}={value}"))
+            .collect();
+        (!pairs.is_empty()).then(|| pairs.join("; "))
+    }
+}
+
 /// Drives an `oidc-provider` login without a person (e2e-harness.md §2.4(a)): follows redirects
 /// with a cookie jar, submits the devInteractions login form as `login_name` (any password) and
 /// then the consent form, until the redirect to a `…/login-callback` URL, which it then GETs
@@ -659,10 +725,18 @@ pub fn http_login_stop_at_callback(auth_url: &str, login_name: &str) -> Result<S
 
 fn drive_login(auth_url: &str, login_name: &str, fetch_callback: bool) -> Result<String> {
     let agent = loopback_agent();
+    let mut jar = CookieJar::default();
     let mut url = auth_url.to_owned();
     let mut form: Option<Vec<(String, String)>> = None;
     for _ in 0..20 {
         check_loopback(&url)?;
+        let uri: ureq::http::Uri = url.parse()?;
+        let authority = uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .unwrap_or_default();
+        let path = uri.path().to_owned();
+        let cookie = jar.header(&authority, &path);
         let is_callback = url
             .split(['?', '#'])
             .next()
@@ -671,15 +745,28 @@ fn drive_login(auth_url: &str, login_name: &str, fetch_callback: bool) -> Result
             return Ok(url);
         }
         let mut resp = match form.take() {
-            Some(fields) => agent
-                .post(&url)
-                .send_form(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .with_context(|| format!("POST {url}"))?,
-            None => agent
-                .get(&url)
-                .call()
-                .with_context(|| format!("GET {url}"))?,
+            Some(fields) => {
+                let mut request = agent.post(&url);
+                if let Some(cookie) = &cookie {
+                    request = request.header("cookie", cookie);
+                }
+                request
+                    .send_form(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .with_context(|| format!("POST {url}"))?
+            }
+            None => {
+                let mut request = agent.get(&url);
+                if let Some(cookie) = &cookie {
+                    request = request.header("cookie", cookie);
+                }
+                request.call().with_context(|| format!("GET {url}"))?
+            }
         };
+        for set_cookie in resp.headers().get_all("set-cookie") {
+            if let Ok(set_cookie) = set_cookie.to_str() {
+                jar.store(&authority, &path, set_cookie);
+            }
+        }
         let status = resp.status().as_u16();
         let location = resp
             .headers()
@@ -933,7 +1020,7 @@ impl Op {
             .send_empty()
             .unwrap_or_else(|e| panic!("e2e: POST {url}: {e}"));
         assert_eq!(resp.status().as_u16(), 200, "e2e: POST {url}");
-        let body: serde_json::Value = resp.body_mut().read_json().unwrap();
+        let body = body_json(&mut resp).unwrap();
         body["kids"]
             .as_array()
             .expect("e2e: rotate answer")
@@ -1866,6 +1953,43 @@ mod tests {
             "{err:#}"
         );
         server.join().unwrap();
+    }
+
+    #[test]
+    fn cookie_jar_scopes_by_path_and_forgets_expired_cookies() {
+        let mut jar = CookieJar::default();
+        let a = "localhost:9";
+        jar.store(a, "/auth", "_interaction=i1; path=/interaction/u1; expires=Wed, 01 Jan 2098 00:00:00 GMT; samesite=lax; httponly");
+        jar.store(
+            a,
+            "/auth",
+            "_interaction.sig=s1; path=/interaction/u1; httponly",
+        );
+        jar.store(a, "/auth", "_session=x; path=/");
+        jar.store(a, "/x/y", "nopath=1");
+        assert_eq!(
+            jar.header(a, "/interaction/u1").as_deref(),
+            Some("_interaction=i1; _interaction.sig=s1; _session=x")
+        );
+        assert_eq!(
+            jar.header(a, "/interaction/u10").as_deref(),
+            Some("_session=x")
+        );
+        assert_eq!(
+            jar.header(a, "/x/z").as_deref(),
+            Some("_session=x; nopath=1")
+        );
+        assert_eq!(jar.header("localhost:10", "/"), None);
+        jar.store(
+            a,
+            "/auth",
+            "_interaction=; path=/interaction/u1; expires=Thu, 01 Jan 1970 00:00:00 GMT",
+        );
+        jar.store(a, "/auth", "_session=; path=/; max-age=0");
+        assert_eq!(
+            jar.header(a, "/interaction/u1").as_deref(),
+            Some("_interaction.sig=s1")
+        );
     }
 
     #[test]

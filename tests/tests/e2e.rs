@@ -136,7 +136,7 @@ fn login(op: &Op, who: &str, nonce: &str) -> Login {
         ])
         .unwrap();
     let status = resp.status().as_u16();
-    let token_response: Value = resp.body_mut().read_json().unwrap();
+    let token_response: Value = e2e::body_json(&mut resp).unwrap();
     assert_eq!(status, 200, "token endpoint: {token_response}");
     let id_token = token_response["id_token"].as_str().unwrap().to_owned();
 
@@ -211,7 +211,7 @@ fn op_code_flow_with_pkce_custom_nonce_and_claims() {
         .call()
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    let userinfo: Value = resp.body_mut().read_json().unwrap();
+    let userinfo: Value = e2e::body_json(&mut resp).unwrap();
     assert_eq!(userinfo["sub"], "alice");
     assert_eq!(userinfo["groups"], json!(["ssh-users", "admins"]));
 
@@ -221,7 +221,7 @@ fn op_code_flow_with_pkce_custom_nonce_and_claims() {
         .send_form([("client_id", op.client_id()), ("scope", "openid email")])
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    let device: Value = resp.body_mut().read_json().unwrap();
+    let device: Value = e2e::body_json(&mut resp).unwrap();
     assert!(device["device_code"].is_string(), "{device}");
     assert!(device["user_code"].is_string(), "{device}");
 
@@ -275,7 +275,7 @@ fn op_refuses_a_wrong_pkce_verifier() {
         ])
         .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
-    let body: Value = resp.body_mut().read_json().unwrap();
+    let body: Value = e2e::body_json(&mut resp).unwrap();
     assert_eq!(body["error"], "invalid_grant", "{body}");
 
     // And no PKCE at all is refused at the authorization endpoint.
