@@ -634,3 +634,26 @@ fn vector_issuer_fault_modes() {
     issuers.set_fault_all(Fault::None).unwrap();
     assert_eq!(get_status(&other.url(JWKS_PATH), ten).unwrap(), 200);
 }
+
+#[test]
+fn an_op_that_cannot_start_fails_fast_with_its_output() {
+    let Some(_e2e) = E2e::require() else { return };
+    let started = Instant::now();
+    let failure = std::panic::catch_unwind(|| Op::start(&[("OP_SIGNING_ALG", "HS256")]))
+        .expect_err("an OP with a bad algorithm must not start");
+    let message = failure
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(message.contains("failed to start twice"), "{message}");
+    assert!(message.contains("exited (exit status: 2)"), "{message}");
+    assert!(
+        message.contains("OP_SIGNING_ALG must be RS256 or ES256, not HS256"),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -43,9 +43,12 @@ function newKey() {
 function saveKeys() {
   if (KEYS_FILE) fs.writeFileSync(KEYS_FILE, JSON.stringify({ keys }), { mode: 0o600 });
 }
+const t0 = Date.now();
 let keys;
 if (KEYS_FILE && fs.existsSync(KEYS_FILE)) keys = JSON.parse(fs.readFileSync(KEYS_FILE, 'utf8')).keys;
 else { keys = [newKey()]; saveKeys(); }
+// Start-up phases go to stderr, so a stalled start shows where it stopped.
+console.error(`op: keys ready after ${Date.now() - t0} ms (uptime ${Math.round(process.uptime() * 1000)} ms)`);
 
 function build(jwksKeys) {
   const provider = new Provider(ISSUER, {
@@ -114,6 +117,7 @@ const server = http.createServer((req, res) => {
 server.listen(PORT, HOST, () => {
   const { port } = server.address();
   ISSUER ||= `http://localhost:${port}`;
+  console.error(`op: listening after ${Date.now() - t0} ms`);
   provider = build(keys); handler = provider.callback();
   console.log(`OP_READY issuer=${ISSUER} port=${port} kid=${keys[0].kid} alg=${ALG}`);
 });
