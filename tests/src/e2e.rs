@@ -68,7 +68,8 @@ const SSHD: &str = "/usr/sbin/sshd";
 
 const LOCK_WAIT: Duration = Duration::from_secs(20 * 60);
 const OP_READY_TIMEOUT: Duration = Duration::from_secs(30);
-const SSHD_READY_TIMEOUT: Duration = Duration::from_secs(10);
+// Generous: under heavy disk writeback, file reads here have stalled for over 30 s.
+const SSHD_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on one `ssh` run. sshd's `LoginGraceTime` (30 s here) cuts a hanging verifier earlier.
 pub const SSH_TIMEOUT: Duration = Duration::from_secs(60);
 const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
