@@ -129,11 +129,15 @@ pub fn enabled() -> bool {
 /// Takes a machine-wide lock file, waiting at most `wait`.
 fn take_lock_file(name: &str, wait: Duration) -> File {
     let path = std::env::temp_dir().join(name);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
+    // flock works on a read-only descriptor, so a user other than the file's creator can lock it.
+    let file = File::open(&path)
+        .or_else(|_| {
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+        })
         .unwrap_or_else(|e| panic!("e2e: cannot open lock file {}: {e}", path.display()));
     let deadline = Instant::now() + wait;
     loop {
