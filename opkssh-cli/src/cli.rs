@@ -32,6 +32,8 @@ pub(crate) enum Command {
     Permissions(commands::permissions::PermissionsArgs),
     /// Read the principal's home policy file
     Readhome(commands::readhome::ReadhomeArgs),
+    /// Verify an opkssh certificate for sshd (AuthorizedKeysCommand ... verify %u %k %t)
+    Verify(commands::verify::VerifyArgs),
 }
 
 /// `opkssh inspect <path-or-text>`.

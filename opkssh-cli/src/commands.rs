@@ -5,6 +5,7 @@ pub(crate) mod audit;
 pub(crate) mod inspect;
 pub(crate) mod permissions;
 pub(crate) mod readhome;
+pub(crate) mod verify;
 
 use std::fmt;
 

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
             commands::permissions::run(&args).map_err(CliError::from)
         }
         Some(Command::Readhome(args)) => commands::readhome::run(&args).map_err(CliError::from),
+        Some(Command::Verify(args)) => commands::verify::run(&args),
         None => Err(CliError::Usage("no command given".into())),
     };
     match result {

@@ -22,12 +22,23 @@ pub const DEFAULT_CONFIG_DIR: &str = "/etc/opk";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigDir {
     root: PathBuf,
+    config_path: Option<PathBuf>,
 }
 
 impl ConfigDir {
     /// A configuration directory.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            config_path: None,
+        }
+    }
+
+    /// The same directory with `config.yml` read from elsewhere (Go's `--config-path`).
+    #[must_use]
+    pub fn with_config_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_path = Some(path.into());
+        self
     }
 
     /// The directory.
@@ -47,7 +58,9 @@ impl ConfigDir {
 
     /// `config.yml`.
     pub fn config(&self) -> PathBuf {
-        self.root.join("config.yml")
+        self.config_path
+            .clone()
+            .unwrap_or_else(|| self.root.join("config.yml"))
     }
 
     /// `policy.d`.

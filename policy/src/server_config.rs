@@ -14,6 +14,48 @@ pub struct ServerConfig {
     pub deny_users: Vec<String>,
     /// Emails refused outright (compared ignoring case).
     pub deny_emails: Vec<String>,
+    /// How long cached discovery documents and JWKS are used without asking the provider, as
+    /// a duration such as `1h` or `30m` (default 1 h). Not in Go, which has no cache.
+    pub jwks_cache_max_age: Option<String>,
+    /// How old a cached JWKS may be and still be used while the provider is unreachable
+    /// (default `24h`; `0` fails closed). Not in Go.
+    pub jwks_cache_stale_limit: Option<String>,
+}
+
+/// Parses a duration the way an admin writes it: `90s`, `30m`, `1h`, `2h30m`, `1d`, or `0`.
+///
+/// # Errors
+/// Anything else, as a message.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let invalid = || format!("invalid duration {text:?} (use e.g. 90s, 30m, 1h, 1d or 0)");
+    if text.trim() == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    for character in text.trim().chars() {
+        if character.is_ascii_digit() {
+            digits.push(character);
+            continue;
+        }
+        let unit: u64 = match character {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(invalid()),
+        };
+        let value: u64 = digits.parse().map_err(|_| invalid())?;
+        total = value
+            .checked_mul(unit)
+            .and_then(|part| total.checked_add(part))
+            .ok_or_else(invalid)?;
+        digits.clear();
+    }
+    if !digits.is_empty() || text.trim().is_empty() {
+        return Err(invalid());
+    }
+    Ok(std::time::Duration::from_secs(total))
 }
 
 impl ServerConfig {
@@ -42,6 +84,19 @@ impl ServerConfig {
                     Location::file(path),
                     FileErrorKind::Invalid(format!("invalid environment variable name {name:?}")),
                 ));
+            }
+        }
+        for (key, value) in [
+            ("jwks_cache_max_age", &config.jwks_cache_max_age),
+            ("jwks_cache_stale_limit", &config.jwks_cache_stale_limit),
+        ] {
+            if let Some(value) = value {
+                parse_duration(value).map_err(|message| {
+                    FileError::new(
+                        Location::file(path),
+                        FileErrorKind::Invalid(format!("{key}: {message}")),
+                    )
+                })?;
             }
         }
         if config.env_vars.values().any(|value| value.contains('\0')) {
@@ -74,6 +129,21 @@ pub struct DenyLists {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2h30m"), Ok(Duration::from_secs(9000)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        for bad in ["", "1", "h", "1w", "-1h", "1.5h", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        let config = parse("jwks_cache_max_age: 10m\njwks_cache_stale_limit: 0\n").unwrap();
+        assert_eq!(config.jwks_cache_max_age.as_deref(), Some("10m"));
+        assert!(parse("jwks_cache_stale_limit: soon\n").is_err());
+    }
 
     fn parse(text: &str) -> Result<ServerConfig, FileError> {
         ServerConfig::parse(text, Path::new("/etc/opk/config.yml"))

@@ -48,6 +48,7 @@ impl Log {
     /// Opens `path` for appending, creating it 0660 if missing (the installer makes it
     /// root:opksshuser). On failure, says so on stderr once and logs to stderr.
     pub fn open(path: &Path, level: Level) -> Self {
+        let existed = std::fs::symlink_metadata(path).is_ok();
         let file = OpenOptions::new()
             .append(true)
             .create(true)
@@ -55,7 +56,11 @@ impl Log {
             .open(path);
         match file {
             Ok(file) => Self {
-                file: Some(file),
+                file: Some(file).inspect(|file| {
+                    if !existed {
+                        give_to_opksshuser(file);
+                    }
+                }),
                 level,
             },
             Err(error) => {
@@ -90,6 +95,18 @@ impl Log {
         if !written {
             eprint!("{line}");
         }
+    }
+}
+
+/// A log file verify creates as root belongs to root:opksshuser, 0660, as the installer makes
+/// it, so later verifies running as opksshuser can append.
+fn give_to_opksshuser(file: &File) {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    if let Ok(Some(group)) = nix::unistd::Group::from_name("opksshuser") {
+        let _ = std::os::unix::fs::fchown(file, Some(0), Some(group.gid.as_raw()));
+        let _ = file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o660));
     }
 }
 
