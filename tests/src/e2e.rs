@@ -76,9 +76,11 @@ const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A binary of the workspace built beside the running test executable (`<target>/<profile>/name`).
-/// `cargo test --workspace` builds `opkssh` before it runs any test; a lone
-/// `cargo test -p opkssh-tests` does not, so this panics if it is missing. An integration test
-/// inside `opkssh-cli` should prefer `env!("CARGO_BIN_EXE_opkssh")`, which cargo keeps fresh.
+/// `cargo test --workspace` (the test command) builds `opkssh` before it runs any test; a lone
+/// `cargo test -p opkssh-tests` does not, so this panics if the binary is missing or older than
+/// a source it is built from ([`BINARY_SOURCES`]) rather than test a stale one.
+/// An integration test inside `opkssh-cli` can use `env!("CARGO_BIN_EXE_opkssh")` instead,
+/// which cargo keeps fresh.
 pub fn target_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("e2e: current_exe");
     // <target>/<profile>/deps/<test>-<hash>
@@ -87,12 +89,47 @@ pub fn target_binary(name: &str) -> PathBuf {
         .and_then(Path::parent)
         .expect("e2e: test executable outside a target directory");
     let path = profile_dir.join(name);
-    assert!(
-        path.is_file(),
-        "e2e: {} is not built (cargo test --workspace builds it; or cargo build -p opkssh-cli)",
-        path.display()
-    );
+    let hint = "run the test command, cargo test --workspace, which builds it";
+    let built = fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| panic!("e2e: {} is not built; {hint}", path.display()));
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e: workspace root");
+    if let Some((source, modified)) = newest_source(workspace) {
+        assert!(
+            modified <= built,
+            "e2e: {} is older than {}; {hint}",
+            path.display(),
+            source.display()
+        );
+    }
     path
+}
+
+/// The workspace crates the `opkssh` binary is built from.
+pub const BINARY_SOURCES: [&str; 4] = ["opk-core", "policy", "verifier", "opkssh-cli"];
+
+/// The most recently modified source of [`BINARY_SOURCES`]: their `Cargo.toml` and `src/**`.
+fn newest_source(workspace: &Path) -> Option<(PathBuf, SystemTime)> {
+    fn walk(path: &Path, newest: &mut Option<(PathBuf, SystemTime)>) {
+        let Ok(meta) = fs::metadata(path) else { return };
+        if meta.is_dir() {
+            for entry in fs::read_dir(path).into_iter().flatten().flatten() {
+                walk(&entry.path(), newest);
+            }
+        } else if let Ok(modified) = meta.modified()
+            && newest.as_ref().is_none_or(|(_, t)| modified > *t)
+        {
+            *newest = Some((path.to_path_buf(), modified));
+        }
+    }
+    let mut newest = None;
+    for member in BINARY_SOURCES {
+        walk(&workspace.join(member).join("Cargo.toml"), &mut newest);
+        walk(&workspace.join(member).join("src"), &mut newest);
+    }
+    newest
 }
 
 /// The `tests/e2e/op` folder (package.json, op.mjs, node_modules).
@@ -212,6 +249,21 @@ impl E2e {
             .join(name)
     }
 
+    /// A fresh directory under the system temp dir, owned by `user` (and its group), mode 0700,
+    /// removed when `self` is dropped: where the `AuthorizedKeysCommand` (running as
+    /// [`AKC_USER`]) may write its log and cache. Root-created paths are not writable by it (P7),
+    /// and [`E2e::dir`] is not even searchable by it.
+    pub fn writable_dir(&self, user: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(unique_name("opkssh-e2e-rw"));
+        fs::create_dir(&dir).unwrap_or_else(|e| panic!("e2e: creating {}: {e}", dir.display()));
+        self.installed.lock().unwrap().push(dir.clone());
+        let (uid, gid) = user_ids(user);
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+            .unwrap_or_else(|e| panic!("e2e: chown {}: {e}", dir.display()));
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        dir
+    }
+
     /// Like [`E2e::install_file`] for several files `(name, contents, mode)` in one fresh
     /// directory (e.g. a config root with `providers` and `auth_id`); returns the directory.
     pub fn install_dir(&self, files: &[(&str, &[u8], u32)], group: Option<&str>) -> PathBuf {
@@ -233,6 +285,21 @@ impl E2e {
         }
         check_root_owned_path(&dir).unwrap_or_else(|e| panic!("e2e: {e:#}"));
         dir
+    }
+}
+
+/// The numeric user and primary group ids of a user (`getent passwd`).
+pub fn user_ids(name: &str) -> (u32, u32) {
+    let out = run_with_timeout(Command::new("getent").args(["passwd", name]), TOOL_TIMEOUT);
+    assert!(out.status.success(), "e2e: no user {name}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let fields: Vec<&str> = text.trim().split(':').collect();
+    match (
+        fields.get(2).and_then(|v| v.parse().ok()),
+        fields.get(3).and_then(|v| v.parse().ok()),
+    ) {
+        (Some(uid), Some(gid)) => (uid, gid),
+        _ => panic!("e2e: user {name}: {text:?}"),
     }
 }
 

@@ -657,3 +657,71 @@ fn an_op_that_cannot_start_fails_fast_with_its_output() {
         started.elapsed()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The real `opkssh verify` as sshd's AuthorizedKeysCommand (the hook for the verify tests)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn opkssh_verify_as_the_authorized_keys_command_lets_a_go_certificate_in() {
+    let Some(e2e) = E2e::require() else { return };
+    let issuers = VectorIssuers::start().unwrap();
+    let issuer = issuers.serve_vector("rs256-ecdsa").unwrap();
+    // sshd runs the command as opksshuser with an empty environment: the binary sits on a
+    // root-owned path, its config (root:opksshuser 0640) comes through --config-dir, and its log
+    // and cache go to a directory opksshuser owns.
+    let opkssh = e2e.install_binary(&e2e::target_binary("opkssh"));
+    let auth_id = format!("{LOGIN_USER} alice@example.com http://localhost:18201\n");
+    let config = e2e.install_dir(
+        &[
+            (
+                "providers",
+                b"http://localhost:18201 opkssh-test-client oidc\n",
+                0o640,
+            ),
+            ("auth_id", auth_id.as_bytes(), 0o640),
+        ],
+        Some(e2e::AKC_USER),
+    );
+    let rw = e2e.writable_dir(e2e::AKC_USER);
+    let sshd = Sshd::start(AkcConfig::new(format!(
+        "{} verify --config-dir {} --log-file {}/opkssh.log --cache-dir {}/cache %u %k %t",
+        opkssh.display(),
+        config.display(),
+        rw.display(),
+        rw.display()
+    )));
+    let verify_log = || std::fs::read_to_string(rw.join("opkssh.log")).unwrap_or_default();
+    let (key, cert) = vector_identity(e2e.dir(), "accept", "rs256-ecdsa");
+
+    let t = Instant::now();
+    let ok = ssh_login(&sshd, LOGIN_USER, &key, Some(&cert), "id -un");
+    eprintln!("ssh login through opkssh verify: {:?}", t.elapsed());
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{ok:?}\n{}\n{}",
+        verify_log(),
+        sshd.log()
+    );
+    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), LOGIN_USER);
+    assert!(
+        verify_log().contains("allow principal=e2euser identity=alice@example.com"),
+        "{}",
+        verify_log()
+    );
+    assert!(
+        issuer.requests(JWKS_PATH) >= 1,
+        "{:?}",
+        issuer.request_counts()
+    );
+
+    // Not in auth_id: denied by policy (and the bare key that ssh offers next is no certificate).
+    let denied = ssh_login(&sshd, LOGIN_USER2, &key, Some(&cert), "true");
+    assert_eq!(denied.status.code(), Some(255), "{denied:?}");
+    assert!(
+        verify_log().contains("deny principal=e2euser2 identity=alice@example.com"),
+        "{}",
+        verify_log()
+    );
+}
