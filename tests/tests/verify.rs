@@ -458,3 +458,90 @@ fn sshd_with_opkssh_verify_admits_the_policy_and_nothing_else() {
         verify_log()
     );
 }
+
+#[test]
+fn an_insecure_cache_is_ignored_and_an_unwritable_log_does_not_change_the_decision() {
+    let Some(_e2e) = E2e::require() else { return };
+    let issuers = VectorIssuers::start().unwrap();
+    let vector = vectors("accept")
+        .unwrap()
+        .into_iter()
+        .find(|vector| vector.name == "es256-ecdsa")
+        .unwrap();
+    let issuer = issuers.serve_vector(&vector.name).unwrap();
+    let line = vector.text("cert.pub").unwrap();
+    let server = Server::for_vector(&vector, "alice");
+    std::fs::create_dir(server.path("cache")).unwrap();
+    std::fs::set_permissions(server.path("cache"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    issuer.reset_requests();
+    for _ in 0..2 {
+        assert_allowed(&server.verify("alice", &line), &server, &line);
+    }
+    // Nothing was cached in a folder others can write: both verifies fetched.
+    assert_eq!(issuer.requests(JWKS_PATH), 2);
+    assert!(
+        server
+            .log()
+            .contains("ignored: not a directory owned by this user"),
+        "{}",
+        server.log()
+    );
+    assert_eq!(std::fs::read_dir(server.path("cache")).unwrap().count(), 0);
+
+    // The log cannot be opened: the decision is the same, the lines go to stderr.
+    let output = Command::new(e2e::target_binary("opkssh"))
+        .args(["verify", "--config-dir"])
+        .arg(server.path("etc"))
+        .arg("--cache-dir")
+        .arg(server.path("cache2"))
+        .args(["--log-file", "/nonexistent/dir/opkssh.log", "alice"])
+        .args(
+            line.trim_end()
+                .split_once(' ')
+                .map(|(key_type, b64)| [b64, key_type])
+                .unwrap(),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("Error opening log file"),
+        "{output:?}"
+    );
+}
+
+#[test]
+fn env_vars_proxy_reaches_the_http_client() {
+    let Some(_e2e) = E2e::require() else { return };
+    let issuers = VectorIssuers::start().unwrap();
+    let vector = vectors("accept")
+        .unwrap()
+        .into_iter()
+        .find(|vector| vector.name == "es256-ecdsa")
+        .unwrap();
+    let issuer = issuers.serve_vector(&vector.name).unwrap();
+    let line = vector.text("cert.pub").unwrap();
+    let providers = format!(
+        "{} {} oidc\n",
+        vector.trimmed("issuer.txt").unwrap(),
+        vector.trimmed("client_id.txt").unwrap()
+    );
+    let auth_id = format!(
+        "alice {} {}\n",
+        vector.meta_str("email").unwrap(),
+        vector.trimmed("issuer.txt").unwrap()
+    );
+    // A proxy that refuses connections: the fetch must go through it and fail.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let config = format!("env_vars:\n  HTTP_PROXY: http://127.0.0.1:{port}\n");
+    let server = Server::new(&providers, &auth_id, Some(&config));
+    issuer.reset_requests();
+    assert_denied(&server.verify("alice", &line), &server);
+    assert_eq!(
+        issuer.requests(DISCOVERY_PATH),
+        0,
+        "the request bypassed the proxy"
+    );
+}
