@@ -1,4 +1,7 @@
-//! Shared helpers for the cross-crate tests: locating and loading the Go interop vectors.
+//! Shared helpers for the cross-crate tests: locating and loading the Go interop vectors, and
+//! the end-to-end harness ([`e2e`]).
+
+pub mod e2e;
 
 use anyhow::{Context as _, Result, bail};
 use std::path::{Path, PathBuf};
