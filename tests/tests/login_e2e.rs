@@ -499,3 +499,21 @@ fn auto_refresh_keeps_the_key_and_a_refreshed_certificate_outlives_the_original_
     );
     refreshed.assert_ssh_ok(LOGIN_USER, &key);
 }
+
+#[test]
+fn demo_with_sshd_lets_ssh_in_through_verify() {
+    let Some(_e2e) = E2e::require() else { return };
+    let output = Command::new(e2e::target_binary("opkssh"))
+        .args(["demo", "--sshd"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("7. sshd on 127.0.0.1:"), "{stdout}");
+    assert!(stdout.contains("@127.0.0.1 true: exit 0"), "{stdout}");
+    assert!(stdout.contains("sshd: Accepted publickey for "), "{stdout}");
+}
