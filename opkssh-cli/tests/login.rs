@@ -451,3 +451,103 @@ fn provider_flag_and_env_selection() {
         .unwrap();
     assert!(String::from_utf8_lossy(&spec.stderr).contains("Expected format for google"));
 }
+
+#[test]
+fn web_chooser_lists_the_providers_and_logs_in_with_the_chosen_one() {
+    let fixture = Fixture::new();
+    std::fs::write(
+        &fixture.config,
+        format!(
+            "default_provider: webchooser\nproviders:\n  - alias: demo\n    issuer: {}\n    client_id: {CLIENT_ID}\n    redirect_uris:\n      - http://localhost:0/login-callback\n  - alias: other\n    issuer: https://op.example/realm\n    client_id: x\n",
+            fixture.op.issuer()
+        ),
+    )
+    .unwrap();
+    let mut child = fixture
+        .opkssh()
+        .args(["login", "--disable-browser-open", "--timeout", "30"])
+        .env(
+            "ACTIONS_ID_TOKEN_REQUEST_URL",
+            "https://codeberg.org/api/actions/_apis/pipelines/idtoken",
+        )
+        .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "t")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let url = loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "no chooser URL");
+        if let Some(url) = line.trim_end().strip_prefix("Open your browser to: ") {
+            break url.to_owned();
+        }
+    };
+    assert!(url.ends_with("/chooser"), "{url}");
+    let page = ureq::get(&url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        page.contains("/select?op=localhost") && page.contains("/select?op=op.example"),
+        "{page}"
+    );
+    // CI/CD providers are never offered.
+    assert!(
+        !page.contains("codeberg") && !page.contains("forgejo"),
+        "{page}"
+    );
+    follow(&url.replace("/chooser", "/select?op=localhost"));
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{rest}");
+    assert!(rest.contains("demo@example.com demo-user"), "{rest}");
+    assert!(fixture.ssh("id_ecdsa").exists());
+}
+
+#[test]
+fn send_access_token_puts_it_in_the_certificate() {
+    let fixture = Fixture::new();
+    let key = fixture.home().join("k");
+    let output = fixture.login(&["--send-access-token", "-i", key.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output));
+    let inspect = fixture
+        .opkssh()
+        .args(["inspect", "--json"])
+        .arg(format!("{}-cert.pub", key.display()))
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert!(
+        report["certificate"]["extensions"]["openpubkey-act"]
+            .as_u64()
+            .unwrap()
+            > 10,
+        "{report}"
+    );
+    // Without the flag (and no send_access_token in the config) there is none.
+    let plain = fixture.home().join("plain");
+    assert!(
+        fixture
+            .login(&["-i", plain.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let inspect = fixture
+        .opkssh()
+        .args(["inspect", "--json"])
+        .arg(format!("{}-cert.pub", plain.display()))
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert!(
+        report["certificate"]["extensions"]
+            .get("openpubkey-act")
+            .is_none(),
+        "{report}"
+    );
+}
