@@ -551,3 +551,55 @@ fn send_access_token_puts_it_in_the_certificate() {
         "{report}"
     );
 }
+
+#[test]
+fn a_browser_that_never_comes_back_times_out_clearly() {
+    let fixture = Fixture::new();
+    let output = fixture
+        .opkssh()
+        .args(["login", "--disable-browser-open", "--timeout", "1"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "Error: timed out after 1 seconds waiting for the login to finish in the browser"
+        ),
+        "{}",
+        text(&output)
+    );
+    assert!(!fixture.ssh("id_ecdsa").exists());
+}
+
+#[test]
+fn inspect_cert_and_print_id_token() {
+    let fixture = Fixture::new();
+    let key = fixture.home().join("k");
+    let output = fixture.login(&[
+        "--inspect-cert",
+        "--print-id-token",
+        "-i",
+        key.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("--- SSH Certificate Information ---"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("id_token:\n{\n  \"iss\": "), "{stdout}");
+    assert!(
+        stdout.contains("\"email\": \"demo@example.com\""),
+        "{stdout}"
+    );
+    // aud is not among the claims Go prints.
+    let block = stdout
+        .split("id_token:\n")
+        .nth(1)
+        .unwrap()
+        .split("\n}\n")
+        .next()
+        .unwrap();
+    assert!(!block.contains("\"aud\""), "{block}");
+}
