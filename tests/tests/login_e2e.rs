@@ -517,3 +517,79 @@ fn demo_with_sshd_lets_ssh_in_through_verify() {
     assert!(stdout.contains("@127.0.0.1 true: exit 0"), "{stdout}");
     assert!(stdout.contains("sshd: Accepted publickey for "), "{stdout}");
 }
+
+/// One login as a person makes it: `opkssh login` opens the browser through `$BROWSER` (the
+/// `webbrowser` crate), headless Chromium fills the OP's login and consent pages, and the
+/// certificate then gets through sshd and verify.
+#[test]
+fn headless_chromium_login_through_browser_env() {
+    let Some(e2e) = E2e::require() else { return };
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "e2e: /usr/bin/chromium is missing (apt-get install chromium; .ci/run does)"
+    );
+    let driver = e2e::op_dir().join("chromium_login.mjs");
+    assert!(
+        e2e::op_dir().join("node_modules/playwright-core").is_dir(),
+        "e2e: playwright-core is missing: npm ci in tests/e2e/op"
+    );
+    let op = Op::start(&[]);
+    let home = e2e.dir().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let browser_log = e2e.dir().join("browser.log");
+    let wrapper = e2e.dir().join("browser.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nnode {} \"$1\" alice >> {} 2>&1 &\nexit 0\n",
+            driver.display(),
+            browser_log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let key = e2e.dir().join("chromium_key");
+    let t = Instant::now();
+    let output = Command::new(e2e::target_binary("opkssh"))
+        .args(["login", "--timeout", "60", "--provider"])
+        .arg(provider_spec(&op))
+        .arg("-i")
+        .arg(&key)
+        .env("HOME", &home)
+        .env("BROWSER", &wrapper)
+        .env_remove("OPKSSH_PROVIDERS")
+        .env_remove("OPKSSH_DEFAULT")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    eprintln!("opkssh login through headless Chromium: {:?}", t.elapsed());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}\nbrowser log:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        std::fs::read_to_string(&browser_log).unwrap_or_default()
+    );
+    assert!(
+        stdout.contains("Opening browser to http://localhost:"),
+        "{stdout}"
+    );
+    // The browser saw our success page.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&browser_log)
+        .unwrap_or_default()
+        .contains("CALLBACK_BODY")
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = std::fs::read_to_string(&browser_log).unwrap_or_default();
+    assert!(log.contains("close this window"), "{log}");
+
+    let server = Server::start(
+        &e2e,
+        &format!("{} {} oidc\n", op.issuer(), op.client_id()),
+        &format!("{LOGIN_USER} alice@example.com {}\n", op.issuer()),
+    );
+    server.assert_ssh_ok(LOGIN_USER, &key);
+}
