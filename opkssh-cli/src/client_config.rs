@@ -261,7 +261,7 @@ pub fn check_issuer(issuer: &str) -> Result<(), ConfigError> {
 }
 
 /// What kind of provider an entry is (§2.2.4).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum ProviderKind {
     /// An authorization-code provider.
     Browser(BrowserProvider),
@@ -282,10 +282,39 @@ pub enum ProviderKind {
     },
 }
 
+impl std::fmt::Debug for ProviderKind {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The Actions request token is a bearer secret: never in a debug string.
+        match self {
+            Self::Browser(provider) => formatter.debug_tuple("Browser").field(provider).finish(),
+            Self::Actions {
+                issuer,
+                request_url,
+                ..
+            } => formatter
+                .debug_struct("Actions")
+                .field("issuer", issuer)
+                .field("request_url", request_url)
+                .finish_non_exhaustive(),
+            Self::GitlabCi { issuer } => formatter
+                .debug_struct("GitlabCi")
+                .field("issuer", issuer)
+                .finish(),
+        }
+    }
+}
+
 /// The environment a resolution reads.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Env {
     vars: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Env {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values may be secrets (ACTIONS_ID_TOKEN_REQUEST_TOKEN, OPENPUBKEY_JWT): names only.
+        formatter.debug_set().entries(self.vars.keys()).finish()
+    }
 }
 
 impl Env {
@@ -821,5 +850,23 @@ mod tests {
         assert_eq!(browser.client_secret, None);
         assert_eq!(chooser_name("https://accounts.google.com"), "google");
         assert_eq!(chooser_name("https://op.example/realms/x"), "op.example");
+    }
+
+    #[test]
+    fn debug_strings_hide_secrets() {
+        let env = Env::from_pairs(&[
+            (
+                "ACTIONS_ID_TOKEN_REQUEST_URL",
+                "https://x.actions.githubusercontent.com/t",
+            ),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "SECRET-TOKEN"),
+        ]);
+        assert!(!format!("{env:?}").contains("SECRET"));
+        let kind = to_provider(&ci_providers(&env)[0], &env, None).unwrap();
+        assert!(!format!("{kind:?}").contains("SECRET"));
+        let entry = parse_provider_spec("https://op,cid,SECRET-CLIENT", false).unwrap();
+        assert!(!format!("{entry:?}").contains("SECRET"));
+        let browser = to_provider(&entry, &Env::default(), None).unwrap();
+        assert!(!format!("{browser:?}").contains("SECRET"));
     }
 }
