@@ -593,3 +593,32 @@ fn headless_chromium_login_through_browser_env() {
     );
     server.assert_ssh_ok(LOGIN_USER, &key);
 }
+
+/// Not root: verify's ownership checks cannot pass for files a user writes, so the demo runs
+/// the same pipeline and policy code in process, and says so.
+#[test]
+fn demo_as_an_unprivileged_user() {
+    let Some(e2e) = E2e::require() else { return };
+    let opkssh = e2e.install_binary(&e2e::target_binary("opkssh"));
+    let output = Command::new("runuser")
+        .args(["-u", LOGIN_USER, "--"])
+        .arg(&opkssh)
+        .arg("demo")
+        .current_dir("/")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("(in process: not root"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "auth_id:   {LOGIN_USER} demo@example.com http://localhost:"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("   decision: allow"), "{stdout}");
+}
