@@ -83,3 +83,14 @@ pub fn vectors(kind: &str) -> Result<Vec<Vector>> {
     found.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(found)
 }
+
+/// One vector by kind (`accept` or `reject`) and folder name.
+///
+/// # Errors
+/// The vector folder is missing.
+pub fn vector(kind: &str, name: &str) -> Result<Vector> {
+    vectors(kind)?
+        .into_iter()
+        .find(|vector| vector.name == name)
+        .with_context(|| format!("no vector {kind}/{name}"))
+}

@@ -8,7 +8,7 @@ use opkssh_tests::e2e::{
     self, AkcConfig, DISCOVERY_PATH, E2e, Fault, JWKS_PATH, LOGIN_USER, LOGIN_USER2, Sshd,
     VectorIssuers, ssh_login,
 };
-use opkssh_tests::{Vector, vectors};
+use opkssh_tests::{Vector, vector, vectors};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -41,6 +41,10 @@ impl Server {
     }
 
     fn for_vector(vector: &Vector, principal: &str) -> Self {
+        Self::for_vector_with_config(vector, principal, None)
+    }
+
+    fn for_vector_with_config(vector: &Vector, principal: &str, config_yml: Option<&str>) -> Self {
         let issuer = vector.trimmed("issuer.txt").unwrap();
         let client_id = vector.trimmed("client_id.txt").unwrap();
         let policy = vector.meta_str("expiration_policy").unwrap_or("oidc");
@@ -48,7 +52,7 @@ impl Server {
         Self::new(
             &format!("{issuer} {client_id} {policy}\n"),
             &format!("{principal} {email} {issuer}\n"),
-            None,
+            config_yml,
         )
     }
 
@@ -164,11 +168,7 @@ fn every_go_vector_gets_the_documented_decision() {
 fn non_certificates_are_refused_before_any_io() {
     let Some(_e2e) = E2e::require() else { return };
     let issuers = VectorIssuers::start().unwrap();
-    let vector = vectors("accept")
-        .unwrap()
-        .into_iter()
-        .find(|vector| vector.name == "rs256-ecdsa")
-        .unwrap();
+    let vector = vector("accept", "rs256-ecdsa").unwrap();
     let issuer = issuers.serve_vector(&vector.name).unwrap();
     issuer.reset_requests();
     let server = Server::for_vector(&vector, "alice");
@@ -199,11 +199,7 @@ fn non_certificates_are_refused_before_any_io() {
 fn cache_warm_cold_rotation_outage_and_stale_limit() {
     let Some(_e2e) = E2e::require() else { return };
     let issuers = VectorIssuers::start().unwrap();
-    let vector = vectors("accept")
-        .unwrap()
-        .into_iter()
-        .find(|vector| vector.name == "rs256-ecdsa")
-        .unwrap();
+    let vector = vector("accept", "rs256-ecdsa").unwrap();
     let line = vector.text("cert.pub").unwrap();
     let key = line.clone();
     let issuer = issuers.serve_vector(&vector.name).unwrap();
@@ -292,26 +288,12 @@ fn cache_warm_cold_rotation_outage_and_stale_limit() {
 fn stale_limit_zero_fails_closed_and_a_hung_idp_is_cut_at_the_deadline() {
     let Some(_e2e) = E2e::require() else { return };
     let issuers = VectorIssuers::start().unwrap();
-    let vector = vectors("accept")
-        .unwrap()
-        .into_iter()
-        .find(|vector| vector.name == "rs256-ecdsa")
-        .unwrap();
+    let vector = vector("accept", "rs256-ecdsa").unwrap();
     let line = vector.text("cert.pub").unwrap();
     let issuer = issuers.serve_vector(&vector.name).unwrap();
-    let providers = format!(
-        "{} {} oidc\n",
-        vector.trimmed("issuer.txt").unwrap(),
-        vector.trimmed("client_id.txt").unwrap()
-    );
-    let auth_id = format!(
-        "alice {} {}\n",
-        vector.meta_str("email").unwrap(),
-        vector.trimmed("issuer.txt").unwrap()
-    );
-    let server = Server::new(
-        &providers,
-        &auth_id,
+    let server = Server::for_vector_with_config(
+        &vector,
+        "alice",
         Some("jwks_cache_stale_limit: 0\njwks_cache_max_age: 10m\n"),
     );
     assert_allowed(&server.verify("alice", &line), &server, &line);
@@ -338,11 +320,7 @@ fn stale_limit_zero_fails_closed_and_a_hung_idp_is_cut_at_the_deadline() {
 fn a_config_yml_that_cannot_be_trusted_denies() {
     let Some(_e2e) = E2e::require() else { return };
     let issuers = VectorIssuers::start().unwrap();
-    let vector = vectors("accept")
-        .unwrap()
-        .into_iter()
-        .find(|vector| vector.name == "rs256-ecdsa")
-        .unwrap();
+    let vector = vector("accept", "rs256-ecdsa").unwrap();
     issuers.serve_vector(&vector.name).unwrap();
     let line = vector.text("cert.pub").unwrap();
     let server = Server::for_vector(&vector, "alice");
@@ -367,19 +345,11 @@ fn sshd_with_opkssh_verify_admits_the_policy_and_nothing_else() {
     let issuers = VectorIssuers::start().unwrap();
     issuers.serve_vector("rs256-ed25519").unwrap();
     let opkssh = e2e.install_binary(&e2e::target_binary("opkssh"));
-    let accept = vectors("accept")
-        .unwrap()
-        .into_iter()
-        .find(|vector| vector.name == "rs256-ed25519")
-        .unwrap();
+    let accept = vector("accept", "rs256-ed25519").unwrap();
     let issuer = accept.trimmed("issuer.txt").unwrap();
     // The reject vector below comes from another issuer; both are configured and allowed, so
     // only its broken signature can deny it.
-    let bad_vector = vectors("reject")
-        .unwrap()
-        .into_iter()
-        .find(|vector| vector.name == "neg-rs256-op-sig-bitflip")
-        .unwrap();
+    let bad_vector = vector("reject", "neg-rs256-op-sig-bitflip").unwrap();
     let bad_issuer = bad_vector.trimmed("issuer.txt").unwrap();
     let providers = format!(
         "{issuer} {} oidc\n{bad_issuer} {} oidc\n",
@@ -463,11 +433,7 @@ fn sshd_with_opkssh_verify_admits_the_policy_and_nothing_else() {
 fn an_insecure_cache_is_ignored_and_an_unwritable_log_does_not_change_the_decision() {
     let Some(_e2e) = E2e::require() else { return };
     let issuers = VectorIssuers::start().unwrap();
-    let vector = vectors("accept")
-        .unwrap()
-        .into_iter()
-        .find(|vector| vector.name == "es256-ecdsa")
-        .unwrap();
+    let vector = vector("accept", "es256-ecdsa").unwrap();
     let issuer = issuers.serve_vector(&vector.name).unwrap();
     let line = vector.text("cert.pub").unwrap();
     let server = Server::for_vector(&vector, "alice");
@@ -514,29 +480,15 @@ fn an_insecure_cache_is_ignored_and_an_unwritable_log_does_not_change_the_decisi
 fn env_vars_proxy_reaches_the_http_client() {
     let Some(_e2e) = E2e::require() else { return };
     let issuers = VectorIssuers::start().unwrap();
-    let vector = vectors("accept")
-        .unwrap()
-        .into_iter()
-        .find(|vector| vector.name == "es256-ecdsa")
-        .unwrap();
+    let vector = vector("accept", "es256-ecdsa").unwrap();
     let issuer = issuers.serve_vector(&vector.name).unwrap();
     let line = vector.text("cert.pub").unwrap();
-    let providers = format!(
-        "{} {} oidc\n",
-        vector.trimmed("issuer.txt").unwrap(),
-        vector.trimmed("client_id.txt").unwrap()
-    );
-    let auth_id = format!(
-        "alice {} {}\n",
-        vector.meta_str("email").unwrap(),
-        vector.trimmed("issuer.txt").unwrap()
-    );
     // A proxy that refuses connections: the fetch must go through it and fail.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     let config = format!("env_vars:\n  HTTP_PROXY: http://127.0.0.1:{port}\n");
-    let server = Server::new(&providers, &auth_id, Some(&config));
+    let server = Server::for_vector_with_config(&vector, "alice", Some(&config));
     issuer.reset_requests();
     assert_denied(&server.verify("alice", &line), &server);
     assert_eq!(
