@@ -603,3 +603,27 @@ fn inspect_cert_and_print_id_token() {
         .unwrap();
     assert!(!block.contains("\"aud\""), "{block}");
 }
+
+#[test]
+fn empty_principals_flag_gives_a_certificate_without_principals() {
+    let fixture = Fixture::new();
+    for (index, flag) in [["--principals="], ["--principals"]].iter().enumerate() {
+        let key = fixture.home().join(format!("k{index}"));
+        let mut args: Vec<&str> = flag.to_vec();
+        args.extend(["-i", key.to_str().unwrap()]);
+        let output = fixture.login(&args);
+        assert!(output.status.success(), "{}", text(&output));
+        let inspect = fixture
+            .opkssh()
+            .args(["inspect", "--json"])
+            .arg(format!("{}-cert.pub", key.display()))
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+        assert_eq!(
+            report["certificate"]["principals"],
+            serde_json::json!([]),
+            "{flag:?}"
+        );
+    }
+}
