@@ -419,4 +419,33 @@ mod tests {
             .unwrap_err();
         assert_eq!(timeout, CallbackError::Timeout(0));
     }
+
+    #[test]
+    fn localhost_is_served_on_ipv6_too_when_the_machine_has_it() {
+        use std::io::{Read as _, Write as _};
+        if TcpListener::bind("[::1]:0").is_err() {
+            eprintln!("SKIP: no IPv6 loopback here");
+            return;
+        }
+        let server = CallbackServer::bind(&["http://localhost:0/cb".to_owned()]).unwrap();
+        let port = server.port();
+        let client = std::thread::spawn(move || {
+            let mut stream = TcpStream::connect(("::1", port)).unwrap();
+            write!(
+                stream,
+                "GET /cb?ok HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"
+            )
+            .unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).unwrap();
+            answer
+        });
+        let result = server
+            .serve("x", Duration::from_secs(10), |_| {
+                Outcome::<(), String>::Done(())
+            })
+            .unwrap();
+        assert_eq!(result, Ok(()));
+        assert!(client.join().unwrap().starts_with("HTTP/1.1 200"));
+    }
 }

@@ -627,3 +627,52 @@ fn empty_principals_flag_gives_a_certificate_without_principals() {
         );
     }
 }
+
+#[test]
+fn remote_redirect_uri_is_what_the_op_is_sent() {
+    let fixture = Fixture::new();
+    let mut child = fixture
+        .opkssh()
+        .args(["login", "--disable-browser-open", "--timeout", "10"])
+        .args([
+            "--remote-redirect-uri",
+            "https://relay.example/opkssh-callback",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let url = loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "no URL");
+        if let Some(url) = line.trim_end().strip_prefix("Open your browser to: ") {
+            break url.to_owned();
+        }
+    };
+    let agent = ureq::Agent::config_builder()
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let response = agent.get(&url).call().unwrap();
+    let location = response
+        .headers()
+        .get("location")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        location.starts_with(&format!("{}/authorize?", fixture.op.issuer())),
+        "{location}"
+    );
+    assert!(
+        location.contains("redirect_uri=https%3A%2F%2Frelay.example%2Fopkssh-callback"),
+        "{location}"
+    );
+    assert!(location.contains("code_challenge_method=S256") && location.contains("&nonce="));
+}
