@@ -145,6 +145,13 @@ fn short(text: &str, keep: usize) -> String {
 }
 
 pub(crate) fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
+    if let Some(principal) = &args.principal
+        && !policy::is_safe_principal(principal)
+    {
+        return Err(fail(format!(
+            "--principal {principal:?} is not a valid account name"
+        )));
+    }
     println!("opkssh demo: one complete OpenPubkey SSH login on this machine, all on loopback.");
     println!();
     let user = DemoUser::default();
