@@ -23,6 +23,7 @@
 pub mod b64;
 pub mod cic;
 pub mod claims;
+pub mod fuzzing;
 pub mod gojson;
 pub mod gq;
 pub mod jwk;
