@@ -231,7 +231,13 @@ impl<'a> JwksCache<'a> {
             // earlier are better than none, up to the stale limit; a response is never cached
             // unless it holds usable keys.
             Err(error) => {
-                let Some(entry) = read_entry(&entry_path, issuer, notes).or(cached) else {
+                // Only from a folder we trust: an insecure folder's entries are never read.
+                let reread = if usable_dir {
+                    read_entry(&entry_path, issuer, notes)
+                } else {
+                    None
+                };
+                let Some(entry) = reread.or(cached) else {
                     return Err(error);
                 };
                 let age_seconds = now_seconds.saturating_sub(entry.fetched_at);
