@@ -49,11 +49,17 @@ pub fn pktoken_compact(data: &[u8]) {
     );
     let _ = token.op_key_id();
     let _ = token.hash();
+    // The JSON form refuses an empty `typ` that the compact form reads as OP (wire-format.md
+    // §2.1, as Go does); any other compact token must survive the JSON round trip.
     let json = token.to_json();
-    assert!(
-        PkToken::from_json(&json).is_ok_and(|again| again.to_json() == json),
-        "json round trip of a compact token"
-    );
+    match PkToken::from_json(&json) {
+        Ok(again) => assert!(
+            again.to_json() == json,
+            "json round trip of a compact token"
+        ),
+        Err(crate::pktoken::PkTokenError::UnrecognizedSignatureType(typ)) if typ.is_empty() => {}
+        Err(error) => panic!("json round trip of a compact token: {error}"),
+    }
 }
 
 /// Parses bytes as a JSON-form PK token; one that parses must round-trip.

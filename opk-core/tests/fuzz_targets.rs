@@ -76,3 +76,22 @@ fn json_signature_with_colons_is_refused() {
         })
     ));
 }
+
+/// Fuzz find: a compact token whose OP header has `"typ":""` (read as OP in the compact form)
+/// writes a JSON form that the JSON parser refuses, as Go does (wire-format.md §2.1). The
+/// compact form still round-trips; the shim no longer demands the JSON one for this case.
+#[test]
+fn compact_op_with_empty_typ_keeps_the_documented_asymmetry() {
+    let path = regressions("pktoken")
+        .into_iter()
+        .find(|path| path.ends_with("compact-op-typ-empty"))
+        .unwrap();
+    let token =
+        opk_core::pktoken::PkToken::from_compact(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(
+        opk_core::pktoken::PkToken::from_json(&token.to_json()),
+        Err(opk_core::pktoken::PkTokenError::UnrecognizedSignatureType(
+            String::new()
+        ))
+    );
+}
