@@ -131,6 +131,15 @@ impl Jws {
             _ => return Err(JwsError::HeaderNotObject),
         };
         check_header_types(&header_map)?;
+        // A signature is verified later, but its text must already be base64 (either alphabet,
+        // padded or not: the lenient decoder's set). The JSON form could otherwise carry `:`
+        // or `.` in a signature, and its compact re-serialization would be another token
+        // (found by the `pktoken` fuzz target).
+        if !signature.bytes().all(|byte| {
+            byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'+' | b'/' | b'=')
+        }) {
+            return Err(JwsError::SignatureNotBase64);
+        }
         Ok(Self {
             header_segment: header.to_owned(),
             payload_segment: payload.to_owned(),

@@ -12,6 +12,8 @@
 //!   signature and crashes on a missing CIC);
 //! - a refreshed ID token is verified (signature, issuer, audience, subject), not only read;
 //! - a payload that spells a standard claim in another letter case (`ISS`) is refused;
+//! - a token whose `iat` is more than 5 minutes in the future is refused (Go has no such
+//!   check; a future `iat` would stretch a max-age policy);
 //! - inputs over 64 KiB are refused before parsing (certificate lines over 256 KiB);
 //! - a certificate must re-encode to exactly the bytes received, be self-signed and carry a
 //!   subject key that is a valid P-256 point or Ed25519 key; `%k` must be canonical base64.
@@ -23,6 +25,7 @@
 pub mod b64;
 pub mod cic;
 pub mod claims;
+pub mod fuzzing;
 pub mod gojson;
 pub mod gq;
 pub mod jwk;

@@ -85,6 +85,9 @@ impl std::fmt::Display for ExpirationPolicy {
     }
 }
 
+/// How far in the future a token's `iat` may be (clock skew between the OP and this host).
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+
 /// Where the ID token carries the commitment to the CIC (wire-format.md §3.5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Commitment {
@@ -231,6 +234,15 @@ pub enum VerifyError {
         /// The time of the check, Unix seconds.
         now: i64,
     },
+    /// `iat` is later than now plus [`MAX_CLOCK_SKEW`]. Go does not check this; a future
+    /// `iat` would stretch a max-age window (`iat` + 24 h) past its length.
+    #[error("token issued in the future: iat {iat}, now {now}")]
+    IssuedInFuture {
+        /// The token's `iat`.
+        iat: i64,
+        /// The time of the check, Unix seconds.
+        now: i64,
+    },
     /// `iat` + max age overflows.
     #[error("iat plus the policy's maximum age overflows")]
     TimeOverflow,
@@ -369,6 +381,17 @@ impl PkToken {
     ) -> Result<(), VerifyError> {
         let claims = self.claims();
         let (now_seconds, _) = unix_seconds(now);
+        // Stricter than Go: an `iat` beyond the allowed clock skew is refused under every
+        // policy that checks time.
+        if policy != ExpirationPolicy::Never
+            && let Some(iat) = claims.issued_at()
+            && iat > now_seconds.saturating_add(MAX_CLOCK_SKEW.as_secs().try_into().unwrap_or(0))
+        {
+            return Err(VerifyError::IssuedInFuture {
+                iat,
+                now: now_seconds,
+            });
+        }
         let deadline = match policy {
             ExpirationPolicy::Never => return Ok(()),
             ExpirationPolicy::Oidc => positive(claims.expires_at(), "exp")?,

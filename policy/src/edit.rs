@@ -194,9 +194,11 @@ fn replace(
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temp = dir.join(format!(".{name}.opkssh-add.{}", std::process::id()));
-    // Under the lock, a temp file of this name can only be left over from a crash.
-    let _ = std::fs::remove_file(&temp);
+    let prefix = format!(".{name}.opkssh-add.");
+    let temp = dir.join(format!("{prefix}{}", std::process::id()));
+    // Under the lock, every temp file of this pattern is left over from a writer that was
+    // killed; remove them all, or each kill would leave one more (found by the kill loop).
+    remove_leftovers(dir, &prefix);
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -225,6 +227,19 @@ fn replace(
         let _ = dir_handle.sync_all();
     }
     Ok(())
+}
+
+/// Removes the files in `dir` whose names start with `prefix` (leftover temporaries). Only
+/// called under the directory lock, when no other writer can be using one.
+fn remove_leftovers(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -315,6 +330,29 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "# keep me\n");
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "temp file left behind");
+    }
+
+    /// A writer killed with SIGKILL leaves `.auth_id.opkssh-add.<its pid>`; the next add removes
+    /// every such leftover (kill loop find: they piled up, one per kill).
+    #[test]
+    fn leftovers_of_killed_writers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth_id");
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        for pid in [1, 77777, 4_000_000] {
+            std::fs::write(
+                dir.path().join(format!(".auth_id.opkssh-add.{pid}")),
+                "half",
+            )
+            .unwrap();
+        }
+        add_row(&path, &Requirement::SYSTEM_FILE, "a", "b@c", I).unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("auth_id")]);
     }
 
     #[test]

@@ -40,3 +40,14 @@ pub fn auth_id_file(data: &[u8]) {
         }
     }
 }
+
+/// Parses bytes as `/etc/opk/config.yml` and as a `policy.d` plugin file (both YAML).
+pub fn yaml_configs(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(config) = crate::ServerConfig::parse(text, Path::new("/etc/opk/config.yml")) {
+        let _ = config.deny_lists();
+    }
+    let _ = crate::plugin::PluginConfig::parse(text, Path::new("/etc/opk/policy.d/x.yml"));
+}

@@ -44,6 +44,8 @@
 //! - owners and modes are read from the open file (`fstat`), not by running `stat`;
 //! - an empty identity attribute, and an empty `email`/`sub` claim, never match (Go lets an
 //!   empty attribute match a token without an email);
+//! - an `oidc-match-end:email:` suffix without `@` (a domain) matches only at a label boundary:
+//!   `example.com` lets in `@example.com` and `@eu.example.com`, not `@evil-example.com`;
 //! - plugins run after the `auth_id` rows, and only if no row allows (Go runs them first;
 //!   both only allow, so outcomes are the same, but no plugin runs for a login a row grants);
 //! - a plugin has a timeout (default 5 s, `timeout:` per plugin) and a timeout denies; its

@@ -317,8 +317,7 @@ fn match_inner(attribute: &str, claims: &ClaimSet, notes: &mut Vec<String>) -> O
                 .then_some(MatchKind::Claim);
         }
         Identity::EmailSuffix(suffix) => {
-            suffix_match =
-                !claims.email.is_empty() && go_lower(&claims.email).ends_with(&go_lower(suffix));
+            suffix_match = !claims.email.is_empty() && email_suffix_matches(&claims.email, suffix);
         }
         Identity::SubGlob(pattern) => match glob::matches(pattern, &claims.sub) {
             Ok(true) => return Some(MatchKind::SubGlob),
@@ -340,6 +339,22 @@ fn match_inner(attribute: &str, claims: &ClaimSet, notes: &mut Vec<String>) -> O
         return Some(MatchKind::Sub);
     }
     None
+}
+
+/// `oidc-match-end:email:<suffix>`: the lower-cased email ends with the lower-cased suffix.
+/// Stricter than Go (#589): a suffix with no `@` is a domain, so it must start at a label
+/// boundary (`example.com` matches `bob@example.com` and `bob@eu.example.com`, not
+/// `bob@evil-example.com`); a suffix with an `@` is compared as written.
+fn email_suffix_matches(email: &str, suffix: &str) -> bool {
+    let email = go_lower(email);
+    let suffix = go_lower(suffix);
+    let Some(before) = email.strip_suffix(suffix.as_str()) else {
+        return false;
+    };
+    suffix.contains('@')
+        || suffix.starts_with('.')
+        || before.ends_with('@')
+        || before.ends_with('.')
 }
 
 fn email_verified_note(attribute: &str, claims: &ClaimSet) -> Option<String> {

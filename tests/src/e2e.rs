@@ -1499,6 +1499,16 @@ pub enum Fault {
     Status(u16),
     /// Read the request and close the connection without an answer.
     Close,
+    /// Send a 200 status line and headers announcing a body, then never send the body.
+    HangAfterHeaders,
+    /// Answer 200 with a body of this many bytes (`{"x":"aaaa…`), streamed.
+    HugeBody(usize),
+    /// Answer 200 with bytes that are not JSON.
+    Garbage,
+    /// Answer 200 with an HTML page and `content-type: text/html`.
+    WrongContentType,
+    /// Answer 302 with this `Location` (e.g. another host).
+    Redirect(&'static str),
 }
 
 struct Served {
@@ -1544,6 +1554,25 @@ pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 pub const JWKS_PATH: &str = "/jwks.json";
 
 impl IssuerServer {
+    /// A server for a test-made issuer `http://localhost:<free port>`, serving `discovery` and
+    /// `jwks` (use [`IssuerServer::issuer`] to build them, then [`IssuerServer::set_documents`]).
+    /// It needs no root and takes no machine-wide lock.
+    ///
+    /// # Errors
+    /// No free port could be bound.
+    pub fn start_custom() -> Result<IssuerServer> {
+        let port = TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port();
+        IssuerServer::start(
+            format!("http://localhost:{port}"),
+            port,
+            Served {
+                discovery: b"{}".to_vec(),
+                jwks: b"{}".to_vec(),
+                source: "custom".to_owned(),
+            },
+        )
+    }
+
     fn start(issuer: String, port: u16, served: Served) -> Result<IssuerServer> {
         let server = IssuerServer {
             issuer,
@@ -1748,7 +1777,7 @@ fn handle_connection(mut stream: TcpStream, shared: &Shared) {
             let deadline = Instant::now() + Duration::from_secs(600);
             while Instant::now() < deadline
                 && !shared.stopping.load(Ordering::SeqCst)
-                && *shared.fault.lock().unwrap_or_else(|e| e.into_inner()) == Fault::Hang
+                && current_fault(shared, &path) == Fault::Hang
             {
                 thread::sleep(Duration::from_millis(20));
             }
@@ -1760,6 +1789,61 @@ fn handle_connection(mut stream: TcpStream, shared: &Shared) {
             return;
         }
         Fault::Status(code) => (code, b"{}".to_vec()),
+        Fault::HangAfterHeaders => {
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 4096\r\nconnection: close\r\n\r\n{",
+            );
+            let _ = stream.flush();
+            let deadline = Instant::now() + Duration::from_secs(600);
+            while Instant::now() < deadline
+                && !shared.stopping.load(Ordering::SeqCst)
+                && current_fault(shared, &path) == Fault::HangAfterHeaders
+            {
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
+        Fault::HugeBody(len) => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n"
+            );
+            if stream.write_all(head.as_bytes()).is_err() || stream.write_all(b"{\"x\":\"").is_err()
+            {
+                return;
+            }
+            let chunk = vec![b'a'; 64 * 1024];
+            let mut left = len.saturating_sub(6);
+            while left > 0 {
+                let n = left.min(chunk.len());
+                if stream.write_all(&chunk[..n]).is_err() {
+                    return;
+                }
+                left -= n;
+            }
+            let _ = stream.shutdown(Shutdown::Write);
+            return;
+        }
+        Fault::Garbage => (200, b"\x00\xff<<not json>>\xfe".to_vec()),
+        Fault::WrongContentType => {
+            let body = b"<html><body>Service temporarily unavailable</body></html>";
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes());
+            let _ = stream.write_all(body);
+            let _ = stream.shutdown(Shutdown::Write);
+            return;
+        }
+        Fault::Redirect(location) => {
+            let response = format!(
+                "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            let _ = stream.write_all(response.as_bytes());
+            let _ = stream.shutdown(Shutdown::Write);
+            return;
+        }
         Fault::Slow(delay) => {
             let deadline = Instant::now() + delay;
             while Instant::now() < deadline && !shared.stopping.load(Ordering::SeqCst) {
@@ -1788,6 +1872,17 @@ fn handle_connection(mut stream: TcpStream, shared: &Shared) {
     let _ = stream.write_all(&response);
     let _ = stream.flush();
     let _ = stream.shutdown(Shutdown::Write);
+}
+
+/// The fault in force for `path` now (a per-path fault overrides the global one).
+fn current_fault(shared: &Shared, path: &str) -> Fault {
+    shared
+        .path_faults
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(path)
+        .copied()
+        .unwrap_or_else(|| *shared.fault.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 fn serve(shared: &Shared, method: &str, path: &str) -> (u16, Vec<u8>) {

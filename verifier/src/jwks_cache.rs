@@ -231,7 +231,13 @@ impl<'a> JwksCache<'a> {
             // earlier are better than none, up to the stale limit; a response is never cached
             // unless it holds usable keys.
             Err(error) => {
-                let Some(entry) = read_entry(&entry_path, issuer, notes).or(cached) else {
+                // Only from a folder we trust: an insecure folder's entries are never read.
+                let reread = if usable_dir {
+                    read_entry(&entry_path, issuer, notes)
+                } else {
+                    None
+                };
+                let Some(entry) = reread.or(cached) else {
                     return Err(error);
                 };
                 let age_seconds = now_seconds.saturating_sub(entry.fetched_at);
@@ -385,8 +391,19 @@ fn read_entry(path: &Path, issuer: &str, notes: &mut Notes) -> Option<Entry> {
     }
 }
 
+/// Writes an entry atomically. Called only under the issuer's lock, so any `<stem>.tmp*` file
+/// is left over from a verify that was killed mid-write: those are removed first, or every
+/// such kill would leave one more (found by the kill loop).
 fn write_entry(path: &Path, entry: &Entry) -> std::io::Result<()> {
     let text = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
+    if let (Some(dir), Some(stem)) = (path.parent(), path.file_stem()) {
+        let prefix = format!("{}.tmp", stem.to_string_lossy());
+        for leftover in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if leftover.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(leftover.path());
+            }
+        }
+    }
     let temporary = path.with_extension(format!("tmp{}", std::process::id()));
     let result = (|| {
         let mut file = OpenOptions::new()
@@ -427,5 +444,37 @@ fn lock_file(path: &Path, deadline: &Deadline, notes: &mut Notes) -> Option<File
                 return None;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A verify killed mid-write leaves `<stem>.tmp<its pid>`; the next write removes every
+    /// such leftover (kill loop find: they piled up, one per kill).
+    #[test]
+    fn leftovers_of_killed_writers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0123abcd.json");
+        for pid in [1, 77777, 4_000_000] {
+            std::fs::write(dir.path().join(format!("0123abcd.tmp{pid}")), "{").unwrap();
+        }
+        std::fs::write(dir.path().join("ffff.tmp1"), "other issuer's").unwrap();
+        let entry = Entry {
+            issuer: "https://op.example".into(),
+            fetched_at: 1,
+            jwks_uri: "https://op.example/jwks".into(),
+            userinfo_endpoint: None,
+            jwks: "{}".into(),
+            kid_refresh_at: 0,
+        };
+        write_entry(&path, &entry).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["0123abcd.json", "ffff.tmp1"]);
     }
 }

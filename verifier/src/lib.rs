@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod deadline;
+pub mod fuzzing;
 pub mod http;
 pub mod jwks_cache;
 pub mod log;

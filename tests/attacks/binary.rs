@@ -1,0 +1,158 @@
+//! The same families through the real `opkssh verify` binary, as sshd runs it: policy files
+//! anyone but root could have written, a cache entry planted by another user, a redirect at
+//! discovery. Each asserts exit 1, empty stdout and the log line. Gated like the e2e tests
+//! (`OPKSSH_E2E=1`): they need the `opkssh` binary of the test command.
+
+use opkssh_tests::e2e::{self, DISCOVERY_PATH, Fault, IssuerServer};
+use opkssh_tests::mint::{Minted, mint};
+use sha2::Digest as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::process::Command;
+
+struct Host {
+    server: IssuerServer,
+    minted: Minted,
+    dir: tempfile::TempDir,
+}
+
+impl Host {
+    fn new() -> Self {
+        let server = IssuerServer::start_custom().unwrap();
+        let issuer = server.issuer().to_owned();
+        let minted = mint(&issuer, "attack-client", "alice@example.com").unwrap();
+        server.set_documents(
+            Minted::discovery_json(&issuer).as_bytes(),
+            minted.jwks_json.as_bytes(),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let etc = dir.path().join("etc");
+        std::fs::create_dir(&etc).unwrap();
+        for (name, text) in [
+            ("providers", format!("{issuer} attack-client oidc\n")),
+            ("auth_id", format!("alice alice@example.com {issuer}\n")),
+        ] {
+            std::fs::write(etc.join(name), text).unwrap();
+            std::fs::set_permissions(etc.join(name), std::fs::Permissions::from_mode(0o640))
+                .unwrap();
+        }
+        Self {
+            server,
+            minted,
+            dir,
+        }
+    }
+
+    fn verify(&self) -> (bool, String) {
+        let (key_type, key_b64) = self.minted.type_and_base64();
+        let output = Command::new(e2e::target_binary("opkssh"))
+            .arg("verify")
+            .arg("--config-dir")
+            .arg(self.dir.path().join("etc"))
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("cache"))
+            .arg("--log-file")
+            .arg(self.dir.path().join("opkssh.log"))
+            .args(["alice", key_b64, key_type])
+            .env_clear()
+            .output()
+            .unwrap();
+        let log = std::fs::read_to_string(self.dir.path().join("opkssh.log")).unwrap_or_default();
+        let allowed = output.status.code() == Some(0);
+        assert_eq!(allowed, !output.stdout.is_empty(), "{output:?}");
+        (allowed, log)
+    }
+
+    fn denied_with(&self, needle: &str) {
+        let (allowed, log) = self.verify();
+        assert!(!allowed, "ATTACK ACCEPTED\n{log}");
+        assert!(log.contains(needle), "expected {needle:?} in\n{log}");
+    }
+}
+
+fn gate() -> bool {
+    if e2e::enabled() {
+        return true;
+    }
+    eprintln!("SKIP e2e: set OPKSSH_E2E=1");
+    false
+}
+
+#[test]
+fn binary_control_the_honest_setup_allows() {
+    if !gate() {
+        return;
+    }
+    let (allowed, log) = Host::new().verify();
+    assert!(allowed, "{log}");
+}
+
+#[test]
+fn binary_world_writable_auth_id() {
+    if !gate() {
+        return;
+    }
+    let host = Host::new();
+    let path = host.dir.path().join("etc/auth_id");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    host.denied_with(
+        "insecure permissions: expected one of the following permissions [640], got (666)",
+    );
+}
+
+#[test]
+fn binary_providers_symlinked_to_a_user_owned_file() {
+    if !gate() {
+        return;
+    }
+    let host = Host::new();
+    let providers = host.dir.path().join("etc/providers");
+    let user_file = host.dir.path().join("user-providers");
+    std::fs::copy(&providers, &user_file).unwrap();
+    std::fs::set_permissions(&user_file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::chown(&user_file, Some(65534), None).unwrap();
+    std::fs::remove_file(&providers).unwrap();
+    std::os::unix::fs::symlink(&user_file, &providers).unwrap();
+    host.denied_with("failed to load providers");
+    host.denied_with("expected owner (root), got (nobody)");
+}
+
+/// Another user plants a cache entry vouching for the attacker's key while the IdP is down.
+#[test]
+fn binary_cache_entry_planted_by_another_user() {
+    if !gate() {
+        return;
+    }
+    let host = Host::new();
+    let issuer = host.server.issuer().to_owned();
+    let cache = host.dir.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let digest = hex::encode(sha2::Sha256::digest(issuer.as_bytes()));
+    let entry = cache.join(format!("{}.json", &digest[..32]));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let planted = serde_json::json!({
+        "issuer": issuer, "fetched_at": now, "jwks_uri": format!("{issuer}/jwks.json"),
+        "userinfo_endpoint": null, "jwks": host.minted.jwks_json, "kid_refresh_at": now
+    });
+    std::fs::write(&entry, planted.to_string()).unwrap();
+    std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(&entry, Some(65534), Some(65534)).unwrap();
+    host.server.set_fault(Fault::Down).unwrap();
+    host.denied_with("ignored: not owned by this user");
+}
+
+#[test]
+fn binary_discovery_redirect_to_another_host() {
+    if !gate() {
+        return;
+    }
+    let host = Host::new();
+    host.server.set_path_fault(
+        DISCOVERY_PATH,
+        Fault::Redirect("http://127.0.0.2:9/.well-known/openid-configuration"),
+    );
+    host.denied_with("answered HTTP 302");
+}
