@@ -307,9 +307,15 @@ impl<'a> JwksCache<'a> {
         if std::fs::symlink_metadata(dir).is_err() {
             let mut builder = std::fs::DirBuilder::new();
             std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-            if let Err(error) = builder.create(dir) {
-                notes.push(format!("jwks cache {} unavailable: {error}", dir.display()));
-                return false;
+            // Concurrent cold starts race to create it; losing that race is fine, the checks
+            // below then judge the folder the winner made.
+            match builder.create(dir) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(error) => {
+                    notes.push(format!("jwks cache {} unavailable: {error}", dir.display()));
+                    return false;
+                }
             }
         }
         match std::fs::symlink_metadata(dir) {
