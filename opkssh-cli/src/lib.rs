@@ -8,6 +8,7 @@ pub mod callback;
 pub mod ci;
 pub mod client_config;
 pub mod demo_op;
+pub mod device;
 pub mod files;
 pub mod httpd;
 pub mod login;

@@ -20,7 +20,7 @@ use verifier::http::{FetchError, HttpClient};
 use zeroize::Zeroizing;
 
 /// How long one network step of the login may take.
-const NETWORK_BUDGET: Duration = Duration::from_secs(30);
+pub(crate) const NETWORK_BUDGET: Duration = Duration::from_secs(30);
 
 /// Why a login or refresh failed.
 #[derive(Debug, thiserror::Error)]
@@ -34,13 +34,16 @@ pub enum LoginError {
     /// The OP's answer or the ID token.
     #[error(transparent)]
     Oidc(#[from] OidcError),
+    /// A step of the device flow.
+    #[error(transparent)]
+    Device(#[from] opk_core::device::DeviceError),
     /// Anything else, said in words.
     #[error("{0}")]
     Other(String),
 }
 
 impl LoginError {
-    fn other(message: impl std::fmt::Display) -> Self {
+    pub(crate) fn other(message: impl std::fmt::Display) -> Self {
         Self::Other(message.to_string())
     }
 }
@@ -195,7 +198,20 @@ pub fn login(
         }
     })?;
     let (tokens, jwks, id_token) = outcome?;
+    bind(provider, metadata, jwks, key, &cic, id_token, &tokens)
+}
 
+/// The end of every OIDC login, once the ID token passed its checks (nonce = the commitment
+/// included): the CIC signed over its payload, the PK token built and verified locally.
+pub(crate) fn bind(
+    provider: &BrowserProvider,
+    metadata: ProviderMetadata,
+    jwks: Jwks,
+    key: SigningKey,
+    cic: &CicHeader,
+    id_token: Jws,
+    tokens: &TokenResponse,
+) -> Result<Session, LoginError> {
     let cic_jws = cic
         .sign(id_token.payload_segment(), &key)
         .map_err(LoginError::other)?;
@@ -255,7 +271,7 @@ fn post_token(http: &HttpClient, endpoint: &str, body: &str) -> Result<TokenResp
 
 /// Checks an ID token against the key set, fetching the set once more if the token names a
 /// key it does not have (the OP rotated since discovery).
-fn check_with_refetch(
+pub(crate) fn check_with_refetch(
     http: &HttpClient,
     metadata: &ProviderMetadata,
     jwks: &Jwks,

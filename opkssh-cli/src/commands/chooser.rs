@@ -75,12 +75,12 @@ pub(crate) fn run(
         &format!("http://localhost:{port}/chooser"),
         args.disable_browser_open,
     );
-    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    let deadline = Instant::now() + args.browser_timeout();
     loop {
         if Instant::now() >= deadline {
             return Err(fail(format!(
                 "timed out after {} seconds waiting for a provider to be chosen in the browser",
-                args.timeout
+                args.browser_timeout().as_secs()
             )));
         }
         let stream = match listener.accept() {

@@ -2,7 +2,7 @@
 //! browser (or the CI runner), build the certificate, write the key pair where Go would, print
 //! the identity, and with `--auto-refresh` keep the certificate fresh.
 
-use crate::commands::inspect;
+use crate::commands::{device, inspect};
 use crate::error::CliError;
 use opk_core::claims::Claims;
 use opk_core::jws::SigningKey;
@@ -79,9 +79,24 @@ pub(crate) struct LoginArgs {
     /// Principals for the certificate (comma list; empty for none). Default: opkssh-wildcard.
     #[arg(long, value_delimiter = ',', num_args = 0..=1, value_name = "LIST")]
     pub(crate) principals: Option<Vec<String>>,
-    /// Give up waiting for the browser after this many seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
-    pub(crate) timeout: u64,
+    /// Give up waiting for the browser after this many seconds [default: 300; with --device:
+    /// when the provider's code expires].
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) timeout: Option<u64>,
+    /// Log in with the device flow (no browser here): open the printed page on any device and
+    /// enter the code shown.
+    #[arg(long)]
+    pub(crate) device: bool,
+    /// With --device: do not draw the QR code.
+    #[arg(long)]
+    pub(crate) no_qr: bool,
+}
+
+impl LoginArgs {
+    /// How long the browser login and the web chooser wait.
+    pub(crate) fn browser_timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout.unwrap_or(300))
+    }
 }
 
 fn parse_key_type(value: &str) -> Result<UserKeyType, String> {
@@ -145,6 +160,14 @@ fn home() -> Result<PathBuf, CliError> {
 }
 
 fn run_inner(args: &LoginArgs, out: &mut Output) -> Result<ExitCode, CliError> {
+    if args.no_qr && !args.device {
+        return Err(fail("--no-qr only applies to --device"));
+    }
+    if args.device && args.remote_redirect_uri.is_some() {
+        return Err(fail(
+            "--remote-redirect-uri does not apply to --device (the device flow has no redirect)",
+        ));
+    }
     if args.configure {
         let home = home()?;
         placement::configure_identity_dir(&home).map_err(fail)?;
@@ -184,6 +207,7 @@ fn run_inner(args: &LoginArgs, out: &mut Output) -> Result<ExitCode, CliError> {
     let http = http_client()?;
     let entry = match client_config::determine_provider(&selection, &env).map_err(fail)? {
         Choice::Provider(entry) => *entry,
+        Choice::WebChooser(_) if args.device => return Err(fail(device::NO_CHOOSER)),
         Choice::WebChooser(entries) => {
             return crate::commands::chooser::run(args, &entries, &config, &env, &http, out);
         }
@@ -261,6 +285,15 @@ pub(crate) fn login_with(
     }
     let key = generate_user_key(args.key_type).map_err(fail)?;
     let identity = match kind {
+        ProviderKind::Browser(provider) if args.device => {
+            let session = device::login(args, provider, key.clone(), http)?;
+            Identity {
+                key,
+                pk_token: session.pk_token.clone(),
+                session: Some(session),
+            }
+        }
+        _ if args.device => return Err(fail(device::not_for_ci(issuer_of(kind)))),
         ProviderKind::Browser(provider) => {
             let disable = args.disable_browser_open;
             let mut default_opener = |url: &str| open_browser(url, disable);
@@ -268,14 +301,8 @@ pub(crate) fn login_with(
                 Some(opener) => opener,
                 None => &mut default_opener,
             };
-            let session = login::login(
-                provider,
-                key.clone(),
-                http,
-                opener,
-                Duration::from_secs(args.timeout),
-            )
-            .map_err(fail)?;
+            let session = login::login(provider, key.clone(), http, opener, args.browser_timeout())
+                .map_err(fail)?;
             Identity {
                 key,
                 pk_token: session.pk_token.clone(),
