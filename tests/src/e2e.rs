@@ -891,6 +891,142 @@ fn drive_login(auth_url: &str, login_name: &str, fetch_callback: bool) -> Result
     bail!("login did not reach the callback within 20 steps (last {url})")
 }
 
+/// What the person at the OP's device pages does ([`http_device_login`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// Enters the code, confirms, logs in and consents.
+    Approve,
+    /// Enters the code, then presses `[ Abort ]` on the device confirmation page.
+    AbortAtConfirmation,
+    /// Enters the code, confirms and logs in, then follows `[ Cancel ]` on the consent page.
+    CancelAtConsent,
+}
+
+/// Drives an `oidc-provider` device login (RFC 8628 user side) as a person with a browser
+/// would: GETs `verification_uri`, submits `user_code` with the form's `xsrf` token, answers the
+/// "Confirm Device" page, then the devInteractions login (as `login_name`) and consent pages,
+/// following redirects with a cookie jar, as `choice` says. Returns the `<h1>` of the page it
+/// ends on ("Sign-in Success" when approved), or the error the OP shows on its code entry page
+/// ("The Sign-in request was interrupted" after an abort or a cancel).
+///
+/// # Errors
+/// A non-loopback URL, a transport error, an unexpected page, or more than 20 steps.
+pub fn http_device_login(
+    verification_uri: &str,
+    user_code: &str,
+    login_name: &str,
+    choice: DeviceChoice,
+) -> Result<String> {
+    let agent = loopback_agent();
+    let mut jar = CookieJar::default();
+    let mut url = verification_uri.to_owned();
+    let mut form: Option<Vec<(String, String)>> = None;
+    for _ in 0..20 {
+        check_loopback(&url)?;
+        let uri: ureq::http::Uri = url.parse()?;
+        let authority = uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .unwrap_or_default();
+        let path = uri.path().to_owned();
+        let cookie = jar.header(&authority, &path);
+        let mut resp = match form.take() {
+            Some(fields) => {
+                let mut request = agent.post(&url);
+                if let Some(cookie) = &cookie {
+                    request = request.header("cookie", cookie);
+                }
+                request
+                    .send_form(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .with_context(|| format!("POST {url}"))?
+            }
+            None => {
+                let mut request = agent.get(&url);
+                if let Some(cookie) = &cookie {
+                    request = request.header("cookie", cookie);
+                }
+                request.call().with_context(|| format!("GET {url}"))?
+            }
+        };
+        for set_cookie in resp.headers().get_all("set-cookie") {
+            if let Ok(set_cookie) = set_cookie.to_str() {
+                jar.store(&authority, &path, set_cookie);
+            }
+        }
+        let status = resp.status().as_u16();
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        if matches!(status, 301 | 302 | 303 | 307 | 308) {
+            let location = location.ok_or_else(|| anyhow!("{status} without Location at {url}"))?;
+            url = join_url(&url, &location)?;
+            continue;
+        }
+        if let Some((_, rest)) = body.split_once("<p class=\"red\">") {
+            let message = rest.split_once("</p>").map_or(rest, |(message, _)| message);
+            return Ok(html_unescape(message.trim()));
+        }
+        let post_form = tags(&body, "form").into_iter().find(|attrs| {
+            attrs
+                .get("method")
+                .is_some_and(|m| m.eq_ignore_ascii_case("post"))
+        });
+        let Some(attrs) = post_form else {
+            // No form: the flow's last page.
+            let heading = body
+                .split_once("<h1>")
+                .and_then(|(_, rest)| rest.split_once("</h1>"))
+                .map(|(heading, _)| html_unescape(heading.trim()))
+                .ok_or_else(|| anyhow!("{status} page without a form or <h1> at {url}"))?;
+            return Ok(heading);
+        };
+        let inputs = tags(&body, "input");
+        let has_input = |name: &str| {
+            inputs
+                .iter()
+                .any(|a| a.get("name").is_some_and(|n| n == name))
+        };
+        let action = attrs
+            .get("action")
+            .ok_or_else(|| anyhow!("form without action at {url}"))?;
+        let mut fields: Vec<(String, String)> = inputs
+            .iter()
+            .filter(|a| a.get("type").is_some_and(|t| t == "hidden"))
+            .filter_map(|a| Some((a.get("name")?.clone(), a.get("value")?.clone())))
+            .collect();
+        let is_consent = fields.iter().any(|(k, v)| k == "prompt" && v == "consent");
+        if is_consent && choice == DeviceChoice::CancelAtConsent {
+            let abort = tags(&body, "a")
+                .into_iter()
+                .filter_map(|a| a.get("href").cloned())
+                .find(|href| href.ends_with("/abort"))
+                .ok_or_else(|| anyhow!("consent page without a Cancel link at {url}"))?;
+            url = join_url(&url, &abort)?;
+            continue;
+        }
+        if has_input("confirm") && choice == DeviceChoice::AbortAtConfirmation {
+            fields.push(("abort".to_owned(), "yes".to_owned()));
+        }
+        let code_is_hidden = fields.iter().any(|(k, _)| k == "user_code");
+        if has_input("user_code") && !code_is_hidden {
+            fields.push(("user_code".to_owned(), user_code.to_owned()));
+        }
+        if has_input("login") {
+            fields.push(("login".to_owned(), login_name.to_owned()));
+            fields.push(("password".to_owned(), "anything".to_owned()));
+        }
+        if status != 200 {
+            bail!("unexpected {status} with a form at {url}: {body:.500}");
+        }
+        url = join_url(&url, action)?;
+        form = Some(fields);
+    }
+    bail!("the device login did not end within 20 steps (last {url})")
+}
+
 // ---------------------------------------------------------------------------------------------
 // The OpenID provider
 // ---------------------------------------------------------------------------------------------
@@ -935,7 +1071,7 @@ pub struct RequestCounts {
     pub paths: BTreeMap<String, u64>,
 }
 
-const OP_ENV: [&str; 10] = [
+const OP_ENV: [&str; 12] = [
     "OP_EXIT_ON_STDIN_EOF",
     "OP_PORT",
     "OP_HOST",
@@ -946,6 +1082,8 @@ const OP_ENV: [&str; 10] = [
     "OP_APP_TYPE",
     "OP_ACCOUNTS",
     "OP_SIGNING_ALG",
+    "OP_DEVICE_FLOW",
+    "OP_DEVICE_NONCE",
 ];
 
 impl Op {

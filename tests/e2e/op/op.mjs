@@ -5,7 +5,10 @@
 //      OP_CLIENT_ID (opkssh-e2e), OP_KEYS_FILE (private JWKS; generated if missing),
 //      OP_ID_TOKEN_TTL (3600), OP_APP_TYPE (native|web), OP_ACCOUNTS (JSON, extra accounts),
 //      OP_SIGNING_ALG (RS256|ES256: the ID-token signing algorithm and the kind of generated keys),
-//      OP_EXIT_ON_STDIN_EOF (1: exit when stdin closes, so the OP dies with a test process that was killed).
+//      OP_EXIT_ON_STDIN_EOF (1: exit when stdin closes, so the OP dies with a test process that was killed),
+//      OP_DEVICE_FLOW (1; 0: no device authorization endpoint, no device_code grant),
+//      OP_DEVICE_NONCE (1: the device authorization's `nonce` goes into the ID token, as Keycloak, Pocket ID
+//                       and Rauthy do; 0: stock oidc-provider, which drops it, as Google and Entra do).
 // Test-only endpoints:
 //   POST /__test/rotate[?drop_old=1] -> a new key signs; the old ones stay in the JWKS unless drop_old=1.
 //   GET  /__test/requests[?reset=1]  -> JSON request counts {discovery, jwks, userinfo, token, auth, paths}
@@ -23,6 +26,8 @@ const CLIENT_ID = process.env.OP_CLIENT_ID || 'opkssh-e2e';
 const KEYS_FILE = process.env.OP_KEYS_FILE || '';
 const ID_TTL = Number(process.env.OP_ID_TOKEN_TTL || 3600);
 const ALG = process.env.OP_SIGNING_ALG || 'RS256';
+const DEVICE_FLOW = process.env.OP_DEVICE_FLOW !== '0';
+const DEVICE_NONCE = process.env.OP_DEVICE_NONCE !== '0';
 if (!['RS256', 'ES256'].includes(ALG)) {
   console.error(`OP_SIGNING_ALG must be RS256 or ES256, not ${ALG}`);
   process.exit(2);
@@ -56,7 +61,8 @@ function build(jwksKeys) {
       client_id: CLIENT_ID,
       application_type: process.env.OP_APP_TYPE || 'native', // native: any loopback port; web: exact match
       token_endpoint_auth_method: 'none',                     // public client => PKCE S256 required
-      grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
+      grant_types: ['authorization_code', 'refresh_token',
+        ...(DEVICE_FLOW ? ['urn:ietf:params:oauth:grant-type:device_code'] : [])],
       response_types: ['code'],
       id_token_signed_response_alg: ALG,
       redirect_uris: ['http://localhost:3000/login-callback', 'http://localhost:10001/login-callback',
@@ -66,7 +72,7 @@ function build(jwksKeys) {
     claims: { openid: ['sub', 'groups'], email: ['email', 'email_verified'], profile: ['name'], groups: ['groups'] },
     conformIdTokenClaims: false,   // REQUIRED: otherwise the ID token carries only sub (claims go to userinfo)
     scopes: ['openid', 'offline_access', 'email', 'profile', 'groups'],
-    features: { devInteractions: { enabled: true }, deviceFlow: { enabled: true } },
+    features: { devInteractions: { enabled: true }, deviceFlow: { enabled: DEVICE_FLOW } },
     cookies: { keys: ['e2e-only-cookie-key'] },
     ttl: { IdToken: ID_TTL, AccessToken: 3600, RefreshToken: 86400, Session: 86400, Grant: 86400, Interaction: 600,
       DeviceCode: 600 },
@@ -76,6 +82,17 @@ function build(jwksKeys) {
     },
   });
   provider.on('server_error', (ctx, err) => console.error('server_error', err));
+  if (DEVICE_FLOW && DEVICE_NONCE) {
+    // oidc-provider keeps the device authorization's parameters on the device code but issues
+    // ID tokens with the code's own `nonce`, which it never sets. Copy it over on every save,
+    // from the first one at the device authorization on.
+    const { DeviceCode } = provider;
+    const save = DeviceCode.prototype.save;
+    DeviceCode.prototype.save = function saveWithNonce(...args) {
+      if (this.nonce === undefined && typeof this.params?.nonce === 'string') this.nonce = this.params.nonce;
+      return save.apply(this, args);
+    };
+  }
   return provider;
 }
 
