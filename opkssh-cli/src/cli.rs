@@ -28,6 +28,8 @@ pub(crate) enum Command {
     Audit(commands::audit::AuditArgs),
     /// Interact with client configuration
     Client(commands::client::ClientArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(commands::docs::CompletionsArgs),
     /// Run a complete login on this machine against a built-in OpenID provider, step by step
     Demo(commands::demo::DemoArgs),
     /// Show what an SSH certificate and its PK token contain.
@@ -36,6 +38,8 @@ pub(crate) enum Command {
     Login(Box<commands::login::LoginArgs>),
     /// Remove opkssh-generated SSH keys and certificates
     Logout(commands::logout::LogoutArgs),
+    /// Print the manual page, or write one page per command into a folder
+    Man(commands::docs::ManArgs),
     /// Check and fix filesystem permissions required by opkssh
     Permissions(commands::permissions::PermissionsArgs),
     /// Read the principal's home policy file

@@ -7,6 +7,7 @@ pub(crate) mod client;
 pub(crate) mod demo;
 pub(crate) mod demo_sshd;
 pub(crate) mod device;
+pub(crate) mod docs;
 pub(crate) mod inspect;
 pub(crate) mod login;
 pub(crate) mod logout;

@@ -1,12 +1,10 @@
-//! Writing files so that nothing is lost: every write goes to a temporary file in the target's
-//! folder, created with its final mode (a private key is never readable by others, not even
-//! for an instant), flushed to disk, then renamed over the target.
+//! Writing files so that nothing is lost: every write goes through [`policy::atomic_file`] (a
+//! temporary file in the target's folder, created with its final mode so a private key is never
+//! readable by others, flushed to disk, then renamed over the target).
 
 use opk_core::jws::SigningKey;
 use opk_core::sshcert::{CertComment, CertError, OpksshCertificate, private_key_to_openssh};
-use std::fs::{File, OpenOptions};
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use policy::atomic_file::{self, AtomicWriteError, FileMode};
 use std::path::{Path, PathBuf};
 
 /// Mode of a private key file, as Go and OpenSSH require.
@@ -17,80 +15,35 @@ pub const CERTIFICATE_MODE: u32 = 0o644;
 /// Why a file could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    /// The target has no parent folder or file name.
-    #[error("{0}: not a file path")]
-    NotAFilePath(PathBuf),
-    /// An I/O step failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file being written.
-        path: PathBuf,
-        /// The failure.
-        #[source]
-        source: std::io::Error,
-    },
+    /// A step of the atomic replacement failed (the error names the file and the step).
+    #[error(transparent)]
+    Write(#[from] AtomicWriteError),
     /// The key could not be encoded.
     #[error("encoding the private key: {0}")]
     Key(#[from] CertError),
 }
 
-/// Replaces `path` with `contents` atomically, the new file having exactly `mode`.
-///
-/// A crash at any point leaves either the old file or the new one, never a mix. The temporary
-/// file is created with `O_EXCL` and `mode` from the start, and its mode is set again after
-/// creation because the umask may have narrowed it.
+/// Replaces `path` with `contents` atomically, the new file having exactly `mode`
+/// ([`policy::atomic_file`]: the old file or the new one survives a crash, never a mix).
 ///
 /// # Errors
 /// [`WriteError`] naming the file.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), WriteError> {
-    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(WriteError::NotAFilePath(path.to_owned()));
-    };
-    let parent = if parent.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        parent
-    };
-    let io_error = |source| WriteError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let mut attempt = 0_u32;
-    let (temporary, mut file) = loop {
-        let mut temporary_name = std::ffi::OsString::from(".");
-        temporary_name.push(name);
-        temporary_name.push(format!(".tmp{}.{attempt}", std::process::id()));
-        let temporary = parent.join(temporary_name);
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&temporary)
-        {
-            Ok(file) => break (temporary, file),
-            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
-                attempt += 1
-            }
-            Err(error) => return Err(io_error(error)),
-        }
-    };
-    let result = (|| {
-        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)?;
-        // Make the rename itself durable.
-        File::open(parent)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    result.map_err(io_error)
+    Ok(policy::atomic_file::replace(
+        path,
+        contents,
+        FileMode::mode(mode),
+    )?)
 }
 
 /// Writes an SSH identity: the private key at `key_path` (0600, comment `openpubkey cert`) and
 /// the certificate at `<key_path>-cert.pub` (0644) with the given comment (wire-format.md §6.3).
-/// The certificate is written last so a reader never sees a certificate without its key.
+///
+/// Both files are written and flushed before either is renamed into place, key first, so a
+/// reader never sees a certificate without its key and the two renames are all that separates
+/// the old pair from the new one. A crash exactly between them leaves the new key beside the
+/// old certificate: `ssh` ignores a certificate that does not match its key, and the next login
+/// replaces both, since the old certificate still marks the slot as opkssh's.
 ///
 /// # Errors
 /// [`WriteError`].
@@ -101,14 +54,17 @@ pub fn write_identity(
     comment: CertComment<'_>,
 ) -> Result<PathBuf, WriteError> {
     let pem = private_key_to_openssh(key)?;
-    write_atomic(key_path, pem.as_bytes(), PRIVATE_KEY_MODE)?;
     let mut certificate_path = key_path.as_os_str().to_owned();
     certificate_path.push("-cert.pub");
     let certificate_path = PathBuf::from(certificate_path);
-    write_atomic(
+    let new_key = atomic_file::prepare(key_path, pem.as_bytes(), FileMode::mode(PRIVATE_KEY_MODE))?;
+    let new_certificate = atomic_file::prepare(
         &certificate_path,
         certificate.to_line(comment).as_bytes(),
-        CERTIFICATE_MODE,
+        FileMode::mode(CERTIFICATE_MODE),
     )?;
+    new_key.commit()?;
+    new_certificate.commit()?;
+    atomic_file::sync_folder(key_path);
     Ok(certificate_path)
 }

@@ -24,10 +24,14 @@ fn main() -> ExitCode {
         Some(Command::Add(args)) => commands::add::run(&args).map_err(CliError::from),
         Some(Command::Audit(args)) => commands::audit::run(&args).map_err(CliError::from),
         Some(Command::Client(args)) => commands::client::run(&args),
+        Some(Command::Completions(args)) => {
+            commands::docs::completions(&args).map_err(CliError::from)
+        }
         Some(Command::Demo(args)) => commands::demo::run(&args),
         Some(Command::Inspect(args)) => commands::inspect::run(&args),
         Some(Command::Login(args)) => commands::login::run(&args),
         Some(Command::Logout(args)) => commands::logout::run(&args),
+        Some(Command::Man(args)) => commands::docs::man(&args).map_err(CliError::from),
         Some(Command::Permissions(args)) => {
             commands::permissions::run(&args).map_err(CliError::from)
         }
@@ -64,9 +68,15 @@ fn usage_error(error: &clap::Error) -> ExitCode {
             ExitCode::FAILURE
         }
         _ => {
+            // One line, as Go prints it, but whole: clap continues the message on the next
+            // lines (the missing argument, the possible values) before a blank line.
             let rendered = error.render().to_string();
-            let first = rendered.lines().next().unwrap_or_default();
-            eprintln!("Error: {}", first.trim_start_matches("error: "));
+            let message: Vec<&str> = rendered
+                .lines()
+                .map(str::trim)
+                .take_while(|line| !line.is_empty() && !line.starts_with("Usage:"))
+                .collect();
+            eprintln!("Error: {}", message.join(" ").trim_start_matches("error: "));
             ExitCode::FAILURE
         }
     }

@@ -348,7 +348,12 @@ fn fifty_concurrent_adds_give_fifty_rows() {
     let leftovers = std::fs::read_dir(&tree.root)
         .unwrap()
         .filter_map(Result::ok)
-        .filter(|entry| entry.file_name().to_string_lossy().contains("opkssh-add"))
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .contains(policy::atomic_file::TEMPORARY_MARKER)
+        })
         .count();
     assert_eq!(leftovers, 0);
 }

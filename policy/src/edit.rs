@@ -7,9 +7,7 @@
 
 use crate::auth_id::AuthIdFile;
 use crate::table;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// What adding did to the text.
@@ -178,74 +176,31 @@ pub(crate) fn add_row_with(
     Ok(plan)
 }
 
-/// Writes `content` to a temp file next to `path` with the old file's mode and owner, syncs
-/// it, renames it over `path` and syncs the directory.
+/// Writes `content` over `path` atomically, keeping the old file's mode and owner.
 fn replace(
     path: &Path,
     content: &[u8],
     old: &std::fs::Metadata,
     before_rename: impl FnOnce() -> std::io::Result<()>,
 ) -> Result<(), EditError> {
-    let dir = path
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let prefix = format!(".{name}.opkssh-add.");
-    let temp = dir.join(format!("{prefix}{}", std::process::id()));
-    // Under the lock, every temp file of this pattern is left over from a writer that was
-    // killed; remove them all, or each kill would leave one more (found by the kill loop).
-    remove_leftovers(dir, &prefix);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&temp)
-        .map_err(io("failed to create", &temp))?;
-    let result = (|| {
-        // Owner first, then mode: chown clears set-id bits, and the mode is exact anyway.
-        std::os::unix::fs::fchown(&file, Some(old.uid()), Some(old.gid()))
-            .map_err(io("failed to set owner of", &temp))?;
-        file.set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o7777))
-            .map_err(io("failed to set mode of", &temp))?;
-        file.write_all(content)
-            .map_err(io("failed to write", &temp))?;
-        file.sync_all().map_err(io("failed to sync", &temp))?;
-        before_rename().map_err(io("interrupted before renaming", &temp))?;
-        std::fs::rename(&temp, path).map_err(io("failed to rename onto", path))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-        return result;
-    }
-    if let Ok(dir_handle) = File::open(dir) {
-        let _ = dir_handle.sync_all();
-    }
-    Ok(())
-}
-
-/// Removes the files in `dir` whose names start with `prefix` (leftover temporaries). Only
-/// called under the directory lock, when no other writer can be using one.
-fn remove_leftovers(dir: &Path, prefix: &str) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(prefix) {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
+    crate::atomic_file::replace_with(
+        path,
+        content,
+        crate::atomic_file::FileMode::of(old),
+        before_rename,
+    )
+    .map_err(|error| EditError::Io {
+        action: error.step,
+        path: error.path,
+        source: error.source,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::perms::Requirement;
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 
     const I: &str = "https://accounts.google.com";
 
@@ -332,21 +287,22 @@ mod tests {
         assert_eq!(leftovers.len(), 1, "temp file left behind");
     }
 
-    /// A writer killed with SIGKILL leaves `.auth_id.opkssh-add.<its pid>`; the next add removes
-    /// every such leftover (kill loop find: they piled up, one per kill).
+    /// A writer killed with SIGKILL leaves its temporary file; the next add removes it (kill
+    /// loop find: they piled up, one per kill).
     #[test]
     fn leftovers_of_killed_writers_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("auth_id");
         std::fs::write(&path, "").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-        for pid in [1, 77777, 4_000_000] {
-            std::fs::write(
-                dir.path().join(format!(".auth_id.opkssh-add.{pid}")),
-                "half",
-            )
-            .unwrap();
-        }
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        let leftover = format!(
+            ".auth_id{}{}.0",
+            crate::atomic_file::TEMPORARY_MARKER,
+            child.id()
+        );
+        std::fs::write(dir.path().join(leftover), "half").unwrap();
         add_row(&path, &Requirement::SYSTEM_FILE, "a", "b@c", I).unwrap();
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()

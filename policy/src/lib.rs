@@ -60,6 +60,7 @@
 #![deny(unused_must_use)]
 #![warn(missing_docs)]
 
+pub mod atomic_file;
 pub mod audit;
 pub mod auth_id;
 pub mod decision;

@@ -17,6 +17,7 @@ mod gq;
 mod http;
 mod issuer;
 mod kid;
+mod login;
 mod policy_files;
 mod principal;
 mod signature;

@@ -1,16 +1,21 @@
-//! Data safety under `kill -9`: `opkssh add` and a cold-cache `opkssh verify` are killed at
-//! random points, 200 times each. After every kill the policy file is the old or the new
-//! complete content (never truncated or mixed), a cache entry is absent or complete, and stray
-//! temporary files do not pile up beyond one that the next run removes. Gated like the e2e
-//! tests (`OPKSSH_E2E=1`): it runs the `opkssh` binary of the test command.
+//! Data safety under `kill -9`: `opkssh add`, a cold-cache `opkssh verify` and `opkssh login`
+//! (after the OP has answered, while it writes the key and certificate) are killed at random
+//! points, 200 times each. After every kill the policy file is the old or the new complete
+//! content (never truncated or mixed), a cache entry is absent or complete, the key and
+//! certificate are each complete, and stray temporary files do not pile up beyond one that the
+//! next run removes. Gated like the e2e tests (`OPKSSH_E2E=1`): it runs the `opkssh` binary of
+//! the test command and, for login, the real test OpenID provider.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure
 
-use opkssh_tests::e2e::{self, IssuerServer};
+use opk_core::sshcert::{OpksshCertificate, UserKeyFile};
+use opkssh_tests::e2e::{self, IssuerServer, Op};
 use opkssh_tests::mint::{Minted, mint};
+use policy::atomic_file::TEMPORARY_MARKER;
+use std::io::{BufRead as _, BufReader};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const KILLS: usize = 200;
@@ -95,7 +100,7 @@ fn add_killed_at_random_points_never_leaves_a_broken_policy() {
         }
         let mode = std::fs::metadata(&auth_id).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o640, "kill {i}: mode changed");
-        let stray = temporaries(dir.path(), "opkssh-add");
+        let stray = temporaries(dir.path(), TEMPORARY_MARKER);
         assert!(
             stray.len() <= 1,
             "kill {i}: temporary files pile up: {stray:?}"
@@ -152,20 +157,20 @@ fn cold_cache_verify_killed_at_random_points_never_leaves_a_broken_entry() {
     let (mut landed, mut entries) = (0, 0);
     for i in 0..KILLS {
         // Cold every time: the entry (if any) is removed first.
-        for name in temporaries(&cache_dir_or_create(&cache), ".json") {
+        for name in entries_in(&cache_dir_or_create(&cache)) {
             std::fs::remove_file(cache.join(name)).unwrap();
         }
         if run_and_kill(&mut verify(), Duration::from_millis(8)) {
             landed += 1;
         }
-        for name in temporaries(&cache, ".json") {
+        for name in entries_in(&cache) {
             let text = std::fs::read_to_string(cache.join(&name)).unwrap();
             let value: serde_json::Value = serde_json::from_str(&text)
                 .unwrap_or_else(|error| panic!("kill {i}: broken entry {name}: {error}: {text:?}"));
             assert_eq!(value["issuer"], issuer.as_str(), "kill {i}");
             entries += 1;
         }
-        let stray = temporaries(&cache, ".tmp");
+        let stray = temporaries(&cache, TEMPORARY_MARKER);
         assert!(
             stray.len() <= 1,
             "kill {i}: temporary files pile up: {stray:?}"
@@ -183,6 +188,14 @@ fn cold_cache_verify_killed_at_random_points_never_leaves_a_broken_entry() {
     );
 }
 
+/// Complete cache entries (`<hash>.json`, not the hidden temporaries).
+fn entries_in(cache: &Path) -> Vec<String> {
+    temporaries(cache, ".json")
+        .into_iter()
+        .filter(|name| name.ends_with(".json") && !name.starts_with('.'))
+        .collect()
+}
+
 fn cache_dir_or_create(cache: &Path) -> std::path::PathBuf {
     if !cache.exists() {
         let mut builder = std::fs::DirBuilder::new();
@@ -190,4 +203,172 @@ fn cache_dir_or_create(cache: &Path) -> std::path::PathBuf {
         builder.create(cache).unwrap();
     }
     cache.to_path_buf()
+}
+
+/// A login started with `--disable-browser-open`, stopped where it waits for the browser.
+struct PendingLogin {
+    child: Child,
+    auth_url: String,
+    // Kept open: a login whose stdout is closed dies on its next line, before it writes.
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+fn start_login(home: &Path, provider: &str) -> PendingLogin {
+    let mut child = Command::new(e2e::target_binary("opkssh"))
+        .args(["login", "--disable-browser-open", "--provider", provider])
+        .env("HOME", home)
+        .env_remove("OPKSSH_PROVIDERS")
+        .env_remove("OPKSSH_DEFAULT")
+        .env_remove("BROWSER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let auth_url = loop {
+        line.clear();
+        assert_ne!(stdout.read_line(&mut line).unwrap(), 0, "login ended early");
+        if let Some(url) = line.trim_end().strip_prefix("Open your browser to: ") {
+            break url.to_owned();
+        }
+    };
+    PendingLogin {
+        child,
+        auth_url,
+        _stdout: stdout,
+    }
+}
+
+impl PendingLogin {
+    /// Logs in at the OP and delivers the callback in the background; the login then exchanges
+    /// the code, verifies the token and writes the key pair.
+    fn answer(&self) {
+        let callback = e2e::http_login_stop_at_callback(&self.auth_url, "alice").unwrap();
+        std::thread::spawn(move || {
+            let _ = e2e::loopback_agent().get(&callback).call();
+        });
+    }
+}
+
+/// The key pair on disk: each file complete and of the right mode, the certificate's key the
+/// private key's public half unless only the key was replaced.
+#[derive(Clone, PartialEq, Eq)]
+struct KeyPair {
+    key: Vec<u8>,
+    cert: Vec<u8>,
+}
+
+fn read_pair(key_path: &Path) -> Option<KeyPair> {
+    let cert_path = std::path::PathBuf::from(format!("{}-cert.pub", key_path.display()));
+    let key = std::fs::read(key_path).ok()?;
+    let cert = std::fs::read(&cert_path).unwrap();
+    let parsed_key = UserKeyFile::from_openssh(std::str::from_utf8(&key).unwrap())
+        .unwrap_or_else(|error| panic!("broken private key: {error}"));
+    let parsed_cert = OpksshCertificate::from_line(std::str::from_utf8(&cert).unwrap())
+        .unwrap_or_else(|error| panic!("broken certificate: {error}"));
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(key_path), 0o600);
+    assert_eq!(mode(&cert_path), 0o644);
+    let _ = (parsed_key, parsed_cert);
+    Some(KeyPair { key, cert })
+}
+
+fn pair_matches(pair: &KeyPair) -> bool {
+    let key = UserKeyFile::from_openssh(std::str::from_utf8(&pair.key).unwrap()).unwrap();
+    let cert = OpksshCertificate::from_line(std::str::from_utf8(&pair.cert).unwrap()).unwrap();
+    cert.matches_upk(&key.key().public_key())
+}
+
+#[test]
+fn login_killed_while_writing_never_leaves_a_broken_key_or_certificate() {
+    if !e2e::enabled() {
+        eprintln!("SKIP e2e: set OPKSSH_E2E=1");
+        return;
+    }
+    let op = Op::start(&[]);
+    let provider = format!("{},{},,openid profile email", op.issuer(), op.client_id());
+    let home = tempfile::tempdir().unwrap();
+    let key_path = home.path().join(".ssh").join("id_ecdsa");
+
+    // Whole logins to time the part after the callback (the median of five), and to have an
+    // old pair.
+    let mut tails: Vec<Duration> = (0..5)
+        .map(|_| {
+            let mut login = start_login(home.path(), &provider);
+            login.answer();
+            let answered = Instant::now();
+            assert!(login.child.wait().unwrap().success());
+            answered.elapsed()
+        })
+        .collect();
+    tails.sort();
+    let tail = tails[2];
+    let mut current = read_pair(&key_path).expect("the logins wrote no key");
+    assert!(pair_matches(&current));
+    // The writes come last: kill between half the usual time and just after the usual end.
+    let (earliest, spread) = (tail / 2, tail.mul_f64(0.6));
+
+    let (mut untouched, mut key_only, mut both, mut finished) = (0, 0, 0, 0);
+    for i in 0..KILLS {
+        let mut login = start_login(home.path(), &provider);
+        login.answer();
+        let delay = earliest
+            + Duration::from_micros(random_below(u64::try_from(spread.as_micros()).unwrap()));
+        std::thread::sleep(delay);
+        if login.child.try_wait().unwrap().is_some() {
+            finished += 1;
+        }
+        let _ = login.child.kill();
+        login.child.wait().unwrap();
+        let after = read_pair(&key_path).unwrap_or_else(|| panic!("kill {i}: key removed"));
+        if after == current {
+            untouched += 1;
+        } else if after.key != current.key && after.cert == current.cert {
+            // Killed between the two renames: the next login replaces both.
+            key_only += 1;
+        } else {
+            assert_ne!(
+                after.key, current.key,
+                "kill {i}: certificate replaced alone"
+            );
+            assert!(
+                pair_matches(&after),
+                "kill {i}: new certificate for another key"
+            );
+            both += 1;
+        }
+        current = after;
+        // At most one leftover per file (key, certificate), removed by the next write of it.
+        let stray = temporaries(&key_path.with_file_name(""), TEMPORARY_MARKER);
+        let mut targets: Vec<&str> = stray
+            .iter()
+            .filter_map(|name| name.split(TEMPORARY_MARKER).next())
+            .collect();
+        targets.sort_unstable();
+        targets.dedup();
+        assert_eq!(
+            targets.len(),
+            stray.len(),
+            "kill {i}: temporary files pile up: {stray:?}"
+        );
+    }
+    // A login after all that leaves a matching pair in the same place.
+    let mut login = start_login(home.path(), &provider);
+    login.answer();
+    assert!(login.child.wait().unwrap().success());
+    let last = read_pair(&key_path).unwrap();
+    assert!(pair_matches(&last));
+    assert!(temporaries(&key_path.with_file_name(""), TEMPORARY_MARKER).is_empty());
+    eprintln!(
+        "login: {KILLS} kills {earliest:?} to {:?} after the callback ({tail:?} callback to \
+         exit): {untouched} before any write, {key_only} between key and certificate, {both} \
+         after both ({finished} had already exited); every file complete, the next login repairs",
+        earliest + spread
+    );
+    assert!(
+        untouched > 0 && both > 0,
+        "kills did not spread over the writing: {untouched} before, {both} after"
+    );
 }

@@ -13,7 +13,7 @@ use opk_core::jwk::Jwks;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::fs::{File, OpenOptions};
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -397,34 +397,11 @@ fn read_entry(path: &Path, issuer: &str, notes: &mut Notes) -> Option<Entry> {
     }
 }
 
-/// Writes an entry atomically. Called only under the issuer's lock, so any `<stem>.tmp*` file
-/// is left over from a verify that was killed mid-write: those are removed first, or every
-/// such kill would leave one more (found by the kill loop).
+/// Writes an entry atomically, readable by the cache's owner only.
 fn write_entry(path: &Path, entry: &Entry) -> std::io::Result<()> {
     let text = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
-    if let (Some(dir), Some(stem)) = (path.parent(), path.file_stem()) {
-        let prefix = format!("{}.tmp", stem.to_string_lossy());
-        for leftover in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            if leftover.file_name().to_string_lossy().starts_with(&prefix) {
-                let _ = std::fs::remove_file(leftover.path());
-            }
-        }
-    }
-    let temporary = path.with_extension(format!("tmp{}", std::process::id()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temporary)?;
-        file.write_all(&text)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    result
+    policy::atomic_file::replace(path, &text, policy::atomic_file::FileMode::mode(0o600))
+        .map_err(|error| std::io::Error::new(error.source.kind(), error.to_string()))
 }
 
 /// Takes the issuer's lock, waiting at most until the deadline. Without it the fetch still
@@ -457,16 +434,22 @@ fn lock_file(path: &Path, deadline: &Deadline, notes: &mut Notes) -> Option<File
 mod tests {
     use super::*;
 
-    /// A verify killed mid-write leaves `<stem>.tmp<its pid>`; the next write removes every
-    /// such leftover (kill loop find: they piled up, one per kill).
+    /// A verify killed mid-write leaves its temporary file; the next write of that entry
+    /// removes it (kill loop find: they piled up, one per kill).
     #[test]
     fn leftovers_of_killed_writers_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0123abcd.json");
-        for pid in [1, 77777, 4_000_000] {
-            std::fs::write(dir.path().join(format!("0123abcd.tmp{pid}")), "{").unwrap();
-        }
-        std::fs::write(dir.path().join("ffff.tmp1"), "other issuer's").unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        let marker = policy::atomic_file::TEMPORARY_MARKER;
+        let dead = child.id();
+        std::fs::write(
+            dir.path().join(format!(".0123abcd.json{marker}{dead}.0")),
+            "{",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join(format!(".ffff.json{marker}{dead}.0")), "{").unwrap();
         let entry = Entry {
             issuer: "https://op.example".into(),
             fetched_at: 1,
@@ -481,6 +464,16 @@ mod tests {
             .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(names, ["0123abcd.json", "ffff.tmp1"]);
+        assert_eq!(
+            names,
+            [
+                format!(".ffff.json{marker}{dead}.0"),
+                "0123abcd.json".to_owned()
+            ]
+        );
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
     }
 }

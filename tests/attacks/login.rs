@@ -1,0 +1,636 @@
+//! Attacks on `opkssh login`, through the real binary: an OpenID provider that lies (ID tokens
+//! bound to another key, for another audience or issuer, unsigned, expired, refreshed for
+//! another subject) and a local attacker at the loopback callback (another state, a rebound
+//! `Host`, a look-alike redirect host). Each login must fail without writing a key, or ignore
+//! the forged request and finish the honest login. Gated like the e2e tests (`OPKSSH_E2E=1`).
+//!
+//! The provider here is a small HTTP server of this test, not the npm one: the real provider
+//! cannot be made to lie. The honest case is checked first so a refusal cannot come from a
+//! broken fixture.
+
+use opk_core::b64;
+use opk_core::cic::CicHeader;
+use opk_core::jwk::{Jwk, Jwks};
+use opk_core::jws::{Jws, SigningKey};
+use opk_core::sshcert::{OpksshCertificate, UserKeyType, generate_user_key};
+use opkssh_tests::e2e;
+use serde_json::{Value, json};
+use sha2::Digest as _;
+use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const CLIENT_ID: &str = "login-attack-client";
+const KID: &str = "lying-op";
+
+fn now() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+/// What the lying provider answers at its token endpoint.
+#[derive(Default)]
+struct Answers {
+    /// ID tokens for the code grant, then for each refresh, in order.
+    id_tokens: Vec<String>,
+    /// Form bodies posted to the token endpoint.
+    token_requests: Vec<String>,
+}
+
+/// An OpenID provider on loopback whose ID tokens the test writes.
+struct LyingOp {
+    issuer: String,
+    key: SigningKey,
+    answers: Arc<Mutex<Answers>>,
+}
+
+impl LyingOp {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let issuer = format!("http://localhost:{port}");
+        let key = generate_user_key(UserKeyType::Ecdsa).unwrap();
+        let jwks = Jwks::from_keys(vec![Jwk::new(
+            key.public_key(),
+            Some(KID.into()),
+            Some(key.algorithm()),
+        )])
+        .to_json();
+        let discovery = json!({
+            "issuer": issuer,
+            "authorization_endpoint": format!("{issuer}/auth"),
+            "token_endpoint": format!("{issuer}/token"),
+            "jwks_uri": format!("{issuer}/jwks.json"),
+        })
+        .to_string();
+        let answers = Arc::new(Mutex::new(Answers::default()));
+        let served = Arc::clone(&answers);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                serve(stream, &discovery, &jwks, &served);
+            }
+        });
+        Self {
+            issuer,
+            key,
+            answers,
+        }
+    }
+
+    /// Claims of an honest ID token for `nonce`.
+    fn claims(&self, nonce: &str) -> Value {
+        json!({
+            "iss": self.issuer, "sub": "alice", "aud": CLIENT_ID, "iat": now(),
+            "exp": now() + 3600, "nonce": nonce, "email": "alice@example.com",
+            "email_verified": true
+        })
+    }
+
+    fn sign(&self, claims: &Value) -> String {
+        self.sign_with(
+            &format!(r#"{{"alg":"ES256","kid":"{KID}","typ":"JWT"}}"#),
+            claims,
+            &self.key,
+        )
+    }
+
+    fn sign_with(&self, header: &str, claims: &Value, key: &SigningKey) -> String {
+        Jws::sign(header, &b64::encode_url(claims.to_string()), key)
+            .unwrap()
+            .to_compact()
+    }
+
+    fn answer_with(&self, id_tokens: Vec<String>) {
+        self.answers.lock().unwrap().id_tokens = id_tokens;
+    }
+}
+
+fn serve(mut stream: TcpStream, discovery: &str, jwks: &str, answers: &Mutex<Answers>) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length];
+    let _ = reader.read_exact(&mut body);
+    let path = request_line.split(' ').nth(1).unwrap_or("");
+    let (status, content) = match path {
+        "/.well-known/openid-configuration" => (200, discovery.to_owned()),
+        "/jwks.json" => (200, jwks.to_owned()),
+        "/token" => {
+            let mut answers = answers.lock().unwrap();
+            answers
+                .token_requests
+                .push(String::from_utf8_lossy(&body).into_owned());
+            if answers.id_tokens.is_empty() {
+                (400, json!({"error": "invalid_grant"}).to_string())
+            } else {
+                let id_token = answers.id_tokens.remove(0);
+                (
+                    200,
+                    json!({"id_token": id_token, "access_token": "at", "token_type": "Bearer",
+                           "refresh_token": "rt", "expires_in": 3600})
+                    .to_string(),
+                )
+            }
+        }
+        _ => (404, "{}".to_owned()),
+    };
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{content}",
+        content.len()
+    );
+}
+
+/// A running `opkssh login` for the lying provider, stopped where it waits for the browser.
+struct PendingLogin {
+    child: Child,
+    home: tempfile::TempDir,
+    /// The authorization request's parameters.
+    request: HashMap<String, String>,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts a login whose client config names the provider with `redirect_uri`.
+fn start_login_with(op: &LyingOp, redirect_uri: &str, extra: &[&str]) -> PendingLogin {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".opk")).unwrap();
+    std::fs::write(
+        home.path().join(".opk").join("config.yml"),
+        format!(
+            "providers:\n  - alias: lying\n    issuer: {}\n    client_id: {CLIENT_ID}\n    scopes: openid email\n    redirect_uris:\n      - {redirect_uri}\n",
+            op.issuer
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(e2e::target_binary("opkssh"))
+        .args(["login", "--disable-browser-open", "-i"])
+        .arg(home.path().join("id_key"))
+        .args(extra)
+        .arg("lying")
+        .env("HOME", home.path())
+        .env_remove("OPKSSH_PROVIDERS")
+        .env_remove("OPKSSH_DEFAULT")
+        .env_remove("BROWSER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let login_url = loop {
+        line.clear();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            let output = finish(child, stdout);
+            panic!("login ended before printing its URL: {output}");
+        }
+        if let Some(url) = line.trim_end().strip_prefix("Open your browser to: ") {
+            break url.to_owned();
+        }
+    };
+    let response = e2e::loopback_agent().get(&login_url).call().unwrap();
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with(&format!("{}/auth?", op.issuer)),
+        "{location}"
+    );
+    let query = location.split_once('?').unwrap().1;
+    let request = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(name, value)| (name.to_owned(), percent_decode(value)))
+        .collect();
+    PendingLogin {
+        child,
+        home,
+        request,
+        stdout,
+    }
+}
+
+fn start_login(op: &LyingOp, extra: &[&str]) -> PendingLogin {
+    let redirect_uri = format!("http://localhost:{}/login-callback", free_port());
+    start_login_with(op, &redirect_uri, extra)
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'%' if index + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                index += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                index += 1;
+            }
+            byte => {
+                out.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// Waits for the login to end; its exit status and everything it printed.
+fn finish(mut child: Child, mut stdout: BufReader<std::process::ChildStdout>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "login did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut text = String::new();
+    stdout.read_to_string(&mut text).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    format!("{status}\n{text}")
+}
+
+impl PendingLogin {
+    fn param(&self, name: &str) -> &str {
+        self.request
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} in the authorization request"))
+    }
+
+    fn key_path(&self) -> PathBuf {
+        self.home.path().join("id_key")
+    }
+
+    /// GETs the callback with `query`, as the browser (or an attacker) would; the status.
+    fn callback(&self, query: &str, host: Option<&str>) -> u16 {
+        let url = format!("{}?{query}", self.param("redirect_uri"));
+        let mut request = e2e::loopback_agent().get(&url);
+        if let Some(host) = host {
+            request = request.header("Host", host);
+        }
+        request
+            .call()
+            .map_or(0, |response| response.status().as_u16())
+    }
+
+    fn honest_callback(&self) -> u16 {
+        let state = self.param("state").to_owned();
+        self.callback(&format!("code=the-code&state={state}"), None)
+    }
+
+    /// Ends the login: whether it succeeded, what it printed, and its home (kept until dropped).
+    fn end(self) -> (bool, String, tempfile::TempDir) {
+        let output = finish(self.child, self.stdout);
+        (output.starts_with("exit status: 0"), output, self.home)
+    }
+}
+
+/// Runs a login whose code grant answers `id_token(nonce)`; asserts it fails, naming `reason`,
+/// and wrote no key.
+fn assert_refused(op: &LyingOp, id_token: impl FnOnce(&str) -> String, reason: &str) {
+    let login = start_login(op, &[]);
+    op.answer_with(vec![id_token(login.param("nonce"))]);
+    let _ = login.honest_callback();
+    let (succeeded, output, home) = login.end();
+    assert!(!succeeded, "login accepted it:\n{output}");
+    assert!(output.contains(reason), "expected `{reason}`:\n{output}");
+    assert!(
+        !home.path().join("id_key").exists(),
+        "a key was written:\n{output}"
+    );
+    assert!(!home.path().join("id_key-cert.pub").exists());
+}
+
+fn gated() -> Option<LyingOp> {
+    if !e2e::enabled() {
+        eprintln!("SKIP e2e: set OPKSSH_E2E=1");
+        return None;
+    }
+    Some(LyingOp::start())
+}
+
+#[test]
+fn honest_provider_fixture_logs_in_with_pkce() {
+    let Some(op) = gated() else { return };
+    let login = start_login(&op, &[]);
+    let claims = op.claims(login.param("nonce"));
+    op.answer_with(vec![op.sign(&claims)]);
+    assert_eq!(login.honest_callback(), 200);
+    let challenge = login.param("code_challenge").to_owned();
+    assert_eq!(login.param("code_challenge_method"), "S256");
+    let (succeeded, output, home) = login.end();
+    assert!(succeeded, "{output}");
+    let certificate = std::fs::read_to_string(home.path().join("id_key-cert.pub")).unwrap();
+    OpksshCertificate::from_line(&certificate).unwrap();
+    // The code went back with the verifier of this login's challenge.
+    let body = op.answers.lock().unwrap().token_requests.remove(0);
+    assert!(body.contains("code=the-code"), "{body}");
+    let verifier = body
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("code_verifier="))
+        .unwrap();
+    let digest = sha2::Sha256::digest(percent_decode(verifier).as_bytes());
+    assert_eq!(b64::encode_url(digest), challenge);
+}
+
+#[test]
+fn id_token_whose_nonce_commits_to_another_key() {
+    let Some(op) = gated() else { return };
+    let attacker_key = generate_user_key(UserKeyType::Ecdsa).unwrap();
+    let attacker_cic = CicHeader::generate(&attacker_key, &[]).unwrap();
+    let other_nonce = attacker_cic.commitment().to_owned();
+    assert_refused(
+        &op,
+        |_| op.sign(&op.claims(&other_nonce)),
+        "nonce does not match the key commitment",
+    );
+}
+
+#[test]
+fn id_token_without_nonce() {
+    let Some(op) = gated() else { return };
+    assert_refused(
+        &op,
+        |nonce| {
+            let mut claims = op.claims(nonce);
+            claims.as_object_mut().unwrap().remove("nonce");
+            op.sign(&claims)
+        },
+        "nonce",
+    );
+}
+
+#[test]
+fn id_token_for_another_audience() {
+    let Some(op) = gated() else { return };
+    assert_refused(
+        &op,
+        |nonce| {
+            let mut claims = op.claims(nonce);
+            claims["aud"] = json!("another-client");
+            op.sign(&claims)
+        },
+        "audience does not contain",
+    );
+}
+
+#[test]
+fn id_token_from_another_issuer() {
+    let Some(op) = gated() else { return };
+    assert_refused(
+        &op,
+        |nonce| {
+            let mut claims = op.claims(nonce);
+            claims["iss"] = json!("https://accounts.google.com");
+            op.sign(&claims)
+        },
+        "issuer",
+    );
+}
+
+#[test]
+fn id_token_signed_by_a_key_the_provider_does_not_publish() {
+    let Some(op) = gated() else { return };
+    let stranger = generate_user_key(UserKeyType::Ecdsa).unwrap();
+    assert_refused(
+        &op,
+        |nonce| {
+            op.sign_with(
+                &format!(r#"{{"alg":"ES256","kid":"{KID}","typ":"JWT"}}"#),
+                &op.claims(nonce),
+                &stranger,
+            )
+        },
+        "id token",
+    );
+}
+
+#[test]
+fn id_token_with_alg_none() {
+    let Some(op) = gated() else { return };
+    assert_refused(
+        &op,
+        |nonce| {
+            format!(
+                "{}.{}.",
+                b64::encode_url(r#"{"alg":"none","typ":"JWT"}"#),
+                b64::encode_url(op.claims(nonce).to_string())
+            )
+        },
+        "id token",
+    );
+}
+
+#[test]
+fn id_token_already_expired() {
+    let Some(op) = gated() else { return };
+    assert_refused(
+        &op,
+        |nonce| {
+            let mut claims = op.claims(nonce);
+            claims["iat"] = json!(now() - 7200);
+            claims["exp"] = json!(now() - 3600);
+            op.sign(&claims)
+        },
+        "expired",
+    );
+}
+
+#[test]
+fn callback_with_another_state_is_ignored() {
+    let Some(op) = gated() else { return };
+    let login = start_login(&op, &[]);
+    op.answer_with(vec![op.sign(&op.claims(login.param("nonce")))]);
+    // A page the attacker opened in the user's browser delivers the attacker's code.
+    assert_eq!(
+        login.callback("code=attackers-code&state=guessed", None),
+        400
+    );
+    assert!(op.answers.lock().unwrap().token_requests.is_empty());
+    assert_eq!(login.honest_callback(), 200);
+    let (succeeded, output, _) = login.end();
+    assert!(succeeded, "{output}");
+    let requests = &op.answers.lock().unwrap().token_requests;
+    assert_eq!(requests.len(), 1);
+    assert!(requests[0].contains("code=the-code"), "{requests:?}");
+}
+
+#[test]
+fn callback_through_a_rebound_host_name_is_refused() {
+    let Some(op) = gated() else { return };
+    let login = start_login(&op, &[]);
+    op.answer_with(vec![op.sign(&op.claims(login.param("nonce")))]);
+    // DNS rebinding: attacker.example resolved to 127.0.0.1, the browser sends its name.
+    let port = login.param("redirect_uri").rsplit(':').next().unwrap();
+    let port = port.split('/').next().unwrap().to_owned();
+    let state = login.param("state").to_owned();
+    assert_eq!(
+        login.callback(
+            &format!("code=the-code&state={state}"),
+            Some(&format!("attacker.example:{port}"))
+        ),
+        400
+    );
+    assert!(op.answers.lock().unwrap().token_requests.is_empty());
+    assert_eq!(login.honest_callback(), 200);
+    let (succeeded, output, _) = login.end();
+    assert!(succeeded, "{output}");
+}
+
+#[test]
+fn callback_error_from_the_provider_ends_the_login() {
+    let Some(op) = gated() else { return };
+    let login = start_login(&op, &[]);
+    let state = login.param("state").to_owned();
+    login.callback(
+        &format!("error=access_denied&error_description=user+said+no&state={state}"),
+        None,
+    );
+    let (succeeded, output, home) = login.end();
+    assert!(!succeeded, "{output}");
+    assert!(output.contains("access_denied"), "{output}");
+    assert!(!home.path().join("id_key").exists());
+}
+
+#[test]
+fn redirect_uri_on_a_look_alike_of_localhost() {
+    let Some(op) = gated() else { return };
+    // openpubkey#375: a prefix check let `localhost.attacker.com` through.
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".opk")).unwrap();
+    std::fs::write(
+        home.path().join(".opk").join("config.yml"),
+        format!(
+            "providers:\n  - alias: lying\n    issuer: {}\n    client_id: {CLIENT_ID}\n    scopes: openid\n    redirect_uris:\n      - http://localhost.attacker.com:{}/login-callback\n",
+            op.issuer,
+            free_port()
+        ),
+    )
+    .unwrap();
+    let output = Command::new(e2e::target_binary("opkssh"))
+        .args(["login", "--disable-browser-open", "lying"])
+        .env("HOME", home.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.status.success(), "{text}");
+    assert!(!text.contains("Open your browser"), "{text}");
+    assert!(text.contains("localhost.attacker.com"), "{text}");
+}
+
+/// `--auto-refresh` with a first token that needs refreshing within a second or two; the
+/// refresh answers `refreshed`. Returns the certificate before, after, and the output.
+fn auto_refresh_with(
+    op: &LyingOp,
+    refreshed: impl FnOnce(&Value) -> String,
+) -> (String, String, String) {
+    let login = start_login(op, &["--auto-refresh"]);
+    let mut claims = op.claims(login.param("nonce"));
+    // Refreshes start 60 s before exp.
+    claims["exp"] = json!(now() + 61);
+    let mut fresh = claims.clone();
+    fresh.as_object_mut().unwrap().remove("nonce");
+    fresh["exp"] = json!(now() + 3600);
+    op.answer_with(vec![op.sign(&claims), refreshed(&fresh)]);
+    assert_eq!(login.honest_callback(), 200);
+    let certificate_path = format!("{}-cert.pub", login.key_path().display());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !Path::new(&certificate_path).exists() {
+        assert!(Instant::now() < deadline, "no certificate written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = std::fs::read_to_string(&certificate_path).unwrap();
+    let (succeeded, output, _home) = login.end();
+    assert!(!succeeded, "auto-refresh went on:\n{output}");
+    let after = std::fs::read_to_string(&certificate_path).unwrap();
+    (before, after, output)
+}
+
+#[test]
+fn refreshed_id_token_for_another_subject() {
+    let Some(op) = gated() else { return };
+    let (before, after, output) = auto_refresh_with(&op, |fresh| {
+        let mut fresh = fresh.clone();
+        fresh["sub"] = json!("mallory");
+        fresh["email"] = json!("mallory@example.com");
+        op.sign(&fresh)
+    });
+    assert!(output.contains("another subject"), "{output}");
+    assert_eq!(before, after, "the certificate was rewritten");
+    assert_eq!(op.answers.lock().unwrap().token_requests.len(), 2);
+}
+
+#[test]
+fn refreshed_id_token_for_another_audience() {
+    let Some(op) = gated() else { return };
+    let (before, after, output) = auto_refresh_with(&op, |fresh| {
+        let mut fresh = fresh.clone();
+        fresh["aud"] = json!("another-client");
+        op.sign(&fresh)
+    });
+    assert!(output.contains("audience does not contain"), "{output}");
+    assert_eq!(before, after, "the certificate was rewritten");
+}
+
+#[test]
+fn refreshed_id_token_signed_by_a_stranger() {
+    let Some(op) = gated() else { return };
+    let stranger = generate_user_key(UserKeyType::Ecdsa).unwrap();
+    let (before, after, output) = auto_refresh_with(&op, |fresh| {
+        op.sign_with(
+            &format!(r#"{{"alg":"ES256","kid":"{KID}","typ":"JWT"}}"#),
+            fresh,
+            &stranger,
+        )
+    });
+    assert!(output.contains("id token"), "{output}");
+    assert_eq!(before, after, "the certificate was rewritten");
+}
