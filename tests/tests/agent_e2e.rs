@@ -618,3 +618,96 @@ fn agent_flags_without_a_reachable_agent_fail_before_the_login_url() {
     assert_eq!(op.request_counts(), Default::default());
     assert_eq!(files_under(&home), Vec::<PathBuf>::new());
 }
+
+#[test]
+fn auto_refresh_replaces_the_certificate_in_the_agent() {
+    let Some(e2e) = E2e::require() else { return };
+    // ID tokens live 65 s; the loop refreshes at exp - 60 s, so about every 5 s.
+    let op = Op::start(&[("OP_ID_TOKEN_TTL", "65")]);
+    let agent = SshAgent::start(e2e.dir());
+    let home = e2e.dir().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let child = Command::new(e2e::target_binary("opkssh"))
+        .args([
+            "login",
+            "--disable-browser-open",
+            "--auto-refresh",
+            "--agent-only",
+            "--provider",
+        ])
+        .arg(provider_spec(&op))
+        .env("HOME", &home)
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .env_remove("OPKSSH_PROVIDERS")
+        .env_remove("OPKSSH_DEFAULT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = KillOnDrop(child);
+    let (tx, rx) = mpsc::channel::<String>();
+    // stdout and stderr as one stream of lines (eviction is reported on stderr).
+    let pipes: [Box<dyn std::io::Read + Send>; 2] = [
+        Box::new(child.0.stdout.take().unwrap()),
+        Box::new(child.0.stderr.take().unwrap()),
+    ];
+    for pipe in pipes {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let mut seen = Vec::new();
+    let mut next = |pattern: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("no line with {pattern:?}; saw:\n{}", seen.join("\n")));
+            seen.push(line.clone());
+            if line.contains(pattern) {
+                return line;
+            }
+        }
+    };
+    let url = next("Open your browser to: ")
+        .trim_start_matches("Open your browser to: ")
+        .to_owned();
+    http_login(&url, "alice").unwrap();
+    next("Added opkssh certificate to ssh-agent: ");
+    let first = agent.opkssh_certificates();
+    assert_eq!(first.len(), 1, "{:?}", agent.listed());
+
+    next("Refreshing id_token...");
+    let removed = next("Removed opkssh certificate from ssh-agent: ");
+    assert!(
+        removed.contains(&first[0].0.fingerprint())
+            && removed.ends_with("): an earlier certificate for the same identity"),
+        "{removed}"
+    );
+    next("Added opkssh certificate to ssh-agent: ");
+    // One certificate still, the refreshed one: same key, the PK token now carries the
+    // refreshed ID token.
+    let now_held = agent.opkssh_certificates();
+    assert_eq!(now_held.len(), 1, "{:?}", agent.listed());
+    let (refreshed, comment) = &now_held[0];
+    assert_eq!(comment, &first[0].1);
+    assert_ne!(refreshed.as_bytes(), first[0].0.as_bytes());
+    assert_eq!(refreshed.fingerprint(), first[0].0.fingerprint());
+    let token = opk_core::pktoken::PkToken::from_compact(refreshed.pk_token().unwrap()).unwrap();
+    assert!(token.refreshed_id_token().is_some());
+    assert_eq!(files_under(&home), Vec::<PathBuf>::new());
+
+    let server = Server::start(&e2e, &op, "alice@example.com");
+    server.assert_agent_gets_in(&agent, &home);
+}
