@@ -52,7 +52,9 @@ impl Fixture {
             .env_remove("OPKSSH_PROVIDERS")
             .env_remove("OPKSSH_DEFAULT")
             .env_remove("ACTIONS_ID_TOKEN_REQUEST_URL")
-            .env_remove("GITLAB_CI");
+            .env_remove("GITLAB_CI")
+            // logout would also clear the opkssh certificates of the tester's own agent.
+            .env_remove("SSH_AUTH_SOCK");
         command
     }
 

@@ -1,6 +1,7 @@
 //! `opkssh login [alias]` (behaviour.md §2.2): choose the provider, log in through the
-//! browser (or the CI runner), build the certificate, write the key pair where Go would, print
-//! the identity, and with `--auto-refresh` keep the certificate fresh.
+//! browser (or the CI runner), build the certificate, write the key pair where Go would (and
+//! with `--agent`/`--agent-only` add it to the ssh-agent), print the identity, and with
+//! `--auto-refresh` keep the certificate fresh.
 
 use crate::commands::{device, inspect};
 use crate::error::CliError;
@@ -11,6 +12,8 @@ use opk_core::sshcert::{
     CertComment, CertificateRequest, OpksshCertificate, Principals, UserKeyType, build_certificate,
     generate_user_key, private_key_to_openssh,
 };
+use opkssh_cli::agent::Agent;
+use opkssh_cli::agent_certificates;
 use opkssh_cli::client_config::{
     self, Choice, ClientConfig, DEFAULT_CLIENT_CONFIG, Env, ProviderEntry, ProviderKind, Selection,
 };
@@ -90,12 +93,23 @@ pub(crate) struct LoginArgs {
     /// With --device: do not draw the QR code.
     #[arg(long)]
     pub(crate) no_qr: bool,
+    /// Also add the key and certificate to the ssh-agent ($SSH_AUTH_SOCK) until the ID token
+    /// expires, removing stale opkssh certificates from it first.
+    #[arg(long)]
+    pub(crate) agent: bool,
+    /// Like --agent, but write no key files (for shared machines).
+    #[arg(long, conflicts_with_all = ["print_key", "private_key_file"])]
+    pub(crate) agent_only: bool,
 }
 
 impl LoginArgs {
     /// How long the browser login and the web chooser wait.
     pub(crate) fn browser_timeout(&self) -> Duration {
         Duration::from_secs(self.timeout.unwrap_or(300))
+    }
+
+    fn uses_agent(&self) -> bool {
+        self.agent || self.agent_only
     }
 }
 
@@ -196,6 +210,12 @@ fn run_inner(args: &LoginArgs, out: &mut Output) -> Result<ExitCode, CliError> {
             ));
             return Ok(ExitCode::SUCCESS);
         }
+    }
+    if args.uses_agent() {
+        // Before the browser opens: a login the agent cannot take would be wasted.
+        Agent::from_env()
+            .and_then(|mut agent| agent.identities())
+            .map_err(|error| fail(format!("cannot use the ssh-agent: {error}")))?;
     }
     let config = load_config(&config_path, out)?;
     let env = Env::from_process();
@@ -447,6 +467,8 @@ fn finish(
         print!("{}", certificate.to_line(CertComment::None));
         println!("{}", pem.as_str());
         None
+    } else if args.agent_only {
+        None
     } else {
         let home = home.ok_or_else(|| fail("could not find the home directory"))?;
         let destination = placement::choose(
@@ -467,6 +489,9 @@ fn finish(
         )?;
         Some(destination)
     };
+    if args.uses_agent() {
+        add_to_agent(&identity.key, &certificate, &identity.pk_token, out)?;
+    }
 
     if args.print_id_token {
         out.say(&format!(
@@ -536,11 +561,15 @@ fn finish(
                         out,
                     )?;
                 }
+                None if args.agent_only => {}
                 None => {
                     let pem = private_key_to_openssh(&session.key).map_err(fail)?;
                     print!("{}", certificate.to_line(CertComment::None));
                     println!("{}", pem.as_str());
                 }
+            }
+            if args.uses_agent() {
+                add_to_agent(&session.key, &certificate, &session.pk_token, out)?;
             }
         }
     }
@@ -560,6 +589,42 @@ fn write_keys(
         "Writing opk ssh public key to {} and corresponding secret key to {}",
         cert.display(),
         destination.key_path().display()
+    ));
+    Ok(())
+}
+
+/// Adds the identity to the agent, stale opkssh certificates out first (reported on stderr).
+fn add_to_agent(
+    key: &SigningKey,
+    certificate: &OpksshCertificate,
+    pk_token: &PkToken,
+    out: &mut Output,
+) -> Result<(), CliError> {
+    let agent_error = |error: &dyn std::fmt::Display| fail(format!("ssh-agent: {error}"));
+    let mut agent = Agent::from_env().map_err(|error| agent_error(&error))?;
+    let added = agent_certificates::add_replacing_stale(
+        &mut agent,
+        key,
+        certificate,
+        pk_token,
+        SystemTime::now(),
+    )
+    .map_err(|error| agent_error(&error))?;
+    for removal in &added.removals.removed {
+        eprintln!(
+            "Removed opkssh certificate from ssh-agent: {} ({}): {}",
+            removal.certificate.comment, removal.certificate.fingerprint, removal.reason
+        );
+    }
+    for (removal, error) in &added.removals.failed {
+        eprintln!(
+            "Could not remove opkssh certificate from ssh-agent: {} ({}): {error}",
+            removal.certificate.comment, removal.certificate.fingerprint
+        );
+    }
+    out.say(&format!(
+        "Added opkssh certificate to ssh-agent: {} (lifetime {} s)",
+        added.comment, added.lifetime
     ));
     Ok(())
 }

@@ -1,9 +1,15 @@
 //! `opkssh logout` (behaviour.md §2.3): removes only key pairs opkssh wrote, whose certificate
-//! comment starts with `openpubkey` and whose private key is the certificate's key.
+//! comment starts with `openpubkey` and whose private key is the certificate's key. When
+//! `$SSH_AUTH_SOCK` is set it also removes opkssh certificates (and so their keys) from the
+//! ssh-agent: all of them, or with `-i` those of that key. No agent is not an error.
 
 use crate::error::CliError;
+use opk_core::sshcert::OpksshCertificate;
+use opk_core::sshcert::ssh_key::public::KeyData;
+use opkssh_cli::agent::{Agent, AgentError};
+use opkssh_cli::agent_certificates::{self, AgentCertificate};
 use opkssh_cli::placement;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// `opkssh logout`.
@@ -24,8 +30,11 @@ fn fail(message: impl std::fmt::Display) -> CliError {
 pub(crate) fn run(args: &LogoutArgs) -> Result<ExitCode, CliError> {
     if let Some(key) = &args.private_key_file {
         placement::check_pair(key).map_err(fail)?;
+        // Read before the files go: the agent identities to remove are this key's.
+        let subject_key = certificate_subject_key(key)?;
         placement::remove_pair(key).map_err(fail)?;
         println!("Successfully removed opkssh key pair: {}", key.display());
+        remove_from_agent(|certificate| certificate.subject_key == subject_key)?;
         return Ok(ExitCode::SUCCESS);
     }
     let home = placement::home_dir().ok_or_else(|| fail("could not find the home directory"))?;
@@ -59,5 +68,57 @@ pub(crate) fn run(args: &LogoutArgs) -> Result<ExitCode, CliError> {
     } else {
         println!("Successfully removed {removed} opkssh key pair(s)");
     }
+    remove_from_agent(|_| true)?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn certificate_subject_key(key: &Path) -> Result<KeyData, CliError> {
+    let cert = placement::cert_path(key);
+    let text = std::fs::read_to_string(&cert).map_err(|source| CliError::Read {
+        path: cert.display().to_string(),
+        source,
+    })?;
+    let certificate = OpksshCertificate::from_line(&text)?;
+    Ok(certificate.inner().public_key().clone())
+}
+
+/// Removes the chosen opkssh certificates from the agent at `$SSH_AUTH_SOCK`. Without an agent
+/// there is nothing to do; an agent that cannot be reached is reported and skipped, as logout
+/// is also for machines where the agent has gone.
+fn remove_from_agent(chosen: impl FnMut(&AgentCertificate) -> bool) -> Result<(), CliError> {
+    let mut agent = match Agent::from_env() {
+        Ok(agent) => agent,
+        Err(AgentError::NotSet) => return Ok(()),
+        Err(error) => {
+            eprintln!("Skipping the ssh-agent: {error}");
+            return Ok(());
+        }
+    };
+    let removals = agent_certificates::remove_where(&mut agent, chosen, "logout")
+        .map_err(|error| fail(format!("ssh-agent: {error}")))?;
+    for removal in &removals.removed {
+        println!(
+            "Removed opkssh certificate from ssh-agent: {} ({})",
+            removal.certificate.comment, removal.certificate.fingerprint
+        );
+    }
+    if !removals.removed.is_empty() {
+        println!(
+            "Successfully removed {} opkssh certificate(s) from ssh-agent",
+            removals.removed.len()
+        );
+    }
+    for (removal, error) in &removals.failed {
+        eprintln!(
+            "Could not remove opkssh certificate from ssh-agent: {} ({}): {error}",
+            removal.certificate.comment, removal.certificate.fingerprint
+        );
+    }
+    if !removals.failed.is_empty() {
+        return Err(fail(format!(
+            "the ssh-agent still holds {} opkssh certificate(s)",
+            removals.failed.len()
+        )));
+    }
+    Ok(())
 }

@@ -1,0 +1,713 @@
+//! `opkssh login --agent` / `--agent-only` and `opkssh logout` with OpenSSH's real `ssh-agent`:
+//! the real binary logs in against the real OpenID provider, the certificate lands in the
+//! agent with the ID token's remaining lifetime, `ssh` gets into a real sshd (whose
+//! AuthorizedKeysCommand is our `opkssh verify`) with nothing but the agent, a later login
+//! evicts dead and superseded opkssh certificates and nothing else, and logout empties the
+//! agent of them.
+//!
+//! Gated like the harness: without `OPKSSH_E2E=1` every test prints `SKIP e2e: …` and passes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure
+
+use opk_core::sshcert::OpksshCertificate;
+use opkssh_tests::e2e::{
+    self, AkcConfig, E2e, LOGIN_USER, Op, SSH_TIMEOUT, Sshd, http_login, run_with_timeout,
+};
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A scope list that gets email and groups from the test OP.
+const SCOPES: &str = "openid profile email groups offline_access";
+
+fn provider_spec(op: &Op) -> String {
+    format!("{},{},,{SCOPES}", op.issuer(), op.client_id())
+}
+
+/// OpenSSH's `ssh-agent -d -a <socket>`: in the foreground, its debug log (which names each
+/// added identity's lifetime) in a file. Killed and reaped on drop.
+struct SshAgent {
+    child: Child,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl SshAgent {
+    fn start(dir: &Path) -> SshAgent {
+        let socket = dir.join("agent.sock");
+        let log = dir.join("agent.log");
+        let child = Command::new("ssh-agent")
+            .arg("-d")
+            .arg("-a")
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("e2e: ssh-agent (openssh-client) must be installed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "e2e: ssh-agent made no socket");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        SshAgent { child, socket, log }
+    }
+
+    fn ssh_add(&self, args: &[&str]) -> Output {
+        run_with_timeout(
+            Command::new("ssh-add")
+                .args(args)
+                .env("SSH_AUTH_SOCK", &self.socket),
+            SSH_TIMEOUT,
+        )
+    }
+
+    /// `ssh-add -L`: one line per identity, `<type> <base64> <comment>`.
+    fn listed(&self) -> Vec<String> {
+        String::from_utf8(self.ssh_add(&["-L"]).stdout)
+            .unwrap()
+            .lines()
+            .filter(|line| !line.starts_with("The agent has no identities"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The listed opkssh certificates with their comments.
+    fn opkssh_certificates(&self) -> Vec<(OpksshCertificate, String)> {
+        self.listed()
+            .iter()
+            .filter_map(|line| {
+                let certificate = OpksshCertificate::from_line(line).ok()?;
+                let comment = certificate.comment().to_owned();
+                Some((certificate, comment))
+            })
+            .collect()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A fresh Ed25519 key of the user's own (not opkssh's), added with `ssh-add`; returns its
+    /// public key line.
+    fn add_own_key(&self, dir: &Path) -> String {
+        let key = dir.join("own_key");
+        let keygen = run_with_timeout(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "me@laptop", "-f"])
+                .arg(&key),
+            SSH_TIMEOUT,
+        );
+        assert!(keygen.status.success(), "{keygen:?}");
+        let added = self.ssh_add(&[key.to_str().unwrap()]);
+        assert!(added.status.success(), "{added:?}");
+        std::fs::read_to_string(key.with_extension("pub"))
+            .unwrap()
+            .trim_end()
+            .to_owned()
+    }
+}
+
+impl Drop for SshAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What one `opkssh login` printed, and how it ended.
+struct LoginRun {
+    stdout: String,
+    stderr: String,
+    status: ExitStatus,
+}
+
+/// Runs `opkssh login --disable-browser-open <args>` with `HOME=home` and `SSH_AUTH_SOCK` set
+/// to `agent` (or unset), waits for the `Open your browser to: <url>` line, drives that URL
+/// through the OP's pages as `who`, then waits for the command to end.
+fn login(home: &Path, agent: Option<&Path>, args: &[&str], who: &str) -> LoginRun {
+    let mut command = Command::new(e2e::target_binary("opkssh"));
+    command
+        .arg("login")
+        .arg("--disable-browser-open")
+        .args(args)
+        .env("HOME", home)
+        .env_remove("OPKSSH_PROVIDERS")
+        .env_remove("OPKSSH_DEFAULT")
+        .env_remove("ACTIONS_ID_TOKEN_REQUEST_URL")
+        .env_remove("GITLAB_CI")
+        .env_remove("BROWSER")
+        .env_remove("SSH_AUTH_SOCK");
+    if let Some(socket) = agent {
+        command.env("SSH_AUTH_SOCK", socket);
+    }
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines_rx) = mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = lines_tx.send(line);
+        }
+    });
+    let stderr_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
+        text
+    });
+    let mut printed = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let url = loop {
+        let Ok(line) = lines_rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "no browser URL; stdout so far:\n{}\nstderr:\n{}",
+                printed.join("\n"),
+                stderr_reader.join().unwrap_or_default()
+            )
+        };
+        printed.push(line.clone());
+        if let Some(url) = line.strip_prefix("Open your browser to: ") {
+            break url.to_owned();
+        }
+    };
+    let reached = http_login(&url, who);
+    let wait_until = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > wait_until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("login did not finish; stdout:\n{}", printed.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    reader.join().unwrap();
+    printed.extend(lines_rx.try_iter());
+    let run = LoginRun {
+        stdout: printed.join("\n"),
+        stderr: stderr_reader.join().unwrap(),
+        status,
+    };
+    reached.unwrap_or_else(|error| {
+        panic!(
+            "browser driver: {error:#}\nstdout:\n{}\nstderr:\n{}",
+            run.stdout, run.stderr
+        )
+    });
+    assert!(
+        run.status.success(),
+        "login failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        run.status,
+        run.stdout,
+        run.stderr
+    );
+    run
+}
+
+/// The `N` of `Added opkssh certificate to ssh-agent: <comment> (lifetime N s)`.
+fn printed_lifetime(run: &LoginRun, comment: &str) -> u32 {
+    let prefix = format!("Added opkssh certificate to ssh-agent: {comment} (lifetime ");
+    run.stdout
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(&prefix)?
+                .strip_suffix(" s)")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{}", run.stdout))
+}
+
+/// sshd with our verify as AuthorizedKeysCommand, one provider and one `auth_id` row.
+struct Server {
+    sshd: Sshd,
+    rw: PathBuf,
+}
+
+impl Server {
+    fn start(e2e: &E2e, op: &Op, email: &str) -> Server {
+        let opkssh = e2e.install_binary(&e2e::target_binary("opkssh"));
+        let providers = format!("{} {} oidc\n", op.issuer(), op.client_id());
+        let auth_id = format!("{LOGIN_USER} {email} {}\n", op.issuer());
+        let config = e2e.install_dir(
+            &[
+                ("providers", providers.as_bytes(), 0o640),
+                ("auth_id", auth_id.as_bytes(), 0o640),
+            ],
+            Some(e2e::AKC_USER),
+        );
+        let rw = e2e.writable_dir(e2e::AKC_USER);
+        let sshd = Sshd::start(AkcConfig::new(format!(
+            "{} verify --config-dir {} --log-file {}/opkssh.log --cache-dir {}/cache %u %k %t",
+            opkssh.display(),
+            config.display(),
+            rw.display(),
+            rw.display()
+        )));
+        Server { sshd, rw }
+    }
+
+    fn verify_log(&self) -> String {
+        std::fs::read_to_string(self.rw.join("opkssh.log")).unwrap_or_default()
+    }
+
+    /// `ssh` with the agent as its only source of keys: no identity or certificate file (the
+    /// one `-i` names does not exist, which also keeps ssh off the default `~/.ssh/id_*`).
+    fn ssh_with_agent(&self, agent: &SshAgent, home: &Path) -> Output {
+        let mut command = Command::new("ssh");
+        command
+            .args(["-F", "none"])
+            .args(["-o", "BatchMode=yes"])
+            .args(["-o", "IdentitiesOnly=no"])
+            .arg("-o")
+            .arg(format!("IdentityAgent={}", agent.socket.display()))
+            .arg("-i")
+            .arg(home.join("no-such-key"))
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                self.sshd.known_hosts().display()
+            ))
+            .args(["-o", "StrictHostKeyChecking=yes"])
+            .arg("-p")
+            .arg(self.sshd.port().to_string())
+            .arg(format!("{LOGIN_USER}@127.0.0.1"))
+            .args(["id", "-un"])
+            .env("HOME", home)
+            .env_remove("SSH_AUTH_SOCK");
+        run_with_timeout(&mut command, SSH_TIMEOUT)
+    }
+
+    fn assert_agent_gets_in(&self, agent: &SshAgent, home: &Path) {
+        let output = self.ssh_with_agent(agent, home);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{output:?}\nverify log:\n{}\nsshd log:\n{}",
+            self.verify_log(),
+            self.sshd.log()
+        );
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), LOGIN_USER);
+    }
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+fn logout(home: &Path, agent: &SshAgent) -> Output {
+    run_with_timeout(
+        Command::new(e2e::target_binary("opkssh"))
+            .arg("logout")
+            .env("HOME", home)
+            .env("SSH_AUTH_SOCK", &agent.socket),
+        SSH_TIMEOUT,
+    )
+}
+
+#[test]
+fn agent_only_login_gets_ssh_in_through_the_agent_and_logout_takes_it_out() {
+    let Some(e2e) = E2e::require() else { return };
+    let op = Op::start(&[]);
+    let agent = SshAgent::start(e2e.dir());
+    let home = e2e.dir().join("home");
+    std::fs::create_dir(&home).unwrap();
+
+    let run = login(
+        &home,
+        Some(&agent.socket),
+        &["--provider", &provider_spec(&op), "--agent-only"],
+        "alice",
+    );
+    let comment = format!("openpubkey {} alice@example.com", op.issuer());
+    // The OP's ID tokens live an hour; the agent keeps the key as long.
+    let lifetime = printed_lifetime(&run, &comment);
+    assert!((3500..=3600).contains(&lifetime), "{lifetime}");
+    // No key files, nothing at all in HOME.
+    assert_eq!(files_under(&home), Vec::<PathBuf>::new());
+    assert!(
+        !run.stdout.contains("Writing opk ssh public key"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("Keys generated for identity"),
+        "{}",
+        run.stdout
+    );
+
+    // The agent holds exactly that certificate, with that comment and lifetime.
+    let held = agent.opkssh_certificates();
+    assert_eq!(held.len(), 1, "{:?}", agent.listed());
+    let (certificate, listed_comment) = &held[0];
+    assert_eq!(listed_comment, &comment);
+    assert_eq!(
+        certificate.cert_type_name(),
+        "ecdsa-sha2-nistp256-cert-v01@openssh.com"
+    );
+    assert_eq!(certificate.key_id(), "alice@example.com");
+    assert!(certificate.pk_token().is_ok());
+    let short_list = String::from_utf8(agent.ssh_add(&["-l"]).stdout).unwrap();
+    assert!(
+        short_list.contains(&format!("{comment} (ECDSA-CERT)")),
+        "{short_list}"
+    );
+    assert!(
+        agent
+            .log()
+            .contains(&format!("\"{comment}\" (life: {lifetime})")),
+        "{}",
+        agent.log()
+    );
+
+    // ssh with nothing but the agent gets in through verify.
+    let server = Server::start(&e2e, &op, "alice@example.com");
+    server.assert_agent_gets_in(&agent, &home);
+    assert!(
+        server
+            .verify_log()
+            .contains("allow principal=e2euser identity=alice@example.com"),
+        "{}",
+        server.verify_log()
+    );
+
+    // logout takes every opkssh certificate out of the agent, and only those.
+    let own = agent.add_own_key(e2e.dir());
+    let out = logout(&home, &agent);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("No opkssh keys found to remove"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "Removed opkssh certificate from ssh-agent: {comment} (SHA256:"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Successfully removed 1 opkssh certificate(s) from ssh-agent"),
+        "{stdout}"
+    );
+    assert_eq!(agent.listed(), [own]);
+    // Now ssh has only the user's own key, which the server does not accept.
+    let denied = server.ssh_with_agent(&agent, &home);
+    assert_eq!(denied.status.code(), Some(255), "{denied:?}");
+
+    // A second logout finds nothing and is fine.
+    let again = logout(&home, &agent);
+    assert!(again.status.success(), "{again:?}");
+    assert!(!String::from_utf8_lossy(&again.stdout).contains("ssh-agent"));
+}
+
+#[test]
+fn the_next_login_evicts_dead_and_earlier_opkssh_certificates_and_nothing_else() {
+    let Some(e2e) = E2e::require() else { return };
+    let op = Op::start(&[]);
+    // A second OP whose ID tokens live 15 s.
+    let ttl = Duration::from_secs(15);
+    let short_op = Op::start(&[("OP_ID_TOKEN_TTL", &ttl.as_secs().to_string())]);
+    let agent = SshAgent::start(e2e.dir());
+    let home = e2e.dir().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let own = agent.add_own_key(e2e.dir());
+
+    // 1. alice's first certificate, from the long-lived OP.
+    login(
+        &home,
+        Some(&agent.socket),
+        &["--provider", &provider_spec(&op), "--agent-only"],
+        "alice",
+    );
+    let first = agent.opkssh_certificates();
+    assert_eq!(first.len(), 1);
+    // 2. bob through the short OP: the agent drops it by itself when the token expires.
+    let bob = login(
+        &home,
+        Some(&agent.socket),
+        &["--provider", &provider_spec(&short_op), "--agent-only"],
+        "bob",
+    );
+    let bob_comment = format!("openpubkey {} bob@example.com", short_op.issuer());
+    assert!(printed_lifetime(&bob, &bob_comment) <= 15);
+    // 3. alice through the short OP into files, then loaded with plain ssh-add: no lifetime,
+    //    so it outlives its token in the agent. ssh-add loads the key and the certificate.
+    let old_key = e2e.dir().join("old_key");
+    login(
+        &home,
+        None,
+        &[
+            "--provider",
+            &provider_spec(&short_op),
+            "-i",
+            old_key.to_str().unwrap(),
+        ],
+        "alice",
+    );
+    let short_logins_done = Instant::now();
+    let loaded = agent.ssh_add(&[old_key.to_str().unwrap()]);
+    assert!(loaded.status.success(), "{loaded:?}");
+    let old_plain = run_with_timeout(
+        Command::new("ssh-keygen").arg("-y").arg("-f").arg(&old_key),
+        SSH_TIMEOUT,
+    );
+    assert!(old_plain.status.success(), "{old_plain:?}");
+    let old_plain = String::from_utf8(old_plain.stdout)
+        .unwrap()
+        .trim_end()
+        .to_owned();
+    assert_eq!(agent.listed().len(), 5, "{:#?}", agent.listed());
+    let old_cert_line = std::fs::read_to_string(format!("{}-cert.pub", old_key.display())).unwrap();
+    let old_cert = OpksshCertificate::from_line(&old_cert_line).unwrap();
+
+    // Every short-OP token has expired (exp <= issue + 15 s <= the end of its login + 15 s).
+    std::thread::sleep((ttl + Duration::from_secs(2)).saturating_sub(short_logins_done.elapsed()));
+    assert!(
+        !agent
+            .listed()
+            .iter()
+            .any(|line| line.ends_with(&bob_comment)),
+        "the agent kept bob past his lifetime: {:#?}",
+        agent.listed()
+    );
+
+    // 4. alice again, Ed25519, with --agent: key files and the agent.
+    let new_key = e2e.dir().join("new_key");
+    let run = login(
+        &home,
+        Some(&agent.socket),
+        &[
+            "--provider",
+            &provider_spec(&op),
+            "--agent",
+            "-t",
+            "ed25519",
+            "-i",
+            new_key.to_str().unwrap(),
+        ],
+        "alice",
+    );
+    eprintln!("login --agent stderr:\n{}", run.stderr);
+    assert!(new_key.exists() && PathBuf::from(format!("{}-cert.pub", new_key.display())).exists());
+    let removed: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|line| line.starts_with("Removed opkssh certificate from ssh-agent: "))
+        .collect();
+    assert_eq!(removed.len(), 2, "{}", run.stderr);
+    let first_comment = &first[0].1;
+    assert!(
+        removed
+            .iter()
+            .any(|line| line.contains(first_comment.as_str())
+                && line.contains(&first[0].0.fingerprint())
+                && line.ends_with("): an earlier certificate for the same identity")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        removed
+            .iter()
+            .any(|line| line.contains(&old_cert.fingerprint())
+                && line.contains("): its ID token expired ")),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("bob"), "{}", run.stderr);
+
+    // Left: the user's own key, the old plain key ssh-add loaded, alice's new certificate.
+    let new_comment = format!("openpubkey {} alice@example.com", op.issuer());
+    let new_cert_line = std::fs::read_to_string(format!("{}-cert.pub", new_key.display())).unwrap();
+    let new_cert = OpksshCertificate::from_line(&new_cert_line).unwrap();
+    let mut listed = agent.listed();
+    listed.sort();
+    let mut expected = vec![
+        own,
+        old_plain,
+        new_cert
+            .to_line(opk_core::sshcert::CertComment::None)
+            .trim_end()
+            .to_owned()
+            + " "
+            + &new_comment,
+    ];
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    // The Ed25519 certificate in the agent gets ssh in.
+    let server = Server::start(&e2e, &op, "alice@example.com");
+    server.assert_agent_gets_in(&agent, &home);
+}
+
+#[test]
+fn agent_flags_without_a_reachable_agent_fail_before_the_login_url() {
+    let Some(e2e) = E2e::require() else { return };
+    let op = Op::start(&[]);
+    let home = e2e.dir().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let not_a_socket = e2e.dir().join("plain-file");
+    std::fs::write(&not_a_socket, "").unwrap();
+    let absent = e2e.dir().join("absent.sock");
+    op.take_request_counts();
+    let cases: [(&str, Option<&Path>, &str); 4] = [
+        ("--agent", None, "SSH_AUTH_SOCK is not set"),
+        ("--agent-only", None, "SSH_AUTH_SOCK is not set"),
+        (
+            "--agent",
+            Some(&absent),
+            &format!("cannot reach the ssh-agent at {}", absent.display()),
+        ),
+        (
+            "--agent-only",
+            Some(&not_a_socket),
+            &format!("cannot reach the ssh-agent at {}", not_a_socket.display()),
+        ),
+    ];
+    for (flag, socket, message) in cases {
+        let mut command = Command::new(e2e::target_binary("opkssh"));
+        command
+            .args(["login", "--disable-browser-open", "--provider"])
+            .arg(provider_spec(&op))
+            .arg(flag)
+            .env("HOME", &home)
+            .env_remove("OPKSSH_PROVIDERS")
+            .env_remove("OPKSSH_DEFAULT")
+            .env_remove("SSH_AUTH_SOCK");
+        if let Some(socket) = socket {
+            command.env("SSH_AUTH_SOCK", socket);
+        }
+        let output = run_with_timeout(&mut command, Duration::from_secs(30));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{flag} {socket:?}: {output:?}"
+        );
+        assert!(
+            stderr.contains(&format!("Error: cannot use the ssh-agent: {message}")),
+            "{flag} {socket:?}: {stderr}"
+        );
+        assert!(!stdout.contains("Open your browser"), "{stdout}");
+    }
+    // The OP never heard of these logins, and nothing was written.
+    assert_eq!(op.request_counts(), Default::default());
+    assert_eq!(files_under(&home), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn auto_refresh_replaces_the_certificate_in_the_agent() {
+    let Some(e2e) = E2e::require() else { return };
+    // ID tokens live 65 s; the loop refreshes at exp - 60 s, so about every 5 s.
+    let op = Op::start(&[("OP_ID_TOKEN_TTL", "65")]);
+    let agent = SshAgent::start(e2e.dir());
+    let home = e2e.dir().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let child = Command::new(e2e::target_binary("opkssh"))
+        .args([
+            "login",
+            "--disable-browser-open",
+            "--auto-refresh",
+            "--agent-only",
+            "--provider",
+        ])
+        .arg(provider_spec(&op))
+        .env("HOME", &home)
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .env_remove("OPKSSH_PROVIDERS")
+        .env_remove("OPKSSH_DEFAULT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = KillOnDrop(child);
+    let (tx, rx) = mpsc::channel::<String>();
+    // stdout and stderr as one stream of lines (eviction is reported on stderr).
+    let pipes: [Box<dyn std::io::Read + Send>; 2] = [
+        Box::new(child.0.stdout.take().unwrap()),
+        Box::new(child.0.stderr.take().unwrap()),
+    ];
+    for pipe in pipes {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let mut seen = Vec::new();
+    let mut next = |pattern: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("no line with {pattern:?}; saw:\n{}", seen.join("\n")));
+            seen.push(line.clone());
+            if line.contains(pattern) {
+                return line;
+            }
+        }
+    };
+    let url = next("Open your browser to: ")
+        .trim_start_matches("Open your browser to: ")
+        .to_owned();
+    http_login(&url, "alice").unwrap();
+    next("Added opkssh certificate to ssh-agent: ");
+    let first = agent.opkssh_certificates();
+    assert_eq!(first.len(), 1, "{:?}", agent.listed());
+
+    next("Refreshing id_token...");
+    let removed = next("Removed opkssh certificate from ssh-agent: ");
+    assert!(
+        removed.contains(&first[0].0.fingerprint())
+            && removed.ends_with("): an earlier certificate for the same identity"),
+        "{removed}"
+    );
+    next("Added opkssh certificate to ssh-agent: ");
+    // One certificate still, the refreshed one: same key, the PK token now carries the
+    // refreshed ID token.
+    let now_held = agent.opkssh_certificates();
+    assert_eq!(now_held.len(), 1, "{:?}", agent.listed());
+    let (refreshed, comment) = &now_held[0];
+    assert_eq!(comment, &first[0].1);
+    assert_ne!(refreshed.as_bytes(), first[0].0.as_bytes());
+    assert_eq!(refreshed.fingerprint(), first[0].0.fingerprint());
+    let token = opk_core::pktoken::PkToken::from_compact(refreshed.pk_token().unwrap()).unwrap();
+    assert!(token.refreshed_id_token().is_some());
+    assert_eq!(files_under(&home), Vec::<PathBuf>::new());
+
+    let server = Server::start(&e2e, &op, "alice@example.com");
+    server.assert_agent_gets_in(&agent, &home);
+}
