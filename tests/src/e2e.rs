@@ -1610,6 +1610,73 @@ pub fn ssh_login(
     run_with_timeout(&mut cmd, SSH_TIMEOUT)
 }
 
+/// A server as an admin sets one up: our `opkssh` installed root-owned, `providers` and `auth_id`
+/// in a config folder of the right owner and modes, and an sshd whose AuthorizedKeysCommand is
+/// `opkssh verify` (log and cache in a folder the AKC user may write).
+pub struct VerifyServer {
+    /// The running sshd.
+    pub sshd: Sshd,
+    writable: PathBuf,
+}
+
+impl VerifyServer {
+    /// Installs the files and starts sshd.
+    pub fn start(e2e: &E2e, providers: &str, auth_id: &str) -> VerifyServer {
+        let opkssh = e2e.install_binary(&target_binary("opkssh"));
+        let config = e2e.install_dir(
+            &[
+                ("providers", providers.as_bytes(), 0o640),
+                ("auth_id", auth_id.as_bytes(), 0o640),
+            ],
+            Some(AKC_USER),
+        );
+        let writable = e2e.writable_dir(AKC_USER);
+        let sshd = Sshd::start(AkcConfig::new(format!(
+            "{} verify --config-dir {} --log-file {}/opkssh.log --cache-dir {}/cache %u %k %t",
+            opkssh.display(),
+            config.display(),
+            writable.display(),
+            writable.display()
+        )));
+        VerifyServer { sshd, writable }
+    }
+
+    /// What verify logged so far.
+    pub fn verify_log(&self) -> String {
+        fs::read_to_string(self.writable.join("opkssh.log")).unwrap_or_default()
+    }
+
+    /// `ssh` as `user` with the key at `key` and its `<key>-cert.pub`, running `command`.
+    pub fn ssh(&self, user: &str, key: &Path, command: &str) -> Output {
+        let cert = PathBuf::from(format!("{}-cert.pub", key.display()));
+        ssh_login(&self.sshd, user, key, Some(&cert), command)
+    }
+
+    /// Panics unless `ssh` gets in as `user` (checked with `id -un`).
+    pub fn assert_ssh_ok(&self, user: &str, key: &Path) {
+        let output = self.ssh(user, key, "id -un");
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{output:?}\nverify log:\n{}\nsshd log:\n{}",
+            self.verify_log(),
+            self.sshd.log()
+        );
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), user);
+    }
+
+    /// Panics unless sshd refuses `user` with this key (ssh exits 255).
+    pub fn assert_ssh_denied(&self, user: &str, key: &Path) {
+        let output = self.ssh(user, key, "true");
+        assert_eq!(
+            output.status.code(),
+            Some(255),
+            "{output:?}\n{}",
+            self.verify_log()
+        );
+    }
+}
+
 /// Writes a private key for `ssh -i` (mode 0600, as ssh demands) and returns its path.
 pub fn write_private_key(path: &Path, contents: &[u8]) -> PathBuf {
     fs::write(path, contents).unwrap_or_else(|e| panic!("e2e: writing {}: {e}", path.display()));

@@ -2,6 +2,7 @@
 //! the end-to-end harness ([`e2e`]).
 
 pub mod e2e;
+pub mod login;
 pub mod mint;
 
 use anyhow::{Context as _, Result, bail};

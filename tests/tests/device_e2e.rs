@@ -12,14 +12,11 @@
 use opk_core::pktoken::PkToken;
 use opk_core::sshcert::OpksshCertificate;
 use opkssh_tests::e2e::{
-    self, AkcConfig, DeviceChoice, E2e, LOGIN_USER, LOGIN_USER2, Op, Sshd, http_device_login,
-    ssh_login,
+    self, DeviceChoice, E2e, LOGIN_USER, LOGIN_USER2, Op, VerifyServer, http_device_login,
 };
-use std::io::{BufRead as _, BufReader};
+use opkssh_tests::login::{LoginProcess, Pipe};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Scopes that get email, groups and a refresh token from the test OP.
@@ -29,13 +26,6 @@ fn provider_spec(op: &Op) -> String {
     format!("{},{},,{SCOPES}", op.issuer(), op.client_id())
 }
 
-/// A running `opkssh login --device …`, its stdout read line by line; killed on drop.
-struct DeviceLogin {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
 /// What the instructions told the user.
 struct Instructions {
     verification_uri: String,
@@ -43,119 +33,44 @@ struct Instructions {
     verification_uri_complete: Option<String>,
 }
 
-impl DeviceLogin {
-    fn start(home: &Path, args: &[&str]) -> DeviceLogin {
-        let mut child = Command::new(e2e::target_binary("opkssh"))
-            .args(["login", "--device"])
-            .args(args)
-            .env("HOME", home)
-            .env_remove("OPKSSH_PROVIDERS")
-            .env_remove("OPKSSH_DEFAULT")
-            .env_remove("ACTIONS_ID_TOKEN_REQUEST_URL")
-            .env_remove("GITLAB_CI")
-            // A browser opened by mistake would show up as this failing command.
-            .env("BROWSER", "false")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        DeviceLogin {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// The next stdout line (within 30 s), or `None` once stdout has closed.
-    fn next_line(&mut self) -> Option<String> {
-        match self.lines.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) => {
-                self.seen.push(line.clone());
-                Some(line)
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => None,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                panic!("no output for 30 s; so far:\n{}", self.seen.join("\n"))
-            }
-        }
-    }
-
-    /// Reads up to the "Waiting for the login" line and parses what the user is told.
-    fn instructions(&mut self) -> Instructions {
-        let mut verification_uri = None;
-        let mut user_code = None;
-        let mut verification_uri_complete = None;
-        let mut previous = String::new();
-        loop {
-            let Some(line) = self.next_line() else {
-                let (status, stderr) = self.finish();
-                panic!(
-                    "login ended ({status}) before waiting; stdout:\n{}\nstderr:\n{stderr}",
-                    self.seen.join("\n")
-                );
-            };
-            if previous.starts_with("To log in, open this page") {
-                verification_uri = Some(line.trim().to_owned());
-            }
-            if previous.starts_with("Or open this link") {
-                verification_uri_complete = Some(line.trim().to_owned());
-            }
-            if let Some(code) = line.strip_prefix("and enter the code: ") {
-                user_code = Some(code.to_owned());
-            }
-            if line.starts_with("Waiting for the login to be approved") {
-                break;
-            }
-            previous = line;
-        }
-        Instructions {
-            verification_uri: verification_uri.expect("verification URI printed"),
-            user_code: user_code.expect("user code printed"),
-            verification_uri_complete,
-        }
-    }
-
-    /// Waits (at most 60 s) for the command to end; the rest of stdout lands in `seen`.
-    fn finish(&mut self) -> (ExitStatus, String) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "login did not finish; stdout:\n{}",
-                self.seen.join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.seen.push(line);
-        }
-        let mut stderr = String::new();
-        if let Some(mut pipe) = self.child.stderr.take() {
-            std::io::Read::read_to_string(&mut pipe, &mut stderr).unwrap();
-        }
-        (status, stderr)
-    }
-
-    fn stdout(&self) -> String {
-        self.seen.join("\n")
-    }
+/// Starts `opkssh login --device <args>`.
+fn start_device(home: &Path, args: &[&str]) -> LoginProcess {
+    let mut all = vec!["--device"];
+    all.extend_from_slice(args);
+    LoginProcess::start(home, &all, &[])
 }
 
-impl Drop for DeviceLogin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Reads up to the "Waiting for the login" line and parses what the user is told.
+fn instructions(login: &mut LoginProcess) -> Instructions {
+    let mut verification_uri = None;
+    let mut user_code = None;
+    let mut verification_uri_complete = None;
+    let mut previous = String::new();
+    loop {
+        let Some((pipe, line)) = login.next_line() else {
+            panic!("login ended before waiting:\n{}", login.stdout_so_far());
+        };
+        if pipe != Pipe::Stdout {
+            continue;
+        }
+        if previous.starts_with("To log in, open this page") {
+            verification_uri = Some(line.trim().to_owned());
+        }
+        if previous.starts_with("Or open this link") {
+            verification_uri_complete = Some(line.trim().to_owned());
+        }
+        if let Some(code) = line.strip_prefix("and enter the code: ") {
+            user_code = Some(code.to_owned());
+        }
+        if line.starts_with("Waiting for the login to be approved") {
+            break;
+        }
+        previous = line;
+    }
+    Instructions {
+        verification_uri: verification_uri.expect("verification URI printed"),
+        user_code: user_code.expect("user code printed"),
+        verification_uri_complete,
     }
 }
 
@@ -169,45 +84,13 @@ fn wait_for_first_poll(op: &Op) {
     }
 }
 
-/// sshd with our verify as AuthorizedKeysCommand, `providers` and `auth_id` as given.
-struct Server {
-    sshd: Sshd,
-    rw: PathBuf,
-}
-
-impl Server {
-    fn start(e2e: &E2e, providers: &str, auth_id: &str) -> Server {
-        let opkssh = e2e.install_binary(&e2e::target_binary("opkssh"));
-        let config = e2e.install_dir(
-            &[
-                ("providers", providers.as_bytes(), 0o640),
-                ("auth_id", auth_id.as_bytes(), 0o640),
-            ],
-            Some(e2e::AKC_USER),
-        );
-        let rw = e2e.writable_dir(e2e::AKC_USER);
-        let sshd = Sshd::start(AkcConfig::new(format!(
-            "{} verify --config-dir {} --log-file {}/opkssh.log --cache-dir {}/cache %u %k %t",
-            opkssh.display(),
-            config.display(),
-            rw.display(),
-            rw.display()
-        )));
-        Server { sshd, rw }
-    }
-
-    fn verify_log(&self) -> String {
-        std::fs::read_to_string(self.rw.join("opkssh.log")).unwrap_or_default()
-    }
-
-    fn ssh_status(&self, user: &str, key: &Path) -> (Option<i32>, String) {
-        let cert = PathBuf::from(format!("{}-cert.pub", key.display()));
-        let output = ssh_login(&self.sshd, user, key, Some(&cert), "id -un");
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout).trim().to_owned(),
-        )
-    }
+/// `ssh … id -un` through the server: the exit code and who it says we are.
+fn ssh_status(server: &VerifyServer, user: &str, key: &Path) -> (Option<i32>, String) {
+    let output = server.ssh(user, key, "id -un");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+    )
 }
 
 fn mode(path: &Path) -> u32 {
@@ -239,7 +122,7 @@ fn device_login_binds_the_key_and_the_certificate_passes_sshd_and_verify() {
     let key = e2e.dir().join("alice_device");
     let cert = cert_path(&key);
     let t = Instant::now();
-    let mut login = DeviceLogin::start(
+    let mut login = start_device(
         &home,
         &[
             "--provider",
@@ -249,7 +132,7 @@ fn device_login_binds_the_key_and_the_certificate_passes_sshd_and_verify() {
             "--print-id-token",
         ],
     );
-    let shown = login.instructions();
+    let shown = instructions(&mut login);
     assert_eq!(shown.verification_uri, op.url("/device"));
     assert_eq!(
         shown.verification_uri_complete.as_deref(),
@@ -264,9 +147,11 @@ fn device_login_binds_the_key_and_the_certificate_passes_sshd_and_verify() {
     );
     // The QR code of the complete link is drawn by default.
     assert!(
-        login.stdout().contains("\u{2588}\u{2588}\u{2588}\u{2588}"),
+        login
+            .stdout_so_far()
+            .contains("\u{2588}\u{2588}\u{2588}\u{2588}"),
         "{}",
-        login.stdout()
+        login.stdout_so_far()
     );
     assert_eq!(op.request_counts().paths.get("/device/auth"), Some(&1));
     wait_for_first_poll(&op);
@@ -278,12 +163,13 @@ fn device_login_binds_the_key_and_the_certificate_passes_sshd_and_verify() {
     )
     .unwrap();
     assert_eq!(page, "Sign-in Success");
-    let (status, stderr) = login.finish();
+    let run = login.finish();
+    let (status, stderr) = (run.status, run.stderr.clone());
     eprintln!(
         "opkssh login --device, approved after the first poll: {:?}",
         t.elapsed()
     );
-    let stdout = login.stdout();
+    let stdout = run.stdout;
     assert!(
         status.success(),
         "{status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
@@ -330,12 +216,12 @@ fn device_login_binds_the_key_and_the_certificate_passes_sshd_and_verify() {
     )));
 
     // A real sshd lets alice's principal in through `opkssh verify`, and no one else.
-    let server = Server::start(
+    let server = VerifyServer::start(
         &e2e,
         &format!("{} {} oidc\n", op.issuer(), op.client_id()),
         &format!("{LOGIN_USER} alice@example.com {}\n", op.issuer()),
     );
-    let (code, who) = server.ssh_status(LOGIN_USER, &key);
+    let (code, who) = ssh_status(&server, LOGIN_USER, &key);
     assert_eq!(
         code,
         Some(0),
@@ -351,7 +237,7 @@ fn device_login_binds_the_key_and_the_certificate_passes_sshd_and_verify() {
         "{}",
         server.verify_log()
     );
-    assert_eq!(server.ssh_status(LOGIN_USER2, &key).0, Some(255));
+    assert_eq!(ssh_status(&server, LOGIN_USER2, &key).0, Some(255));
 }
 
 #[test]
@@ -370,7 +256,7 @@ fn device_login_with_a_config_alias_es256_op_and_ed25519_key_without_qr() {
     )
     .unwrap();
     let key = e2e.dir().join("bob_ed25519");
-    let mut login = DeviceLogin::start(
+    let mut login = start_device(
         &home,
         &[
             "test-op",
@@ -381,8 +267,12 @@ fn device_login_with_a_config_alias_es256_op_and_ed25519_key_without_qr() {
             key.to_str().unwrap(),
         ],
     );
-    let shown = login.instructions();
-    assert!(!login.stdout().contains('\u{2588}'), "{}", login.stdout());
+    let shown = instructions(&mut login);
+    assert!(
+        !login.stdout_so_far().contains('\u{2588}'),
+        "{}",
+        login.stdout_so_far()
+    );
     // The person opens the link that carries the code; the OP still asks to confirm it.
     let page = http_device_login(
         shown.verification_uri_complete.as_deref().unwrap(),
@@ -392,8 +282,9 @@ fn device_login_with_a_config_alias_es256_op_and_ed25519_key_without_qr() {
     )
     .unwrap();
     assert_eq!(page, "Sign-in Success");
-    let (status, stderr) = login.finish();
-    assert!(status.success(), "{status}\n{}\n{stderr}", login.stdout());
+    let run = login.finish();
+    let (status, stderr) = (run.status, run.stderr.clone());
+    assert!(status.success(), "{status}\n{}\n{stderr}", run.stdout);
     let cert_text = std::fs::read_to_string(cert_path(&key)).unwrap();
     assert!(
         cert_text.starts_with("ssh-ed25519-cert-v01@openssh.com "),
@@ -406,12 +297,12 @@ fn device_login_with_a_config_alias_es256_op_and_ed25519_key_without_qr() {
         Some(pk_token.cic_claims().commitment().as_str())
     );
 
-    let server = Server::start(
+    let server = VerifyServer::start(
         &e2e,
         &format!("{} {} oidc\n", op.issuer(), op.client_id()),
         &format!("{LOGIN_USER} bob@example.com {}\n", op.issuer()),
     );
-    let (code, who) = server.ssh_status(LOGIN_USER, &key);
+    let (code, who) = ssh_status(&server, LOGIN_USER, &key);
     assert_eq!(
         (code, who.as_str()),
         (Some(0), LOGIN_USER),
@@ -431,7 +322,7 @@ fn device_login_refused_by_the_user_exits_with_access_denied() {
         DeviceChoice::CancelAtConsent,
     ] {
         let key = e2e.dir().join(format!("refused_{choice:?}"));
-        let mut login = DeviceLogin::start(
+        let mut login = start_device(
             &home,
             &[
                 "--provider",
@@ -440,12 +331,13 @@ fn device_login_refused_by_the_user_exits_with_access_denied() {
                 key.to_str().unwrap(),
             ],
         );
-        let shown = login.instructions();
+        let shown = instructions(&mut login);
         let page =
             http_device_login(&shown.verification_uri, &shown.user_code, "alice", choice).unwrap();
         assert_eq!(page, "The Sign-in request was interrupted", "{choice:?}");
-        let (status, stderr) = login.finish();
-        assert_eq!(status.code(), Some(1), "{choice:?}: {}", login.stdout());
+        let run = login.finish();
+        let (status, stderr) = (run.status, run.stderr.clone());
+        assert_eq!(status.code(), Some(1), "{choice:?}: {}", run.stdout);
         assert!(
             stderr.starts_with(
                 "Error: access denied: the login was refused at the provider (End-User aborted interaction)"
@@ -464,7 +356,7 @@ fn device_login_refuses_an_id_token_without_the_nonce() {
     let home = e2e.dir().join("home");
     std::fs::create_dir(&home).unwrap();
     let key = e2e.dir().join("unbound");
-    let mut login = DeviceLogin::start(
+    let mut login = start_device(
         &home,
         &[
             "--provider",
@@ -473,7 +365,7 @@ fn device_login_refuses_an_id_token_without_the_nonce() {
             key.to_str().unwrap(),
         ],
     );
-    let shown = login.instructions();
+    let shown = instructions(&mut login);
     let page = http_device_login(
         &shown.verification_uri,
         &shown.user_code,
@@ -482,19 +374,20 @@ fn device_login_refuses_an_id_token_without_the_nonce() {
     )
     .unwrap();
     assert_eq!(page, "Sign-in Success");
-    let (status, stderr) = login.finish();
-    assert_eq!(status.code(), Some(1), "{}", login.stdout());
+    let run = login.finish();
+    let (status, stderr) = (run.status, run.stderr.clone());
+    assert_eq!(status.code(), Some(1), "{}", run.stdout);
     assert_eq!(
         stderr,
         format!(
             "Error: provider {} left the nonce out of its device-flow ID token, so the token is \
              not bound to your key and opkssh refuses it; log in without --device with this \
-             provider\n",
+             provider",
             op.issuer()
         )
     );
     assert!(!key.exists() && !cert_path(&key).exists());
-    assert!(!login.stdout().contains("eyJ"), "{}", login.stdout());
+    assert!(!run.stdout.contains("eyJ"), "{}", run.stdout);
 }
 
 #[test]
@@ -509,7 +402,7 @@ fn device_login_against_a_provider_without_a_device_endpoint() {
     let home = e2e.dir().join("home");
     std::fs::create_dir(&home).unwrap();
     let key = e2e.dir().join("none");
-    let mut login = DeviceLogin::start(
+    let login = start_device(
         &home,
         &[
             "--provider",
@@ -518,12 +411,13 @@ fn device_login_against_a_provider_without_a_device_endpoint() {
             key.to_str().unwrap(),
         ],
     );
-    let (status, stderr) = login.finish();
-    assert_eq!(status.code(), Some(1), "{}", login.stdout());
+    let run = login.finish();
+    let (status, stderr) = (run.status, run.stderr.clone());
+    assert_eq!(status.code(), Some(1), "{}", run.stdout);
     assert_eq!(
         stderr,
         format!(
-            "Error: provider {} does not support the device flow\n",
+            "Error: provider {} does not support the device flow",
             op.issuer()
         )
     );
@@ -540,7 +434,7 @@ fn device_login_with_auto_refresh_keeps_the_key_and_refreshes_the_certificate() 
     std::fs::create_dir(&home).unwrap();
     let key = e2e.dir().join("refreshing");
     let cert = cert_path(&key);
-    let mut login = DeviceLogin::start(
+    let mut login = start_device(
         &home,
         &[
             "--provider",
@@ -551,7 +445,7 @@ fn device_login_with_auto_refresh_keeps_the_key_and_refreshes_the_certificate() 
             key.to_str().unwrap(),
         ],
     );
-    let shown = login.instructions();
+    let shown = instructions(&mut login);
     http_device_login(
         &shown.verification_uri,
         &shown.user_code,
@@ -559,15 +453,7 @@ fn device_login_with_auto_refresh_keeps_the_key_and_refreshes_the_certificate() 
         DeviceChoice::Approve,
     )
     .unwrap();
-    let mut wait_for = |pattern: &str| loop {
-        let line = login
-            .next_line()
-            .unwrap_or_else(|| panic!("ended before {pattern:?}"));
-        if line.contains(pattern) {
-            break;
-        }
-    };
-    wait_for("Keys generated for identity");
+    login.wait_for("Keys generated for identity");
     let public_key = || {
         opk_core::sshcert::private_key_from_openssh(&std::fs::read_to_string(&key).unwrap())
             .unwrap()
@@ -576,8 +462,8 @@ fn device_login_with_auto_refresh_keeps_the_key_and_refreshes_the_certificate() 
     };
     let first_key = public_key();
     let first_cert = std::fs::read_to_string(&cert).unwrap();
-    wait_for("Refreshing id_token...");
-    wait_for("Writing opk ssh public key");
+    login.wait_for("Refreshing id_token...");
+    login.wait_for("Writing opk ssh public key");
     assert_ne!(std::fs::read_to_string(&cert).unwrap(), first_cert);
     assert_eq!(public_key(), first_key);
     let pk_token = pk_token_of(&cert);

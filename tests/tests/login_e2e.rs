@@ -7,22 +7,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure
 
-use opkssh_tests::e2e::{
-    self, AkcConfig, E2e, LOGIN_USER, LOGIN_USER2, Op, Sshd, http_login, ssh_login,
-};
-use std::io::{BufRead as _, BufReader};
+use opkssh_tests::e2e::{self, E2e, LOGIN_USER, LOGIN_USER2, Op, VerifyServer, http_login};
+use opkssh_tests::login::{LoginProcess, LoginRun, login_through_op};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// What one `opkssh login` printed, and how it ended.
-struct LoginRun {
-    stdout: String,
-    stderr: String,
-    status: ExitStatus,
-}
 
 /// A scope list that gets email, groups and a refresh token from the test OP.
 const SCOPES: &str = "openid profile email groups offline_access";
@@ -31,154 +21,9 @@ fn provider_spec(op: &Op) -> String {
     format!("{},{},,{SCOPES}", op.issuer(), op.client_id())
 }
 
-/// Runs `opkssh login --disable-browser-open <args>` with `HOME=home`, waits for the
-/// `Open your browser to: <url>` line, drives that URL through the OP's pages as `who`, then
-/// waits for the command to end (unless `keep_running`, for `--auto-refresh`).
+/// Logs in through the OP's pages as `who` with `opkssh login <args>` and `HOME=home`.
 fn login(home: &Path, args: &[&str], who: &str) -> LoginRun {
-    let opkssh = e2e::target_binary("opkssh");
-    let mut child = Command::new(&opkssh)
-        .arg("login")
-        .arg("--disable-browser-open")
-        .args(args)
-        .env("HOME", home)
-        .env_remove("OPKSSH_PROVIDERS")
-        .env_remove("OPKSSH_DEFAULT")
-        .env_remove("ACTIONS_ID_TOKEN_REQUEST_URL")
-        .env_remove("GITLAB_CI")
-        .env_remove("BROWSER")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (lines_tx, lines_rx) = mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = lines_tx.send(line);
-        }
-    });
-    let mut printed = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let url = loop {
-        let line = lines_rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .ok();
-        let Some(line) = line else {
-            let _ = child.kill();
-            let _ = child.wait();
-            let mut stderr = String::new();
-            if let Some(mut pipe) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
-            }
-            panic!(
-                "no browser URL; stdout so far:\n{}\nstderr:\n{stderr}",
-                printed.join("\n")
-            )
-        };
-        printed.push(line.clone());
-        if let Some(url) = line.strip_prefix("Open your browser to: ") {
-            break url.to_owned();
-        }
-    };
-    let reached = http_login(&url, who);
-    let wait_until = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > wait_until {
-            let _ = child.kill();
-            panic!("login did not finish; stdout:\n{}", printed.join("\n"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    reader.join().unwrap();
-    printed.extend(lines_rx.try_iter());
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    let run = LoginRun {
-        stdout: printed.join("\n"),
-        stderr,
-        status,
-    };
-    reached.unwrap_or_else(|error| {
-        panic!(
-            "browser driver: {error:#}\nstdout:\n{}\nstderr:\n{}",
-            run.stdout, run.stderr
-        )
-    });
-    run
-}
-
-fn assert_success(run: &LoginRun) {
-    assert!(
-        run.status.success(),
-        "login failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        run.status,
-        run.stdout,
-        run.stderr
-    );
-}
-
-/// sshd with our verify as AuthorizedKeysCommand, `providers` and `auth_id` as given.
-struct Server {
-    sshd: Sshd,
-    rw: PathBuf,
-}
-
-impl Server {
-    fn start(e2e: &E2e, providers: &str, auth_id: &str) -> Server {
-        let opkssh = e2e.install_binary(&e2e::target_binary("opkssh"));
-        let config = e2e.install_dir(
-            &[
-                ("providers", providers.as_bytes(), 0o640),
-                ("auth_id", auth_id.as_bytes(), 0o640),
-            ],
-            Some(e2e::AKC_USER),
-        );
-        let rw = e2e.writable_dir(e2e::AKC_USER);
-        let sshd = Sshd::start(AkcConfig::new(format!(
-            "{} verify --config-dir {} --log-file {}/opkssh.log --cache-dir {}/cache %u %k %t",
-            opkssh.display(),
-            config.display(),
-            rw.display(),
-            rw.display()
-        )));
-        Server { sshd, rw }
-    }
-
-    fn verify_log(&self) -> String {
-        std::fs::read_to_string(self.rw.join("opkssh.log")).unwrap_or_default()
-    }
-
-    fn ssh(&self, user: &str, key: &Path, command: &str) -> std::process::Output {
-        let cert = PathBuf::from(format!("{}-cert.pub", key.display()));
-        ssh_login(&self.sshd, user, key, Some(&cert), command)
-    }
-
-    fn assert_ssh_ok(&self, user: &str, key: &Path) {
-        let output = self.ssh(user, key, "id -un");
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "{output:?}\nverify log:\n{}\nsshd log:\n{}",
-            self.verify_log(),
-            self.sshd.log()
-        );
-        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), user);
-    }
-
-    fn assert_ssh_denied(&self, user: &str, key: &Path) {
-        let output = self.ssh(user, key, "true");
-        assert_eq!(
-            output.status.code(),
-            Some(255),
-            "{output:?}\n{}",
-            self.verify_log()
-        );
-    }
+    login_through_op(home, args, &[], who)
 }
 
 fn mode(path: &Path) -> u32 {
@@ -205,7 +50,7 @@ fn alice_logs_in_through_the_op_pages_and_sshes_through_verify() {
         "alice",
     );
     eprintln!("opkssh login through the OP's pages: {:?}", t.elapsed());
-    assert_success(&run);
+    run.assert_success();
     let cert = PathBuf::from(format!("{}-cert.pub", key.display()));
     assert!(
         run.stdout.contains(&format!(
@@ -234,7 +79,7 @@ fn alice_logs_in_through_the_op_pages_and_sshes_through_verify() {
         run.stdout
     );
 
-    let server = Server::start(
+    let server = VerifyServer::start(
         &e2e,
         &format!("{} {} oidc\n", op.issuer(), op.client_id()),
         &format!("{LOGIN_USER} alice@example.com {}\n", op.issuer()),
@@ -279,7 +124,7 @@ fn a_user_the_policy_does_not_name_is_denied_and_unverified_email_is_noted() {
         ],
         "bob",
     );
-    assert_success(&run);
+    run.assert_success();
     assert!(
         run.stdout.contains("bob@example.com bob "),
         "{}",
@@ -287,7 +132,7 @@ fn a_user_the_policy_does_not_name_is_denied_and_unverified_email_is_noted() {
     );
 
     // Policy for alice only: bob is denied.
-    let server = Server::start(
+    let server = VerifyServer::start(
         &e2e,
         &format!("{} {} oidc\n", op.issuer(), op.client_id()),
         &format!("{LOGIN_USER} alice@example.com {}\n", op.issuer()),
@@ -303,7 +148,7 @@ fn a_user_the_policy_does_not_name_is_denied_and_unverified_email_is_noted() {
     drop(server);
 
     // A row naming bob's email lets him in, as Go does, with the unverified email noted.
-    let server = Server::start(
+    let server = VerifyServer::start(
         &e2e,
         &format!("{} {} oidc\n", op.issuer(), op.client_id()),
         &format!("{LOGIN_USER} bob@example.com {}\n", op.issuer()),
@@ -336,10 +181,10 @@ fn groups_policy_with_an_es256_op_and_ed25519_key() {
         ],
         "alice",
     );
-    assert_success(&run);
+    run.assert_success();
     let cert_text = std::fs::read_to_string(format!("{}-cert.pub", key.display())).unwrap();
     assert!(cert_text.starts_with("ssh-ed25519-cert-v01@openssh.com "));
-    let server = Server::start(
+    let server = VerifyServer::start(
         &e2e,
         &format!("{} {} oidc\n", op.issuer(), op.client_id()),
         &format!("{LOGIN_USER} oidc:groups:ssh-users {}\n", op.issuer()),
@@ -347,7 +192,7 @@ fn groups_policy_with_an_es256_op_and_ed25519_key() {
     server.assert_ssh_ok(LOGIN_USER, &key);
     // bob is in `devs`, not `ssh-users`.
     let bob_key = e2e.dir().join("bob_ed25519");
-    assert_success(&login(
+    login(
         &home,
         &[
             "--provider",
@@ -358,7 +203,8 @@ fn groups_policy_with_an_es256_op_and_ed25519_key() {
             "ed25519",
         ],
         "bob",
-    ));
+    )
+    .assert_success();
     server.assert_ssh_denied(LOGIN_USER, &bob_key);
 }
 
@@ -375,7 +221,7 @@ fn a_token_with_200_groups_goes_through() {
     let home = e2e.dir().join("home");
     std::fs::create_dir(&home).unwrap();
     let key = e2e.dir().join("carol_key");
-    assert_success(&login(
+    login(
         &home,
         &[
             "--provider",
@@ -384,12 +230,13 @@ fn a_token_with_200_groups_goes_through() {
             key.to_str().unwrap(),
         ],
         "carol",
-    ));
+    )
+    .assert_success();
     let cert_len = std::fs::metadata(format!("{}-cert.pub", key.display()))
         .unwrap()
         .len();
     assert!(cert_len > 8_000, "certificate is only {cert_len} bytes");
-    let server = Server::start(
+    let server = VerifyServer::start(
         &e2e,
         &format!("{} {} oidc\n", op.issuer(), op.client_id()),
         &format!(
@@ -412,55 +259,21 @@ fn auto_refresh_keeps_the_key_and_a_refreshed_certificate_outlives_the_original_
     let key = e2e.dir().join("refresh_key");
     let cert = PathBuf::from(format!("{}-cert.pub", key.display()));
     let opkssh = e2e::target_binary("opkssh");
-    let mut child = Command::new(&opkssh)
-        .args([
-            "login",
-            "--disable-browser-open",
+    let provider = provider_spec(&op);
+    let mut login = LoginProcess::start(
+        &home,
+        &[
             "--auto-refresh",
             "--provider",
-        ])
-        .arg(provider_spec(&op))
-        .arg("-i")
-        .arg(&key)
-        .env("HOME", &home)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let stdout = child.stdout.take().unwrap();
-    let _child = KillOnDrop(child);
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut seen = Vec::new();
-    let mut next = |pattern: &str| -> String {
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| panic!("no line with {pattern:?}; saw:\n{}", seen.join("\n")));
-            seen.push(line.clone());
-            if line.contains(pattern) {
-                return line;
-            }
-        }
-    };
-    let url = next("Open your browser to: ")
-        .trim_start_matches("Open your browser to: ")
-        .to_owned();
+            &provider,
+            "-i",
+            key.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let url = login.auth_url();
     http_login(&url, "alice").unwrap();
-    next("Keys generated for identity");
+    login.wait_for("Keys generated for identity");
     let logged_in = Instant::now();
     let public_key = |path: &Path| {
         opk_core::sshcert::private_key_from_openssh(&std::fs::read_to_string(path).unwrap())
@@ -470,8 +283,8 @@ fn auto_refresh_keeps_the_key_and_a_refreshed_certificate_outlives_the_original_
     };
     let first_key = public_key(&key);
     let first_cert = std::fs::read_to_string(&cert).unwrap();
-    next("Refreshing id_token...");
-    next("Writing opk ssh public key");
+    login.wait_for("Refreshing id_token...");
+    login.wait_for("Writing opk ssh public key");
     // Same key; the certificate now carries `<compact>.<refreshed ID token>`.
     assert_eq!(public_key(&key), first_key);
     assert_ne!(std::fs::read_to_string(&cert).unwrap(), first_cert);
@@ -486,8 +299,8 @@ fn auto_refresh_keeps_the_key_and_a_refreshed_certificate_outlives_the_original_
 
     let providers = |policy: &str| format!("{} {} {policy}\n", op.issuer(), op.client_id());
     let auth_id = format!("{LOGIN_USER} alice@example.com {}\n", op.issuer());
-    let refreshed = Server::start(&e2e, &providers("oidc_refreshed"), &auth_id);
-    let plain = Server::start(&e2e, &providers("oidc"), &auth_id);
+    let refreshed = VerifyServer::start(&e2e, &providers("oidc_refreshed"), &auth_id);
+    let plain = VerifyServer::start(&e2e, &providers("oidc"), &auth_id);
     std::thread::sleep(Duration::from_secs(ttl + 2).saturating_sub(logged_in.elapsed()));
     // The original ID token has expired: `oidc` denies, `oidc_refreshed` accepts the
     // certificate the loop keeps rewriting.
@@ -586,7 +399,7 @@ fn headless_chromium_login_through_browser_env() {
     let log = std::fs::read_to_string(&browser_log).unwrap_or_default();
     assert!(log.contains("close this window"), "{log}");
 
-    let server = Server::start(
+    let server = VerifyServer::start(
         &e2e,
         &format!("{} {} oidc\n", op.issuer(), op.client_id()),
         &format!("{LOGIN_USER} alice@example.com {}\n", op.issuer()),
