@@ -14,13 +14,14 @@ use opk_core::jwk::{Jwk, Jwks};
 use opk_core::jws::{Jws, SigningKey};
 use opk_core::sshcert::{OpksshCertificate, UserKeyType, generate_user_key};
 use opkssh_tests::e2e;
+use opkssh_tests::login::LoginProcess;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -170,11 +171,10 @@ fn serve(mut stream: TcpStream, discovery: &str, jwks: &str, answers: &Mutex<Ans
 
 /// A running `opkssh login` for the lying provider, stopped where it waits for the browser.
 struct PendingLogin {
-    child: Child,
+    process: LoginProcess,
     home: tempfile::TempDir,
     /// The authorization request's parameters.
     request: HashMap<String, String>,
-    stdout: BufReader<std::process::ChildStdout>,
 }
 
 fn free_port() -> u16 {
@@ -197,32 +197,12 @@ fn start_login_with(op: &LyingOp, redirect_uri: &str, extra: &[&str]) -> Pending
         ),
     )
     .unwrap();
-    let mut child = Command::new(e2e::target_binary("opkssh"))
-        .args(["login", "--disable-browser-open", "-i"])
-        .arg(home.path().join("id_key"))
-        .args(extra)
-        .arg("lying")
-        .env("HOME", home.path())
-        .env_remove("OPKSSH_PROVIDERS")
-        .env_remove("OPKSSH_DEFAULT")
-        .env_remove("BROWSER")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    let login_url = loop {
-        line.clear();
-        if stdout.read_line(&mut line).unwrap() == 0 {
-            let output = finish(child, stdout);
-            panic!("login ended before printing its URL: {output}");
-        }
-        if let Some(url) = line.trim_end().strip_prefix("Open your browser to: ") {
-            break url.to_owned();
-        }
-    };
+    let key = home.path().join("id_key");
+    let mut args = vec!["-i", key.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.push("lying");
+    let mut process = LoginProcess::start(home.path(), &args, &[]);
+    let login_url = process.auth_url();
     let response = e2e::loopback_agent().get(&login_url).call().unwrap();
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     assert!(
@@ -236,10 +216,9 @@ fn start_login_with(op: &LyingOp, redirect_uri: &str, extra: &[&str]) -> Pending
         .map(|(name, value)| (name.to_owned(), percent_decode(value)))
         .collect();
     PendingLogin {
-        child,
+        process,
         home,
         request,
-        stdout,
     }
 }
 
@@ -272,27 +251,6 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
-/// Waits for the login to end; its exit status and everything it printed.
-fn finish(mut child: Child, mut stdout: BufReader<std::process::ChildStdout>) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "login did not end");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut text = String::new();
-    stdout.read_to_string(&mut text).unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-    format!("{status}\n{text}")
-}
-
 impl PendingLogin {
     fn param(&self, name: &str) -> &str {
         self.request
@@ -321,10 +279,15 @@ impl PendingLogin {
         self.callback(&format!("code=the-code&state={state}"), None)
     }
 
-    /// Ends the login: whether it succeeded, what it printed, and its home (kept until dropped).
+    /// Ends the login: whether it succeeded, everything it printed, and its home (kept until
+    /// dropped).
     fn end(self) -> (bool, String, tempfile::TempDir) {
-        let output = finish(self.child, self.stdout);
-        (output.starts_with("exit status: 0"), output, self.home)
+        let run = self.process.finish();
+        let printed = format!(
+            "{}\nstdout:\n{}\nstderr:\n{}",
+            run.status, run.stdout, run.stderr
+        );
+        (run.status.success(), printed, self.home)
     }
 }
 

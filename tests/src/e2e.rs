@@ -795,6 +795,63 @@ pub fn http_login_stop_at_callback(auth_url: &str, login_name: &str) -> Result<S
     drive_login(auth_url, login_name, false)
 }
 
+/// What one request of a page driver got back.
+struct Page {
+    status: u16,
+    location: Option<String>,
+    body: String,
+}
+
+/// GETs `url`, or POSTs `form` to it, as a browser with the cookies in `jar`, and keeps the
+/// cookies it sets. Redirects are not followed.
+fn fetch_page(
+    agent: &ureq::Agent,
+    jar: &mut CookieJar,
+    url: &str,
+    form: Option<Vec<(String, String)>>,
+) -> Result<Page> {
+    check_loopback(url)?;
+    let uri: ureq::http::Uri = url.parse()?;
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .unwrap_or_default();
+    let path = uri.path().to_owned();
+    let cookie = jar.header(&authority, &path);
+    let mut resp = match form {
+        Some(fields) => {
+            let mut request = agent.post(url);
+            if let Some(cookie) = &cookie {
+                request = request.header("cookie", cookie);
+            }
+            request
+                .send_form(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .with_context(|| format!("POST {url}"))?
+        }
+        None => {
+            let mut request = agent.get(url);
+            if let Some(cookie) = &cookie {
+                request = request.header("cookie", cookie);
+            }
+            request.call().with_context(|| format!("GET {url}"))?
+        }
+    };
+    for set_cookie in resp.headers().get_all("set-cookie") {
+        if let Ok(set_cookie) = set_cookie.to_str() {
+            jar.store(&authority, &path, set_cookie);
+        }
+    }
+    Ok(Page {
+        status: resp.status().as_u16(),
+        location: resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        body: resp.body_mut().read_to_string().unwrap_or_default(),
+    })
+}
+
 fn drive_login(auth_url: &str, login_name: &str, fetch_callback: bool) -> Result<String> {
     let agent = loopback_agent();
     let mut jar = CookieJar::default();
@@ -802,13 +859,6 @@ fn drive_login(auth_url: &str, login_name: &str, fetch_callback: bool) -> Result
     let mut form: Option<Vec<(String, String)>> = None;
     for _ in 0..20 {
         check_loopback(&url)?;
-        let uri: ureq::http::Uri = url.parse()?;
-        let authority = uri
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .unwrap_or_default();
-        let path = uri.path().to_owned();
-        let cookie = jar.header(&authority, &path);
         let is_callback = url
             .split(['?', '#'])
             .next()
@@ -816,36 +866,11 @@ fn drive_login(auth_url: &str, login_name: &str, fetch_callback: bool) -> Result
         if is_callback && form.is_none() && !fetch_callback {
             return Ok(url);
         }
-        let mut resp = match form.take() {
-            Some(fields) => {
-                let mut request = agent.post(&url);
-                if let Some(cookie) = &cookie {
-                    request = request.header("cookie", cookie);
-                }
-                request
-                    .send_form(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                    .with_context(|| format!("POST {url}"))?
-            }
-            None => {
-                let mut request = agent.get(&url);
-                if let Some(cookie) = &cookie {
-                    request = request.header("cookie", cookie);
-                }
-                request.call().with_context(|| format!("GET {url}"))?
-            }
-        };
-        for set_cookie in resp.headers().get_all("set-cookie") {
-            if let Ok(set_cookie) = set_cookie.to_str() {
-                jar.store(&authority, &path, set_cookie);
-            }
-        }
-        let status = resp.status().as_u16();
-        let location = resp
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        let Page {
+            status,
+            location,
+            body,
+        } = fetch_page(&agent, &mut jar, &url, form.take())?;
         if is_callback {
             if (200..300).contains(&status) {
                 return Ok(url);
@@ -922,44 +947,11 @@ pub fn http_device_login(
     let mut url = verification_uri.to_owned();
     let mut form: Option<Vec<(String, String)>> = None;
     for _ in 0..20 {
-        check_loopback(&url)?;
-        let uri: ureq::http::Uri = url.parse()?;
-        let authority = uri
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .unwrap_or_default();
-        let path = uri.path().to_owned();
-        let cookie = jar.header(&authority, &path);
-        let mut resp = match form.take() {
-            Some(fields) => {
-                let mut request = agent.post(&url);
-                if let Some(cookie) = &cookie {
-                    request = request.header("cookie", cookie);
-                }
-                request
-                    .send_form(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                    .with_context(|| format!("POST {url}"))?
-            }
-            None => {
-                let mut request = agent.get(&url);
-                if let Some(cookie) = &cookie {
-                    request = request.header("cookie", cookie);
-                }
-                request.call().with_context(|| format!("GET {url}"))?
-            }
-        };
-        for set_cookie in resp.headers().get_all("set-cookie") {
-            if let Ok(set_cookie) = set_cookie.to_str() {
-                jar.store(&authority, &path, set_cookie);
-            }
-        }
-        let status = resp.status().as_u16();
-        let location = resp
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        let Page {
+            status,
+            location,
+            body,
+        } = fetch_page(&agent, &mut jar, &url, form.take())?;
         if matches!(status, 301 | 302 | 303 | 307 | 308) {
             let location = location.ok_or_else(|| anyhow!("{status} without Location at {url}"))?;
             url = join_url(&url, &location)?;

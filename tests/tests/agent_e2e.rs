@@ -11,12 +11,12 @@
 
 use opk_core::sshcert::OpksshCertificate;
 use opkssh_tests::e2e::{
-    self, AkcConfig, E2e, LOGIN_USER, Op, SSH_TIMEOUT, Sshd, http_login, run_with_timeout,
+    self, E2e, LOGIN_USER, Op, SSH_TIMEOUT, VerifyServer, http_login, run_with_timeout,
 };
-use std::io::{BufRead as _, BufReader};
+use opkssh_tests::login::{LoginProcess, LoginRun, login_through_op};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// A scope list that gets email and groups from the test OP.
@@ -117,103 +117,15 @@ impl Drop for SshAgent {
     }
 }
 
-/// What one `opkssh login` printed, and how it ended.
-struct LoginRun {
-    stdout: String,
-    stderr: String,
-    status: ExitStatus,
-}
-
-/// Runs `opkssh login --disable-browser-open <args>` with `HOME=home` and `SSH_AUTH_SOCK` set
-/// to `agent` (or unset), waits for the `Open your browser to: <url>` line, drives that URL
-/// through the OP's pages as `who`, then waits for the command to end.
+/// A browser login through the OP's pages as `who`, with `SSH_AUTH_SOCK` set to `agent` (or
+/// unset); it must succeed.
 fn login(home: &Path, agent: Option<&Path>, args: &[&str], who: &str) -> LoginRun {
-    let mut command = Command::new(e2e::target_binary("opkssh"));
-    command
-        .arg("login")
-        .arg("--disable-browser-open")
-        .args(args)
-        .env("HOME", home)
-        .env_remove("OPKSSH_PROVIDERS")
-        .env_remove("OPKSSH_DEFAULT")
-        .env_remove("ACTIONS_ID_TOKEN_REQUEST_URL")
-        .env_remove("GITLAB_CI")
-        .env_remove("BROWSER")
-        .env_remove("SSH_AUTH_SOCK");
-    if let Some(socket) = agent {
-        command.env("SSH_AUTH_SOCK", socket);
-    }
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (lines_tx, lines_rx) = mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = lines_tx.send(line);
-        }
-    });
-    let stderr_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
-        text
-    });
-    let mut printed = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let url = loop {
-        let Ok(line) = lines_rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "no browser URL; stdout so far:\n{}\nstderr:\n{}",
-                printed.join("\n"),
-                stderr_reader.join().unwrap_or_default()
-            )
-        };
-        printed.push(line.clone());
-        if let Some(url) = line.strip_prefix("Open your browser to: ") {
-            break url.to_owned();
-        }
-    };
-    let reached = http_login(&url, who);
-    let wait_until = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > wait_until {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("login did not finish; stdout:\n{}", printed.join("\n"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    reader.join().unwrap();
-    printed.extend(lines_rx.try_iter());
-    let run = LoginRun {
-        stdout: printed.join("\n"),
-        stderr: stderr_reader.join().unwrap(),
-        status,
-    };
-    reached.unwrap_or_else(|error| {
-        panic!(
-            "browser driver: {error:#}\nstdout:\n{}\nstderr:\n{}",
-            run.stdout, run.stderr
-        )
-    });
-    assert!(
-        run.status.success(),
-        "login failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        run.status,
-        run.stdout,
-        run.stderr
-    );
+    let env: Vec<(&str, &OsStr)> = agent
+        .map(|socket| ("SSH_AUTH_SOCK", socket.as_os_str()))
+        .into_iter()
+        .collect();
+    let run = login_through_op(home, args, &env, who);
+    run.assert_success();
     run
 }
 
@@ -231,37 +143,20 @@ fn printed_lifetime(run: &LoginRun, comment: &str) -> u32 {
         .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{}", run.stdout))
 }
 
-/// sshd with our verify as AuthorizedKeysCommand, one provider and one `auth_id` row.
-struct Server {
-    sshd: Sshd,
-    rw: PathBuf,
-}
+/// sshd with our verify as AuthorizedKeysCommand, the OP as provider and one `auth_id` row.
+struct Server(VerifyServer);
 
 impl Server {
     fn start(e2e: &E2e, op: &Op, email: &str) -> Server {
-        let opkssh = e2e.install_binary(&e2e::target_binary("opkssh"));
-        let providers = format!("{} {} oidc\n", op.issuer(), op.client_id());
-        let auth_id = format!("{LOGIN_USER} {email} {}\n", op.issuer());
-        let config = e2e.install_dir(
-            &[
-                ("providers", providers.as_bytes(), 0o640),
-                ("auth_id", auth_id.as_bytes(), 0o640),
-            ],
-            Some(e2e::AKC_USER),
-        );
-        let rw = e2e.writable_dir(e2e::AKC_USER);
-        let sshd = Sshd::start(AkcConfig::new(format!(
-            "{} verify --config-dir {} --log-file {}/opkssh.log --cache-dir {}/cache %u %k %t",
-            opkssh.display(),
-            config.display(),
-            rw.display(),
-            rw.display()
-        )));
-        Server { sshd, rw }
+        Server(VerifyServer::start(
+            e2e,
+            &format!("{} {} oidc\n", op.issuer(), op.client_id()),
+            &format!("{LOGIN_USER} {email} {}\n", op.issuer()),
+        ))
     }
 
     fn verify_log(&self) -> String {
-        std::fs::read_to_string(self.rw.join("opkssh.log")).unwrap_or_default()
+        self.0.verify_log()
     }
 
     /// `ssh` with the agent as its only source of keys: no identity or certificate file (the
@@ -279,11 +174,11 @@ impl Server {
             .arg("-o")
             .arg(format!(
                 "UserKnownHostsFile={}",
-                self.sshd.known_hosts().display()
+                self.0.sshd.known_hosts().display()
             ))
             .args(["-o", "StrictHostKeyChecking=yes"])
             .arg("-p")
-            .arg(self.sshd.port().to_string())
+            .arg(self.0.sshd.port().to_string())
             .arg(format!("{LOGIN_USER}@127.0.0.1"))
             .args(["id", "-un"])
             .env("HOME", home)
@@ -298,7 +193,7 @@ impl Server {
             Some(0),
             "{output:?}\nverify log:\n{}\nsshd log:\n{}",
             self.verify_log(),
-            self.sshd.log()
+            self.0.sshd.log()
         );
         assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), LOGIN_USER);
     }
@@ -627,75 +522,27 @@ fn auto_refresh_replaces_the_certificate_in_the_agent() {
     let agent = SshAgent::start(e2e.dir());
     let home = e2e.dir().join("home");
     std::fs::create_dir(&home).unwrap();
-    let child = Command::new(e2e::target_binary("opkssh"))
-        .args([
-            "login",
-            "--disable-browser-open",
-            "--auto-refresh",
-            "--agent-only",
-            "--provider",
-        ])
-        .arg(provider_spec(&op))
-        .env("HOME", &home)
-        .env("SSH_AUTH_SOCK", &agent.socket)
-        .env_remove("OPKSSH_PROVIDERS")
-        .env_remove("OPKSSH_DEFAULT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    struct KillOnDrop(Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = KillOnDrop(child);
-    let (tx, rx) = mpsc::channel::<String>();
-    // stdout and stderr as one stream of lines (eviction is reported on stderr).
-    let pipes: [Box<dyn std::io::Read + Send>; 2] = [
-        Box::new(child.0.stdout.take().unwrap()),
-        Box::new(child.0.stderr.take().unwrap()),
-    ];
-    for pipe in pipes {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    let mut seen = Vec::new();
-    let mut next = |pattern: &str| -> String {
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| panic!("no line with {pattern:?}; saw:\n{}", seen.join("\n")));
-            seen.push(line.clone());
-            if line.contains(pattern) {
-                return line;
-            }
-        }
-    };
-    let url = next("Open your browser to: ")
-        .trim_start_matches("Open your browser to: ")
-        .to_owned();
+    let provider = provider_spec(&op);
+    let mut login = LoginProcess::start(
+        &home,
+        &["--auto-refresh", "--agent-only", "--provider", &provider],
+        &[("SSH_AUTH_SOCK", agent.socket.as_os_str())],
+    );
+    // stdout and stderr are read as one stream (eviction is reported on stderr).
+    let url = login.auth_url();
     http_login(&url, "alice").unwrap();
-    next("Added opkssh certificate to ssh-agent: ");
+    login.wait_for("Added opkssh certificate to ssh-agent: ");
     let first = agent.opkssh_certificates();
     assert_eq!(first.len(), 1, "{:?}", agent.listed());
 
-    next("Refreshing id_token...");
-    let removed = next("Removed opkssh certificate from ssh-agent: ");
+    login.wait_for("Refreshing id_token...");
+    let removed = login.wait_for("Removed opkssh certificate from ssh-agent: ");
     assert!(
         removed.contains(&first[0].0.fingerprint())
             && removed.ends_with("): an earlier certificate for the same identity"),
         "{removed}"
     );
-    next("Added opkssh certificate to ssh-agent: ");
+    login.wait_for("Added opkssh certificate to ssh-agent: ");
     // One certificate still, the refreshed one: same key, the PK token now carries the
     // refreshed ID token.
     let now_held = agent.opkssh_certificates();

@@ -10,12 +10,12 @@
 
 use opk_core::sshcert::{OpksshCertificate, UserKeyFile};
 use opkssh_tests::e2e::{self, IssuerServer, Op};
+use opkssh_tests::login::LoginProcess;
 use opkssh_tests::mint::{Minted, mint};
 use policy::atomic_file::TEMPORARY_MARKER;
-use std::io::{BufRead as _, BufReader};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const KILLS: usize = 200;
@@ -205,51 +205,16 @@ fn cache_dir_or_create(cache: &Path) -> std::path::PathBuf {
     cache.to_path_buf()
 }
 
-/// A login started with `--disable-browser-open`, stopped where it waits for the browser.
-struct PendingLogin {
-    child: Child,
-    auth_url: String,
-    // Kept open: a login whose stdout is closed dies on its next line, before it writes.
-    _stdout: BufReader<std::process::ChildStdout>,
-}
-
-fn start_login(home: &Path, provider: &str) -> PendingLogin {
-    let mut child = Command::new(e2e::target_binary("opkssh"))
-        .args(["login", "--disable-browser-open", "--provider", provider])
-        .env("HOME", home)
-        .env_remove("OPKSSH_PROVIDERS")
-        .env_remove("OPKSSH_DEFAULT")
-        .env_remove("BROWSER")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    let auth_url = loop {
-        line.clear();
-        assert_ne!(stdout.read_line(&mut line).unwrap(), 0, "login ended early");
-        if let Some(url) = line.trim_end().strip_prefix("Open your browser to: ") {
-            break url.to_owned();
-        }
-    };
-    PendingLogin {
-        child,
-        auth_url,
-        _stdout: stdout,
-    }
-}
-
-impl PendingLogin {
-    /// Logs in at the OP and delivers the callback in the background; the login then exchanges
-    /// the code, verifies the token and writes the key pair.
-    fn answer(&self) {
-        let callback = e2e::http_login_stop_at_callback(&self.auth_url, "alice").unwrap();
-        std::thread::spawn(move || {
-            let _ = e2e::loopback_agent().get(&callback).call();
-        });
-    }
+/// Starts a login and answers it: logs in at the OP and delivers the callback in the
+/// background, after which the login exchanges the code, verifies the token and writes the key
+/// pair.
+fn answered_login(home: &Path, provider: &str) -> LoginProcess {
+    let mut login = LoginProcess::start(home, &["--provider", provider], &[]);
+    let callback = e2e::http_login_stop_at_callback(&login.auth_url(), "alice").unwrap();
+    std::thread::spawn(move || {
+        let _ = e2e::loopback_agent().get(&callback).call();
+    });
+    login
 }
 
 /// The key pair on disk: each file complete and of the right mode, the certificate's key the
@@ -296,10 +261,9 @@ fn login_killed_while_writing_never_leaves_a_broken_key_or_certificate() {
     // old pair.
     let mut tails: Vec<Duration> = (0..5)
         .map(|_| {
-            let mut login = start_login(home.path(), &provider);
-            login.answer();
+            let login = answered_login(home.path(), &provider);
             let answered = Instant::now();
-            assert!(login.child.wait().unwrap().success());
+            login.finish().assert_success();
             answered.elapsed()
         })
         .collect();
@@ -312,16 +276,14 @@ fn login_killed_while_writing_never_leaves_a_broken_key_or_certificate() {
 
     let (mut untouched, mut key_only, mut both, mut finished) = (0, 0, 0, 0);
     for i in 0..KILLS {
-        let mut login = start_login(home.path(), &provider);
-        login.answer();
+        let mut login = answered_login(home.path(), &provider);
         let delay = earliest
             + Duration::from_micros(random_below(u64::try_from(spread.as_micros()).unwrap()));
         std::thread::sleep(delay);
-        if login.child.try_wait().unwrap().is_some() {
+        if login.has_exited() {
             finished += 1;
         }
-        let _ = login.child.kill();
-        login.child.wait().unwrap();
+        login.kill();
         let after = read_pair(&key_path).unwrap_or_else(|| panic!("kill {i}: key removed"));
         if after == current {
             untouched += 1;
@@ -355,9 +317,9 @@ fn login_killed_while_writing_never_leaves_a_broken_key_or_certificate() {
         );
     }
     // A login after all that leaves a matching pair in the same place.
-    let mut login = start_login(home.path(), &provider);
-    login.answer();
-    assert!(login.child.wait().unwrap().success());
+    answered_login(home.path(), &provider)
+        .finish()
+        .assert_success();
     let last = read_pair(&key_path).unwrap();
     assert!(pair_matches(&last));
     assert!(temporaries(&key_path.with_file_name(""), TEMPORARY_MARKER).is_empty());
