@@ -7,6 +7,7 @@ pub(crate) mod client;
 pub(crate) mod demo;
 pub(crate) mod demo_sshd;
 pub(crate) mod inspect;
+pub(crate) mod install_server;
 pub(crate) mod login;
 pub(crate) mod logout;
 pub(crate) mod permissions;

@@ -43,6 +43,20 @@ pub enum WriteError {
 /// # Errors
 /// [`WriteError`] naming the file.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), WriteError> {
+    write_atomic_owned(path, contents, mode, None)
+}
+
+/// Like [`write_atomic`], and the new file also has the owner `(uid, gid)` before it is renamed
+/// over the target, so it never appears with another owner (needs root to give files away).
+///
+/// # Errors
+/// [`WriteError`] naming the file.
+pub fn write_atomic_owned(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> Result<(), WriteError> {
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(WriteError::NotAFilePath(path.to_owned()));
     };
@@ -75,6 +89,9 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), Write
         }
     };
     let result = (|| {
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+        }
         file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         file.write_all(contents)?;
         file.sync_all()?;

@@ -10,5 +10,6 @@ pub mod client_config;
 pub mod demo_op;
 pub mod files;
 pub mod httpd;
+pub mod install;
 pub mod login;
 pub mod placement;

@@ -26,12 +26,18 @@ fn main() -> ExitCode {
         Some(Command::Client(args)) => commands::client::run(&args),
         Some(Command::Demo(args)) => commands::demo::run(&args),
         Some(Command::Inspect(args)) => commands::inspect::run(&args),
+        Some(Command::InstallServer(args)) => {
+            commands::install_server::run_install(&args).map_err(CliError::from)
+        }
         Some(Command::Login(args)) => commands::login::run(&args),
         Some(Command::Logout(args)) => commands::logout::run(&args),
         Some(Command::Permissions(args)) => {
             commands::permissions::run(&args).map_err(CliError::from)
         }
         Some(Command::Readhome(args)) => commands::readhome::run(&args).map_err(CliError::from),
+        Some(Command::UninstallServer(args)) => {
+            commands::install_server::run_uninstall(&args).map_err(CliError::from)
+        }
         Some(Command::Verify(args)) => commands::verify::run(&args),
         None => Err(CliError::Usage("no command given".into())),
     };
