@@ -703,3 +703,11 @@ fn sshd_rejecting_the_change_restores_its_files() {
     // The other files stay installed; a fixed run would continue from there.
     assert!(root.path("/etc/opk/providers").exists());
 }
+
+#[test]
+fn the_package_ships_the_default_providers() {
+    assert_eq!(
+        include_str!("../../debian/etc/opk/providers"),
+        DEFAULT_PROVIDERS
+    );
+}
