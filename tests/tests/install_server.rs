@@ -169,6 +169,20 @@ impl MachineBackup {
         }
     }
 
+    /// Fails unless opkssh is absent, then removes what `opkssh verify` runs with default paths
+    /// may have left (the log and the cache), so the machine starts without any of it; all is
+    /// put back on drop.
+    fn require_clean_machine(&self) {
+        for installed in [INSTALLED, PACKAGED, "/etc/opk", DROP_IN, SUDOERS] {
+            assert!(
+                !Path::new(installed).exists(),
+                "{installed} exists: opkssh is installed on this machine; these tests need one without it"
+            );
+        }
+        let _ = fs::remove_file(LOG);
+        let _ = fs::remove_dir_all(CACHE);
+    }
+
     /// Deletes the account so that the installer has to create it.
     fn delete_account(&self) {
         if account_exists(AKC_USER) {
@@ -504,10 +518,7 @@ fn install_server_then_ssh_then_uninstall_server() {
     let Some(e2e) = E2e::require() else { return };
     require_sudo();
     let backup = MachineBackup::take();
-    assert!(
-        !Path::new(INSTALLED).exists() && !Path::new("/etc/opk").exists(),
-        "opkssh is already installed on this machine; this test needs a machine without it"
-    );
+    backup.require_clean_machine();
     backup.delete_account();
     let before = capture();
     let opkssh_built = e2e::target_binary("opkssh");
@@ -658,10 +669,7 @@ fn debian_package_installs_the_server_layout_and_purges_clean() {
         !backup.had_package,
         "the opkssh package is already installed"
     );
-    assert!(
-        !Path::new(INSTALLED).exists() && !Path::new("/etc/opk").exists(),
-        "opkssh is already installed on this machine; this test needs a machine without it"
-    );
+    backup.require_clean_machine();
     let before = capture();
 
     let out = run(Command::new("dpkg").arg("-i").arg(&deb));
