@@ -34,6 +34,9 @@ pub(crate) enum Command {
     Demo(commands::demo::DemoArgs),
     /// Show what an SSH certificate and its PK token contain.
     Inspect(InspectArgs),
+    /// Set up this server for opkssh (as root): account, binary, /etc/opk, sshd, sudoers
+    #[command(name = "install-server")]
+    InstallServer(commands::install_server::InstallServerArgs),
     /// Authenticate with an OpenID provider to generate an SSH key for opkssh
     Login(Box<commands::login::LoginArgs>),
     /// Remove opkssh-generated SSH keys and certificates
@@ -44,6 +47,9 @@ pub(crate) enum Command {
     Permissions(commands::permissions::PermissionsArgs),
     /// Read the principal's home policy file
     Readhome(commands::readhome::ReadhomeArgs),
+    /// Undo install-server (as root): sshd configuration, sudoers rule, binary, cache
+    #[command(name = "uninstall-server")]
+    UninstallServer(commands::install_server::UninstallServerArgs),
     /// Verify an opkssh certificate for sshd (AuthorizedKeysCommand ... verify %u %k %t)
     Verify(commands::verify::VerifyArgs),
 }

@@ -9,6 +9,7 @@ pub(crate) mod demo_sshd;
 pub(crate) mod device;
 pub(crate) mod docs;
 pub(crate) mod inspect;
+pub(crate) mod install_server;
 pub(crate) mod login;
 pub(crate) mod logout;
 pub(crate) mod permissions;

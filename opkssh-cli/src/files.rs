@@ -29,10 +29,24 @@ pub enum WriteError {
 /// # Errors
 /// [`WriteError`] naming the file.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), WriteError> {
+    write_atomic_owned(path, contents, mode, None)
+}
+
+/// Like [`write_atomic`], and the new file also has the owner `(uid, gid)` before it is renamed
+/// over the target, so it never appears with another owner (needs root to give files away).
+///
+/// # Errors
+/// [`WriteError`] naming the file.
+pub fn write_atomic_owned(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> Result<(), WriteError> {
     Ok(policy::atomic_file::replace(
         path,
         contents,
-        FileMode::mode(mode),
+        FileMode { mode, owner },
     )?)
 }
 

@@ -13,5 +13,6 @@ pub mod demo_op;
 pub mod device;
 pub mod files;
 pub mod httpd;
+pub mod install;
 pub mod login;
 pub mod placement;

@@ -29,6 +29,9 @@ fn main() -> ExitCode {
         }
         Some(Command::Demo(args)) => commands::demo::run(&args),
         Some(Command::Inspect(args)) => commands::inspect::run(&args),
+        Some(Command::InstallServer(args)) => {
+            commands::install_server::run_install(&args).map_err(CliError::from)
+        }
         Some(Command::Login(args)) => commands::login::run(&args),
         Some(Command::Logout(args)) => commands::logout::run(&args),
         Some(Command::Man(args)) => commands::docs::man(&args).map_err(CliError::from),
@@ -36,6 +39,9 @@ fn main() -> ExitCode {
             commands::permissions::run(&args).map_err(CliError::from)
         }
         Some(Command::Readhome(args)) => commands::readhome::run(&args).map_err(CliError::from),
+        Some(Command::UninstallServer(args)) => {
+            commands::install_server::run_uninstall(&args).map_err(CliError::from)
+        }
         Some(Command::Verify(args)) => commands::verify::run(&args),
         None => Err(CliError::Usage("no command given".into())),
     };

@@ -1,0 +1,1331 @@
+//! Setting up (and taking down) a server for opkssh, as the Go `scripts/install-linux.sh` does
+//! (behaviour.md §5.1, §3.7): the `opksshuser` account, the binary, `/etc/opk`, sshd's
+//! `AuthorizedKeysCommand`, the sudoers rule for home policies, the log and the key cache.
+//!
+//! Work is split in two so that it can be shown and tested as data: [`plan_install`] and
+//! [`plan_uninstall`] read the machine and return a [`Plan`], a list of [`Change`]s that
+//! changes nothing; [`apply`] carries a plan out. A plan for a machine that is already as
+//! asked is empty, so running the installer again changes nothing.
+//!
+//! Paths are absolute paths on the machine; [`Layout::root`] relocates them all (tests plan and
+//! apply against a temporary folder). User accounts are always the running system's.
+
+mod diff;
+pub mod sshd_config;
+mod system;
+
+pub use sshd_config::Directives;
+pub use system::{Environment, Machine};
+
+use crate::files::WriteError;
+use sshd_config::{SshdFiles, SshdPlan, Target};
+use std::fmt;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+
+/// Where the Go installer puts the binary; sshd's line and the sudoers rule name it.
+pub const BINARY_PATH: &str = "/usr/local/bin/opkssh";
+/// Where the Debian package puts the binary (packages do not install under /usr/local).
+pub const PACKAGE_BINARY_PATH: &str = "/usr/bin/opkssh";
+/// The server configuration folder.
+pub const CONFIG_DIR: &str = "/etc/opk";
+/// sshd's main configuration file.
+pub const SSHD_CONFIG: &str = "/etc/ssh/sshd_config";
+/// sshd's drop-in folder.
+pub const SSHD_CONFIG_DIR: &str = "/etc/ssh/sshd_config.d";
+/// The sudoers file for the home-policy rule.
+pub const SUDOERS_FILE: &str = "/etc/sudoers.d/opkssh";
+/// The verify log.
+pub const LOG_FILE: &str = "/var/log/opkssh.log";
+/// The discovery/JWKS cache of `opkssh verify`.
+pub const CACHE_DIR: &str = "/var/cache/opkssh";
+/// The account sshd runs `opkssh verify` as, and the group that may read `/etc/opk`.
+pub const AUTH_CMD_USER: &str = "opksshuser";
+
+/// The providers the Go installer writes into an empty `/etc/opk/providers` (Google,
+/// Microsoft, GitLab, Hello; 24-hour tokens).
+pub const DEFAULT_PROVIDERS: &str = "\
+https://accounts.google.com 206584157355-7cbe4s640tvm7naoludob4ut1emii7sf.apps.googleusercontent.com 24h
+https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0 096ce0a3-5e72-4da8-9c86-12924b294a01 24h
+https://gitlab.com 8d8b7024572c7fd501f64374dec6bba37096783dfcd792b3988104be08cb6923 24h
+https://issuer.hello.coop app_xejobTKEsDNSRd5vofKB2iay_2rN 24h
+";
+
+/// The comment written above the sudoers rule.
+const SUDOERS_COMMENT: &str =
+    "# opkssh: lets opkssh verify read a user's ~/.opk/auth_id through opkssh readhome";
+/// The Go installer's comment above the same rule.
+const GO_SUDOERS_COMMENT: &str = "# This allows opkssh to call opkssh readhome <username> to read the user's policy file in /home/<username>/auth_id";
+
+const DIR_MODE: u32 = 0o750;
+const POLICY_MODE: u32 = 0o640;
+const BINARY_MODE: u32 = 0o755;
+const LOG_MODE: u32 = 0o660;
+const CACHE_MODE: u32 = 0o700;
+const SUDOERS_MODE: u32 = 0o440;
+const SSHD_DIR_MODE: u32 = 0o755;
+const SSHD_FILE_MODE: u32 = 0o644;
+
+/// Absolute machine paths, relocated under a root folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// `/` on a real machine.
+    pub root: PathBuf,
+}
+
+impl Layout {
+    /// The real machine.
+    pub fn system() -> Self {
+        Self {
+            root: PathBuf::from("/"),
+        }
+    }
+
+    /// `absolute` under the root.
+    pub fn path(&self, absolute: &str) -> PathBuf {
+        self.root.join(absolute.trim_start_matches('/'))
+    }
+
+    /// Whether this is the real machine.
+    pub fn is_system(&self) -> bool {
+        self.root == Path::new("/")
+    }
+}
+
+/// Where the binary comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Binary {
+    /// Copy this file to [`BINARY_PATH`].
+    Copy(PathBuf),
+    /// A package installed it at [`PACKAGE_BINARY_PATH`].
+    Packaged,
+}
+
+impl Binary {
+    /// The path sshd and sudo run.
+    pub fn installed_path(&self) -> &'static str {
+        match self {
+            Self::Copy(_) => BINARY_PATH,
+            Self::Packaged => PACKAGE_BINARY_PATH,
+        }
+    }
+}
+
+/// Whether home policies (`~/.opk/auth_id`, read through `sudo opkssh readhome`) are set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HomePolicy {
+    /// Install the sudoers rule; fail without sudo (as Go).
+    On,
+    /// No sudoers rule.
+    Off,
+    /// Install the rule if sudo is installed, else warn (a package must not fail for it).
+    IfSudo,
+}
+
+/// What `install-server` is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallOptions {
+    /// Where the machine's files are.
+    pub layout: Layout,
+    /// The binary.
+    pub binary: Binary,
+    /// `AuthorizedKeysCommandUser`.
+    pub user: String,
+    /// The group that may read `/etc/opk` and append to the log.
+    pub group: String,
+    /// Home policies.
+    pub home_policy: HomePolicy,
+    /// Comment out another active `AuthorizedKeysCommand` instead of outranking it.
+    pub overwrite_config: bool,
+}
+
+impl InstallOptions {
+    /// Go's defaults for a binary source.
+    pub fn new(binary: Binary) -> Self {
+        Self {
+            layout: Layout::system(),
+            binary,
+            user: AUTH_CMD_USER.to_owned(),
+            group: AUTH_CMD_USER.to_owned(),
+            home_policy: HomePolicy::On,
+            overwrite_config: false,
+        }
+    }
+}
+
+/// What `uninstall-server` is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UninstallOptions {
+    /// Where the machine's files are.
+    pub layout: Layout,
+    /// Remove [`BINARY_PATH`].
+    pub remove_binary: bool,
+    /// Remove `/etc/opk` and the log too.
+    pub purge: bool,
+    /// Delete the account (and its group).
+    pub remove_user: bool,
+    /// The account.
+    pub user: String,
+    /// Its group.
+    pub group: String,
+}
+
+impl UninstallOptions {
+    /// Removes what install-server added except policy, log and account.
+    pub fn new() -> Self {
+        Self {
+            layout: Layout::system(),
+            remove_binary: true,
+            purge: false,
+            remove_user: false,
+            user: AUTH_CMD_USER.to_owned(),
+            group: AUTH_CMD_USER.to_owned(),
+        }
+    }
+}
+
+impl Default for UninstallOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// An owner by name (resolved when applied: the group may not exist yet when planning).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// User name (or a number).
+    pub user: String,
+    /// Group name (or a number).
+    pub group: String,
+}
+
+impl Owner {
+    fn new(user: &str, group: &str) -> Self {
+        Self {
+            user: user.to_owned(),
+            group: group.to_owned(),
+        }
+    }
+
+    fn root() -> Self {
+        Self::new("root", "root")
+    }
+
+    fn of(attributes: &Attributes) -> Self {
+        Self {
+            user: policy::perms::user_name(attributes.uid).replace("uid ", ""),
+            group: policy::perms::group_name(attributes.gid).replace("gid ", ""),
+        }
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}:{}", self.user, self.group)
+    }
+}
+
+/// Mode and numeric owner of an existing file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attributes {
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+}
+
+impl Attributes {
+    fn of(metadata: &std::fs::Metadata) -> Self {
+        Self {
+            mode: metadata.mode() & 0o7777,
+            uid: metadata.uid(),
+            gid: metadata.gid(),
+        }
+    }
+}
+
+/// A file as it was before a change (to show a diff and to roll back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Existing {
+    /// Its bytes.
+    pub contents: Vec<u8>,
+    /// Its mode and owner.
+    pub attributes: Attributes,
+}
+
+/// A check a file's new contents must pass before it is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validation {
+    /// None.
+    None,
+    /// `visudo -c -f -` must accept it.
+    Sudoers,
+}
+
+/// One change to the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// `groupadd --system <name>`.
+    CreateGroup {
+        /// Group name.
+        name: String,
+    },
+    /// `useradd --system --no-create-home --shell <shell> --gid <group> <name>`.
+    CreateUser {
+        /// User name.
+        name: String,
+        /// Primary group.
+        group: String,
+        /// Login shell (one that refuses logins).
+        shell: String,
+    },
+    /// `usermod -aG <group> <user>`.
+    AddToGroup {
+        /// User name.
+        user: String,
+        /// Group name.
+        group: String,
+    },
+    /// A new directory.
+    CreateDir {
+        /// Path.
+        path: PathBuf,
+        /// Mode.
+        mode: u32,
+        /// Owner.
+        owner: Owner,
+    },
+    /// A file written whole, atomically.
+    WriteFile {
+        /// Path.
+        path: PathBuf,
+        /// New contents.
+        contents: Vec<u8>,
+        /// Mode.
+        mode: u32,
+        /// Owner.
+        owner: Owner,
+        /// The file it replaces.
+        previous: Option<Existing>,
+        /// Check before writing.
+        validation: Validation,
+        /// Where the contents come from, if not shown as text (the binary).
+        source: Option<PathBuf>,
+    },
+    /// New mode and owner for an existing file or directory.
+    SetAttributes {
+        /// Path.
+        path: PathBuf,
+        /// Mode.
+        mode: u32,
+        /// Owner.
+        owner: Owner,
+        /// What it has now.
+        from: Attributes,
+    },
+    /// A file or a whole directory removed.
+    Remove {
+        /// Path.
+        path: PathBuf,
+        /// The file's contents (not kept for directories).
+        previous: Option<Existing>,
+        /// A directory with everything in it.
+        tree: bool,
+    },
+    /// `userdel <name>`.
+    DeleteUser {
+        /// User name.
+        name: String,
+    },
+    /// `groupdel <name>` (if `userdel` left it).
+    DeleteGroup {
+        /// Group name.
+        name: String,
+    },
+}
+
+fn is_text(bytes: &[u8]) -> bool {
+    !bytes.contains(&0) && std::str::from_utf8(bytes).is_ok()
+}
+
+impl Change {
+    /// One line saying what the change does, with the command it runs if any.
+    pub fn summary(&self) -> String {
+        match self {
+            Self::CreateGroup { name } => {
+                format!("create group {name} (groupadd --system {name})")
+            }
+            Self::CreateUser { name, group, shell } => format!(
+                "create user {name} (useradd --system --no-create-home --shell {shell} --gid {group} {name})"
+            ),
+            Self::AddToGroup { user, group } => {
+                format!("add user {user} to group {group} (usermod -aG {group} {user})")
+            }
+            Self::CreateDir { path, mode, owner } => format!(
+                "create directory {} (mode {mode:04o}, {owner})",
+                path.display()
+            ),
+            Self::WriteFile {
+                path,
+                contents,
+                mode,
+                owner,
+                previous,
+                source,
+                ..
+            } => {
+                let what = match previous {
+                    None => "new file",
+                    Some(_) => "replaces the current file",
+                };
+                let from = source
+                    .as_ref()
+                    .map(|source| format!(", {} bytes from {}", contents.len(), source.display()))
+                    .unwrap_or_default();
+                format!(
+                    "write {} ({what}, mode {mode:04o}, {owner}{from})",
+                    path.display()
+                )
+            }
+            Self::SetAttributes {
+                path,
+                mode,
+                owner,
+                from,
+            } => format!(
+                "set {} to mode {mode:04o}, {owner} (now {:04o}, {})",
+                path.display(),
+                from.mode,
+                Owner::of(from)
+            ),
+            Self::Remove { path, tree, .. } => {
+                if *tree {
+                    format!("remove {} and everything in it", path.display())
+                } else {
+                    format!("remove {}", path.display())
+                }
+            }
+            Self::DeleteUser { name } => format!("delete user {name} (userdel {name})"),
+            Self::DeleteGroup { name } => {
+                format!("delete group {name} (groupdel {name}, if userdel left it)")
+            }
+        }
+    }
+
+    /// The summary and, for text files, a diff of the contents.
+    pub fn details(&self) -> String {
+        let mut text = self.summary();
+        text.push('\n');
+        let (old, new): (&[u8], &[u8]) = match self {
+            Self::WriteFile {
+                contents,
+                previous,
+                source: None,
+                ..
+            } => (
+                previous.as_ref().map_or(&[][..], |p| p.contents.as_slice()),
+                contents,
+            ),
+            Self::Remove {
+                previous: Some(previous),
+                ..
+            } => (&previous.contents, &[]),
+            _ => return text,
+        };
+        if is_text(old) && is_text(new) {
+            text.push_str(&diff::render(
+                &String::from_utf8_lossy(old),
+                &String::from_utf8_lossy(new),
+                "    ",
+            ));
+        } else {
+            text.push_str(&format!(
+                "    ({} bytes replaced by {} bytes)\n",
+                old.len(),
+                new.len()
+            ));
+        }
+        text
+    }
+
+    fn path(&self) -> Option<&Path> {
+        match self {
+            Self::CreateDir { path, .. }
+            | Self::WriteFile { path, .. }
+            | Self::SetAttributes { path, .. }
+            | Self::Remove { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+}
+
+/// What installing or uninstalling would change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Accounts and files, applied first.
+    pub changes: Vec<Change>,
+    /// sshd's configuration, applied last, checked with `sshd -t` and rolled back if refused.
+    pub sshd_changes: Vec<Change>,
+    /// What the administrator should know (nothing here stops the plan).
+    pub warnings: Vec<String>,
+    /// The `AuthorizedKeysCommand` sshd should end up with (install only).
+    pub expected_command: Option<String>,
+    /// Append an installation record to the log once done (install only).
+    pub log_record: Option<String>,
+}
+
+impl Plan {
+    /// Whether nothing would change.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.sshd_changes.is_empty()
+    }
+
+    /// Every change, in the order they are applied.
+    pub fn all_changes(&self) -> impl Iterator<Item = &Change> {
+        self.changes.iter().chain(&self.sshd_changes)
+    }
+
+    /// The change touching `path`, if any.
+    pub fn change_for(&self, path: &Path) -> Option<&Change> {
+        self.all_changes()
+            .find(|change| change.path() == Some(path))
+    }
+}
+
+/// Why installing or uninstalling failed. Every variant names the file or command.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// A file could not be read or changed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file could not be written.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// A file is not what it must be.
+    #[error("{path}: {reason}")]
+    Unexpected {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// sshd's configuration cannot take opkssh's lines without `--overwrite-config`.
+    #[error("{dir}/{error}")]
+    Sshd {
+        /// The ssh folder.
+        dir: String,
+        /// Why.
+        error: sshd_config::SshdError,
+    },
+    /// Home policies need sudo.
+    #[error(
+        "sudo is not installed, and home policies (~/.opk/auth_id) are read through sudo: install sudo (apt-get install sudo) or pass --no-home-policy"
+    )]
+    NoSudo,
+    /// `visudo` refused the sudoers file.
+    #[error("{path}: visudo rejects the new file, left unchanged: {output}")]
+    SudoersRejected {
+        /// The sudoers file.
+        path: PathBuf,
+        /// visudo's output.
+        output: String,
+    },
+    /// A command failed.
+    #[error("{command} failed: {output}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Its output or the reason it did not run.
+        output: String,
+    },
+    /// `sshd -t` refused the new configuration; the previous files are back.
+    #[error(
+        "sshd -t rejects the new configuration, so the sshd files were restored as they were: {output}"
+    )]
+    SshdRejected {
+        /// sshd's output.
+        output: String,
+    },
+    /// A user account or group does not exist.
+    #[error("no such {kind} {name}")]
+    NoAccount {
+        /// `user` or `group`.
+        kind: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// Accounts are only changed on the real machine.
+    #[error("user accounts can only be changed when installing into / (plan asks to {0})")]
+    AccountsOutsideRoot(String),
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> InstallError + '_ {
+    move |source| InstallError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The file at `path` with its attributes; `None` if it does not exist. Refuses symlinks and
+/// anything but a regular file, since the installer replaces files whole.
+fn read_existing(path: &Path) -> Result<Option<Existing>, InstallError> {
+    let metadata = match std::fs::symlink_metadata(path) {
+        Ok(metadata) => metadata,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(io_error(path)(error)),
+    };
+    if metadata.file_type().is_symlink() {
+        return Err(InstallError::Unexpected {
+            path: path.to_owned(),
+            reason: "is a symlink; opkssh install-server only replaces regular files (edit the file it points to by hand)".into(),
+        });
+    }
+    if !metadata.is_file() {
+        return Err(InstallError::Unexpected {
+            path: path.to_owned(),
+            reason: "is not a regular file".into(),
+        });
+    }
+    let contents = std::fs::read(path).map_err(io_error(path))?;
+    Ok(Some(Existing {
+        contents,
+        attributes: Attributes::of(&metadata),
+    }))
+}
+
+fn read_text(existing: &Existing, path: &Path) -> Result<String, InstallError> {
+    String::from_utf8(existing.contents.clone()).map_err(|_| InstallError::Unexpected {
+        path: path.to_owned(),
+        reason: "is not UTF-8 text".into(),
+    })
+}
+
+/// `Some(attributes)` of an existing path (not following a final symlink).
+fn attributes_of(path: &Path) -> Result<Option<(Attributes, std::fs::FileType)>, InstallError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(metadata) => Ok(Some((Attributes::of(&metadata), metadata.file_type()))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(io_error(path)(error)),
+    }
+}
+
+fn owner_matches(attributes: &Attributes, owner: &Owner, machine: &Machine) -> bool {
+    machine.uid(&owner.user) == Some(attributes.uid)
+        && machine.gid(&owner.group) == Some(attributes.gid)
+}
+
+/// A directory with a mode and owner: created if missing; if `enforce`, its attributes are set
+/// when they differ, else a difference is only a warning.
+fn ensure_dir(
+    plan: &mut Plan,
+    machine: &Machine,
+    path: PathBuf,
+    mode: u32,
+    owner: &Owner,
+    enforce: bool,
+) -> Result<(), InstallError> {
+    match attributes_of(&path)? {
+        None => plan.changes.push(Change::CreateDir {
+            path,
+            mode,
+            owner: owner.clone(),
+        }),
+        Some((_, file_type)) if !file_type.is_dir() => {
+            return Err(InstallError::Unexpected {
+                path,
+                reason: "exists and is not a directory".into(),
+            });
+        }
+        Some((attributes, _)) => {
+            if attributes.mode != mode || !owner_matches(&attributes, owner, machine) {
+                if enforce {
+                    plan.changes.push(Change::SetAttributes {
+                        path,
+                        mode,
+                        owner: owner.clone(),
+                        from: attributes,
+                    });
+                } else {
+                    plan.warnings.push(format!(
+                        "{} has mode {:04o} and owner {}; the installer makes it {mode:04o} {owner} (left as it is)",
+                        path.display(),
+                        attributes.mode,
+                        Owner::of(&attributes)
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A policy file created with `contents` if missing (or, for providers, if empty).
+fn ensure_policy_file(
+    plan: &mut Plan,
+    machine: &Machine,
+    path: PathBuf,
+    contents: &str,
+    owner: &Owner,
+    enforce: bool,
+) -> Result<(), InstallError> {
+    match attributes_of(&path)? {
+        None => plan.changes.push(Change::WriteFile {
+            path,
+            contents: contents.as_bytes().to_vec(),
+            mode: POLICY_MODE,
+            owner: owner.clone(),
+            previous: None,
+            validation: Validation::None,
+            source: None,
+        }),
+        Some((attributes, file_type)) => {
+            if !file_type.is_file() {
+                plan.warnings.push(format!(
+                    "{} is not a regular file; opkssh verify will not read it",
+                    path.display()
+                ));
+                return Ok(());
+            }
+            let right =
+                attributes.mode == POLICY_MODE && owner_matches(&attributes, owner, machine);
+            let empty = std::fs::metadata(&path).map_err(io_error(&path))?.len() == 0;
+            if empty && !contents.is_empty() {
+                // As Go: an empty providers file gets the default providers, keeping its mode
+                // and owner (unless a package owns it).
+                let (mode, write_owner) = if enforce {
+                    (POLICY_MODE, owner.clone())
+                } else {
+                    (attributes.mode, Owner::of(&attributes))
+                };
+                plan.changes.push(Change::WriteFile {
+                    path: path.clone(),
+                    contents: contents.as_bytes().to_vec(),
+                    mode,
+                    owner: write_owner,
+                    previous: read_existing(&path)?,
+                    validation: Validation::None,
+                    source: None,
+                });
+            } else if !right && enforce {
+                plan.changes.push(Change::SetAttributes {
+                    path: path.clone(),
+                    mode: POLICY_MODE,
+                    owner: owner.clone(),
+                    from: attributes,
+                });
+            }
+            if !right && !enforce {
+                plan.warnings.push(format!(
+                    "{} has mode {:04o} and owner {}; opkssh verify wants {POLICY_MODE:04o} {owner} (fix it with: opkssh permissions fix)",
+                    path.display(),
+                    attributes.mode,
+                    Owner::of(&attributes)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn sudoers_rule(user: &str, binary: &str) -> String {
+    format!("{user} ALL=(ALL) NOPASSWD: {binary} readhome *")
+}
+
+/// Whether a sudoers line is an opkssh readhome rule for `user` (any binary path).
+fn is_readhome_rule(line: &str, user: &str) -> bool {
+    let Some(rest) = line
+        .trim()
+        .strip_prefix(&format!("{user} ALL=(ALL) NOPASSWD: "))
+    else {
+        return false;
+    };
+    rest.strip_suffix(" readhome *")
+        .is_some_and(|binary| binary.starts_with('/') && binary.ends_with("/opkssh"))
+}
+
+fn is_sudoers_comment(line: &str) -> bool {
+    let line = line.trim();
+    line == SUDOERS_COMMENT || line == GO_SUDOERS_COMMENT
+}
+
+/// The sudoers text without opkssh's lines.
+fn sudoers_without_opkssh(text: &str, user: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        if !is_readhome_rule(line, user) && !is_sudoers_comment(line) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn only_comments(text: &str) -> bool {
+    text.lines().all(|line| {
+        let line = line.trim();
+        // `#include`/`#includedir` are directives in sudoers, not comments.
+        line.is_empty() || (line.starts_with('#') && !line.starts_with("#include"))
+    })
+}
+
+fn plan_sudoers(
+    plan: &mut Plan,
+    machine: &Machine,
+    options: &InstallOptions,
+) -> Result<(), InstallError> {
+    let layout = &options.layout;
+    match options.home_policy {
+        HomePolicy::Off => return Ok(()),
+        HomePolicy::On if !machine.sudo => return Err(InstallError::NoSudo),
+        HomePolicy::IfSudo if !machine.sudo => {
+            plan.warnings.push(
+                "sudo is not installed: home policies (~/.opk/auth_id) are not set up; install sudo and run opkssh install-server --from-package again to enable them".into(),
+            );
+            return Ok(());
+        }
+        HomePolicy::On | HomePolicy::IfSudo => {}
+    }
+    let main = layout.path("/etc/sudoers");
+    if let Ok(text) = std::fs::read_to_string(&main)
+        && !text.contains("includedir /etc/sudoers.d")
+    {
+        plan.warnings.push(format!(
+            "{} does not include /etc/sudoers.d, so the readhome rule in {SUDOERS_FILE} has no effect",
+            main.display()
+        ));
+    }
+    let path = layout.path(SUDOERS_FILE);
+    if let Some(parent) = path.parent()
+        && attributes_of(parent)?.is_none()
+    {
+        plan.changes.push(Change::CreateDir {
+            path: parent.to_owned(),
+            mode: SSHD_DIR_MODE,
+            owner: Owner::root(),
+        });
+    }
+    let rule = sudoers_rule(&options.user, options.binary.installed_path());
+    let previous = read_existing(&path)?;
+    let current = match &previous {
+        Some(existing) => read_text(existing, &path)?,
+        None => String::new(),
+    };
+    let has_rule = current.lines().any(|line| line.trim() == rule);
+    let stale = current
+        .lines()
+        .any(|line| is_readhome_rule(line, &options.user) && line.trim() != rule);
+    if has_rule && !stale {
+        if let Some(existing) = &previous
+            && (existing.attributes.mode != SUDOERS_MODE || existing.attributes.uid != 0)
+        {
+            plan.changes.push(Change::SetAttributes {
+                path,
+                mode: SUDOERS_MODE,
+                owner: Owner::root(),
+                from: existing.attributes,
+            });
+        }
+        return Ok(());
+    }
+    let mut contents = sudoers_without_opkssh(&current, &options.user);
+    contents.push_str(SUDOERS_COMMENT);
+    contents.push('\n');
+    contents.push_str(&rule);
+    contents.push('\n');
+    plan.changes.push(Change::WriteFile {
+        path,
+        contents: contents.into_bytes(),
+        mode: SUDOERS_MODE,
+        owner: Owner::root(),
+        previous,
+        validation: Validation::Sudoers,
+        source: None,
+    });
+    Ok(())
+}
+
+/// sshd_config and the drop-ins, as the installer reads them.
+struct SshdState {
+    files: SshdFiles,
+    existing: Vec<(Target, Existing)>,
+    dir_exists: bool,
+}
+
+fn read_sshd(layout: &Layout) -> Result<SshdState, InstallError> {
+    let main_path = layout.path(SSHD_CONFIG);
+    let mut existing = Vec::new();
+    let mut files = SshdFiles::default();
+    if let Some(main) = read_existing(&main_path)? {
+        files.main = Some(read_text(&main, &main_path)?);
+        existing.push((Target::Main, main));
+    }
+    let dir = layout.path(SSHD_CONFIG_DIR);
+    let dir_exists = match std::fs::read_dir(&dir) {
+        Ok(entries) => {
+            for entry in entries {
+                let entry = entry.map_err(io_error(&dir))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') || !name.ends_with(".conf") {
+                    continue;
+                }
+                let path = entry.path();
+                if std::fs::metadata(&path).is_ok_and(|metadata| metadata.is_dir()) {
+                    continue;
+                }
+                let file = read_existing(&path)?.ok_or_else(|| InstallError::Unexpected {
+                    path: path.clone(),
+                    reason: "vanished while being read".into(),
+                })?;
+                files
+                    .drop_ins
+                    .push((name.clone(), read_text(&file, &path)?));
+                existing.push((Target::DropIn(name), file));
+            }
+            true
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
+        Err(error) => return Err(io_error(&dir)(error)),
+    };
+    Ok(SshdState {
+        files,
+        existing,
+        dir_exists,
+    })
+}
+
+fn target_path(layout: &Layout, target: &Target) -> PathBuf {
+    match target {
+        Target::Main => layout.path(SSHD_CONFIG),
+        Target::DropIn(name) => layout.path(SSHD_CONFIG_DIR).join(name),
+    }
+}
+
+/// Turns sshd text edits into file changes that keep each file's mode and owner.
+fn sshd_changes(layout: &Layout, state: &SshdState, sshd: SshdPlan, plan: &mut Plan) {
+    let ssh_dir = layout.path("/etc/ssh");
+    for warning in sshd.warnings {
+        plan.warnings
+            .push(format!("{}/{warning}", ssh_dir.display()));
+    }
+    let creates_drop_in = sshd
+        .edits
+        .iter()
+        .any(|edit| matches!(edit.target, Target::DropIn(_)) && edit.text.is_some());
+    if creates_drop_in && !state.dir_exists {
+        plan.sshd_changes.push(Change::CreateDir {
+            path: layout.path(SSHD_CONFIG_DIR),
+            mode: SSHD_DIR_MODE,
+            owner: Owner::root(),
+        });
+    }
+    for edit in sshd.edits {
+        let path = target_path(layout, &edit.target);
+        let previous = state
+            .existing
+            .iter()
+            .find(|(target, _)| *target == edit.target)
+            .map(|(_, existing)| existing.clone());
+        let change = match edit.text {
+            None => Change::Remove {
+                path,
+                previous,
+                tree: false,
+            },
+            Some(text) => {
+                let (mode, owner) = match &previous {
+                    Some(existing) => (existing.attributes.mode, Owner::of(&existing.attributes)),
+                    None => (SSHD_FILE_MODE, Owner::root()),
+                };
+                Change::WriteFile {
+                    path,
+                    contents: text.into_bytes(),
+                    mode,
+                    owner,
+                    previous,
+                    validation: Validation::None,
+                    source: None,
+                }
+            }
+        };
+        plan.sshd_changes.push(change);
+    }
+}
+
+/// What `install-server` would change on this machine.
+///
+/// # Errors
+/// A file that cannot be read or is not what it must be, no sudo for home policies, or an
+/// sshd configuration opkssh cannot take precedence in.
+pub fn plan_install(options: &InstallOptions, machine: &Machine) -> Result<Plan, InstallError> {
+    let layout = &options.layout;
+    let packaged = options.binary == Binary::Packaged;
+    let mut plan = Plan::default();
+    let group_owner = Owner::new("root", &options.group);
+
+    // 1. Account and group (Go step 4).
+    if machine.gid(&options.group).is_none() {
+        plan.changes.push(Change::CreateGroup {
+            name: options.group.clone(),
+        });
+    }
+    match machine.users.get(&options.user) {
+        None => plan.changes.push(Change::CreateUser {
+            name: options.user.clone(),
+            group: options.group.clone(),
+            shell: machine.nologin.clone(),
+        }),
+        Some(_) if !machine.is_member(&options.user, &options.group) => {
+            plan.changes.push(Change::AddToGroup {
+                user: options.user.clone(),
+                group: options.group.clone(),
+            });
+        }
+        Some(_) => {}
+    }
+
+    // 2. The binary (Go step 6): 0755 root:<group>.
+    match &options.binary {
+        Binary::Copy(source) => {
+            let bytes = std::fs::read(source).map_err(io_error(source))?;
+            let path = layout.path(BINARY_PATH);
+            if let Some(parent) = path.parent()
+                && attributes_of(parent)?.is_none()
+            {
+                plan.changes.push(Change::CreateDir {
+                    path: parent.to_owned(),
+                    mode: BINARY_MODE,
+                    owner: Owner::root(),
+                });
+            }
+            let previous = read_existing(&path)?;
+            match &previous {
+                Some(existing) if existing.contents == bytes => {
+                    if existing.attributes.mode != BINARY_MODE
+                        || !owner_matches(&existing.attributes, &group_owner, machine)
+                    {
+                        plan.changes.push(Change::SetAttributes {
+                            path,
+                            mode: BINARY_MODE,
+                            owner: group_owner.clone(),
+                            from: existing.attributes,
+                        });
+                    }
+                }
+                _ => plan.changes.push(Change::WriteFile {
+                    path,
+                    contents: bytes,
+                    mode: BINARY_MODE,
+                    owner: group_owner.clone(),
+                    previous,
+                    validation: Validation::None,
+                    source: Some(source.clone()),
+                }),
+            }
+        }
+        Binary::Packaged => {
+            let path = layout.path(PACKAGE_BINARY_PATH);
+            if attributes_of(&path)?.is_none() {
+                plan.warnings.push(format!(
+                    "{} does not exist; sshd will run it to verify logins",
+                    path.display()
+                ));
+            }
+        }
+    }
+
+    // 3. /etc/opk (Go step 8). A package ships the files root:root: it sets their owner.
+    ensure_dir(
+        &mut plan,
+        machine,
+        layout.path(CONFIG_DIR),
+        DIR_MODE,
+        &group_owner,
+        packaged,
+    )?;
+    ensure_dir(
+        &mut plan,
+        machine,
+        layout.path(&format!("{CONFIG_DIR}/policy.d")),
+        DIR_MODE,
+        &group_owner,
+        packaged,
+    )?;
+    for (name, contents) in [
+        ("auth_id", ""),
+        ("config.yml", ""),
+        ("providers", DEFAULT_PROVIDERS),
+    ] {
+        ensure_policy_file(
+            &mut plan,
+            machine,
+            layout.path(&format!("{CONFIG_DIR}/{name}")),
+            contents,
+            &group_owner,
+            packaged,
+        )?;
+    }
+
+    // 4. The log (Go step 12: always 0660 root:<group>) and the cache (ours).
+    let log = layout.path(LOG_FILE);
+    match attributes_of(&log)? {
+        None => plan.changes.push(Change::WriteFile {
+            path: log,
+            contents: Vec::new(),
+            mode: LOG_MODE,
+            owner: group_owner.clone(),
+            previous: None,
+            validation: Validation::None,
+            source: None,
+        }),
+        Some((_, file_type)) if !file_type.is_file() => {
+            return Err(InstallError::Unexpected {
+                path: log,
+                reason: "exists and is not a regular file".into(),
+            });
+        }
+        Some((attributes, _)) => {
+            if attributes.mode != LOG_MODE || !owner_matches(&attributes, &group_owner, machine) {
+                plan.changes.push(Change::SetAttributes {
+                    path: log,
+                    mode: LOG_MODE,
+                    owner: group_owner.clone(),
+                    from: attributes,
+                });
+            }
+        }
+    }
+    ensure_dir(
+        &mut plan,
+        machine,
+        layout.path(CACHE_DIR),
+        CACHE_MODE,
+        &Owner::new(&options.user, &options.group),
+        true,
+    )?;
+
+    // 5. Home policies (Go step 11).
+    plan_sudoers(&mut plan, machine, options)?;
+
+    // 6. sshd (Go step 9).
+    let directives = Directives::new(options.binary.installed_path(), &options.user);
+    let state = read_sshd(layout)?;
+    let sshd = sshd_config::plan_install(&state.files, &directives, options.overwrite_config)
+        .map_err(|error| InstallError::Sshd {
+            dir: layout.path("/etc/ssh").display().to_string(),
+            error,
+        })?;
+    sshd_changes(layout, &state, sshd, &mut plan);
+    plan.expected_command = Some(format!(
+        "{} verify %u %k %t",
+        options.binary.installed_path()
+    ));
+    if !plan.is_empty() {
+        plan.log_record = Some(format!(
+            "Successfully installed opkssh (VERSION_INSTALLED: opkssh version {}, BINARY: {}, HOME_POLICY: {}, OVERWRITE_CONFIG: {})",
+            env!("CARGO_PKG_VERSION"),
+            options.binary.installed_path(),
+            options.home_policy != HomePolicy::Off,
+            options.overwrite_config
+        ));
+    }
+    Ok(plan)
+}
+
+/// What `uninstall-server` would change: opkssh's sshd lines and drop-ins, the sudoers rule,
+/// the cache, and as asked the binary, the account, `/etc/opk` and the log.
+///
+/// # Errors
+/// A file that cannot be read or is not what it must be.
+pub fn plan_uninstall(options: &UninstallOptions, machine: &Machine) -> Result<Plan, InstallError> {
+    let layout = &options.layout;
+    let mut plan = Plan::default();
+
+    let state = read_sshd(layout)?;
+    let sshd = sshd_config::plan_uninstall(&state.files);
+    sshd_changes(layout, &state, sshd, &mut plan);
+
+    let sudoers = layout.path(SUDOERS_FILE);
+    if let Some(existing) = read_existing(&sudoers)? {
+        let text = read_text(&existing, &sudoers)?;
+        let remaining = sudoers_without_opkssh(&text, &options.user);
+        if only_comments(&remaining) {
+            plan.changes.push(Change::Remove {
+                path: sudoers,
+                previous: Some(existing),
+                tree: false,
+            });
+        } else if remaining != text {
+            plan.changes.push(Change::WriteFile {
+                path: sudoers,
+                contents: remaining.into_bytes(),
+                mode: existing.attributes.mode,
+                owner: Owner::of(&existing.attributes),
+                previous: Some(existing),
+                validation: Validation::Sudoers,
+                source: None,
+            });
+        }
+    }
+
+    if options.remove_binary {
+        let binary = layout.path(BINARY_PATH);
+        if attributes_of(&binary)?.is_some() {
+            plan.changes.push(Change::Remove {
+                path: binary,
+                previous: None,
+                tree: false,
+            });
+        }
+    }
+    let mut trees = vec![layout.path(CACHE_DIR)];
+    if options.purge {
+        trees.push(layout.path(CONFIG_DIR));
+    }
+    for tree in trees {
+        if attributes_of(&tree)?.is_some() {
+            plan.changes.push(Change::Remove {
+                path: tree,
+                previous: None,
+                tree: true,
+            });
+        }
+    }
+    let log = layout.path(LOG_FILE);
+    if options.purge && attributes_of(&log)?.is_some() {
+        plan.changes.push(Change::Remove {
+            path: log.clone(),
+            previous: None,
+            tree: false,
+        });
+    }
+    if options.remove_user {
+        if machine.users.contains_key(&options.user) {
+            plan.changes.push(Change::DeleteUser {
+                name: options.user.clone(),
+            });
+        }
+        if machine.gid(&options.group).is_some() {
+            plan.changes.push(Change::DeleteGroup {
+                name: options.group.clone(),
+            });
+        }
+    }
+    if !options.purge {
+        for kept in [layout.path(CONFIG_DIR), log] {
+            if attributes_of(&kept)?.is_some() {
+                plan.warnings
+                    .push(format!("kept {} (--purge removes it)", kept.display()));
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// How a plan turned out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Changes made.
+    pub applied: usize,
+    /// Things to tell the administrator (checks skipped, how sshd was reloaded, …).
+    pub notes: Vec<String>,
+}
+
+/// Carries out a plan, reporting each change through `report` as it is made. sshd's files
+/// come last and are checked with `sshd -t` when `environment` has sshd: if the check fails
+/// (and passed before the change), they are put back as they were and the error says why.
+///
+/// # Errors
+/// The first change that fails (changes made before it stay; running again continues), or a
+/// refused sshd configuration.
+pub fn apply(
+    plan: &Plan,
+    environment: &Environment,
+    report: &mut dyn FnMut(&str),
+) -> Result<Outcome, InstallError> {
+    let mut outcome = Outcome::default();
+    if plan.is_empty() {
+        return Ok(outcome);
+    }
+    if !environment.accounts
+        && let Some(change) = plan.all_changes().find(|change| {
+            matches!(
+                change,
+                Change::CreateGroup { .. }
+                    | Change::CreateUser { .. }
+                    | Change::AddToGroup { .. }
+                    | Change::DeleteUser { .. }
+                    | Change::DeleteGroup { .. }
+            )
+        })
+    {
+        return Err(InstallError::AccountsOutsideRoot(change.summary()));
+    }
+    let before = if plan.sshd_changes.is_empty() {
+        None
+    } else {
+        environment.sshd_test()
+    };
+    for change in &plan.changes {
+        system::apply_change(change, environment)?;
+        report(&change.summary());
+        outcome.applied += 1;
+    }
+    let mut done: Vec<&Change> = Vec::new();
+    for change in &plan.sshd_changes {
+        if let Err(error) = system::apply_change(change, environment) {
+            for problem in system::roll_back(&done) {
+                report(&format!("could not restore: {problem}"));
+            }
+            return Err(error);
+        }
+        report(&change.summary());
+        done.push(change);
+        outcome.applied += 1;
+    }
+    if !plan.sshd_changes.is_empty() {
+        match (before, environment.sshd_test()) {
+            (_, None) => outcome.notes.push(
+                "sshd was not found here, so the new configuration was not checked with sshd -t"
+                    .into(),
+            ),
+            (_, Some(Ok(()))) => {
+                if let Some(expected) = &plan.expected_command
+                    && let Some(note) = environment.effective_command_note(expected)
+                {
+                    outcome.notes.push(note);
+                }
+                outcome.notes.push(environment.reload_sshd());
+            }
+            (Some(Ok(())) | None, Some(Err(mut output))) => {
+                for problem in system::roll_back(&done) {
+                    output.push_str(&format!("; could not restore: {problem}"));
+                }
+                return Err(InstallError::SshdRejected { output });
+            }
+            (Some(Err(_)), Some(Err(output))) => outcome.notes.push(format!(
+                "sshd -t failed before these changes too, so sshd was not reloaded; fix the configuration, then reload sshd: {output}"
+            )),
+        }
+    }
+    if let Some(record) = &plan.log_record {
+        let log = environment.layout.path(LOG_FILE);
+        if let Err(error) = system::append_log(&log, record) {
+            outcome.notes.push(format!(
+                "could not record the installation in {}: {error}",
+                log.display()
+            ));
+        }
+    }
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests;

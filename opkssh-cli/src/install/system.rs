@@ -1,0 +1,445 @@
+//! What the installer learns from and does to the running system: accounts, tools (`useradd`,
+//! `visudo`, `sshd`), and carrying out each [`Change`].
+
+use super::{
+    Attributes, Change, Existing, InstallError, Layout, Owner, SSHD_CONFIG, Validation, io_error,
+};
+use crate::files;
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Folders searched for system tools, so that a maintainer script's or sudo's `PATH` does
+/// not matter.
+const TOOL_DIRS: [&str; 4] = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
+const SUDO_PATHS: [&str; 3] = ["/usr/bin/sudo", "/bin/sudo", "/usr/local/bin/sudo"];
+const NOLOGIN_SHELLS: [&str; 2] = ["/usr/sbin/nologin", "/sbin/nologin"];
+const SSHD_PID_FILES: [&str; 2] = ["/run/sshd.pid", "/var/run/sshd.pid"];
+const SSHD_UNITS: [&str; 2] = ["ssh.service", "sshd.service"];
+
+/// The accounts and tools a plan depends on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Machine {
+    /// User name → (uid, primary gid).
+    pub users: BTreeMap<String, (u32, u32)>,
+    /// Group name → (gid, supplementary members).
+    pub groups: BTreeMap<String, (u32, Vec<String>)>,
+    /// Whether sudo is installed.
+    pub sudo: bool,
+    /// The shell given to a new system account.
+    pub nologin: String,
+}
+
+impl Machine {
+    /// Looks up `root` and `names` (users and groups) in the system's databases, and sudo and
+    /// a nologin shell under the layout's root.
+    pub fn probe(layout: &Layout, names: &[&str]) -> Self {
+        let mut machine = Self {
+            sudo: SUDO_PATHS.iter().any(|path| layout.path(path).is_file()),
+            nologin: NOLOGIN_SHELLS
+                .iter()
+                .find(|shell| layout.path(shell).exists())
+                .map_or("/bin/false", |shell| shell)
+                .to_owned(),
+            ..Self::default()
+        };
+        for name in std::iter::once(&"root").chain(names) {
+            if let Ok(Some(user)) = nix::unistd::User::from_name(name) {
+                machine
+                    .users
+                    .insert((*name).to_owned(), (user.uid.as_raw(), user.gid.as_raw()));
+            }
+            if let Ok(Some(group)) = nix::unistd::Group::from_name(name) {
+                machine
+                    .groups
+                    .insert((*name).to_owned(), (group.gid.as_raw(), group.mem));
+            }
+        }
+        machine
+    }
+
+    /// A user's uid (a number stands for itself).
+    pub fn uid(&self, name: &str) -> Option<u32> {
+        self.users
+            .get(name)
+            .map(|(uid, _)| *uid)
+            .or_else(|| name.parse().ok())
+    }
+
+    /// A group's gid (a number stands for itself).
+    pub fn gid(&self, name: &str) -> Option<u32> {
+        self.groups
+            .get(name)
+            .map(|(gid, _)| *gid)
+            .or_else(|| name.parse().ok())
+    }
+
+    /// Whether `user` is in `group`, as its primary group or a supplementary one.
+    pub fn is_member(&self, user: &str, group: &str) -> bool {
+        let Some((gid, members)) = self.groups.get(group) else {
+            return false;
+        };
+        self.users
+            .get(user)
+            .is_some_and(|(_, primary)| primary == gid)
+            || members.iter().any(|member| member == user)
+    }
+}
+
+/// How changes are carried out: where, and with which checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Environment {
+    /// Where the files are.
+    pub layout: Layout,
+    /// Whether accounts may be created or deleted (only on the real machine).
+    pub accounts: bool,
+    /// sshd, for `sshd -t` after sshd's files change (none: not checked).
+    pub sshd: Option<PathBuf>,
+    /// visudo, to check a sudoers file before it is written (none: not checked).
+    pub visudo: Option<PathBuf>,
+    /// Reload sshd once its new configuration passed `sshd -t`.
+    pub reload: bool,
+}
+
+impl Environment {
+    /// The running system's tools for `layout`. Outside `/`, sshd is neither checked nor
+    /// reloaded and accounts are left alone.
+    pub fn probe(layout: Layout, reload: bool) -> Self {
+        let system = layout.is_system();
+        Self {
+            accounts: system,
+            sshd: tool_path("sshd").filter(|_| system),
+            visudo: tool_path("visudo"),
+            reload: reload && system,
+            layout,
+        }
+    }
+
+    fn sshd_config(&self) -> PathBuf {
+        self.layout.path(SSHD_CONFIG)
+    }
+
+    /// `sshd -t`: `None` without sshd, else whether it accepts the configuration (its
+    /// output if not).
+    pub(crate) fn sshd_test(&self) -> Option<Result<(), String>> {
+        let sshd = self.sshd.as_ref()?;
+        let output = Command::new(sshd)
+            .arg("-t")
+            .arg("-f")
+            .arg(self.sshd_config())
+            .stdin(Stdio::null())
+            .output();
+        Some(match output {
+            Ok(output) if output.status.success() => Ok(()),
+            Ok(output) => Err(output_text(&output)),
+            Err(error) => Err(format!("{}: {error}", sshd.display())),
+        })
+    }
+
+    /// A note if `sshd -T` shows another `AuthorizedKeysCommand` than `expected` in force.
+    pub(crate) fn effective_command_note(&self, expected: &str) -> Option<String> {
+        let sshd = self.sshd.as_ref()?;
+        let output = Command::new(sshd)
+            .arg("-T")
+            .arg("-f")
+            .arg(self.sshd_config())
+            .stdin(Stdio::null())
+            .output()
+            .ok()
+            .filter(|output| output.status.success())?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let effective = text
+            .lines()
+            .find_map(|line| line.strip_prefix("authorizedkeyscommand "))
+            .unwrap_or("none");
+        (effective != expected).then(|| {
+            format!(
+                "warning: sshd -T reports AuthorizedKeysCommand {effective}, not {expected}: another setting takes precedence (a Match block or an Include elsewhere?)"
+            )
+        })
+    }
+
+    /// Makes a running sshd read its new configuration: `systemctl reload` under systemd, else
+    /// SIGHUP to the pid in `/run/sshd.pid`. Returns what it did (or why not) for the
+    /// administrator. The Go installer restarts sshd; a reload is enough, since sshd re-reads
+    /// its configuration on SIGHUP and open sessions are not touched either way.
+    pub(crate) fn reload_sshd(&self) -> String {
+        if !self.reload {
+            return "sshd was not reloaded: its new configuration applies once it is reloaded (systemctl reload ssh, or SIGHUP to sshd)".into();
+        }
+        if Path::new("/run/systemd/system").is_dir()
+            && let Some(systemctl) = tool_path("systemctl")
+        {
+            for unit in SSHD_UNITS {
+                let active = Command::new(&systemctl)
+                    .args(["is-active", "--quiet", unit])
+                    .stdin(Stdio::null())
+                    .status()
+                    .is_ok_and(|status| status.success());
+                if !active {
+                    continue;
+                }
+                return match Command::new(&systemctl)
+                    .args(["reload", unit])
+                    .stdin(Stdio::null())
+                    .output()
+                {
+                    Ok(output) if output.status.success() => {
+                        format!("reloaded sshd (systemctl reload {unit})")
+                    }
+                    Ok(output) => format!(
+                        "warning: systemctl reload {unit} failed: {}",
+                        output_text(&output)
+                    ),
+                    Err(error) => format!("warning: running systemctl: {error}"),
+                };
+            }
+            return "no ssh or sshd service is active: sshd reads the new configuration when it starts".into();
+        }
+        for pid_file in SSHD_PID_FILES {
+            let Ok(text) = std::fs::read_to_string(pid_file) else {
+                continue;
+            };
+            let Ok(pid) = text.trim().parse::<i32>() else {
+                continue;
+            };
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if !comm.trim().starts_with("sshd") {
+                continue;
+            }
+            return match nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGHUP,
+            ) {
+                Ok(()) => format!("reloaded sshd (SIGHUP to pid {pid} from {pid_file})"),
+                Err(error) => format!("warning: SIGHUP to sshd pid {pid}: {error}"),
+            };
+        }
+        "found no running sshd (no systemd, no /run/sshd.pid): sshd reads the new configuration when it starts".into()
+    }
+}
+
+/// A system tool by name, from the usual folders.
+pub(crate) fn tool_path(name: &str) -> Option<PathBuf> {
+    TOOL_DIRS
+        .iter()
+        .map(|dir| Path::new(dir).join(name))
+        .find(|path| path.is_file())
+}
+
+fn output_text(output: &std::process::Output) -> String {
+    let mut text = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !stdout.trim().is_empty() {
+        if !text.is_empty() {
+            text.push_str("; ");
+        }
+        text.push_str(stdout.trim());
+    }
+    if text.is_empty() {
+        text = format!("exit status {}", output.status);
+    }
+    text
+}
+
+fn run(name: &str, args: &[&str]) -> Result<(), InstallError> {
+    let command_line = format!("{name} {}", args.join(" "));
+    let program = tool_path(name).unwrap_or_else(|| PathBuf::from(name));
+    let output = Command::new(&program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|error| InstallError::Command {
+            command: command_line.clone(),
+            output: format!("{}: {error}", program.display()),
+        })?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(InstallError::Command {
+            command: command_line,
+            output: output_text(&output),
+        })
+    }
+}
+
+fn resolve(owner: &Owner) -> Result<(u32, u32), InstallError> {
+    let uid = match owner.user.parse() {
+        Ok(uid) => uid,
+        Err(_) => match nix::unistd::User::from_name(&owner.user) {
+            Ok(Some(user)) => user.uid.as_raw(),
+            _ => {
+                return Err(InstallError::NoAccount {
+                    kind: "user",
+                    name: owner.user.clone(),
+                });
+            }
+        },
+    };
+    let gid = match owner.group.parse() {
+        Ok(gid) => gid,
+        Err(_) => match nix::unistd::Group::from_name(&owner.group) {
+            Ok(Some(group)) => group.gid.as_raw(),
+            _ => {
+                return Err(InstallError::NoAccount {
+                    kind: "group",
+                    name: owner.group.clone(),
+                });
+            }
+        },
+    };
+    Ok((uid, gid))
+}
+
+/// `visudo -c -f -` on `contents`.
+fn check_sudoers(visudo: &Path, path: &Path, contents: &[u8]) -> Result<(), InstallError> {
+    let rejected = |output: String| InstallError::SudoersRejected {
+        path: path.to_owned(),
+        output,
+    };
+    let mut child = Command::new(visudo)
+        .args(["-c", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| rejected(format!("running {}: {error}", visudo.display())))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(contents)
+            .map_err(|error| rejected(format!("writing to visudo: {error}")))?;
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|error| rejected(format!("waiting for visudo: {error}")))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(rejected(output_text(&output)))
+    }
+}
+
+fn restore(path: &Path, existing: &Existing) -> Result<(), InstallError> {
+    let Attributes { mode, uid, gid } = existing.attributes;
+    files::write_atomic_owned(path, &existing.contents, mode, Some((uid, gid)))
+        .map_err(InstallError::from)
+}
+
+/// Carries out one change.
+pub(crate) fn apply_change(change: &Change, environment: &Environment) -> Result<(), InstallError> {
+    match change {
+        Change::CreateGroup { name } => run("groupadd", &["--system", name]),
+        Change::CreateUser { name, group, shell } => run(
+            "useradd",
+            &[
+                "--system",
+                "--no-create-home",
+                "--shell",
+                shell,
+                "--gid",
+                group,
+                name,
+            ],
+        ),
+        Change::AddToGroup { user, group } => run("usermod", &["-aG", group, user]),
+        Change::CreateDir { path, mode, owner } => {
+            let (uid, gid) = resolve(owner)?;
+            // Private until it has its owner, then its mode.
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(path)
+                .map_err(io_error(path))?;
+            std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io_error(path))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
+                .map_err(io_error(path))
+        }
+        Change::WriteFile {
+            path,
+            contents,
+            mode,
+            owner,
+            validation,
+            ..
+        } => {
+            if *validation == Validation::Sudoers
+                && let Some(visudo) = &environment.visudo
+            {
+                check_sudoers(visudo, path, contents)?;
+            }
+            let owner = resolve(owner)?;
+            files::write_atomic_owned(path, contents, *mode, Some(owner))
+                .map_err(InstallError::from)
+        }
+        Change::SetAttributes {
+            path, mode, owner, ..
+        } => {
+            let (uid, gid) = resolve(owner)?;
+            std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io_error(path))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
+                .map_err(io_error(path))
+        }
+        Change::Remove { path, tree, .. } => {
+            let result = if *tree {
+                std::fs::remove_dir_all(path)
+            } else {
+                std::fs::remove_file(path)
+            };
+            match result {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    Err(io_error(path)(error))
+                }
+                _ => Ok(()),
+            }
+        }
+        Change::DeleteUser { name } => run("userdel", &[name]),
+        Change::DeleteGroup { name } => {
+            if matches!(nix::unistd::Group::from_name(name), Ok(Some(_))) {
+                run("groupdel", &[name])
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Undoes applied sshd changes, newest first; returns what could not be undone.
+pub(crate) fn roll_back(done: &[&Change]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for change in done.iter().rev() {
+        let result = match change {
+            Change::WriteFile {
+                path,
+                previous: Some(existing),
+                ..
+            }
+            | Change::Remove {
+                path,
+                previous: Some(existing),
+                ..
+            } => restore(path, existing),
+            Change::WriteFile {
+                path,
+                previous: None,
+                ..
+            } => std::fs::remove_file(path).map_err(io_error(path)),
+            Change::CreateDir { path, .. } => std::fs::remove_dir(path).map_err(io_error(path)),
+            _ => Ok(()),
+        };
+        if let Err(error) = result {
+            problems.push(error.to_string());
+        }
+    }
+    problems
+}
+
+/// Appends one timestamped line to the log.
+pub(crate) fn append_log(path: &Path, record: &str) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new().append(true).open(path)?;
+    let line = format!(
+        "{} {record}\n",
+        verifier::log::timestamp(std::time::SystemTime::now())
+    );
+    file.write_all(line.as_bytes())
+}
