@@ -30,6 +30,8 @@ pub(crate) enum Command {
     Client(commands::client::ClientArgs),
     /// Run a complete login on this machine against a built-in OpenID provider, step by step
     Demo(commands::demo::DemoArgs),
+    /// Show step by step why verify would allow or deny a certificate for a principal
+    Explain(commands::explain::ExplainArgs),
     /// Show what an SSH certificate and its PK token contain.
     Inspect(InspectArgs),
     /// Authenticate with an OpenID provider to generate an SSH key for opkssh

@@ -6,6 +6,7 @@ pub(crate) mod chooser;
 pub(crate) mod client;
 pub(crate) mod demo;
 pub(crate) mod demo_sshd;
+pub(crate) mod explain;
 pub(crate) mod inspect;
 pub(crate) mod login;
 pub(crate) mod logout;

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         Some(Command::Audit(args)) => commands::audit::run(&args).map_err(CliError::from),
         Some(Command::Client(args)) => commands::client::run(&args),
         Some(Command::Demo(args)) => commands::demo::run(&args),
+        Some(Command::Explain(args)) => commands::explain::run(&args),
         Some(Command::Inspect(args)) => commands::inspect::run(&args),
         Some(Command::Login(args)) => commands::login::run(&args),
         Some(Command::Logout(args)) => commands::logout::run(&args),
