@@ -254,6 +254,77 @@ pub enum VerifyError {
     RefreshedMismatch(&'static str),
 }
 
+/// The checks [`PkToken::verify_at`] makes, in its order, so a caller can say which passed
+/// before one failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VerifyCheck {
+    /// The CIC is signed with the key it names (`upk`).
+    ClientSignature,
+    /// `iss` is the provider's issuer.
+    Issuer,
+    /// `aud` holds the client id (nonce providers only).
+    Audience,
+    /// The OP signature verifies with a JWKS key of the header's algorithm.
+    OpSignature,
+    /// The ID token commits to the CIC.
+    Commitment,
+    /// A refreshed ID token, if present, verifies and matches.
+    RefreshedToken,
+    /// The provider's expiration policy.
+    Expiration,
+}
+
+impl VerifyCheck {
+    /// Every check, in the order [`PkToken::verify_at`] makes them.
+    pub const ORDER: [Self; 7] = [
+        Self::ClientSignature,
+        Self::Issuer,
+        Self::Audience,
+        Self::OpSignature,
+        Self::Commitment,
+        Self::RefreshedToken,
+        Self::Expiration,
+    ];
+}
+
+impl std::fmt::Display for VerifyCheck {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            Self::ClientSignature => "client signature",
+            Self::Issuer => "token issuer",
+            Self::Audience => "audience",
+            Self::OpSignature => "OP signature",
+            Self::Commitment => "commitment",
+            Self::RefreshedToken => "refreshed ID token",
+            Self::Expiration => "expiration",
+        })
+    }
+}
+
+impl VerifyError {
+    /// The check that failed.
+    pub fn check(&self) -> VerifyCheck {
+        match self {
+            Self::Cic(_) => VerifyCheck::ClientSignature,
+            Self::IssuerMismatch { .. } => VerifyCheck::Issuer,
+            Self::AudienceMismatch(_) => VerifyCheck::Audience,
+            Self::OpAlgorithm(_)
+            | Self::GqRequired
+            | Self::GqOriginalHeader
+            | Self::KeyLookup(_)
+            | Self::KeyAlgorithmMismatch { .. }
+            | Self::OpSignature(_)
+            | Self::KeyBoundToken => VerifyCheck::OpSignature,
+            Self::CommitmentMismatch(_) => VerifyCheck::Commitment,
+            Self::Refreshed(_) | Self::RefreshedMismatch(_) => VerifyCheck::RefreshedToken,
+            Self::MissingTime(_)
+            | Self::Expired { .. }
+            | Self::IssuedInFuture { .. }
+            | Self::TimeOverflow => VerifyCheck::Expiration,
+        }
+    }
+}
+
 /// A PK token that passed [`PkToken::verify_at`]. It has no other constructor, so holding one
 /// proves the checks ran.
 #[derive(Debug, Clone, PartialEq)]

@@ -369,3 +369,77 @@ fn gq_bound_commitment() {
         Err(VerifyError::OpSignature(_))
     ));
 }
+
+/// Each failure names the check that failed, and the checks are listed in the order
+/// `verify_at` makes them: a token failing two checks reports the earlier one.
+#[test]
+fn failures_name_their_check_in_verify_order() {
+    use opk_core::verify::VerifyCheck;
+    let op_key = SigningKey::EcdsaP256(p256::ecdsa::SigningKey::generate());
+    let user_key = SigningKey::EcdsaP256(p256::ecdsa::SigningKey::generate());
+    let token = login(&user_key, &op_key, IAT + 3600);
+    let jwks = jwks_for(&op_key);
+    let other_jwks = jwks_for(&SigningKey::EcdsaP256(p256::ecdsa::SigningKey::generate()));
+    let provider =
+        |issuer: &str, client_id: &str| Provider::new(issuer, client_id, ExpirationPolicy::Oidc);
+    let failed = |provider: Provider, jwks: &Jwks, now: i64| {
+        token
+            .verify_at(at(now), &provider, jwks)
+            .unwrap_err()
+            .check()
+    };
+    let late = IAT + 7200;
+    // Each row also fails every later check (expired), and reports only its own.
+    for (provider, jwks, expected) in [
+        (
+            provider("https://other.example", CLIENT_ID),
+            &jwks,
+            VerifyCheck::Issuer,
+        ),
+        (provider(ISSUER, "client-2"), &jwks, VerifyCheck::Audience),
+        (
+            provider(ISSUER, CLIENT_ID),
+            &other_jwks,
+            VerifyCheck::OpSignature,
+        ),
+        (provider(ISSUER, CLIENT_ID), &jwks, VerifyCheck::Expiration),
+    ] {
+        assert_eq!(failed(provider, jwks, late), expected);
+    }
+    // A nonce that commits to another CIC, checked after the OP signature, before expiration.
+    let op = id_token(
+        &op_key,
+        CicHeader::generate(&user_key, &[]).unwrap().commitment(),
+        IAT + 3600,
+    );
+    let cic = CicHeader::generate(&user_key, &[]).unwrap();
+    let mismatched = PkToken::from_signatures(
+        op.clone(),
+        cic.sign(op.payload_segment(), &user_key).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        mismatched
+            .verify_at(at(late), &provider(ISSUER, CLIENT_ID), &jwks)
+            .unwrap_err()
+            .check(),
+        VerifyCheck::Commitment
+    );
+    // A forged refreshed token fails before expiration is looked at.
+    let forged = token
+        .clone()
+        .with_refreshed_id_token(id_token(
+            &SigningKey::EcdsaP256(p256::ecdsa::SigningKey::generate()),
+            "",
+            IAT + 7200,
+        ))
+        .unwrap();
+    let refreshed_provider = Provider::new(ISSUER, CLIENT_ID, ExpirationPolicy::OidcRefreshed);
+    assert_eq!(
+        forged
+            .verify_at(at(late), &refreshed_provider, &jwks)
+            .unwrap_err()
+            .check(),
+        VerifyCheck::RefreshedToken
+    );
+}

@@ -32,6 +32,8 @@ pub(crate) enum Command {
     Completions(commands::docs::CompletionsArgs),
     /// Run a complete login on this machine against a built-in OpenID provider, step by step
     Demo(commands::demo::DemoArgs),
+    /// Show step by step why verify would allow or deny a certificate for a principal
+    Explain(commands::explain::ExplainArgs),
     /// Show what an SSH certificate and its PK token contain.
     Inspect(InspectArgs),
     /// Set up this server for opkssh (as root): account, binary, /etc/opk, sshd, sudoers

@@ -8,6 +8,7 @@ pub(crate) mod demo;
 pub(crate) mod demo_sshd;
 pub(crate) mod device;
 pub(crate) mod docs;
+pub(crate) mod explain;
 pub(crate) mod inspect;
 pub(crate) mod install_server;
 pub(crate) mod login;

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
             commands::docs::completions(&args).map_err(CliError::from)
         }
         Some(Command::Demo(args)) => commands::demo::run(&args),
+        Some(Command::Explain(args)) => commands::explain::run(&args),
         Some(Command::Inspect(args)) => commands::inspect::run(&args),
         Some(Command::InstallServer(args)) => {
             commands::install_server::run_install(&args).map_err(CliError::from)

@@ -5,7 +5,7 @@ use crate::auth_id::AuthRow;
 use crate::error::Location;
 use crate::rule::{ClaimSet, MatchKind, go_equal_fold, match_identity};
 use crate::server_config::DenyLists;
-use opk_core::verify::VerifiedPkToken;
+use opk_core::verify::{VerifiedPkToken, VerifyCheck};
 use serde_json::{Map, Value};
 use std::fmt;
 use std::path::PathBuf;
@@ -118,7 +118,7 @@ impl<'a> PolicyInput<'a> {
 /// Where a decision came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TraceSource {
-    /// A row of an `auth_id` file.
+    /// A row of an `auth_id` or `providers` file.
     Row(Location),
     /// `/etc/opk/config.yml`.
     Config(PathBuf),
@@ -128,6 +128,21 @@ pub enum TraceSource {
     Files(Vec<PathBuf>),
     /// The userinfo response.
     Userinfo,
+    /// The certificate sshd was offered, and the PK token inside it.
+    Certificate,
+    /// The OP, by issuer (its discovery document and JWKS, through the cache).
+    Issuer(String),
+}
+
+impl TraceSource {
+    /// The file (and line) a step read, if it read one.
+    pub fn file(&self) -> Option<String> {
+        match self {
+            Self::Row(_) | Self::Config(_) | Self::Plugin(_) => Some(self.to_string()),
+            Self::Files(paths) if !paths.is_empty() => Some(self.to_string()),
+            Self::Files(_) | Self::Userinfo | Self::Certificate | Self::Issuer(_) => None,
+        }
+    }
 }
 
 impl fmt::Display for TraceSource {
@@ -144,6 +159,8 @@ impl fmt::Display for TraceSource {
                 formatter.write_str(&names.join(", "))
             }
             Self::Userinfo => formatter.write_str("userinfo"),
+            Self::Certificate => formatter.write_str("certificate"),
+            Self::Issuer(issuer) => formatter.write_str(issuer),
         }
     }
 }
@@ -155,6 +172,8 @@ pub enum Check {
     DenyEmail,
     /// `deny_users` matched.
     DenyUser,
+    /// Neither deny list matched.
+    DenyLists,
     /// A plugin answered `allow`.
     Plugin,
     /// An `auth_id` row matched, in this way.
@@ -167,6 +186,38 @@ pub enum Check {
     PolicyUnavailable,
     /// No row matched.
     NoMatch,
+    /// `%t` is an opkssh certificate type.
+    CertificateType,
+    /// The certificate decodes.
+    Certificate,
+    /// The certificate is signed by its own key.
+    SelfSignature,
+    /// The `openpubkey-pkt` extension holds a PK token.
+    PkToken,
+    /// The token's issuer has a providers row.
+    Provider,
+    /// The OP's keys could be had (cache or discovery and JWKS).
+    OpKeys,
+    /// One check of the PK token's verification.
+    Token(VerifyCheck),
+    /// The certificate's key is the key the PK token commits to (`upk`).
+    Upk,
+    /// The userinfo endpoint, called with the certificate's access token.
+    Userinfo,
+    /// The verify deadline.
+    Deadline,
+    /// The certificate's principals are safe to echo to sshd (#597).
+    CertPrincipals,
+    /// `/etc/opk/providers` loads.
+    ProvidersFile,
+    /// `/etc/opk/config.yml` loads.
+    ServerConfig,
+    /// The system `auth_id` loads.
+    SystemPolicy,
+    /// The principal's home `auth_id` loads.
+    HomePolicy,
+    /// An `auth_id` row that does not let this login in.
+    Rule,
 }
 
 impl fmt::Display for Check {
@@ -174,17 +225,114 @@ impl fmt::Display for Check {
         match self {
             Self::DenyEmail => formatter.write_str("deny_emails"),
             Self::DenyUser => formatter.write_str("deny_users"),
+            Self::DenyLists => formatter.write_str("deny lists"),
             Self::Plugin => formatter.write_str("policy plugin"),
             Self::Row(kind) => write!(formatter, "auth_id {kind} match"),
             Self::UserinfoInvalid => formatter.write_str("userinfo"),
             Self::UserinfoSub => formatter.write_str("userinfo sub"),
             Self::PolicyUnavailable => formatter.write_str("error loading policy"),
             Self::NoMatch => formatter.write_str("no matching policy"),
+            Self::CertificateType => formatter.write_str("certificate type"),
+            Self::Certificate => formatter.write_str("certificate"),
+            Self::SelfSignature => formatter.write_str("certificate self-signature"),
+            Self::PkToken => formatter.write_str("PK token"),
+            Self::Provider => formatter.write_str("provider"),
+            Self::OpKeys => formatter.write_str("OP keys"),
+            Self::Token(check) => write!(formatter, "{check}"),
+            Self::Upk => formatter.write_str("certificate key = upk"),
+            Self::Userinfo => formatter.write_str("userinfo"),
+            Self::Deadline => formatter.write_str("deadline"),
+            Self::CertPrincipals => formatter.write_str("certificate principals"),
+            Self::ProvidersFile => formatter.write_str("providers file"),
+            Self::ServerConfig => formatter.write_str("server config"),
+            Self::SystemPolicy => formatter.write_str("system policy"),
+            Self::HomePolicy => formatter.write_str("home policy"),
+            Self::Rule => formatter.write_str("auth_id row"),
         }
     }
 }
 
-/// Which file and line matched, or which check failed.
+/// How a step came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The check held.
+    Pass,
+    /// The check did not hold.
+    Fail,
+    /// The check did not apply to this login, or was not possible and is optional.
+    Skip,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(match self {
+            Self::Pass => "pass",
+            Self::Fail => "fail",
+            Self::Skip => "skip",
+        })
+    }
+}
+
+/// One step of a decision: what was checked, where, how it came out and why.
+///
+/// Details carry what `verify` logs anyway (fingerprints, issuer, `sub`, email, claim values,
+/// file names), never a token or a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// How it came out.
+    pub outcome: Outcome,
+    /// The check.
+    pub check: Check,
+    /// Where.
+    pub source: TraceSource,
+    /// Why, in one line.
+    pub detail: String,
+}
+
+impl Step {
+    /// A step that held.
+    pub fn pass(check: Check, source: TraceSource, detail: impl Into<String>) -> Self {
+        Self::new(Outcome::Pass, check, source, detail)
+    }
+
+    /// A step that did not hold.
+    pub fn fail(check: Check, source: TraceSource, detail: impl Into<String>) -> Self {
+        Self::new(Outcome::Fail, check, source, detail)
+    }
+
+    /// A step that did not apply.
+    pub fn skip(check: Check, source: TraceSource, detail: impl Into<String>) -> Self {
+        Self::new(Outcome::Skip, check, source, detail)
+    }
+
+    fn new(outcome: Outcome, check: Check, source: TraceSource, detail: impl Into<String>) -> Self {
+        Self {
+            outcome,
+            check,
+            source,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// `pass  auth_id row /etc/opk/auth_id:3: principal root != alice`: outcome, check, the file
+/// (and line) when one was read, then the detail. One line.
+impl fmt::Display for Step {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}  {}", self.outcome, self.check)?;
+        if let Some(file) = self.source.file() {
+            write!(formatter, " {file}")?;
+        }
+        write!(formatter, ": {}", self.detail.replace(['\n', '\r'], " "))
+    }
+}
+
+/// Which file and line matched, or which check failed, and every step that led there.
+///
+/// `check`, `source` and `detail` are the deciding step (the rule that allowed, or the check
+/// that denied); `steps` are all steps in the order they were taken, the deciding one
+/// included. The deciding step need not be the last: plugins run after a row denial, and
+/// `verify` checks the certificate principals after an allow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trace {
     /// The check.
@@ -193,12 +341,47 @@ pub struct Trace {
     pub source: TraceSource,
     /// A one-line explanation (Go's message where Go has one).
     pub detail: String,
+    /// Every step, in order.
+    pub steps: Vec<Step>,
+}
+
+impl Trace {
+    /// The trace whose deciding step is `deciding`, appended to `steps`.
+    pub fn ending_with(mut steps: Vec<Step>, deciding: Step) -> Self {
+        let trace = Self::deciding(&deciding, Vec::new());
+        steps.push(deciding);
+        Self { steps, ..trace }
+    }
+
+    /// The trace whose deciding step is `deciding`, already among `steps`.
+    pub fn deciding(deciding: &Step, steps: Vec<Step>) -> Self {
+        Self {
+            check: deciding.check,
+            source: deciding.source.clone(),
+            detail: deciding.detail.clone(),
+            steps,
+        }
+    }
+
+    /// The deciding step as a [`Step`]: `outcome` is [`Outcome::Pass`] for an allow and
+    /// [`Outcome::Fail`] for a denial.
+    pub fn deciding_step(&self, outcome: Outcome) -> Step {
+        Step::new(
+            outcome,
+            self.check,
+            self.source.clone(),
+            self.detail.clone(),
+        )
+    }
 }
 
 impl fmt::Display for Trace {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         let detail = self.detail.replace(['\n', '\r'], " ");
-        write!(formatter, "{} [{}: {}]", detail, self.check, self.source)
+        match self.source {
+            TraceSource::Certificate => write!(formatter, "{} [{}]", detail, self.check),
+            _ => write!(formatter, "{} [{}: {}]", detail, self.check, self.source),
+        }
     }
 }
 
@@ -264,41 +447,60 @@ pub struct Evaluation {
     pub notes: Vec<String>,
 }
 
-/// Step 1: the deny lists, emails then users, ignoring case.
+/// Step 1: the deny lists, emails then users, ignoring case. Records the step; returns it
+/// when a list denies.
 pub fn check_deny_lists(
     input: &PolicyInput<'_>,
     deny: &DenyLists,
     config_path: &std::path::Path,
-) -> Option<Trace> {
+    steps: &mut Vec<Step>,
+) -> Option<Step> {
+    let source = || TraceSource::Config(config_path.to_path_buf());
     let email = input.email();
     if let Some(denied) = deny
         .emails
         .iter()
         .find(|denied| go_equal_fold(email, denied))
     {
-        return Some(Trace {
-            check: Check::DenyEmail,
-            source: TraceSource::Config(config_path.to_path_buf()),
-            detail: format!("denied email {denied}"),
-        });
+        return Some(Step::fail(
+            Check::DenyEmail,
+            source(),
+            format!("denied email {denied}"),
+        ));
     }
     if let Some(denied) = deny
         .users
         .iter()
         .find(|denied| go_equal_fold(input.principal(), denied))
     {
-        return Some(Trace {
-            check: Check::DenyUser,
-            source: TraceSource::Config(config_path.to_path_buf()),
-            detail: format!("denied user {denied}"),
-        });
+        return Some(Step::fail(
+            Check::DenyUser,
+            source(),
+            format!("denied user {denied}"),
+        ));
     }
+    steps.push(Step::pass(
+        Check::DenyLists,
+        source(),
+        format!(
+            "neither email {email:?} nor principal {} is in deny_emails ({}) or deny_users ({})",
+            input.principal(),
+            deny.emails.len(),
+            deny.users.len()
+        ),
+    ));
     None
 }
 
 /// Step 4: the `auth_id` rows (system first, then home), with the userinfo claims if any.
-/// `files` are the policy files that were read, for the "no policy" message.
-pub fn match_rows(input: &PolicyInput<'_>, rows: &[AuthRow], files: &[PathBuf]) -> Evaluation {
+/// `files` are the policy files that were read, for the "no policy" message; `steps` are the
+/// steps so far. Every row gets a step saying why it does or does not let this login in.
+pub fn match_rows(
+    input: &PolicyInput<'_>,
+    rows: &[AuthRow],
+    files: &[PathBuf],
+    mut steps: Vec<Step>,
+) -> Evaluation {
     let mut notes = Vec::new();
     let claims = ClaimSet::from_object(input.claims());
     let userinfo = match input.userinfo().map(parse_userinfo) {
@@ -306,37 +508,50 @@ pub fn match_rows(input: &PolicyInput<'_>, rows: &[AuthRow], files: &[PathBuf]) 
         Some(Ok(userinfo)) => Some(userinfo),
         Some(Err(detail)) => {
             return deny(
-                Trace {
-                    check: Check::UserinfoInvalid,
-                    source: TraceSource::Userinfo,
-                    detail,
-                },
+                Step::fail(Check::UserinfoInvalid, TraceSource::Userinfo, detail),
+                steps,
                 notes,
             );
         }
     };
     let issuer = input.issuer();
     for row in rows {
+        let source = || TraceSource::Row(row.location.clone());
         // Go checks this inside the loop, so it only denies when there is a row.
         if let Some(userinfo) = &userinfo
             && userinfo.sub() != claims.sub()
         {
             return deny(
-                Trace {
-                    check: Check::UserinfoSub,
-                    source: TraceSource::Userinfo,
-                    detail: format!(
+                Step::fail(
+                    Check::UserinfoSub,
+                    TraceSource::Userinfo,
+                    format!(
                         "userInfo sub claim ({}) does not match user policy sub claim ({})",
                         userinfo.sub(),
                         claims.sub()
                     ),
-                },
+                ),
+                steps,
                 notes,
             );
         }
-        if row.issuer != issuer || row.principal != input.principal() {
+        if row.principal != input.principal() {
+            steps.push(Step::skip(
+                Check::Rule,
+                source(),
+                format!("principal {} != {}", row.principal, input.principal()),
+            ));
             continue;
         }
+        if row.issuer != issuer {
+            steps.push(Step::skip(
+                Check::Rule,
+                source(),
+                format!("issuer {} != {issuer}", row.issuer),
+            ));
+            continue;
+        }
+        let mut reasons = Vec::new();
         for (which, set) in [("id token", Some(&claims)), ("userinfo", userinfo.as_ref())] {
             let Some(set) = set else { continue };
             let result = match_identity(&row.identity, set);
@@ -347,38 +562,46 @@ pub fn match_rows(input: &PolicyInput<'_>, rows: &[AuthRow], files: &[PathBuf]) 
                     .map(|note| format!("{note} ({})", row.location)),
             );
             if let Some(kind) = result.matched {
+                let matched = Step::pass(
+                    Check::Row(kind),
+                    source(),
+                    format!(
+                        "policy {} {} {} matched the {which} claims: {}",
+                        row.principal, row.identity, row.issuer, result.reason
+                    ),
+                );
                 return Evaluation {
                     decision: Decision::Allow {
-                        matched: Trace {
-                            check: Check::Row(kind),
-                            source: TraceSource::Row(row.location.clone()),
-                            detail: format!(
-                                "policy {} {} {} matched the {which} claims",
-                                row.principal, row.identity, row.issuer
-                            ),
-                        },
+                        matched: Trace::ending_with(steps, matched),
                         proof: AllowProof::new(),
                     },
                     notes,
                 };
             }
+            reasons.push(format!("{which}: {}", result.reason));
         }
+        steps.push(Step::fail(
+            Check::Rule,
+            source(),
+            format!("{} does not match ({})", row.identity, reasons.join("; ")),
+        ));
     }
     let files_text: Vec<String> = files
         .iter()
         .map(|path| path.display().to_string())
         .collect();
     deny(
-        Trace {
-            check: Check::NoMatch,
-            source: TraceSource::Files(files.to_vec()),
-            detail: format!(
+        Step::fail(
+            Check::NoMatch,
+            TraceSource::Files(files.to_vec()),
+            format!(
                 "no policy to allow {} with (issuer={issuer}) to assume {}, check policy config at {}",
                 claims.email(),
                 input.principal(),
                 files_text.join(", ")
             ),
-        },
+        ),
+        steps,
         notes,
     )
 }
@@ -392,15 +615,19 @@ pub fn evaluate_rows(
     rows: &[AuthRow],
     files: &[PathBuf],
 ) -> Evaluation {
-    if let Some(reason) = check_deny_lists(input, deny_lists, config_path) {
-        return deny(reason, Vec::new());
+    let mut steps = Vec::new();
+    if let Some(reason) = check_deny_lists(input, deny_lists, config_path, &mut steps) {
+        return deny(reason, steps, Vec::new());
     }
-    match_rows(input, rows, files)
+    match_rows(input, rows, files, steps)
 }
 
-pub(crate) fn deny(reason: Trace, notes: Vec<String>) -> Evaluation {
+/// A denial by `reason`, after `steps`.
+pub(crate) fn deny(reason: Step, steps: Vec<Step>, notes: Vec<String>) -> Evaluation {
     Evaluation {
-        decision: Decision::Deny { reason },
+        decision: Decision::Deny {
+            reason: Trace::ending_with(steps, reason),
+        },
         notes,
     }
 }

@@ -3,8 +3,8 @@
 
 use crate::auth_id::AuthIdFile;
 use crate::decision::{
-    AllowProof, Check, Decision, Evaluation, PolicyInput, Trace, TraceSource, check_deny_lists,
-    deny, match_rows,
+    AllowProof, Check, Decision, Evaluation, PolicyInput, Step, Trace, TraceSource,
+    check_deny_lists, deny, match_rows,
 };
 use crate::error::FileError;
 use crate::home::{self, HomeAccess};
@@ -186,46 +186,86 @@ impl Enforcer {
     /// Every reason the rows stage denies (no match, no policy file, bad userinfo) still
     /// lets a plugin allow, as in Go, and is the reported reason if none does.
     pub fn evaluate(&self, input: &PolicyInput<'_>) -> Evaluation {
-        if let Some(reason) = check_deny_lists(input, &self.deny, &self.dir.config()) {
-            return deny(reason, Vec::new());
+        let mut steps = Vec::new();
+        if let Some(reason) = check_deny_lists(input, &self.deny, &self.dir.config(), &mut steps) {
+            return deny(reason, steps, Vec::new());
         }
-        let mut evaluation = self.evaluate_files(input);
+        let mut evaluation = self.evaluate_files(input, steps);
         if evaluation.decision.is_allow() || !self.plugins {
             return evaluation;
         }
-        match plugin::run_all_with(&self.dir.plugins(), input, &self.env_vars) {
-            Err(skipped) => evaluation.notes.push(skipped.to_string()),
+        let Decision::Deny { reason } = evaluation.decision else {
+            return evaluation;
+        };
+        let mut steps = reason.steps.clone();
+        let plugins = self.dir.plugins();
+        let mut granted = None;
+        match plugin::run_all_with(&plugins, input, &self.env_vars) {
+            Err(skipped) => {
+                steps.push(match &skipped {
+                    plugin::PluginsSkipped::NoDirectory(_) => Step::skip(
+                        Check::Plugin,
+                        TraceSource::Plugin(plugins.clone()),
+                        "no policy plugins",
+                    ),
+                    plugin::PluginsSkipped::Error(message) => Step::fail(
+                        Check::Plugin,
+                        TraceSource::Plugin(plugins.clone()),
+                        format!("no plugin ran: {message}"),
+                    ),
+                });
+                evaluation.notes.push(skipped.to_string());
+            }
             Ok(results) => {
                 evaluation
                     .notes
                     .extend(results.iter().map(ToString::to_string));
-                if let Some(granted) = results.iter().find(|result| result.allowed) {
-                    evaluation
-                        .notes
-                        .push("Access granted by policy plugin".to_owned());
-                    evaluation.decision = Decision::Allow {
-                        matched: Trace {
-                            check: Check::Plugin,
-                            source: TraceSource::Plugin(granted.path.clone()),
-                            detail: format!(
+                for result in &results {
+                    let source = TraceSource::Plugin(result.path.clone());
+                    if result.allowed {
+                        let allowed = Step::pass(
+                            Check::Plugin,
+                            source,
+                            format!(
                                 "policy plugin allowed {} for principal {}",
                                 input.email(),
                                 input.principal()
                             ),
-                        },
-                        proof: AllowProof::new(),
-                    };
+                        );
+                        granted.get_or_insert(allowed);
+                    } else {
+                        let why = match &result.error {
+                            Some(error) => format!("error: {error}"),
+                            None => format!("answered {:?}", excerpt(&result.output)),
+                        };
+                        steps.push(Step::fail(Check::Plugin, source, why));
+                    }
                 }
             }
         }
+        evaluation.decision = match granted {
+            Some(allowed) => {
+                evaluation
+                    .notes
+                    .push("Access granted by policy plugin".to_owned());
+                Decision::Allow {
+                    matched: Trace::ending_with(steps, allowed),
+                    proof: AllowProof::new(),
+                }
+            }
+            None => Decision::Deny {
+                reason: Trace { steps, ..reason },
+            },
+        };
         evaluation
     }
 
-    fn evaluate_files(&self, input: &PolicyInput<'_>) -> Evaluation {
+    fn evaluate_files(&self, input: &PolicyInput<'_>, mut steps: Vec<Step>) -> Evaluation {
         let mut notes = Vec::new();
         let mut rows = Vec::new();
         let mut files = Vec::new();
         let mut errors = Vec::new();
+        let system = self.dir.auth_id();
         match self.dir.load_system_policy() {
             Ok(file) => {
                 notes.extend(
@@ -233,12 +273,26 @@ impl Enforcer {
                         .iter()
                         .map(|warning| format!("warning: {warning}")),
                 );
+                steps.push(Step::pass(
+                    Check::SystemPolicy,
+                    TraceSource::Files(vec![system.clone()]),
+                    format!(
+                        "rows: {}, skipped lines: {}",
+                        file.rows().len(),
+                        file.warnings().len()
+                    ),
+                ));
                 rows.extend(file.into_rows());
-                files.push(self.dir.auth_id());
+                files.push(system);
             }
             Err(error) => {
                 notes.push(format!(
                     "warning: failed to load system default policy: {error}"
+                ));
+                steps.push(Step::fail(
+                    Check::SystemPolicy,
+                    TraceSource::Files(vec![system]),
+                    error.to_string(),
                 ));
                 errors.push(error.to_string());
             }
@@ -257,27 +311,53 @@ impl Enforcer {
                         .iter()
                         .map(|warning| format!("warning: {warning}")),
                 );
+                steps.push(Step::pass(
+                    Check::HomePolicy,
+                    TraceSource::Files(vec![path.clone()]),
+                    format!(
+                        "rows for {1}: {0}, skipped lines: {2}",
+                        file.rows().len(),
+                        input.principal(),
+                        file.warnings().len()
+                    ),
+                ));
                 rows.extend(file.into_rows());
                 files.push(path);
             }
             Err(error) => {
                 notes.push(format!("warning: failed to load user policy: {error}"));
+                steps.push(Step::skip(
+                    Check::HomePolicy,
+                    TraceSource::Files(Vec::new()),
+                    format!("not used: {error}"),
+                ));
                 errors.push(error);
             }
         }
         if files.is_empty() {
             return deny(
-                Trace {
-                    check: Check::PolicyUnavailable,
-                    source: TraceSource::Files(vec![self.dir.auth_id()]),
-                    detail: format!("error loading policy: {}", errors.join("; ")),
-                },
+                Step::fail(
+                    Check::PolicyUnavailable,
+                    TraceSource::Files(vec![self.dir.auth_id()]),
+                    format!("error loading policy: {}", errors.join("; ")),
+                ),
+                steps,
                 notes,
             );
         }
-        let mut evaluation = match_rows(input, &rows, &files);
+        let mut evaluation = match_rows(input, &rows, &files, steps);
         notes.append(&mut evaluation.notes);
         evaluation.notes = notes;
         evaluation
+    }
+}
+
+/// A plugin's answer, shortened for one trace line.
+fn excerpt(output: &str) -> String {
+    const MAX: usize = 200;
+    let flat = output.replace(['\n', '\r'], " ");
+    match flat.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}…", flat.get(..end).unwrap_or_default()),
+        None => flat,
     }
 }

@@ -32,6 +32,8 @@
 //!     });
 //!     let evaluation = enforcer.evaluate(&input);
 //!     log.extend(evaluation.notes);
+//!     // Every step, e.g. "fail  auth_id row /etc/opk/auth_id:3: principal root != alice".
+//!     log.extend(evaluation.decision.trace().steps.iter().map(ToString::to_string));
 //!     log.push(evaluation.decision.to_string()); // one line: "allow: … [check: file:line]"
 //!     evaluation.decision.is_allow()
 //! }
@@ -78,8 +80,8 @@ pub mod table;
 
 pub use auth_id::{AuthIdFile, AuthRow};
 pub use decision::{
-    AllowProof, Check, Decision, Evaluation, PolicyInput, SshRequest, Trace, TraceSource,
-    evaluate_rows,
+    AllowProof, Check, Decision, Evaluation, Outcome, PolicyInput, SshRequest, Step, Trace,
+    TraceSource, evaluate_rows,
 };
 pub use enforcer::{ConfigDir, DEFAULT_CONFIG_DIR, Enforcer};
 pub use error::{FileError, FileErrorKind, Location};

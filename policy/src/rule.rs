@@ -274,71 +274,136 @@ pub struct RuleMatch {
     pub matched: Option<MatchKind>,
     /// Warnings for the log (unsafe rule, malformed rule, bad glob, unverified email).
     pub notes: Vec<String>,
+    /// Why it matched or did not, in one line naming the claim values compared (for the
+    /// decision trace).
+    pub reason: String,
 }
 
 /// Matches an attribute against claims, in Go's order (behaviour.md §4.3).
 pub fn match_identity(attribute: &str, claims: &ClaimSet) -> RuleMatch {
     let mut notes = Vec::new();
-    let matched = match_inner(attribute, claims, &mut notes);
+    let (matched, mut reason) = match_inner(attribute, claims, &mut notes);
     if let Some(kind) = matched
         && kind.uses_email()
         && let Some(note) = email_verified_note(attribute, claims)
     {
         notes.push(note);
+        let verified = claims.values("email_verified").first().map_or_else(
+            || "no email_verified claim".to_owned(),
+            |value| format!("email_verified {value}"),
+        );
+        reason.push_str(&format!(
+            "; email {} not verified ({verified}): a warning, not a denial, as in Go",
+            claims.email
+        ));
     }
-    RuleMatch { matched, notes }
+    RuleMatch {
+        matched,
+        notes,
+        reason,
+    }
 }
 
-fn match_inner(attribute: &str, claims: &ClaimSet, notes: &mut Vec<String>) -> Option<MatchKind> {
+fn match_inner(
+    attribute: &str,
+    claims: &ClaimSet,
+    notes: &mut Vec<String>,
+) -> (Option<MatchKind>, String) {
     // An email that itself looks like a rule never matches anything (anti-injection).
     if claims.email.starts_with(EMAIL_SUFFIX) {
-        return None;
+        return (
+            None,
+            format!("email {} looks like a rule and never matches", claims.email),
+        );
     }
     let identity = Identity::parse(attribute);
     let mut suffix_match = false;
+    let mut tried = Vec::new();
     match &identity {
         Identity::Unsafe => {
             notes.push(format!(
                 "error: rejecting unsafe match - policy ({attribute:?}) matches any value"
             ));
-            return None;
+            return (
+                None,
+                format!("unsafe rule {attribute:?} would match any value"),
+            );
         }
         Identity::MalformedClaim => {
             notes.push(format!(
                 "warning: malformed oidc identity attribute {attribute:?} in policy, expected oidc:<claim>:<value>"
             ));
-            return None;
+            return (
+                None,
+                format!("malformed rule {attribute:?}, expected oidc:<claim>:<value>"),
+            );
         }
         Identity::Claim { name, value, .. } => {
-            return claims
-                .values(name)
-                .iter()
-                .any(|candidate| candidate == value)
-                .then_some(MatchKind::Claim);
+            let values = claims.values(name);
+            if values.iter().any(|candidate| candidate == value) {
+                return (
+                    Some(MatchKind::Claim),
+                    format!("claim {name} contains {value}"),
+                );
+            }
+            if values.is_empty() {
+                return (None, format!("claim {name} not present (needs {value})"));
+            }
+            return (
+                None,
+                format!("claim {name} is [{}], without {value}", values.join(", ")),
+            );
         }
         Identity::EmailSuffix(suffix) => {
             suffix_match = !claims.email.is_empty() && email_suffix_matches(&claims.email, suffix);
+            tried.push(if claims.email.is_empty() {
+                "no email claim".to_owned()
+            } else {
+                format!("email {} does not end with {suffix}", claims.email)
+            });
         }
         Identity::SubGlob(pattern) => match glob::matches(pattern, &claims.sub) {
-            Ok(true) => return Some(MatchKind::SubGlob),
-            Ok(false) => {}
-            Err(error) => notes.push(format!(
-                "warning: invalid glob pattern {pattern:?} in policy: {error}"
-            )),
+            Ok(true) => {
+                return (
+                    Some(MatchKind::SubGlob),
+                    format!("sub {} matches {pattern}", claims.sub),
+                );
+            }
+            Ok(false) => tried.push(format!("sub {} does not match {pattern}", claims.sub)),
+            Err(error) => {
+                notes.push(format!(
+                    "warning: invalid glob pattern {pattern:?} in policy: {error}"
+                ));
+                tried.push(format!("invalid glob {pattern:?}: {error}"));
+            }
         },
         Identity::Plain(_) => {}
     }
     if suffix_match {
-        return Some(MatchKind::EmailSuffix);
+        return (
+            Some(MatchKind::EmailSuffix),
+            format!("email {} ends with {attribute}", claims.email),
+        );
     }
     // Stricter than Go: an absent email or sub never equals anything.
     if !claims.email.is_empty() && go_equal_fold(&claims.email, attribute) {
-        return Some(MatchKind::Email);
+        return (
+            Some(MatchKind::Email),
+            format!("email {} matches", claims.email),
+        );
     }
     if !claims.sub.is_empty() && claims.sub == attribute {
-        return Some(MatchKind::Sub);
+        return (Some(MatchKind::Sub), format!("sub {} matches", claims.sub));
     }
-    None
+    if matches!(identity, Identity::Plain(_)) {
+        tried.push(if claims.email.is_empty() {
+            "no email claim".to_owned()
+        } else {
+            format!("email {} != {attribute}", claims.email)
+        });
+        tried.push(format!("sub {} != {attribute}", claims.sub));
+    }
+    (None, tried.join(", "))
 }
 
 /// `oidc-match-end:email:<suffix>`: the lower-cased email ends with the lower-cased suffix.

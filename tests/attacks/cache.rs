@@ -73,6 +73,7 @@ pub fn pipeline(cache: &CacheDir, line: &str) -> Result<String, Denial> {
     let key_base64 = key_base64.split(' ').next().unwrap_or_default();
     let settings = Settings {
         providers: vec![cache.provider.clone()],
+        provider_locations: Vec::new(),
         cache: CacheSettings::new(cache.dir.path().to_path_buf()),
         env: std::collections::BTreeMap::new(),
         budget: Duration::from_secs(10),

@@ -47,14 +47,29 @@ impl Minted {
 /// # Errors
 /// Key generation or signing failed.
 pub fn mint(issuer: &str, client_id: &str, email: &str) -> Result<Minted> {
+    mint_with(issuer, client_id, email, |_| {})
+}
+
+/// [`mint`] with the ID-token claims edited before the OP signs them (`groups`, an old `iat`,
+/// a `nonce` that does not commit to the CIC…).
+///
+/// # Errors
+/// Key generation or signing failed.
+pub fn mint_with(
+    issuer: &str,
+    client_id: &str,
+    email: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> Result<Minted> {
     let op_key = generate_user_key(UserKeyType::Ecdsa)?;
     let user_key = generate_user_key(UserKeyType::Ecdsa)?;
     let now = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())?;
     let cic = CicHeader::generate(&user_key, &[]).map_err(|error| anyhow!("{error}"))?;
-    let payload = serde_json::json!({
+    let mut payload = serde_json::json!({
         "iss": issuer, "sub": format!("sub-{email}"), "aud": client_id, "iat": now,
         "exp": now + 3600, "nonce": cic.commitment(), "email": email, "email_verified": true
     });
+    edit(&mut payload);
     let op = Jws::sign(
         &format!(r#"{{"alg":"ES256","kid":"{KID}","typ":"JWT"}}"#),
         &b64::encode_url(payload.to_string()),

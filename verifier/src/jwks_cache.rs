@@ -31,6 +31,9 @@ pub struct CacheSettings {
     /// At most one refresh per issuer in this interval is caused by an unknown `kid`, so a
     /// forged `kid` cannot make every login fetch.
     pub unknown_kid_refresh_interval: Duration,
+    /// Whether a missing folder is created. `explain`, often run as root, leaves it to
+    /// `verify`: a folder root made would be one `opksshuser` cannot use.
+    pub create_dir: bool,
 }
 
 impl CacheSettings {
@@ -41,6 +44,7 @@ impl CacheSettings {
             max_age: Duration::from_secs(3600),
             stale_limit: Duration::from_secs(24 * 3600),
             unknown_kid_refresh_interval: Duration::from_secs(60),
+            create_dir: true,
         }
     }
 }
@@ -305,6 +309,13 @@ impl<'a> JwksCache<'a> {
     fn prepare_dir(&self, notes: &mut Notes) -> bool {
         let dir = &self.settings.dir;
         if std::fs::symlink_metadata(dir).is_err() {
+            if !self.settings.create_dir {
+                notes.push(format!(
+                    "jwks cache {} does not exist; keys fetched without it",
+                    dir.display()
+                ));
+                return false;
+            }
             let mut builder = std::fs::DirBuilder::new();
             std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
             // Concurrent cold starts race to create it; losing that race is fine, the checks

@@ -1,12 +1,19 @@
 //! `%u %k %t` in, one `cert-authority` line or a denial out (behaviour.md §2.4, wire-format.md
 //! §6.4). Every failure is a [`Denial`] saying exactly what failed; nothing here prints.
+//!
+//! Each check also records a [`Step`] (what it checked, where, how it came out), the first
+//! part of the decision trace that `verify` logs and `explain` prints.
 
 use crate::deadline::Deadline;
 use crate::http::LazyHttp;
-use crate::jwks_cache::{CacheSettings, Freshness, JwksCache, KeysError, Notes};
+use crate::jwks_cache::{CacheSettings, Freshness, IssuerKeys, JwksCache, KeysError, Notes};
+use crate::log::rfc3339;
 use opk_core::pktoken::{PkToken, PkTokenError};
 use opk_core::sshcert::{CertError, OpksshCertificate};
-use opk_core::verify::{Provider, VerifiedPkToken, VerifyError};
+use opk_core::verify::{
+    Commitment, ExpirationPolicy, Provider, VerifiedPkToken, VerifyCheck, VerifyError,
+};
+use policy::{Check, Location, Step, TraceSource};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
@@ -32,6 +39,9 @@ pub struct Request<'a> {
 pub struct Settings {
     /// The providers file, one entry per issuer.
     pub providers: Vec<Provider>,
+    /// Where each provider was configured (`provider_locations[i]` is the providers row of
+    /// `providers[i]`), named in the trace; empty when the providers come from elsewhere.
+    pub provider_locations: Vec<Location>,
     /// The discovery/JWKS cache.
     pub cache: CacheSettings,
     /// `env_vars` from `/etc/opk/config.yml` (proxy settings reach the HTTP client this way).
@@ -116,54 +126,209 @@ pub fn verify(
     now: SystemTime,
     notes: &mut Notes,
 ) -> Result<Verified, Denial> {
-    if !CERT_TYPES.contains(&request.key_type) {
-        return Err(Denial::NotACertificateType(request.key_type.to_owned()));
+    let mut steps = Vec::new();
+    check_key_type(request.key_type, &mut steps)?;
+    verify_certificate(request, settings, now, notes, &mut steps)
+}
+
+/// `%t` must be an opkssh certificate type; anything else (the bare key ssh offers before its
+/// certificate) is refused before any file or network access.
+///
+/// # Errors
+/// [`Denial::NotACertificateType`].
+pub fn check_key_type(key_type: &str, steps: &mut Vec<Step>) -> Result<(), Denial> {
+    if CERT_TYPES.contains(&key_type) {
+        steps.push(Step::pass(
+            Check::CertificateType,
+            TraceSource::Certificate,
+            key_type,
+        ));
+        return Ok(());
     }
+    let denial = Denial::NotACertificateType(key_type.to_owned());
+    steps.push(Step::fail(
+        Check::CertificateType,
+        TraceSource::Certificate,
+        denial.to_string(),
+    ));
+    Err(denial)
+}
+
+/// [`verify`] after [`check_key_type`]: every later check, each recorded in `steps`; on a
+/// denial the last step is the one that failed.
+///
+/// # Errors
+/// The [`Denial`] naming the first failed check.
+pub fn verify_certificate(
+    request: &Request<'_>,
+    settings: &Settings,
+    now: SystemTime,
+    notes: &mut Notes,
+    steps: &mut Vec<Step>,
+) -> Result<Verified, Denial> {
+    let mut record = Recorder { steps };
     let deadline = Deadline::after(settings.budget);
-    let certificate = OpksshCertificate::from_type_and_base64(request.key_type, request.key_base64)
-        .map_err(Denial::Certificate)?;
-    certificate
-        .verify_self_signature()
-        .map_err(Denial::Certificate)?;
-    let token = PkToken::from_compact(certificate.pk_token().map_err(Denial::Certificate)?)
-        .map_err(Denial::PkToken)?;
+    let certificate = record.certificate(
+        Check::Certificate,
+        OpksshCertificate::from_type_and_base64(request.key_type, request.key_base64)
+            .map_err(Denial::Certificate),
+        |certificate| {
+            format!(
+                "key {}, key id {:?}, principals [{}]",
+                certificate.fingerprint(),
+                certificate.key_id(),
+                certificate.principals().join(", ")
+            )
+        },
+    )?;
+    record.certificate(
+        Check::SelfSignature,
+        certificate
+            .verify_self_signature()
+            .map_err(Denial::Certificate),
+        |()| "signed by its own key".to_owned(),
+    )?;
+    let token = record.certificate(
+        Check::PkToken,
+        certificate
+            .pk_token()
+            .map_err(Denial::Certificate)
+            .and_then(|compact| PkToken::from_compact(compact).map_err(Denial::PkToken)),
+        describe_token,
+    )?;
     let issuer = token.claims().issuer();
-    let provider = settings
+    let Some((index, provider)) = settings
         .providers
         .iter()
-        .find(|provider| provider.issuer() == issuer)
-        .ok_or_else(|| Denial::UnknownIssuer {
+        .enumerate()
+        .find(|(_, provider)| provider.issuer() == issuer)
+    else {
+        let denial = Denial::UnknownIssuer {
             issuer: issuer.to_owned(),
             known: settings
                 .providers
                 .iter()
                 .map(|provider| provider.issuer().to_owned())
                 .collect(),
-        })?;
+        };
+        return Err(record.fail(Check::Provider, providers_files(settings), denial));
+    };
+    let row = settings
+        .provider_locations
+        .get(index)
+        .map_or(TraceSource::Certificate, |location| {
+            TraceSource::Row(location.clone())
+        });
+    record.pass(
+        Check::Provider,
+        row.clone(),
+        format!(
+            "issuer {issuer}, client id {}, expiration policy {}",
+            provider.client_id(),
+            provider.expiration()
+        ),
+    );
 
     let http = LazyHttp::new(&settings.env);
     let cache = JwksCache::new(&settings.cache, &http);
     let kid = token.op_key_id();
-    let keys = cache
-        .keys_for(provider.issuer(), kid.as_deref(), now, &deadline, notes)
-        .map_err(Denial::Keys)?;
-    let verified = token
-        .verify_at(now, provider, &keys.jwks)
-        .map_err(Denial::Verify)?;
+    let keys = match cache.keys_for(provider.issuer(), kid.as_deref(), now, &deadline, notes) {
+        Ok(keys) => keys,
+        Err(error) => {
+            return Err(record.fail(
+                Check::OpKeys,
+                TraceSource::Issuer(issuer.to_owned()),
+                Denial::Keys(error),
+            ));
+        }
+    };
+    record.pass(
+        Check::OpKeys,
+        TraceSource::Issuer(issuer.to_owned()),
+        describe_keys(&keys, kid.as_deref()),
+    );
+    let source = |check: VerifyCheck| match check {
+        VerifyCheck::Expiration | VerifyCheck::Audience => row.clone(),
+        _ => TraceSource::Certificate,
+    };
+    let verified = match token.verify_at(now, provider, &keys.jwks) {
+        Ok(verified) => {
+            for check in VerifyCheck::ORDER {
+                let step = describe_check(check, &token, provider, &keys, source(check), now);
+                record.steps.push(step);
+            }
+            verified
+        }
+        Err(error) => {
+            let failed = error.check();
+            for check in VerifyCheck::ORDER
+                .into_iter()
+                .take_while(|check| *check != failed)
+            {
+                let step = describe_check(check, &token, provider, &keys, source(check), now);
+                record.steps.push(step);
+            }
+            record.steps.push(Step::fail(
+                Check::Token(failed),
+                source(failed),
+                describe_failure(&error),
+            ));
+            return Err(Denial::Verify(error));
+        }
+    };
     if !certificate.matches_upk(verified.upk()) {
-        return Err(Denial::KeyNotUpk);
+        return Err(record.fail(Check::Upk, TraceSource::Certificate, Denial::KeyNotUpk));
     }
+    record.pass(
+        Check::Upk,
+        TraceSource::Certificate,
+        "the certificate key is the key the PK token commits to",
+    );
     if deadline.passed() {
-        return Err(Denial::Deadline);
+        return Err(record.fail(Check::Deadline, TraceSource::Certificate, Denial::Deadline));
     }
     let userinfo = match (
         certificate.access_token(),
         keys.userinfo_endpoint.as_deref(),
     ) {
         (Some(access_token), Some(endpoint)) => {
-            userinfo(&http, endpoint, access_token, &verified, &deadline, notes)
+            let source = TraceSource::Issuer(issuer.to_owned());
+            match userinfo(&http, endpoint, access_token, &verified, &deadline) {
+                Ok(claims) => {
+                    record.pass(
+                        Check::Userinfo,
+                        source,
+                        format!(
+                            "claims for sub {} from {endpoint}",
+                            verified.claims().subject()
+                        ),
+                    );
+                    Some(claims)
+                }
+                Err(reason) => {
+                    let reason = format!("userinfo not used: {reason}");
+                    record.skip(Check::Userinfo, source, reason.clone());
+                    notes.push(reason);
+                    None
+                }
+            }
         }
-        _ => None,
+        (None, _) => {
+            record.skip(
+                Check::Userinfo,
+                TraceSource::Certificate,
+                "no access token in the certificate",
+            );
+            None
+        }
+        (Some(_), None) => {
+            record.skip(
+                Check::Userinfo,
+                TraceSource::Issuer(issuer.to_owned()),
+                "the provider has no userinfo endpoint",
+            );
+            None
+        }
     };
     Ok(Verified {
         certificate,
@@ -173,36 +338,218 @@ pub fn verify(
     })
 }
 
-/// The userinfo lookup is optional, as in Go: any failure is noted and ignored.
+/// Appends steps as the checks run.
+struct Recorder<'a> {
+    steps: &'a mut Vec<Step>,
+}
+
+impl Recorder<'_> {
+    fn pass(&mut self, check: Check, source: TraceSource, detail: impl Into<String>) {
+        self.steps.push(Step::pass(check, source, detail));
+    }
+
+    fn skip(&mut self, check: Check, source: TraceSource, detail: impl Into<String>) {
+        self.steps.push(Step::skip(check, source, detail));
+    }
+
+    /// Records the denial as the failed step and hands it back.
+    fn fail(&mut self, check: Check, source: TraceSource, denial: Denial) -> Denial {
+        // The check already says "certificate"; the error alone reads better after it.
+        let detail = match &denial {
+            Denial::Certificate(error) => error.to_string(),
+            other => other.to_string(),
+        };
+        self.steps.push(Step::fail(check, source, detail));
+        denial
+    }
+
+    /// Records a check on the certificate either way.
+    fn certificate<T>(
+        &mut self,
+        check: Check,
+        result: Result<T, Denial>,
+        describe: impl FnOnce(&T) -> String,
+    ) -> Result<T, Denial> {
+        match result {
+            Ok(value) => {
+                self.pass(check, TraceSource::Certificate, describe(&value));
+                Ok(value)
+            }
+            Err(denial) => Err(self.fail(check, TraceSource::Certificate, denial)),
+        }
+    }
+}
+
+/// The providers files named by the settings, for a denial about all of them.
+fn providers_files(settings: &Settings) -> TraceSource {
+    let mut paths: Vec<std::path::PathBuf> = Vec::new();
+    for location in &settings.provider_locations {
+        if !paths.contains(&location.path) {
+            paths.push(location.path.clone());
+        }
+    }
+    TraceSource::Files(paths)
+}
+
+/// The token's identity, as `verify` logs it: never the token itself.
+fn describe_token(token: &PkToken) -> String {
+    let claims = token.claims();
+    let email = claims
+        .email()
+        .map_or_else(String::new, |email| format!(", email {email}"));
+    format!(
+        "iss {}, sub {}{email}, OP alg {}, kid {}",
+        claims.issuer(),
+        claims.subject(),
+        token
+            .op()
+            .algorithm()
+            .map_or_else(|_| "?".to_owned(), |alg| alg.to_string()),
+        token.op_key_id().as_deref().unwrap_or("none"),
+    )
+}
+
+fn describe_keys(keys: &IssuerKeys, kid: Option<&str>) -> String {
+    let from = match keys.freshness {
+        Freshness::Cached => "from the cache".to_owned(),
+        Freshness::Fetched => "fetched from the provider".to_owned(),
+        Freshness::FetchedByPeer => "fetched by another verify just now".to_owned(),
+        Freshness::Stale { age_seconds } => {
+            format!("provider unreachable, cached keys {age_seconds} s old used")
+        }
+    };
+    format!(
+        "{from}, keys: {}, token kid {}",
+        keys.jwks.keys().len(),
+        kid.unwrap_or("none")
+    )
+}
+
+/// A check of [`PkToken::verify_at`] that held, with what it compared.
+fn describe_check(
+    check: VerifyCheck,
+    token: &PkToken,
+    provider: &Provider,
+    keys: &IssuerKeys,
+    source: TraceSource,
+    now: SystemTime,
+) -> Step {
+    let claims = token.claims();
+    let pass = |detail: String| Step::pass(Check::Token(check), source.clone(), detail);
+    match check {
+        VerifyCheck::ClientSignature => pass(format!(
+            "the CIC is signed ({}) with the key it names (upk)",
+            token.cic_claims().algorithm()
+        )),
+        VerifyCheck::Issuer => pass(format!("iss {} is the provider's issuer", claims.issuer())),
+        VerifyCheck::Audience => match provider.commitment() {
+            Commitment::Nonce => pass(format!("aud contains client id {}", provider.client_id())),
+            Commitment::Audience | Commitment::GqBound { .. } => Step::skip(
+                Check::Token(check),
+                source,
+                "client id not checked: this provider commits through aud",
+            ),
+        },
+        VerifyCheck::OpSignature => {
+            let kid = token.op_key_id();
+            pass(format!(
+                "{} signature verifies with JWKS key {} (keys: {})",
+                token
+                    .op()
+                    .algorithm()
+                    .map_or_else(|_| "?".to_owned(), |alg| alg.to_string()),
+                kid.as_deref().unwrap_or("(no kid)"),
+                keys.jwks.keys().len()
+            ))
+        }
+        VerifyCheck::Commitment => pass(
+            match provider.commitment() {
+                Commitment::Nonce => "nonce commits to the CIC",
+                Commitment::Audience => "aud commits to the CIC",
+                Commitment::GqBound { .. } => "the GQ header's cic commits to the CIC",
+            }
+            .to_owned(),
+        ),
+        VerifyCheck::RefreshedToken => match token.refreshed_id_token() {
+            Some(_) => pass("the refreshed ID token verifies and is for the same subject".into()),
+            None => Step::skip(Check::Token(check), source, "no refreshed ID token"),
+        },
+        VerifyCheck::Expiration => pass(describe_expiration(token, provider.expiration(), now)),
+    }
+}
+
+fn describe_expiration(token: &PkToken, policy: ExpirationPolicy, now: SystemTime) -> String {
+    let claims = token.claims();
+    let now = rfc3339(unix_seconds(now));
+    let date = |seconds: Option<i64>| seconds.map_or_else(|| "?".to_owned(), rfc3339);
+    match policy {
+        ExpirationPolicy::Never => "policy never: no time check".to_owned(),
+        ExpirationPolicy::Oidc => format!(
+            "policy oidc: exp {} is after now {now}",
+            date(claims.expires_at())
+        ),
+        ExpirationPolicy::OidcRefreshed => format!(
+            "policy oidc_refreshed: exp {} (or the refreshed token's) is after now {now}",
+            date(claims.expires_at())
+        ),
+        ExpirationPolicy::MaxAge12h
+        | ExpirationPolicy::MaxAge24h
+        | ExpirationPolicy::MaxAge48h
+        | ExpirationPolicy::MaxAge1Week => format!(
+            "policy {policy}: issued {}, within {policy} of now {now}",
+            date(claims.issued_at())
+        ),
+    }
+}
+
+/// The failed check, with dates where the error has Unix seconds.
+fn describe_failure(error: &VerifyError) -> String {
+    match error {
+        VerifyError::Expired {
+            policy,
+            deadline,
+            now,
+        } => format!(
+            "token expired under policy {policy}: valid until {}, now {}",
+            rfc3339(*deadline),
+            rfc3339(*now)
+        ),
+        VerifyError::IssuedInFuture { iat, now } => format!(
+            "token issued in the future: iat {}, now {}",
+            rfc3339(*iat),
+            rfc3339(*now)
+        ),
+        other => other.to_string(),
+    }
+}
+
+fn unix_seconds(now: SystemTime) -> i64 {
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+        })
+}
+
+/// The userinfo lookup is optional, as in Go: any failure is a reason to go without it.
 fn userinfo(
     http: &LazyHttp<'_>,
     endpoint: &str,
     access_token: &str,
     verified: &VerifiedPkToken,
     deadline: &Deadline,
-    notes: &mut Notes,
-) -> Option<serde_json::Map<String, serde_json::Value>> {
-    let body = match http
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let body = http
         .client()
         .and_then(|client| client.get(endpoint, Some(access_token), deadline))
-    {
-        Ok(body) => body,
-        Err(error) => {
-            notes.push(format!("userinfo not used: {error}"));
-            return None;
-        }
-    };
+        .map_err(|error| error.to_string())?;
     match serde_json::from_slice::<serde_json::Value>(&body) {
         Ok(serde_json::Value::Object(claims))
             if claims.get("sub").and_then(serde_json::Value::as_str)
                 == Some(verified.claims().subject()) =>
         {
-            Some(claims)
+            Ok(claims)
         }
-        _ => {
-            notes.push("userinfo not used: not a JSON object for the token's subject".into());
-            None
-        }
+        _ => Err("not a JSON object for the token's subject".to_owned()),
     }
 }
 
@@ -213,13 +560,35 @@ fn userinfo(
 /// # Errors
 /// [`Denial::InvalidPrincipal`].
 pub fn authorize(verified: &Verified) -> Result<AuthorizedKeysLine, Denial> {
+    authorize_traced(verified, &mut Vec::new())
+}
+
+/// [`authorize`], recording the principal check in `steps`.
+///
+/// # Errors
+/// [`Denial::InvalidPrincipal`].
+pub fn authorize_traced(
+    verified: &Verified,
+    steps: &mut Vec<Step>,
+) -> Result<AuthorizedKeysLine, Denial> {
     let principals = verified.certificate.principals();
     if let Some(bad) = principals
         .iter()
         .find(|principal| !policy::is_safe_principal(principal))
     {
-        return Err(Denial::InvalidPrincipal(bad.clone()));
+        let denial = Denial::InvalidPrincipal(bad.clone());
+        steps.push(Step::fail(
+            Check::CertPrincipals,
+            TraceSource::Certificate,
+            denial.to_string(),
+        ));
+        return Err(denial);
     }
+    steps.push(Step::pass(
+        Check::CertPrincipals,
+        TraceSource::Certificate,
+        format!("[{}] are safe to pass to sshd", principals.join(", ")),
+    ));
     let key = verified.certificate.signature_key_line();
     Ok(AuthorizedKeysLine(if principals.is_empty() {
         format!("cert-authority {key}")

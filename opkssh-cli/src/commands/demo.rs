@@ -397,6 +397,11 @@ fn verify_in_process(
             .iter()
             .map(|row| row.provider().clone())
             .collect(),
+        provider_locations: providers
+            .rows()
+            .iter()
+            .map(|row| policy::Location::line(&providers_path, row.line))
+            .collect(),
         cache: verifier::jwks_cache::CacheSettings::new(work.join("cache")),
         env: std::collections::BTreeMap::new(),
         budget: Duration::from_secs(10),

@@ -37,7 +37,7 @@ pub(crate) fn text_report(line: &str) -> Result<String, CliError> {
 }
 
 /// Go's rule: an argument naming an existing file is read, anything else is the line itself.
-fn read_input(input: &str) -> Result<String, CliError> {
+pub(crate) fn read_input(input: &str) -> Result<String, CliError> {
     let path = std::path::Path::new(input);
     if !path.is_file() {
         return Ok(input.to_owned());

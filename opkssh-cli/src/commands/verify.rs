@@ -2,19 +2,30 @@
 //! (`AuthorizedKeysCommand /usr/local/bin/opkssh verify %u %k %t`).
 //!
 //! On allow: exactly one `cert-authority…` line on stdout, exit 0. On any denial: nothing on
-//! stdout, one log line with the reason, exit 1. sshd strips the environment, so everything
-//! comes from flags and files.
+//! stdout, the reason in the log, exit 1. sshd strips the environment, so everything comes
+//! from flags and files.
+//!
+//! Every decision carries its trace: each step (what was checked, in which file and line,
+//! how it came out). The log gets, per decision, each step at `debug` level as
+//! `trace[<pid>] <step>` (the pid tells concurrent verifies apart), then one `info` line
+//! naming the deciding step: `allow principal=… identity=… rule: <step> keys=… (N ms)` or
+//! `deny principal=… identity=… reason: <step> (N ms)`. Warnings (unverified email, stale
+//! keys, skipped rows) stay `warn` lines. `--explain` (and `opkssh explain`) prints the same
+//! steps on stdout instead of the sshd line.
 
 use crate::commands::ConfigDirArg;
 use crate::error::CliError;
 use opk_core::sshcert::OpksshCertificate;
-use policy::{Enforcer, HomeAccess, PolicyInput, SshRequest};
+use policy::{
+    Check, ConfigDir, Decision, Enforcer, HomeAccess, Location, Outcome, PolicyInput, SshRequest,
+    Step, Trace, TraceSource,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 use verifier::jwks_cache::{CacheSettings, Freshness};
 use verifier::log::{Level, Log};
-use verifier::pipeline::{self, Denial, Request, Settings};
+use verifier::pipeline::{self, AuthorizedKeysLine, Denial, Request, Settings};
 
 /// The whole verify's budget, far below sshd's 2-minute LoginGraceTime (Go: 30 s for the token
 /// alone, with no bound on the network calls).
@@ -45,6 +56,10 @@ pub(crate) struct VerifyArgs {
     /// error, warn, info or debug.
     #[arg(long = "log-level", value_name = "LEVEL", default_value = "info")]
     pub(crate) log_level: Level,
+    /// Print every step of the decision on stdout instead of the sshd line (exit 0 on allow,
+    /// 1 on deny).
+    #[arg(long)]
+    pub(crate) explain: bool,
     /// `%u`: the account being logged into.
     pub(crate) principal: String,
     /// `%k`: the certificate, base64.
@@ -56,12 +71,77 @@ pub(crate) struct VerifyArgs {
     pub(crate) extra: Vec<String>,
 }
 
-/// An allow: the line for sshd and what to log.
-struct Allowed {
-    line: pipeline::AuthorizedKeysLine,
-    identity: String,
-    rule: String,
-    freshness: Freshness,
+/// One login attempt to decide: what sshd passes and where the server files are.
+pub(crate) struct Attempt<'a> {
+    pub(crate) dir: ConfigDir,
+    pub(crate) cache_dir: PathBuf,
+    /// Whether a missing cache folder may be created (not when explaining, often as root).
+    pub(crate) create_cache_dir: bool,
+    pub(crate) principal: &'a str,
+    pub(crate) key_base64: &'a str,
+    pub(crate) key_type: &'a str,
+    pub(crate) extra: &'a [String],
+}
+
+/// A decision and everything that explains it.
+pub(crate) struct Verdict {
+    /// The sshd line, on allow only.
+    pub(crate) line: Option<AuthorizedKeysLine>,
+    /// `email issuer=…` (or `sub:…`), `-` before the token verified.
+    pub(crate) identity: String,
+    /// The deciding step and every step taken.
+    pub(crate) trace: Trace,
+    /// How the OP keys were had, on allow.
+    pub(crate) freshness: Option<Freshness>,
+    /// Warnings for the log.
+    pub(crate) notes: Vec<String>,
+}
+
+impl Verdict {
+    pub(crate) fn is_allow(&self) -> bool {
+        self.line.is_some()
+    }
+
+    /// The `info` log line.
+    fn summary(&self, principal: &str, elapsed_ms: u128) -> String {
+        match (&self.line, self.freshness) {
+            (Some(_), Some(freshness)) => format!(
+                "allow principal={principal} identity={} rule: {} keys={freshness:?} ({elapsed_ms} ms)",
+                self.identity, self.trace
+            ),
+            _ => format!(
+                "deny principal={principal} identity={} reason: {} ({elapsed_ms} ms)",
+                self.identity, self.trace
+            ),
+        }
+    }
+
+    /// What `--explain` and `opkssh explain` print: one line per step, the warnings, then
+    /// the decision (`allow: …` or `deny: …`, naming the deciding step).
+    pub(crate) fn explanation(&self) -> String {
+        let mut text = String::new();
+        for step in &self.trace.steps {
+            text.push_str(&format!("{step}\n"));
+        }
+        for note in &self.notes {
+            text.push_str(&format!("note  {}\n", note.replace(['\n', '\r'], " ")));
+        }
+        let verdict = if self.is_allow() { "allow" } else { "deny" };
+        text.push_str(&format!("{verdict}: {}\n", self.trace));
+        text
+    }
+
+    /// Logs the decision: warnings, each step (debug), the summary (info).
+    pub(crate) fn log(&self, log: &mut Log, principal: &str, elapsed_ms: u128) {
+        for note in &self.notes {
+            log.write(Level::Warn, note);
+        }
+        let pid = std::process::id();
+        for step in &self.trace.steps {
+            log.write(Level::Debug, &format!("trace[{pid}] {step}"));
+        }
+        log.write(Level::Info, &self.summary(principal, elapsed_ms));
+    }
 }
 
 pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode, CliError> {
@@ -80,76 +160,158 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode, CliError> {
             args.principal, args.key_type
         ),
     );
-    let mut notes = Vec::new();
-    let outcome = decide(args, &mut notes);
-    for note in &notes {
-        log.write(Level::Warn, note);
-    }
-    let elapsed = started.elapsed().as_millis();
-    match outcome {
-        Ok(allowed) => {
-            log.write(
-                Level::Info,
-                &format!(
-                    "allow principal={} identity={} rule: {} keys={:?} ({elapsed} ms)",
-                    args.principal, allowed.identity, allowed.rule, allowed.freshness
-                ),
-            );
-            println!("{}", allowed.line);
-            Ok(ExitCode::SUCCESS)
-        }
-        Err((identity, reason)) => {
-            log.write(
-                Level::Info,
-                &format!(
-                    "deny principal={} identity={identity} reason: {reason} ({elapsed} ms)",
-                    args.principal
-                ),
-            );
-            eprintln!("Error: {reason}");
-            Ok(ExitCode::FAILURE)
-        }
-    }
-}
-
-/// Every step that can deny; the error carries the identity (if known yet) and the reason.
-fn decide(args: &VerifyArgs, notes: &mut Vec<String>) -> Result<Allowed, (String, String)> {
-    let unknown = || "-".to_owned();
-    let request = Request {
-        principal: &args.principal,
-        key_base64: &args.key_base64,
-        key_type: &args.key_type,
-    };
-    // Refused before any file or network access.
-    if !pipeline::CERT_TYPES.contains(&request.key_type) {
-        return Err((
-            unknown(),
-            Denial::NotACertificateType(args.key_type.clone()).to_string(),
-        ));
-    }
     let mut dir = args.config.dir();
     if let Some(path) = &args.config_path {
         dir = dir.with_config_path(path);
     }
-    let providers = dir
-        .load_providers()
-        .map_err(|error| (unknown(), format!("failed to load providers: {error}")))?;
+    let verdict = decide(&Attempt {
+        dir,
+        cache_dir: args.cache_dir.clone(),
+        create_cache_dir: !args.explain,
+        principal: &args.principal,
+        key_base64: &args.key_base64,
+        key_type: &args.key_type,
+        extra: &args.extra,
+    });
+    verdict.log(&mut log, &args.principal, started.elapsed().as_millis());
+    if args.explain {
+        print!("{}", verdict.explanation());
+    } else if let Some(line) = &verdict.line {
+        println!("{line}");
+    } else {
+        eprintln!("Error: {}", verdict.trace);
+    }
+    Ok(if verdict.is_allow() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The full decision, as sshd gets it: files, certificate, PK token, OP keys, policy, sshd
+/// line, each step recorded.
+pub(crate) fn decide(attempt: &Attempt<'_>) -> Verdict {
+    let mut steps = Vec::new();
+    let mut notes = Vec::new();
+    let mut identity = "-".to_owned();
+    match decide_steps(attempt, &mut steps, &mut notes, &mut identity) {
+        Ok((line, matched, freshness)) => Verdict {
+            line: Some(line),
+            identity,
+            trace: Trace::deciding(&matched, steps),
+            freshness: Some(freshness),
+            notes,
+        },
+        Err(reason) => Verdict {
+            line: None,
+            identity,
+            trace: Trace::deciding(&reason, steps),
+            freshness: None,
+            notes,
+        },
+    }
+}
+
+/// Every step that can deny, in order; `Err` is the step that denied.
+fn decide_steps(
+    attempt: &Attempt<'_>,
+    steps: &mut Vec<Step>,
+    notes: &mut Vec<String>,
+    identity: &mut String,
+) -> Result<(AuthorizedKeysLine, Step, Freshness), Step> {
+    let request = Request {
+        principal: attempt.principal,
+        key_base64: attempt.key_base64,
+        key_type: attempt.key_type,
+    };
+    // Refused before any file or network access.
+    pipeline::check_key_type(request.key_type, steps)
+        .map_err(|denial| last_failure(steps, &denial))?;
+    let dir = &attempt.dir;
+    let providers_path = dir.providers();
+    let providers_source = || TraceSource::Files(vec![providers_path.clone()]);
+    let providers = match dir.load_providers() {
+        Ok(providers) => providers,
+        Err(error) => {
+            return Err(failed(
+                steps,
+                Step::fail(
+                    Check::ProvidersFile,
+                    providers_source(),
+                    format!("failed to load providers: {error}"),
+                ),
+            ));
+        }
+    };
+    steps.push(Step::pass(
+        Check::ProvidersFile,
+        providers_source(),
+        format!(
+            "usable rows: {}, skipped lines: {}",
+            providers.rows().len(),
+            providers.warnings().len()
+        ),
+    ));
     for warning in providers.warnings() {
         notes.push(format!("config problem: {warning}"));
     }
     // Go drops env_vars and the deny lists when config.yml is unreadable and carries on; a deny
     // list that silently stops applying is a security hole, so this denies instead.
-    let config = dir
-        .load_server_config_if_present()
-        .map_err(|error| (unknown(), format!("server config: {error}")))?
-        .unwrap_or_default();
-    let mut cache = CacheSettings::new(args.cache_dir.clone());
-    if let Some(max_age) = &config.jwks_cache_max_age {
-        cache.max_age = policy::parse_duration(max_age).map_err(|error| (unknown(), error))?;
-    }
-    if let Some(stale_limit) = &config.jwks_cache_stale_limit {
-        cache.stale_limit =
-            policy::parse_duration(stale_limit).map_err(|error| (unknown(), error))?;
+    let config_source = || TraceSource::Config(dir.config());
+    let config = match dir.load_server_config_if_present() {
+        Ok(Some(config)) => {
+            steps.push(Step::pass(
+                Check::ServerConfig,
+                config_source(),
+                format!(
+                    "{} deny_emails, {} deny_users, {} env_vars",
+                    config.deny_emails.len(),
+                    config.deny_users.len(),
+                    config.env_vars.len()
+                ),
+            ));
+            config
+        }
+        Ok(None) => {
+            steps.push(Step::skip(
+                Check::ServerConfig,
+                config_source(),
+                "no config.yml: no deny lists, no env_vars",
+            ));
+            policy::ServerConfig::default()
+        }
+        Err(error) => {
+            return Err(failed(
+                steps,
+                Step::fail(
+                    Check::ServerConfig,
+                    config_source(),
+                    format!("server config: {error}"),
+                ),
+            ));
+        }
+    };
+    let mut cache = CacheSettings::new(attempt.cache_dir.clone());
+    cache.create_dir = attempt.create_cache_dir;
+    let duration = |text: &Option<String>, name: &str| -> Result<Option<Duration>, String> {
+        text.as_deref()
+            .map(|text| policy::parse_duration(text).map_err(|error| format!("{name}: {error}")))
+            .transpose()
+    };
+    match (
+        duration(&config.jwks_cache_max_age, "jwks_cache_max_age"),
+        duration(&config.jwks_cache_stale_limit, "jwks_cache_stale_limit"),
+    ) {
+        (Ok(max_age), Ok(stale_limit)) => {
+            cache.max_age = max_age.unwrap_or(cache.max_age);
+            cache.stale_limit = stale_limit.unwrap_or(cache.stale_limit);
+        }
+        (Err(error), _) | (_, Err(error)) => {
+            return Err(failed(
+                steps,
+                Step::fail(Check::ServerConfig, config_source(), error),
+            ));
+        }
     }
     let settings = Settings {
         providers: providers
@@ -157,43 +319,74 @@ fn decide(args: &VerifyArgs, notes: &mut Vec<String>) -> Result<Allowed, (String
             .iter()
             .map(|row| row.provider().clone())
             .collect(),
+        provider_locations: providers
+            .rows()
+            .iter()
+            .map(|row| Location::line(&providers_path, row.line))
+            .collect(),
         cache,
         env: config.env_vars.clone(),
         budget: BUDGET,
     };
-    let verified = pipeline::verify(&request, &settings, SystemTime::now(), notes)
-        .map_err(|denial| (unknown(), denial.to_string()))?;
+    let verified =
+        pipeline::verify_certificate(&request, &settings, SystemTime::now(), notes, steps)
+            .map_err(|denial| last_failure(steps, &denial))?;
     let claims = verified.token.claims();
-    let identity = claims
+    let email = claims
         .email()
         .map_or_else(|| format!("sub:{}", claims.subject()), str::to_owned);
-    let identity = format!("{identity} issuer={}", claims.issuer());
+    *identity = format!("{email} issuer={}", claims.issuer());
 
     let program =
         std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/local/bin/opkssh"));
-    let enforcer = Enforcer::new(dir)
+    let enforcer = Enforcer::new(dir.clone())
         .with_deny_lists(config.deny_lists())
         .with_env_vars(config.env_vars.clone())
         .with_home_access(HomeAccess::sudo(program));
-    let mut input = PolicyInput::new(&verified.token, &args.principal).with_ssh(SshRequest {
-        cert_b64: args.key_base64.clone(),
-        key_type: args.key_type.clone(),
-        extra_args: args.extra.clone(),
+    let mut input = PolicyInput::new(&verified.token, attempt.principal).with_ssh(SshRequest {
+        cert_b64: attempt.key_base64.to_owned(),
+        key_type: attempt.key_type.to_owned(),
+        extra_args: attempt.extra.to_vec(),
     });
     if let Some(userinfo) = &verified.userinfo {
         input = input.with_userinfo(serde_json::Value::Object(userinfo.clone()).to_string());
     }
     let evaluation = enforcer.evaluate(&input);
     notes.extend(evaluation.notes);
-    if !evaluation.decision.is_allow() {
-        return Err((identity, evaluation.decision.to_string()));
-    }
-    let line =
-        pipeline::authorize(&verified).map_err(|denial| (identity.clone(), denial.to_string()))?;
-    Ok(Allowed {
-        line,
-        identity,
-        rule: evaluation.decision.trace().to_string(),
-        freshness: verified.freshness,
-    })
+    let matched = match evaluation.decision {
+        Decision::Allow { matched, .. } => {
+            let step = matched.deciding_step(Outcome::Pass);
+            steps.extend(matched.steps);
+            step
+        }
+        Decision::Deny { reason } => {
+            let step = reason.deciding_step(Outcome::Fail);
+            steps.extend(reason.steps);
+            return Err(step);
+        }
+    };
+    let line = pipeline::authorize_traced(&verified, steps)
+        .map_err(|denial| last_failure(steps, &denial))?;
+    Ok((line, matched, verified.freshness))
+}
+
+/// Records a step that denied and hands it back.
+fn failed(steps: &mut Vec<Step>, step: Step) -> Step {
+    steps.push(step.clone());
+    step
+}
+
+/// The step the pipeline recorded for `denial` (always its last one).
+fn last_failure(steps: &[Step], denial: &Denial) -> Step {
+    steps
+        .last()
+        .filter(|step| step.outcome == Outcome::Fail)
+        .cloned()
+        .unwrap_or_else(|| {
+            Step::fail(
+                Check::Certificate,
+                TraceSource::Certificate,
+                denial.to_string(),
+            )
+        })
 }
