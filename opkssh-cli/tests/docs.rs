@@ -85,8 +85,10 @@ fn other_shells_get_their_own_scripts() {
 
 #[test]
 fn one_manual_page_per_subcommand() {
-    let dir = tempfile::tempdir().unwrap();
-    let written = opkssh(&["man", "--out-dir", dir.path().to_str().unwrap()]);
+    let parent = tempfile::tempdir().unwrap();
+    // The folder is created if missing.
+    let dir = parent.path().join("man").join("man1");
+    let written = opkssh(&["man", "--out-dir", dir.to_str().unwrap()]);
     let mut expected = vec!["opkssh".to_owned()];
     expected.extend(
         listed_subcommands()
@@ -94,7 +96,7 @@ fn one_manual_page_per_subcommand() {
             .map(|name| format!("opkssh-{name}")),
     );
     for name in &expected {
-        let path = dir.path().join(format!("{name}.1"));
+        let path = dir.join(format!("{name}.1"));
         assert!(written.contains(&path.display().to_string()), "{written}");
         let page = std::fs::read_to_string(&path).unwrap();
         assert!(page.contains(&format!(".TH {name} 1")), "{name}: {page}");
@@ -104,11 +106,11 @@ fn one_manual_page_per_subcommand() {
         );
     }
     // Nested commands get pages too, with their full synopsis.
-    let list = std::fs::read_to_string(dir.path().join("opkssh-client-provider-list.1")).unwrap();
+    let list = std::fs::read_to_string(dir.join("opkssh-client-provider-list.1")).unwrap();
     assert!(list.contains("opkssh client provider list"), "{list}");
     // Printing without a folder gives the main page, the same as the file.
     assert_eq!(
         opkssh(&["man"]),
-        std::fs::read_to_string(dir.path().join("opkssh.1")).unwrap()
+        std::fs::read_to_string(dir.join("opkssh.1")).unwrap()
     );
 }

@@ -698,6 +698,17 @@ fn debian_package_installs_the_server_layout_and_purges_clean() {
         );
     }
     assert_server_layout(PACKAGED);
+    // Manual pages and shell completions, generated from the binary when the package was built.
+    const DOCS: [&str; 5] = [
+        "/usr/share/man/man1/opkssh.1.gz",
+        "/usr/share/man/man1/opkssh-install-server.1.gz",
+        "/usr/share/bash-completion/completions/opkssh",
+        "/usr/share/zsh/vendor-completions/_opkssh",
+        "/usr/share/fish/vendor_completions.d/opkssh.fish",
+    ];
+    for path in DOCS {
+        assert!(Path::new(path).is_file(), "{path} is not in the package");
+    }
 
     // A login through the packaged binary.
     let (_server, key, cert) = issuer_and_policy(&e2e, Path::new(PACKAGED));
@@ -711,6 +722,9 @@ fn debian_package_installs_the_server_layout_and_purges_clean() {
     assert!(!package_installed());
     assert!(account_exists(AKC_USER));
     assert_eq!(capture(), before, "dpkg -P did not restore the machine");
+    for path in DOCS {
+        assert!(!Path::new(path).exists(), "{path} stayed after dpkg -P");
+    }
     drop(backup);
     drop(e2e);
 }

@@ -55,6 +55,9 @@ pub(crate) fn man(args: &ManArgs) -> Result<ExitCode, CommandError> {
                 .map_err(write_failed)?;
         }
         Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|error| {
+                CommandError::new(format!("failed to create {}: {error}", dir.display()))
+            })?;
             for (name, page) in pages(&command)? {
                 let path = dir.join(format!("{name}.1"));
                 write_page(&path, &page)?;
