@@ -448,19 +448,18 @@ mod tests {
     /// A verify killed mid-write leaves its temporary file; the next write of that entry
     /// removes it (kill loop find: they piled up, one per kill).
     #[test]
-    fn leftovers_of_killed_writers_are_removed() {
-        let dir = tempfile::tempdir().unwrap();
+    fn leftovers_of_killed_writers_are_removed() -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir()?;
         let path = dir.path().join("0123abcd.json");
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        child.wait().unwrap();
+        let mut child = std::process::Command::new("true").spawn()?;
+        child.wait()?;
         let marker = policy::atomic_file::TEMPORARY_MARKER;
         let dead = child.id();
-        std::fs::write(
-            dir.path().join(format!(".0123abcd.json{marker}{dead}.0")),
-            "{",
-        )
-        .unwrap();
-        std::fs::write(dir.path().join(format!(".ffff.json{marker}{dead}.0")), "{").unwrap();
+        let own_leftover = format!(".0123abcd.json{marker}{dead}.0");
+        let other_entrys = format!(".ffff.json{marker}{dead}.0");
+        std::fs::write(dir.path().join(&own_leftover), "{")?;
+        std::fs::write(dir.path().join(&other_entrys), "{")?;
         let entry = Entry {
             issuer: "https://op.example".into(),
             fetched_at: 1,
@@ -469,22 +468,17 @@ mod tests {
             jwks: "{}".into(),
             kid_refresh_at: 0,
         };
-        write_entry(&path, &entry).unwrap();
-        let mut names: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        write_entry(&path, &entry)?;
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir.path())? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
         names.sort();
+        assert_eq!(names, [other_entrys, "0123abcd.json".to_owned()]);
         assert_eq!(
-            names,
-            [
-                format!(".ffff.json{marker}{dead}.0"),
-                "0123abcd.json".to_owned()
-            ]
+            std::fs::metadata(&path)?.permissions().mode() & 0o777,
+            0o600
         );
-        let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(&path).unwrap().permissions(),
-        );
-        assert_eq!(mode & 0o777, 0o600);
+        Ok(())
     }
 }

@@ -179,14 +179,15 @@ mod tests {
     }
 
     #[test]
-    fn lines_are_appended_one_per_event() {
-        let dir = tempfile::tempdir().unwrap();
+    fn lines_are_appended_one_per_event() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
         let path = dir.path().join("opkssh.log");
         let mut log = Log::open(&path, Level::Info);
         log.write(Level::Info, "first\nsecond");
         log.write(Level::Debug, "hidden");
-        let text = std::fs::read_to_string(&path).unwrap();
+        let text = std::fs::read_to_string(&path)?;
         assert_eq!(text.lines().count(), 1);
         assert!(text.ends_with(" first\\nsecond\n"));
+        Ok(())
     }
 }
