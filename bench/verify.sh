@@ -8,6 +8,10 @@
 # local issuer). Measured here (2 cores, another build running): median 2.28 ms, mean 3.0 ms,
 # min 1.9 ms over 300 runs; peak RSS 5.7 MB. With the decision trace recorded on every verify
 # (explain): median 2.04 ms, mean 2.06 ms, min 1.99 ms over 300 runs; peak RSS 7.0 MB.
+# On a slower machine (2026-12-03; the unchanged criterion GQ256 verify took 3.53 ms there, 1.38 ms
+# on the first): median 4.07 ms, mean 4.04 ms, min 3.02 ms over 300 runs, peak RSS 6.8 MB; there
+# `opkssh --version` alone took 1.8 ms and /bin/true 0.7 ms. Instruction count (callgrind, one
+# warm verify): 8.1 M, of which the two P-256 signature checks (certificate, CIC) are 4.8 M.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 vector=${1:-rs256-ecdsa}

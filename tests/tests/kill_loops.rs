@@ -283,7 +283,11 @@ fn login_killed_while_writing_never_leaves_a_broken_key_or_certificate() {
     let mut current = read_pair(&key_path).expect("the logins wrote no key");
     assert!(pair_matches(&current));
     // The writes come last: kill between half the usual time and just after the usual end.
-    let (earliest, spread) = (tail / 2, tail.mul_f64(0.6));
+    // The usual time drifts with the machine's load (the other tests finish), so the window
+    // follows it: a login that had already exited pulls it in, one killed before writing
+    // pushes it out.
+    let mut latest = tail.mul_f64(1.1);
+    let (mut shortest, mut longest) = (latest, latest);
 
     let (mut untouched, mut key_only, mut both, mut finished) = (0, 0, 0, 0);
     let (mut runs, mut landed) = (0, 0);
@@ -293,11 +297,14 @@ fn login_killed_while_writing_never_leaves_a_broken_key_or_certificate() {
         }
         runs += 1;
         let mut login = answered_login(home.path(), &provider);
-        let delay = earliest
-            + Duration::from_micros(random_below(u64::try_from(spread.as_micros()).unwrap()));
+        let half = latest / 2;
+        let delay =
+            half + Duration::from_micros(random_below(u64::try_from(half.as_micros()).unwrap()));
         std::thread::sleep(delay);
-        if login.has_exited() {
+        let exited = login.has_exited();
+        if exited {
             finished += 1;
+            latest = latest.mul_f64(0.9).max(Duration::from_millis(1));
         } else {
             landed += 1;
         }
@@ -305,6 +312,7 @@ fn login_killed_while_writing_never_leaves_a_broken_key_or_certificate() {
         let after = read_pair(&key_path).unwrap_or_else(|| panic!("kill {i}: key removed"));
         if after == current {
             untouched += 1;
+            latest = latest.mul_f64(1.05).min(tail * 4);
         } else if after.key != current.key && after.cert == current.cert {
             // Killed between the two renames: the next login replaces both.
             key_only += 1;
@@ -320,6 +328,8 @@ fn login_killed_while_writing_never_leaves_a_broken_key_or_certificate() {
             both += 1;
         }
         current = after;
+        shortest = shortest.min(latest);
+        longest = longest.max(latest);
         // At most one leftover per file (key, certificate), removed by the next write of it.
         let stray = temporaries(&key_path.with_file_name(""), TEMPORARY_MARKER);
         let mut targets: Vec<&str> = stray
@@ -342,11 +352,10 @@ fn login_killed_while_writing_never_leaves_a_broken_key_or_certificate() {
     assert!(pair_matches(&last));
     assert!(temporaries(&key_path.with_file_name(""), TEMPORARY_MARKER).is_empty());
     eprintln!(
-        "login: {runs} runs killed {earliest:?} to {:?} after the callback ({tail:?} callback \
-         to exit), {landed} while running: {untouched} before any write, {key_only} between key \
-         and certificate, {both} after both ({finished} had already exited); every file \
-         complete, the next login repairs",
-        earliest + spread
+        "login: {runs} runs killed up to {shortest:?}..{longest:?} after the callback ({tail:?} \
+         callback to exit at the start), {landed} while running: {untouched} before any write, \
+         {key_only} between key and certificate, {both} after both ({finished} had already \
+         exited); every file complete, the next login repairs"
     );
     assert_eq!(
         landed, KILLS,
