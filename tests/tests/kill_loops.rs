@@ -1,10 +1,10 @@
 //! Data safety under `kill -9`: `opkssh add`, a cold-cache `opkssh verify` and `opkssh login`
 //! (after the OP has answered, while it writes the key and certificate) are killed at random
-//! points until 200 kills each have landed on a running process. After every kill the policy file is the old or the new complete
-//! content (never truncated or mixed), a cache entry is absent or complete, the key and
-//! certificate are each complete, and stray temporary files do not pile up beyond one that the
-//! next run removes. Gated like the e2e tests (`OPKSSH_E2E=1`): it runs the `opkssh` binary of
-//! the test command and, for login, the real test OpenID provider.
+//! points until 200 kills each have landed on a running process. After every kill the policy
+//! file is the old or the new complete content (never truncated or mixed), a cache entry is
+//! absent or complete, the key and certificate are each complete, and stray temporary files do
+//! not pile up beyond one that the next run removes. Gated like the e2e tests (`OPKSSH_E2E=1`):
+//! it runs the `opkssh` binary of the test command and, for login, the real test OpenID provider.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure
 
@@ -282,8 +282,8 @@ fn login_killed_while_writing_never_leaves_a_broken_key_or_certificate() {
     let tail = tails[2];
     let mut current = read_pair(&key_path).expect("the logins wrote no key");
     assert!(pair_matches(&current));
-    // The writes come last: kill between half the usual time and just after the usual end.
-    // The usual time drifts with the machine's load (the other tests finish), so the window
+    // The writes come last: kill between half of `latest` and `latest`, which starts just after
+    // the usual end. The usual time drifts with the machine's load (the other tests finish), so the window
     // follows it: a login that had already exited pulls it in, one killed before writing
     // pushes it out.
     let mut latest = tail.mul_f64(1.1);
@@ -301,8 +301,7 @@ fn login_killed_while_writing_never_leaves_a_broken_key_or_certificate() {
         let delay =
             half + Duration::from_micros(random_below(u64::try_from(half.as_micros()).unwrap()));
         std::thread::sleep(delay);
-        let exited = login.has_exited();
-        if exited {
+        if login.has_exited() {
             finished += 1;
             latest = latest.mul_f64(0.9).max(Duration::from_millis(1));
         } else {
