@@ -283,9 +283,9 @@ fn login_killed_while_writing_never_leaves_a_broken_key_or_certificate() {
     let mut current = read_pair(&key_path).expect("the logins wrote no key");
     assert!(pair_matches(&current));
     // The writes come last: kill between half of `latest` and `latest`, which starts just after
-    // the usual end. The usual time drifts with the machine's load (the other tests finish), so the window
-    // follows it: a login that had already exited pulls it in, one killed before writing
-    // pushes it out.
+    // the usual end. The usual time drifts with the machine's load (the other tests finish), so
+    // the window follows it: a login that had already exited pulls it in, one killed before
+    // writing pushes it out.
     let mut latest = tail.mul_f64(1.1);
     let (mut shortest, mut longest) = (latest, latest);
 
