@@ -318,18 +318,14 @@ pub fn environment(input: &PolicyInput<'_>) -> Result<BTreeMap<String, String>, 
         Some(Value::String(one)) => one.clone(),
         Some(Value::Null) => r#"[""]"#.to_owned(),
         Some(Value::Array(items)) => {
-            let items: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
-            let items = items.ok_or("error unmarshalling pk token payload: aud")?;
-            format!(r#"["{}"]"#, items.join(r#"",""#))
+            string_list(items).ok_or("error unmarshalling pk token payload: aud")?
         }
         Some(_) => return Err("error unmarshalling pk token payload: aud".to_owned()),
     };
     let groups = match claims.get("groups") {
         None | Some(Value::Null) => String::new(),
         Some(Value::Array(items)) => {
-            let items: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
-            let items = items.ok_or("error unmarshalling pk token payload: groups")?;
-            format!(r#"["{}"]"#, items.join(r#"",""#))
+            string_list(items).ok_or("error unmarshalling pk token payload: groups")?
         }
         Some(_) => return Err("error unmarshalling pk token payload: groups".to_owned()),
     };
@@ -387,6 +383,16 @@ pub fn environment(input: &PolicyInput<'_>) -> Result<BTreeMap<String, String>, 
     set("USERINFO", input.userinfo().unwrap_or_default().to_owned());
     set("EXTRA_ARGS", extra_args);
     Ok(env)
+}
+
+/// A JSON array of strings as Go's `json.Marshal` writes a `[]string` (upstream #601), or
+/// `None` if an item is not a string. Never joined by hand: a group named `x","admins` must
+/// reach a plugin as one group, with its quotes escaped.
+fn string_list(items: &[Value]) -> Option<String> {
+    items
+        .iter()
+        .all(Value::is_string)
+        .then(|| opk_core::gojson::to_string(&Value::Array(items.to_vec())))
 }
 
 /// Go's `strconv.ParseBool`.
@@ -657,6 +663,17 @@ mod tests {
         assert_eq!(back.name, "check");
         assert_eq!(back.command, "/usr/bin/check --flag 'two words'");
         assert!(yaml.starts_with("name: check\ncommand: "), "{yaml}");
+    }
+
+    #[test]
+    fn lists_are_json_encoded_not_joined() {
+        let groups = vec![Value::from("x\",\"admins"), Value::from("a\\b\n")];
+        let encoded = string_list(&groups).unwrap();
+        assert_eq!(encoded, r#"["x\",\"admins","a\\b\n"]"#);
+        let back: Vec<String> = serde_json::from_str(&encoded).unwrap();
+        assert_eq!(back, ["x\",\"admins", "a\\b\n"]);
+        assert_eq!(string_list(&[Value::from(1)]), None);
+        assert_eq!(string_list(&[]).as_deref(), Some("[]"));
     }
 
     #[test]

@@ -4,22 +4,28 @@
 //! (`OPKSSH_E2E=1`): they need the `opkssh` binary of the test command.
 
 use opkssh_tests::e2e::{self, DISCOVERY_PATH, Fault, IssuerServer};
-use opkssh_tests::mint::{Minted, mint};
+use opkssh_tests::mint::{Minted, mint_with};
 use sha2::Digest as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::Command;
 
-struct Host {
-    server: IssuerServer,
-    minted: Minted,
-    dir: tempfile::TempDir,
+/// A server's config directory, an issuer on loopback and a minted login for `alice`.
+pub struct Host {
+    pub server: IssuerServer,
+    pub minted: Minted,
+    pub dir: tempfile::TempDir,
 }
 
 impl Host {
-    fn new() -> Self {
+    pub fn new() -> Self {
+        Self::with_claims(|_| {})
+    }
+
+    /// A host whose login's ID-token claims are edited before the OP signs them.
+    pub fn with_claims(edit: impl FnOnce(&mut serde_json::Value)) -> Self {
         let server = IssuerServer::start_custom().unwrap();
         let issuer = server.issuer().to_owned();
-        let minted = mint(&issuer, "attack-client", "alice@example.com").unwrap();
+        let minted = mint_with(&issuer, "attack-client", "alice@example.com", edit).unwrap();
         server.set_documents(
             Minted::discovery_json(&issuer).as_bytes(),
             minted.jwks_json.as_bytes(),
@@ -42,7 +48,38 @@ impl Host {
         }
     }
 
-    fn verify(&self) -> (bool, String) {
+    pub fn etc(&self) -> std::path::PathBuf {
+        self.dir.path().join("etc")
+    }
+
+    /// Replaces a file of the config directory (mode 0640, root's).
+    pub fn write_etc(&self, name: &str, text: &str) {
+        let path = self.etc().join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    }
+
+    /// Installs a policy plugin `policy.d/<name>.yml` running `script` (root's, 0755).
+    pub fn install_plugin(&self, name: &str, script: &str) -> std::path::PathBuf {
+        let plugins = self.etc().join("policy.d");
+        if !plugins.exists() {
+            std::fs::create_dir(&plugins).unwrap();
+            std::fs::set_permissions(&plugins, std::fs::Permissions::from_mode(0o750)).unwrap();
+        }
+        let command = self.dir.path().join(format!("{name}.plugin"));
+        std::fs::write(&command, script).unwrap();
+        std::fs::set_permissions(&command, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let config = plugins.join(format!("{name}.yml"));
+        std::fs::write(
+            &config,
+            format!("name: {name}\ncommand: {}\n", command.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).unwrap();
+        command
+    }
+
+    pub fn verify(&self) -> (bool, String) {
         let (key_type, key_b64) = self.minted.type_and_base64();
         let output = Command::new(e2e::target_binary("opkssh"))
             .arg("verify")
@@ -62,14 +99,14 @@ impl Host {
         (allowed, log)
     }
 
-    fn denied_with(&self, needle: &str) {
+    pub fn denied_with(&self, needle: &str) {
         let (allowed, log) = self.verify();
         assert!(!allowed, "ATTACK ACCEPTED\n{log}");
         assert!(log.contains(needle), "expected {needle:?} in\n{log}");
     }
 }
 
-fn gate() -> bool {
+pub fn gate() -> bool {
     if e2e::enabled() {
         return true;
     }

@@ -18,6 +18,7 @@ mod http;
 mod issuer;
 mod kid;
 mod login;
+mod plugin_input;
 mod policy_files;
 mod principal;
 mod signature;
