@@ -14,6 +14,11 @@ use std::time::Duration;
 /// How `sudo readhome` may take before the home policy is given up.
 pub const SUDO_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long `readhome` itself may run: it runs as root, where the `verify` that started it
+/// cannot kill it, so it must end on its own even if a read of the home hangs (a dead NFS
+/// server, say).
+pub const READHOME_DEADLINE: Duration = SUDO_TIMEOUT;
+
 /// Why `readhome` refused or failed. The texts follow Go's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadHomeError {
@@ -201,20 +206,15 @@ pub fn load(principal: &str, access: &HomeAccess) -> Result<(PathBuf, crate::Aut
     let content = match perms::read_checked(&path, &Requirement::home_file(account.uid)) {
         Ok(content) => content,
         Err(direct) => match access {
-            // We could look and it is not there: sudo would find nothing either.
-            HomeAccess::DirectThenSudo { .. }
+            // Only a file this process may not open is worth asking root for. Anything else
+            // (missing, a symlink, a FIFO, the wrong owner or mode) is what root would find
+            // too, and a root process is not started for nothing.
+            HomeAccess::DirectThenSudo { sudo, program }
                 if matches!(
                     direct.kind,
-                    FileErrorKind::Io(std::io::ErrorKind::NotFound, _)
+                    FileErrorKind::Io(std::io::ErrorKind::PermissionDenied, _)
                 ) =>
             {
-                return Err(format!(
-                    "failed to read user policy file {}: {}",
-                    path.display(),
-                    direct.kind
-                ));
-            }
-            HomeAccess::DirectThenSudo { sudo, program } => {
                 read_with_sudo(sudo, program, principal).map_err(|error| {
                     format!(
                         "failed to read user policy file {}: {error} (direct read: {})",
@@ -223,7 +223,7 @@ pub fn load(principal: &str, access: &HomeAccess) -> Result<(PathBuf, crate::Aut
                     )
                 })?
             }
-            HomeAccess::Direct | HomeAccess::Skip => {
+            HomeAccess::DirectThenSudo { .. } | HomeAccess::Direct | HomeAccess::Skip => {
                 return Err(format!(
                     "failed to read user policy file {}: {}",
                     path.display(),

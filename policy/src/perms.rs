@@ -137,9 +137,9 @@ impl fmt::Display for PermError {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Symlink => formatter.write_str("is a symlink, symlinks are unsafe here"),
-            Self::WrongType => {
-                formatter.write_str("is not a regular file or directory as required")
-            }
+            Self::WrongType => formatter.write_str(
+                "is not a regular file or directory as required (FIFOs, devices and sockets are never read)",
+            ),
             Self::Mode { expected, got } => {
                 let expected: Vec<String> =
                     expected.iter().map(|mode| format!("{mode:o}")).collect();
@@ -275,18 +275,25 @@ pub fn check_path(path: &Path, requirement: &Requirement) -> Result<(), FileErro
 /// The most a policy or config file may hold.
 pub const MAX_FILE_SIZE: u64 = 4 * 1024 * 1024;
 
-/// Opens a file (with `O_NOFOLLOW` if symlinks are refused) and returns it with its
-/// metadata, without checking anything else.
+/// Opens a regular file for reading (with `O_NOFOLLOW` if symlinks are refused) and returns
+/// it with its metadata, without checking anything else.
+///
+/// The open never blocks: with `O_NONBLOCK`, a FIFO or a device in the file's place opens at
+/// once and is refused here by its type, where a plain open would wait for a writer forever,
+/// holding sshd's login slot (or, under `sudo readhome`, a root process nobody can kill).
+/// On a regular file `O_NONBLOCK` changes nothing.
 ///
 /// # Errors
-/// [`FileErrorKind::Permissions`] with [`PermError::Symlink`] for a refused symlink,
-/// [`FileErrorKind::Io`] otherwise.
+/// [`FileErrorKind::Permissions`] with [`PermError::Symlink`] for a refused symlink or
+/// [`PermError::WrongType`] for anything but a regular file, [`FileErrorKind::Io`] otherwise.
 pub fn open(path: &Path, no_symlink: bool) -> Result<(File, Metadata), FileError> {
     let location = Location::file(path);
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
     if no_symlink {
-        options.custom_flags(libc::O_NOFOLLOW);
+        options.custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
+    } else {
+        options.custom_flags(libc::O_NONBLOCK);
     }
     let file: File = options.open(path).map_err(|error| {
         if no_symlink && error.raw_os_error() == Some(libc::ELOOP) {
@@ -300,7 +307,13 @@ pub fn open(path: &Path, no_symlink: bool) -> Result<(File, Metadata), FileError
     })?;
     let metadata = file
         .metadata()
-        .map_err(|error| FileError::new(location, FileErrorKind::io(&error)))?;
+        .map_err(|error| FileError::new(location.clone(), FileErrorKind::io(&error)))?;
+    if !metadata.is_file() {
+        return Err(FileError::new(
+            location,
+            FileErrorKind::Permissions(PermError::WrongType),
+        ));
+    }
     Ok((file, metadata))
 }
 
@@ -399,6 +412,25 @@ mod tests {
         assert_eq!(error.kind, FileErrorKind::Permissions(PermError::Symlink));
         let error = check_path(&link, &Requirement::home_file(0)).unwrap_err();
         assert_eq!(error.kind, FileErrorKind::Permissions(PermError::Symlink));
+    }
+
+    #[test]
+    fn fifos_and_devices_are_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .args(["-m", "640"])
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // No writer ever comes: a blocking open would hang this test.
+        for requirement in [Requirement::SYSTEM_FILE, Requirement::home_file(0)] {
+            let error = read_checked(&fifo, &requirement).unwrap_err();
+            assert_eq!(error.kind, FileErrorKind::Permissions(PermError::WrongType));
+        }
+        let error = read_checked(Path::new("/dev/zero"), &Requirement::SYSTEM_FILE).unwrap_err();
+        assert_eq!(error.kind, FileErrorKind::Permissions(PermError::WrongType));
     }
 
     #[test]

@@ -566,14 +566,30 @@ pub(crate) fn execute(
     Ok((status.success(), output))
 }
 
-/// Kills the child's process group, then the child, and reaps it. Only called while the
-/// child is unreaped, so its pid (the group id) still names this group.
+/// How long a timed-out command has between SIGTERM and SIGKILL.
+const TERMINATE_GRACE: Duration = Duration::from_millis(500);
+
+/// Stops the child's process group and reaps the child. Only called while the child is
+/// unreaped, so its pid (the group id) still names this group.
+///
+/// SIGTERM first: `sudo` passes it on to the command it runs as root, which this process may
+/// not signal itself, so a SIGKILL alone would kill sudo and leave its root child running.
+/// SIGKILL after [`TERMINATE_GRACE`] for whatever ignored it.
 fn kill_group(child: &mut std::process::Child) {
-    if let Ok(pid) = i32::try_from(child.id()) {
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+    let group = i32::try_from(child.id())
+        .ok()
+        .map(nix::unistd::Pid::from_raw);
+    if let Some(group) = group {
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now().checked_add(TERMINATE_GRACE);
+        while deadline.is_some_and(|deadline| Instant::now() < deadline) {
+            if !matches!(child.try_wait(), Ok(None)) {
+                // Reaped (or unwaitable): its pid may be reused, so no more group signals.
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
     }
     let _ = child.kill();
     let _ = child.wait();

@@ -14,6 +14,7 @@ mod cic;
 mod claims;
 mod commitment;
 mod gq;
+mod home_fifo;
 mod http;
 mod issuer;
 mod kid;

@@ -16,6 +16,16 @@ pub(crate) struct ReadhomeArgs {
 }
 
 pub(crate) fn run(args: &ReadhomeArgs) -> Result<ExitCode, CommandError> {
+    // Run as root by sudo for verify, which cannot kill a root process: never outlive
+    // verify's wait, whatever the read does.
+    std::thread::spawn(|| {
+        std::thread::sleep(policy::home::READHOME_DEADLINE);
+        eprintln!(
+            "Failed to read user's home policy file: gave up after {:?}",
+            policy::home::READHOME_DEADLINE
+        );
+        std::process::exit(1);
+    });
     match policy::home::read_home(&args.principal) {
         Ok(content) => {
             let mut stdout = std::io::stdout().lock();
