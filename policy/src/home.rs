@@ -206,13 +206,13 @@ pub fn load(principal: &str, access: &HomeAccess) -> Result<(PathBuf, crate::Aut
     let content = match perms::read_checked(&path, &Requirement::home_file(account.uid)) {
         Ok(content) => content,
         Err(direct) => match access {
-            // Only a file this process may not open is worth asking root for. Anything else
-            // (missing, a symlink, a FIFO, the wrong owner or mode) is what root would find
-            // too, and a root process is not started for nothing.
+            // A file that is missing, a symlink or not a regular file (a FIFO) is what root
+            // would find too: no root process is started for it.
             HomeAccess::DirectThenSudo { sudo, program }
-                if matches!(
+                if !matches!(
                     direct.kind,
-                    FileErrorKind::Io(std::io::ErrorKind::PermissionDenied, _)
+                    FileErrorKind::Io(std::io::ErrorKind::NotFound, _)
+                        | FileErrorKind::Permissions(PermError::Symlink | PermError::WrongType)
                 ) =>
             {
                 read_with_sudo(sudo, program, principal).map_err(|error| {
