@@ -26,6 +26,7 @@ pub mod b64;
 pub mod cic;
 pub mod claims;
 pub mod device;
+pub mod escape;
 pub mod fuzzing;
 pub mod gojson;
 pub mod gq;

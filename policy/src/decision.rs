@@ -316,14 +316,16 @@ impl Step {
 }
 
 /// `pass  auth_id row /etc/opk/auth_id:3: principal root != alice`: outcome, check, the file
-/// (and line) when one was read, then the detail. One line.
+/// (and line) when one was read, then the detail. The detail can quote claims as they came,
+/// control characters included: whatever writes it to a log or a terminal escapes it
+/// (`opk_core::escape`).
 impl fmt::Display for Step {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(formatter, "{}  {}", self.outcome, self.check)?;
         if let Some(file) = self.source.file() {
             write!(formatter, " {file}")?;
         }
-        write!(formatter, ": {}", self.detail.replace(['\n', '\r'], " "))
+        write!(formatter, ": {}", self.detail)
     }
 }
 
@@ -377,7 +379,7 @@ impl Trace {
 
 impl fmt::Display for Trace {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let detail = self.detail.replace(['\n', '\r'], " ");
+        let detail = &self.detail;
         match self.source {
             TraceSource::Certificate => write!(formatter, "{} [{}]", detail, self.check),
             _ => write!(formatter, "{} [{}: {}]", detail, self.check, self.source),

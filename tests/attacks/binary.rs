@@ -80,6 +80,28 @@ impl Host {
     }
 
     pub fn verify(&self) -> (bool, String) {
+        self.verify_with(&[])
+    }
+
+    /// `opkssh <args…>` with the host's config and cache directories, e.g. `explain` (stdout,
+    /// exit code).
+    pub fn opkssh(&self, args: &[&str]) -> std::process::Output {
+        Command::new(e2e::target_binary("opkssh"))
+            .args(args)
+            .env_clear()
+            .output()
+            .unwrap()
+    }
+
+    /// The certificate line in a file, for `explain` and `inspect`.
+    pub fn certificate_file(&self) -> std::path::PathBuf {
+        let path = self.dir.path().join("id-cert.pub");
+        std::fs::write(&path, &self.minted.cert_line).unwrap();
+        path
+    }
+
+    /// verify with extra flags before sshd's arguments (`--log-level debug`).
+    pub fn verify_with(&self, flags: &[&str]) -> (bool, String) {
         let (key_type, key_b64) = self.minted.type_and_base64();
         let output = Command::new(e2e::target_binary("opkssh"))
             .arg("verify")
@@ -89,6 +111,7 @@ impl Host {
             .arg(self.dir.path().join("cache"))
             .arg("--log-file")
             .arg(self.dir.path().join("opkssh.log"))
+            .args(flags)
             .args(["alice", key_b64, key_type])
             .env_clear()
             .output()

@@ -19,6 +19,7 @@ mod http;
 mod issuer;
 mod kid;
 mod login;
+mod output_escaping;
 mod plugin_input;
 mod policy_files;
 mod principal;

@@ -78,7 +78,9 @@ impl Log {
         Self { file: None, level }
     }
 
-    /// Writes one line at `level`. Newlines in the message are escaped so one event is one line.
+    /// Writes one line at `level`. The message is escaped here, the one place log lines are
+    /// written, by [`opk_core::escape::line`]: a claim's newline, carriage return or terminal
+    /// escape can neither start a forged line nor redraw the screen of whoever reads the log.
     pub fn write(&mut self, level: Level, message: &str) {
         if level > self.level {
             return;
@@ -86,7 +88,7 @@ impl Log {
         let line = format!(
             "{} {}\n",
             timestamp(SystemTime::now()),
-            message.replace('\n', "\\n")
+            opk_core::escape::line(message)
         );
         let written = self
             .file
@@ -188,6 +190,26 @@ mod tests {
         let text = std::fs::read_to_string(&path)?;
         assert_eq!(text.lines().count(), 1);
         assert!(text.ends_with(" first\\nsecond\n"));
+        Ok(())
+    }
+
+    #[test]
+    fn controls_from_outside_are_escaped() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("opkssh.log");
+        let mut log = Log::open(&path, Level::Info);
+        log.write(
+            Level::Info,
+            "deny identity=e\u{1b}[2K\u{1b}[1G2026/01/01 allow\r\u{9b}8m\u{2028}",
+        );
+        let text = std::fs::read_to_string(&path)?;
+        assert_eq!(text.lines().count(), 1);
+        assert!(
+            text.ends_with(
+                " deny identity=e\\x1b[2K\\x1b[1G2026/01/01 allow\\r\\u{9b}8m\\u{2028}\n"
+            ),
+            "{text}"
+        );
         Ok(())
     }
 }

@@ -19,10 +19,8 @@ pub(crate) fn run(args: &InspectArgs) -> Result<ExitCode, CliError> {
     let token = PkToken::from_compact(certificate.pk_token()?)?;
     let report = Report::new(&certificate, &token);
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report.to_json()).unwrap_or_default()
-        );
+        let json = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
+        println!("{}", opk_core::escape::json(&json));
     } else {
         print!("{}", report.to_text());
     }
@@ -123,98 +121,90 @@ impl<'a> Report<'a> {
         warnings
     }
 
+    /// The report as text safe for a terminal: every line is made safe in [`render`], so a
+    /// claim's control characters show as escapes and cannot add or redraw lines.
     fn to_text(&self) -> String {
         let certificate = self.certificate;
         let claims = self.token.claims();
-        let mut out = String::new();
-        let mut line = |text: String| {
-            out.push_str(&text);
-            out.push('\n');
-        };
-        line("--- SSH Certificate Information ---".into());
-        line(format!(
-            "Type: {} (User Certificate)",
-            certificate.cert_type_name()
-        ));
-        line(format!("Serial: {}", certificate.serial()));
-        line(format!("Key ID: {}", certificate.key_id()));
-        line(format!("Key: {}", certificate.fingerprint()));
-        line(format!(
-            "Principals: [{}]",
-            certificate.principals().join(", ")
-        ));
-        line(format!(
-            "Valid After: {}",
-            validity(certificate.valid_after())
-        ));
-        line(format!(
-            "Valid Before: {}",
-            validity(certificate.valid_before())
-        ));
-        line("Critical Options: (none)".into());
-        line("Extensions:".into());
+        let mut lines = vec![
+            Line::text("--- SSH Certificate Information ---"),
+            Line::text(format!(
+                "Type: {} (User Certificate)",
+                certificate.cert_type_name()
+            )),
+            Line::text(format!("Serial: {}", certificate.serial())),
+            Line::text(format!("Key ID: {}", certificate.key_id())),
+            Line::text(format!("Key: {}", certificate.fingerprint())),
+            Line::text(format!(
+                "Principals: [{}]",
+                certificate.principals().join(", ")
+            )),
+            Line::text(format!(
+                "Valid After: {}",
+                validity(certificate.valid_after())
+            )),
+            Line::text(format!(
+                "Valid Before: {}",
+                validity(certificate.valid_before())
+            )),
+            Line::text("Critical Options: (none)"),
+            Line::text("Extensions:"),
+        ];
         for (name, value) in extensions(certificate) {
-            match name {
-                "openpubkey-pkt" => line(format!("  {name}: [PKToken data] {} bytes", value.len())),
-                "openpubkey-act" => line(format!("  {name}: [access token] {} bytes", value.len())),
-                _ if value.is_empty() => line(format!("  {name}")),
-                _ => line(format!("  {name}: {value}")),
-            }
+            lines.push(Line::text(match name {
+                "openpubkey-pkt" => format!("  {name}: [PKToken data] {} bytes", value.len()),
+                "openpubkey-act" => format!("  {name}: [access token] {} bytes", value.len()),
+                _ if value.is_empty() => format!("  {name}"),
+                _ => format!("  {name}: {value}"),
+            }));
         }
-        line("--- PKToken Structure ---".into());
-        line(
+        lines.push(Line::text("--- PKToken Structure ---"));
+        lines.push(Line::json(
+            "",
             serde_json::to_string_pretty(&Value::Object(claims.object().clone()))
                 .unwrap_or_default(),
-        );
-        line("--- Signature Information ---".into());
-        line(format!(
-            "OP ({}): {}",
-            Self::algorithm(self.token.op()),
-            Value::Object(self.token.op().header().clone())
         ));
-        line(format!(
-            "CIC ({}): {}",
-            Self::algorithm(self.token.cic()),
-            Value::Object(self.token.cic().header().clone())
-        ));
+        lines.push(Line::text("--- Signature Information ---"));
+        let header = |name: &str, jws: &opk_core::jws::Jws| {
+            Line::json(
+                format!("{name} ({}): ", Self::algorithm(jws)),
+                Value::Object(jws.header().clone()).to_string(),
+            )
+        };
+        lines.push(header("OP", self.token.op()));
+        lines.push(header("CIC", self.token.cic()));
         if let Some(cos) = self.token.cos() {
-            line(format!(
-                "COS ({}): {}",
-                Self::algorithm(cos),
-                Value::Object(cos.header().clone())
-            ));
+            lines.push(header("COS", cos));
         }
         if let Some((refreshed, _)) = self.token.refreshed_id_token() {
-            line(format!(
-                "Refreshed ID token ({}): {}",
-                Self::algorithm(refreshed),
-                Value::Object(refreshed.header().clone())
-            ));
+            lines.push(header("Refreshed ID token", refreshed));
         }
-        line("--- Token Metadata ---".into());
-        line(format!("Issuer: {}", claims.issuer()));
-        line(format!("Audience: {}", self.audience()));
-        line(format!("Subject: {}", claims.subject()));
-        line(format!("Identity: {}", self.identity()));
-        line(format!(
-            "Issued At: {}",
-            claims.issued_at().map_or_else(|| "Not set".into(), rfc3339)
-        ));
-        line(format!(
-            "Expires At: {}",
-            claims
-                .expires_at()
-                .map_or_else(|| "Not set".into(), rfc3339)
-        ));
-        line(format!("Token Hash: {}", self.token.hash()));
-        line(format!(
-            "Provider Algorithm: {}",
-            Self::algorithm(self.token.op())
-        ));
+        lines.extend([
+            Line::text("--- Token Metadata ---"),
+            Line::text(format!("Issuer: {}", claims.issuer())),
+            Line::text(format!("Audience: {}", self.audience())),
+            Line::text(format!("Subject: {}", claims.subject())),
+            Line::text(format!("Identity: {}", self.identity())),
+            Line::text(format!(
+                "Issued At: {}",
+                claims.issued_at().map_or_else(|| "Not set".into(), rfc3339)
+            )),
+            Line::text(format!(
+                "Expires At: {}",
+                claims
+                    .expires_at()
+                    .map_or_else(|| "Not set".into(), rfc3339)
+            )),
+            Line::text(format!("Token Hash: {}", self.token.hash())),
+            Line::text(format!(
+                "Provider Algorithm: {}",
+                Self::algorithm(self.token.op())
+            )),
+        ]);
         for warning in self.warnings() {
-            line(format!("Warning: {warning}"));
+            lines.push(Line::text(format!("Warning: {warning}")));
         }
-        out
+        render(&lines)
     }
 
     fn to_json(&self) -> Value {
@@ -248,6 +238,42 @@ impl<'a> Report<'a> {
             "warnings": self.warnings(),
         })
     }
+}
+
+/// One line of the text report: plain text, or a label and a JSON text (which keeps its own
+/// escapes, so a claim's backslash is not shown doubled).
+enum Line {
+    Text(String),
+    Json { label: String, json: String },
+}
+
+impl Line {
+    fn text(text: impl Into<String>) -> Self {
+        Self::Text(text.into())
+    }
+
+    fn json(label: impl Into<String>, json: String) -> Self {
+        Self::Json {
+            label: label.into(),
+            json,
+        }
+    }
+}
+
+/// The report's text: the one place its lines are escaped ([`opk_core::escape`]).
+fn render(lines: &[Line]) -> String {
+    let mut out = String::new();
+    for line in lines {
+        match line {
+            Line::Text(text) => out.push_str(&opk_core::escape::line(text)),
+            Line::Json { label, json } => {
+                out.push_str(&opk_core::escape::line(label));
+                out.push_str(&opk_core::escape::json(json));
+            }
+        }
+        out.push('\n');
+    }
+    out
 }
 
 fn extensions(certificate: &OpksshCertificate) -> Vec<(&str, &str)> {

@@ -117,18 +117,17 @@ impl Verdict {
     }
 
     /// What `--explain` and `opkssh explain` print: one line per step, the warnings, then
-    /// the decision (`allow: …` or `deny: …`, naming the deciding step).
+    /// the decision (`allow: …` or `deny: …`, naming the deciding step). Escaped here, where
+    /// the text is made, so a claim's control characters cannot add or redraw lines.
     pub(crate) fn explanation(&self) -> String {
-        let mut text = String::new();
-        for step in &self.trace.steps {
-            text.push_str(&format!("{step}\n"));
-        }
-        for note in &self.notes {
-            text.push_str(&format!("note  {}\n", note.replace(['\n', '\r'], " ")));
-        }
         let verdict = if self.is_allow() { "allow" } else { "deny" };
-        text.push_str(&format!("{verdict}: {}\n", self.trace));
-        text
+        let steps = self.trace.steps.iter().map(ToString::to_string);
+        let notes = self.notes.iter().map(|note| format!("note  {note}"));
+        opk_core::escape::lines(
+            steps
+                .chain(notes)
+                .chain([format!("{verdict}: {}", self.trace)]),
+        )
     }
 
     /// Logs the decision: warnings, each step (debug), the summary (info).
@@ -179,7 +178,11 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode, CliError> {
     } else if let Some(line) = &verdict.line {
         println!("{line}");
     } else {
-        eprintln!("Error: {}", verdict.trace);
+        // sshd copies this into its own log.
+        eprintln!(
+            "Error: {}",
+            opk_core::escape::line(&verdict.trace.to_string())
+        );
     }
     Ok(if verdict.is_allow() {
         ExitCode::SUCCESS

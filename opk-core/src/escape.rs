@@ -1,0 +1,149 @@
+//! The one rule for showing text that came from outside (token claims, certificate fields,
+//! file contents, sshd's arguments) in a log line or on a terminal.
+//!
+//! A claim such as `iss = "https://e\x1b[2K\x1b[1G… allow principal=root"` would otherwise
+//! erase a deny line and draw a forged allow when the log is read with `tail -f` or `cat`, and a
+//! `\r` or `\n` would start a line that looks like a separate event. So every character a
+//! terminal or a line-oriented reader acts on is written as a visible escape:
+//!
+//! - C0 controls (U+0000–U+001F, tab, CR and LF included) and DEL: `\t`, `\r`, `\n`, `\xNN`;
+//! - C1 controls (U+0080–U+009F), which some terminals read as ESC sequences: `\u{NN}`;
+//! - the Unicode line and paragraph separators U+2028 and U+2029, and the bidirectional
+//!   embedding, override and isolate controls (U+202A–U+202E, U+2066–U+2069) that reorder
+//!   what is displayed: `\u{NNNN}`;
+//! - the backslash itself, as `\\`, so an escape in the output always means an escaped
+//!   character and never text that merely looks like one.
+//!
+//! Everything else, other Unicode included, is kept as it is.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+/// Whether `c` is written escaped by [`line`].
+pub fn needs_escape(c: char) -> bool {
+    matches!(
+        c,
+        '\u{0}'..='\u{1f}'
+            | '\u{7f}'..='\u{9f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
+            | '\\'
+    )
+}
+
+/// `text` as one line that is safe to write to a log or a terminal (see the module docs).
+/// Borrowed when nothing needed escaping.
+pub fn line(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len().saturating_add(16));
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{0}'..='\u{1f}' | '\u{7f}' => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if needs_escape(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Lines of text joined by `\n`, each escaped by [`line`] (a `\n` inside one of them shows as
+/// `\n`), with a final newline: a report whose line structure no value can change.
+pub fn lines<I, S>(lines: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut out = String::new();
+    for text in lines {
+        out.push_str(&line(text.as_ref()));
+        out.push('\n');
+    }
+    out
+}
+
+/// A serialized JSON text made safe for a terminal while staying the same JSON value: the
+/// characters [`needs_escape`] names that a JSON encoder may leave raw inside strings (DEL, C1
+/// controls, U+2028–U+202E, U+2066–U+2069) become `\uNNNN` escapes. Structural characters and
+/// escapes already in the text are untouched (a raw control or backslash can only stand inside
+/// a string, where the encoder already escaped C0 controls and backslashes).
+pub fn json(text: &str) -> Cow<'_, str> {
+    let raw = |c: char| c != '\\' && !c.is_ascii_control() && needs_escape(c) || c == '\u{7f}';
+    if !text.chars().any(raw) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len().saturating_add(16));
+    for c in text.chars() {
+        if raw(c) {
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_text_is_borrowed() {
+        assert!(matches!(
+            line("alice@example.com issuer=https://op"),
+            Cow::Borrowed(_)
+        ));
+        assert!(matches!(line("Zoë → 東京"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn every_control_is_visible() {
+        assert_eq!(
+            line("a\nb\rc\td\u{1b}[2K\u{7f}\u{0}"),
+            "a\\nb\\rc\\td\\x1b[2K\\x7f\\x00"
+        );
+        assert_eq!(line("x\u{9b}31m\u{85}"), "x\\u{9b}31m\\u{85}");
+        assert_eq!(
+            line("\u{2028}\u{2029}\u{202e}evil\u{2066}"),
+            "\\u{2028}\\u{2029}\\u{202e}evil\\u{2066}"
+        );
+        assert_eq!(line(r"C:\n"), r"C:\\n");
+    }
+
+    #[test]
+    fn no_escaped_text_holds_a_raw_control() {
+        let all: String = (0..0x3000_u32).filter_map(char::from_u32).collect();
+        let escaped = line(&all);
+        assert!(!escaped.chars().any(|c| needs_escape(c) && c != '\\'));
+    }
+
+    #[test]
+    fn lines_keep_their_structure() {
+        assert_eq!(lines(["one", "two\nfake"]), "one\ntwo\\nfake\n");
+    }
+
+    #[test]
+    fn json_stays_the_same_value() {
+        let value =
+            serde_json::json!({"iss": "e\u{1b}[2K\u{9b}x\u{7f}\u{2028}\u{202e}\\\"", "n": 1});
+        let text = serde_json::to_string_pretty(&value).unwrap();
+        let safe = json(&text);
+        assert!(
+            !safe
+                .chars()
+                .any(|c| c != '\n' && c != '\\' && needs_escape(c)),
+            "{safe}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back, value);
+    }
+}
