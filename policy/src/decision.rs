@@ -451,6 +451,12 @@ pub struct Evaluation {
 
 /// Step 1: the deny lists, emails then users, ignoring case. Records the step; returns it
 /// when a list denies.
+///
+/// Stricter than Go, which checks `deny_emails` against the ID token's `email` only: every
+/// email the decision can use is checked, the userinfo response's too, since `auth_id` rows
+/// and plugins also match userinfo claims. Otherwise a denied user could present an ID token
+/// without `email` and an access token whose userinfo names them, and a row such as
+/// `root oidc-match-end:email:@corp.com` would let them in.
 pub fn check_deny_lists(
     input: &PolicyInput<'_>,
     deny: &DenyLists,
@@ -459,16 +465,25 @@ pub fn check_deny_lists(
 ) -> Option<Step> {
     let source = || TraceSource::Config(config_path.to_path_buf());
     let email = input.email();
-    if let Some(denied) = deny
-        .emails
-        .iter()
-        .find(|denied| go_equal_fold(email, denied))
-    {
-        return Some(Step::fail(
-            Check::DenyEmail,
-            source(),
-            format!("denied email {denied}"),
-        ));
+    // A userinfo response that does not parse denies later, at the rows, whatever it says.
+    let userinfo = input.userinfo().and_then(|text| parse_userinfo(text).ok());
+    let userinfo_email = userinfo
+        .as_ref()
+        .map(ClaimSet::email)
+        .filter(|email| !email.is_empty());
+    for (from, email) in [("", Some(email)), (" (from userinfo)", userinfo_email)] {
+        let Some(email) = email else { continue };
+        if let Some(denied) = deny
+            .emails
+            .iter()
+            .find(|denied| go_equal_fold(email, denied))
+        {
+            return Some(Step::fail(
+                Check::DenyEmail,
+                source(),
+                format!("denied email {denied}{from}"),
+            ));
+        }
     }
     if let Some(denied) = deny
         .users
@@ -485,7 +500,8 @@ pub fn check_deny_lists(
         Check::DenyLists,
         source(),
         format!(
-            "neither email {email:?} nor principal {} is in deny_emails ({}) or deny_users ({})",
+            "neither email {email:?}{} nor principal {} is in deny_emails ({}) or deny_users ({})",
+            userinfo_email.map_or_else(String::new, |email| format!(" (userinfo: {email:?})")),
             input.principal(),
             deny.emails.len(),
             deny.users.len()

@@ -145,6 +145,40 @@ fn deny_lists_come_before_plugins_and_rows() {
     );
 }
 
+/// Stricter than Go: `deny_emails` also applies to the email the userinfo endpoint returns,
+/// since rows and plugins match userinfo claims too.
+#[test]
+fn deny_emails_apply_to_the_userinfo_email() {
+    let tree = Tree::new("root oidc-match-end:email:@corp.com https://accounts.example.com\n");
+    let mut claims = alice();
+    claims.remove("email");
+    let userinfo = json!({"sub": "sub-alice", "email": "Bad@corp.com"}).to_string();
+    let deny = DenyLists {
+        emails: vec!["bad@CORP.com".into()],
+        users: vec![],
+    };
+    let input = PolicyInput::danger_from_claims(claims.clone(), "root").with_userinfo(userinfo);
+    // The row alone would let the userinfo email in.
+    assert!(tree.enforcer().evaluate(&input).decision.is_allow());
+    let evaluation = tree
+        .enforcer()
+        .with_deny_lists(deny.clone())
+        .evaluate(&input);
+    let trace = evaluation.decision.trace();
+    assert_eq!(trace.check, Check::DenyEmail, "{evaluation:?}");
+    assert_eq!(trace.detail, "denied email bad@CORP.com (from userinfo)");
+    // Another userinfo email is not denied.
+    let other = json!({"sub": "sub-alice", "email": "good@corp.com"}).to_string();
+    let input = PolicyInput::danger_from_claims(claims, "root").with_userinfo(other);
+    assert!(
+        tree.enforcer()
+            .with_deny_lists(deny)
+            .evaluate(&input)
+            .decision
+            .is_allow()
+    );
+}
+
 #[test]
 fn plugin_allows_with_full_environment() {
     let tree = Tree::new("");

@@ -30,6 +30,12 @@ impl Host {
             Minted::discovery_json(&issuer).as_bytes(),
             minted.jwks_json.as_bytes(),
         );
+        Self::serving(server, minted)
+    }
+
+    /// A host for a login minted by the caller, at an issuer the caller has set up.
+    pub fn serving(server: IssuerServer, minted: Minted) -> Self {
+        let issuer = server.issuer().to_owned();
         let dir = tempfile::tempdir().unwrap();
         let etc = dir.path().join("etc");
         std::fs::create_dir(&etc).unwrap();

@@ -13,6 +13,7 @@ mod certificate;
 mod cic;
 mod claims;
 mod commitment;
+mod deny_lists;
 mod gq;
 mod home_fifo;
 mod http;

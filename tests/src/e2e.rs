@@ -1711,6 +1711,8 @@ pub enum Fault {
 struct Served {
     discovery: Vec<u8>,
     jwks: Vec<u8>,
+    /// The userinfo response at [`USERINFO_PATH`], if one is served.
+    userinfo: Option<Vec<u8>>,
     source: String,
 }
 
@@ -1749,6 +1751,8 @@ impl std::fmt::Debug for IssuerServer {
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 /// The vectors' JWKS path (their `jwks_uri` is `<issuer>/jwks.json`).
 pub const JWKS_PATH: &str = "/jwks.json";
+/// Where [`IssuerServer::set_userinfo`] serves the userinfo response.
+pub const USERINFO_PATH: &str = "/userinfo";
 
 impl IssuerServer {
     /// A server for a test-made issuer `http://localhost:<free port>`, serving `discovery` and
@@ -1765,6 +1769,7 @@ impl IssuerServer {
             Served {
                 discovery: b"{}".to_vec(),
                 jwks: b"{}".to_vec(),
+                userinfo: None,
                 source: "custom".to_owned(),
             },
         )
@@ -1873,8 +1878,15 @@ impl IssuerServer {
         *self.shared.served.lock().unwrap() = Served {
             discovery: discovery.to_vec(),
             jwks: jwks.to_vec(),
+            userinfo: None,
             source: "custom".to_owned(),
         };
+    }
+
+    /// Serves `body` as the userinfo response at [`USERINFO_PATH`] (any bearer token), for a
+    /// discovery document that names it.
+    pub fn set_userinfo(&self, body: &[u8]) {
+        self.shared.served.lock().unwrap().userinfo = Some(body.to_vec());
     }
 
     /// Sets the fault for every path. [`Fault::Down`] stops listening (connections refused);
@@ -2090,6 +2102,9 @@ fn serve(shared: &Shared, method: &str, path: &str) -> (u16, Vec<u8>) {
     match path {
         DISCOVERY_PATH => (200, served.discovery.clone()),
         JWKS_PATH => (200, served.jwks.clone()),
+        USERINFO_PATH if served.userinfo.is_some() => {
+            (200, served.userinfo.clone().unwrap_or_default())
+        }
         _ => (404, b"{}".to_vec()),
     }
 }
@@ -2219,6 +2234,7 @@ impl VectorIssuers {
                 Served {
                     discovery,
                     jwks,
+                    userinfo: None,
                     source,
                 },
             )?;
@@ -2265,6 +2281,7 @@ impl VectorIssuers {
         *server.shared.served.lock().unwrap() = Served {
             discovery: fs::read(dir.join("openid-configuration.json"))?,
             jwks: fs::read(dir.join("jwks.json"))?,
+            userinfo: None,
             source: name.to_owned(),
         };
         Ok(server)

@@ -61,6 +61,21 @@ pub fn mint_with(
     email: &str,
     edit: impl FnOnce(&mut serde_json::Value),
 ) -> Result<Minted> {
+    mint_with_access_token(issuer, client_id, email, None, edit)
+}
+
+/// [`mint_with`], the certificate also carrying `access_token` (the `openpubkey-act`
+/// extension verify sends to the userinfo endpoint).
+///
+/// # Errors
+/// Key generation or signing failed.
+pub fn mint_with_access_token(
+    issuer: &str,
+    client_id: &str,
+    email: &str,
+    access_token: Option<&str>,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> Result<Minted> {
     let op_key = generate_user_key(UserKeyType::Ecdsa)?;
     let user_key = generate_user_key(UserKeyType::Ecdsa)?;
     let now = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())?;
@@ -82,7 +97,7 @@ pub fn mint_with(
         key_id: email,
         principals: Principals::Default,
         pk_token: &token.to_compact(),
-        access_token: None,
+        access_token,
     })?;
     let jwks_json = Jwks::from_keys(vec![Jwk::new(
         op_key.public_key(),
