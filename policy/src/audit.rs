@@ -2,10 +2,12 @@
 //! plus ours: identities that never match or match too much, and problems in `providers`,
 //! `config.yml` and `policy.d`, each with its file and line.
 
-use crate::error::FileError;
+use crate::error::{FileError, FileErrorKind};
+use crate::perms::{self, Requirement};
 use crate::rule::{self, Severity};
 use crate::table::{self, LineKind};
 use serde::Serialize;
+use std::path::Path;
 
 /// A row's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -222,6 +224,50 @@ impl Summary {
     /// Whether anything is not SUCCESS.
     pub fn has_problems(&self) -> bool {
         self.warnings > 0 || self.errors > 0
+    }
+}
+
+/// A policy file as `audit` read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyFileRead {
+    /// The content, when the file could be read safely.
+    pub content: Option<Vec<u8>>,
+    /// The mode or owner breaks the rule (a finding; the content is still audited).
+    pub perms_error: Option<String>,
+    /// Why the file was not read: a symlink where symlinks are refused, not a regular file
+    /// (a FIFO, a device), larger than the cap, or unreadable.
+    pub error: Option<String>,
+}
+
+/// Reads a policy file for `audit`, which runs as root, with the open `verify` uses
+/// ([`perms::open`]: never blocks, refuses symlinks where `requirement` does and anything but
+/// a regular file, then the size cap). So root never prints, through a user's
+/// `~/.opk/auth_id` symlink, a file that user could not read, and a FIFO or a link to
+/// `/dev/zero` is a finding instead of a hang or an out-of-memory.
+pub fn read_policy_file(path: &Path, requirement: &Requirement) -> PolicyFileRead {
+    let (file, metadata) = match perms::open(path, requirement.no_symlink) {
+        Ok(opened) => opened,
+        Err(error) => {
+            return PolicyFileRead {
+                error: Some(error.kind.to_string()),
+                ..PolicyFileRead::default()
+            };
+        }
+    };
+    let perms_error = perms::check(&metadata, requirement)
+        .err()
+        .map(|error| FileErrorKind::Permissions(error).to_string());
+    match perms::read_limited(file, path) {
+        Ok(content) => PolicyFileRead {
+            content: Some(content),
+            perms_error,
+            error: None,
+        },
+        Err(error) => PolicyFileRead {
+            content: None,
+            perms_error,
+            error: Some(error.kind.to_string()),
+        },
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 const VERIFY_BUDGET: Duration = Duration::from_secs(10);
 const WAIT: Duration = Duration::from_secs(40);
 
-fn home_of(user: &str) -> PathBuf {
+pub fn home_of(user: &str) -> PathBuf {
     let output = run_with_timeout(
         Command::new("getent").args(["passwd", user]),
         Duration::from_secs(10),
@@ -27,15 +27,17 @@ fn home_of(user: &str) -> PathBuf {
     PathBuf::from(line.trim().split(':').nth(5).unwrap())
 }
 
-/// `~user/.opk/auth_id` replaced by a FIFO with `mode`, owned by the user; whatever was there
-/// is put back on drop, and any `readhome` left for the user is killed (after the test looked).
-struct FifoPolicy {
+/// `~user/.opk/auth_id` replaced by something else (a FIFO, a symlink), owned by the user;
+/// whatever was there is put back on drop, and any `readhome` left for the user is killed
+/// (after the test looked).
+pub struct HomePolicyFile {
     path: PathBuf,
     saved: Option<PathBuf>,
 }
 
-impl FifoPolicy {
-    fn install(user: &str, mode: &str) -> Self {
+impl HomePolicyFile {
+    /// Moves the current policy aside and hands back the path to fill.
+    fn prepare(user: &str) -> (PathBuf, Option<PathBuf>) {
         let (uid, gid) = user_ids(user);
         let opk = home_of(user).join(".opk");
         std::fs::create_dir_all(&opk).unwrap();
@@ -43,22 +45,48 @@ impl FifoPolicy {
         std::fs::set_permissions(&opk, std::fs::Permissions::from_mode(0o700)).unwrap();
         let path = opk.join("auth_id");
         let saved = std::fs::symlink_metadata(&path).is_ok().then(|| {
-            let saved = opk.join("auth_id.saved-by-fifo-test");
+            let saved = opk.join("auth_id.saved-by-attack-test");
             std::fs::rename(&path, &saved).unwrap();
             saved
         });
+        (path, saved)
+    }
+
+    /// A FIFO with `mode` (octal text, as `mkfifo -m` takes it).
+    pub fn fifo(user: &str, mode: &str) -> Self {
+        let (path, saved) = Self::prepare(user);
         let made = Command::new("mkfifo")
             .args(["-m", mode])
             .arg(&path)
             .status()
             .unwrap();
         assert!(made.success());
+        let (uid, gid) = user_ids(user);
         std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+        Self { path, saved }
+    }
+
+    /// A regular file, 0600, the user's.
+    pub fn regular(user: &str, content: &str) -> Self {
+        let (path, saved) = Self::prepare(user);
+        std::fs::write(&path, content).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (uid, gid) = user_ids(user);
+        std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+        Self { path, saved }
+    }
+
+    /// A symlink to `target`, owned by the user (as the user would make it).
+    pub fn symlink(user: &str, target: &Path) -> Self {
+        let (path, saved) = Self::prepare(user);
+        std::os::unix::fs::symlink(target, &path).unwrap();
+        let (uid, gid) = user_ids(user);
+        std::os::unix::fs::lchown(&path, Some(uid), Some(gid)).unwrap();
         Self { path, saved }
     }
 }
 
-impl Drop for FifoPolicy {
+impl Drop for HomePolicyFile {
     fn drop(&mut self) {
         for pid in readhome_processes(LOGIN_USER) {
             let _ = Command::new("kill")
@@ -169,7 +197,7 @@ fn home_fifo_readable_policy_does_not_hang_verify() {
         std::fs::write(etc.join(name), text).unwrap();
         std::fs::set_permissions(etc.join(name), std::fs::Permissions::from_mode(0o640)).unwrap();
     }
-    let _fifo = FifoPolicy::install(LOGIN_USER, "644");
+    let _fifo = HomePolicyFile::fifo(LOGIN_USER, "644");
     let started = Instant::now();
     let output = run_with_timeout(
         &mut login.verify_command(&e2e::target_binary("opkssh"), &etc, e2e.dir()),
@@ -206,7 +234,7 @@ fn home_fifo_private_policy_leaves_no_root_process_through_sudo() {
         "{AKC_USER} ALL=(ALL) NOPASSWD: {} readhome *\n",
         binary.display()
     ));
-    let _fifo = FifoPolicy::install(LOGIN_USER, "600");
+    let _fifo = HomePolicyFile::fifo(LOGIN_USER, "600");
     let (uid, gid) = user_ids(AKC_USER);
     let mut command = login.verify_command(&binary, &etc, &rw);
     command.uid(uid).gid(gid);

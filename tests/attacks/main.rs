@@ -7,6 +7,7 @@
 #![allow(unreachable_pub, clippy::new_without_default)] // helpers shared between the modules of one test binary
 
 mod algorithm;
+mod audit_home;
 mod binary;
 mod cache;
 mod certificate;

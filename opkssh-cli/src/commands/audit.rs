@@ -115,20 +115,20 @@ pub(crate) fn run(args: &AuditArgs) -> Result<ExitCode, CommandError> {
         perms_error: String::new(),
     };
     if policy_path.exists() {
-        if let Err(error) = perms::check_path(&policy_path, &Requirement::SYSTEM_FILE_STRICT) {
-            system.perms_error = error.kind.to_string();
-        }
-        match std::fs::read(&policy_path) {
-            Ok(content) => {
+        let read = audit::read_policy_file(&policy_path, &Requirement::SYSTEM_FILE_STRICT);
+        system.perms_error = read.perms_error.unwrap_or_default();
+        match (read.content, read.error) {
+            (Some(content), _) => {
                 system.rows = audit::audit_policy(&content, &issuers, None);
                 eprintln!("\nvalidating {}...", policy_path.display());
                 if !args.json {
                     print_rows(&policy_path, &system.rows);
                 }
             }
-            Err(error) => {
+            (None, error) => {
                 return Err(CommandError::new(format!(
-                    "failed to audit policy file: failed to read policy file: {error}"
+                    "failed to audit policy file: failed to read policy file: {}",
+                    error.unwrap_or_default()
                 )));
             }
         }
@@ -143,7 +143,8 @@ pub(crate) fn run(args: &AuditArgs) -> Result<ExitCode, CommandError> {
             Ok(passwd) => {
                 for (user, home) in passwd_homes(&passwd) {
                     let path = Path::new(&home).join(".opk").join("auth_id");
-                    if !path.exists() {
+                    // Not `exists`, which follows a symlink: a dangling one is a finding too.
+                    if std::fs::symlink_metadata(&path).is_err() {
                         continue;
                     }
                     let mut result = PolicyFileResult {
@@ -159,23 +160,25 @@ pub(crate) fn run(args: &AuditArgs) -> Result<ExitCode, CommandError> {
                                 owner: perms::Owner::Any,
                                 ..Requirement::home_file(0)
                             });
-                    if let Err(error) = perms::check_path(&path, &requirement) {
-                        result.perms_error = error.kind.to_string();
-                    }
-                    match std::fs::read(&path) {
-                        Ok(content) => {
+                    // Root reads the user's file as verify does: a symlink, a FIFO or a file
+                    // over the size cap is reported, never followed or read.
+                    let read = audit::read_policy_file(&path, &requirement);
+                    result.perms_error = read.perms_error.unwrap_or_default();
+                    match (read.content, read.error) {
+                        (Some(content), _) => {
                             result.rows = audit::audit_policy(&content, &issuers, Some(&user));
                             eprintln!("\nvalidating {}...", path.display());
                             if !args.json {
                                 print_rows(&path, &result.rows);
                             }
                         }
-                        Err(error) => {
+                        (None, error) => {
+                            let error = error.unwrap_or_default();
                             eprintln!(
                                 "failed to audit user policy file at {}: {error}",
                                 path.display()
                             );
-                            result.error = error.to_string();
+                            result.error = error;
                         }
                     }
                     homes.push(result);
@@ -200,9 +203,11 @@ pub(crate) fn run(args: &AuditArgs) -> Result<ExitCode, CommandError> {
         .chain(homes.iter().flat_map(|home| home.rows.iter()))
         .collect();
     let mut summary = Summary::of(all_rows.iter().copied());
+    let unread_homes = homes.iter().filter(|home| !home.error.is_empty()).count();
     let file_problems = provider_problems
         .len()
-        .saturating_add(config_problems.len());
+        .saturating_add(config_problems.len())
+        .saturating_add(unread_homes);
     summary.errors = summary.errors.saturating_add(file_problems);
 
     let ok = !summary.has_problems()
@@ -245,16 +250,24 @@ fn audit_config(dir: &policy::ConfigDir) -> Vec<FileError> {
     let mut problems = Vec::new();
     let config = dir.config();
     if config.exists() {
-        // Permissions and content separately, so both are reported.
-        if let Err(error) = perms::check_path(&config, &Requirement::CONFIG_FILE) {
-            problems.push(error);
-        }
-        match std::fs::read_to_string(&config) {
-            Err(error) => problems.push(FileError {
+        // Permissions and content separately, so both are reported; opened as verify opens
+        // it (never blocking, regular files only, size cap).
+        let read = perms::open(&config, false).and_then(|(file, metadata)| {
+            if let Err(error) = perms::check(&metadata, &Requirement::CONFIG_FILE) {
+                problems.push(FileError {
+                    location: policy::Location::file(&config),
+                    kind: policy::FileErrorKind::Permissions(error),
+                });
+            }
+            perms::read_limited(file, &config)
+        });
+        match read.map(String::from_utf8) {
+            Err(error) => problems.push(error),
+            Ok(Err(_)) => problems.push(FileError {
                 location: policy::Location::file(&config),
-                kind: policy::FileErrorKind::Invalid(error.to_string()),
+                kind: policy::FileErrorKind::Invalid("not UTF-8".into()),
             }),
-            Ok(text) => {
+            Ok(Ok(text)) => {
                 if let Err(error) = policy::ServerConfig::parse(&text, &config) {
                     problems.push(error);
                 }
