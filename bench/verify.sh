@@ -24,28 +24,14 @@ bin=$PWD/target/release/opkssh
 work=$(mktemp -d)
 trap 'kill ${server:-} 2>/dev/null || true; rm -rf "$work"' EXIT
 
-issuer=$(cat "$dir/issuer.txt")
-client_id=$(cat "$dir/client_id.txt")
-port=${issuer##*:}
-email=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["email"])' "$dir/meta.json")
-
-# The issuer, served once to warm the cache, then stopped: the timed runs must not need it.
-mkdir -p "$work/www/.well-known" "$work/etc" "$work/cache"
-cp "$dir/openid-configuration.json" "$work/www/.well-known/openid-configuration"
-cp "$dir/jwks.json" "$work/www/jwks.json"
-(cd "$work/www" && exec python3 -m http.server "$port" --bind 127.0.0.1 >/dev/null 2>&1) &
-server=$!
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/jwks.json" >/dev/null 2>&1 && break; sleep 0.1; done
-
-printf '%s %s oidc\n' "$issuer" "$client_id" > "$work/etc/providers"
+. bench/lib/warm-vector.sh
+warm_vector "$dir" "$work"
 printf 'alice %s %s\n' "$email" "$issuer" > "$work/etc/auth_id"
-chmod 0640 "$work/etc/providers" "$work/etc/auth_id"
-chmod 0700 "$work/cache"
-
-read -r key_type key_b64 < "$dir/cert.pub"
+chmod 0640 "$work/etc/auth_id"
 run=("$bin" verify --config-dir "$work/etc" --cache-dir "$work/cache" --log-file "$work/opkssh.log" alice "$key_b64" "$key_type")
+serve_issuer "$work"
 "${run[@]}" >/dev/null || { echo "warm-up verify denied:" >&2; cat "$work/opkssh.log" >&2; exit 1; }
-kill "$server"; wait "$server" 2>/dev/null || true; server=
+stop_issuer
 
 hyperfine --warmup 20 --runs 300 -N --export-json "$work/hyperfine.json" "$(printf '%q ' "${run[@]}")"
 python3 - "$work/hyperfine.json" <<'PY'

@@ -257,7 +257,7 @@ pub fn read_policy_file(path: &Path, requirement: &Requirement) -> PolicyFileRea
     let perms_error = perms::check(&metadata, requirement)
         .err()
         .map(|error| FileErrorKind::Permissions(error).to_string());
-    match perms::read_limited(file, path) {
+    match perms::read_limited(file, path, requirement.max_size) {
         Ok(content) => PolicyFileRead {
             content: Some(content),
             perms_error,

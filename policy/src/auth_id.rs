@@ -25,6 +25,46 @@ pub struct AuthRow {
 pub struct AuthIdFile {
     rows: Vec<AuthRow>,
     warnings: Vec<FileError>,
+    /// Lines for other principals that [`AuthIdFile::parse_for`] did not parse.
+    unlisted: usize,
+}
+
+/// How many rows for other principals [`AuthIdFile::parse_for`] still parses and keeps, in
+/// file order, so that `explain` shows why the first ones did not apply.
+pub const LISTED_OTHER_PRINCIPALS: usize = 32;
+
+/// What the first word of a line says without parsing the line.
+enum FirstWord<'a> {
+    /// Plain bytes (no quote, escape, comment or non-ASCII), ended by a space or tab.
+    Plain(&'a [u8]),
+    /// Anything else: the line needs the full parser.
+    Unsure,
+}
+
+/// The first word of a raw line, if it is plain. Shell quoting, escapes, comments, CR and
+/// non-ASCII bytes (Unicode spaces) all make it [`FirstWord::Unsure`], so the full parser
+/// decides those lines and the fast path never reads a line differently from it.
+fn first_word(raw: &[u8]) -> FirstWord<'_> {
+    let start = raw
+        .iter()
+        .position(|byte| *byte != b' ' && *byte != b'\t')
+        .unwrap_or(raw.len());
+    let rest = raw.get(start..).unwrap_or_default();
+    let end = rest
+        .iter()
+        .position(|byte| *byte == b' ' || *byte == b'\t')
+        .unwrap_or(rest.len());
+    let word = rest.get(..end).unwrap_or_default();
+    let plain = !word.is_empty()
+        && end < rest.len()
+        && word
+            .iter()
+            .all(|byte| byte.is_ascii_graphic() && !matches!(byte, b'\'' | b'"' | b'\\' | b'#'));
+    if plain {
+        FirstWord::Plain(word)
+    } else {
+        FirstWord::Unsure
+    }
 }
 
 impl AuthIdFile {
@@ -33,27 +73,68 @@ impl AuthIdFile {
     pub fn parse(content: &[u8], path: &Path) -> Self {
         let mut file = Self::default();
         for line in table::parse(content) {
-            let location = Location::line(path, line.number);
-            match line.kind {
-                LineKind::Blank => {}
-                LineKind::Unparsable(error) => file
-                    .warnings
-                    .push(FileError::new(location, FileErrorKind::Unparsable(error))),
-                LineKind::Row(columns) => match <[String; 3]>::try_from(columns) {
-                    Ok([principal, identity, issuer]) => file.rows.push(AuthRow {
-                        principal,
-                        identity,
-                        issuer,
-                        location,
-                    }),
-                    Err(columns) => file.warnings.push(FileError::new(
-                        location,
-                        FileErrorKind::WrongColumnCount(columns.len()),
-                    )),
-                },
-            }
+            file.push_line(path, line.number, line.kind);
         }
         file
+    }
+
+    /// Parses the rows that can concern `principal`: a line whose first word is plainly
+    /// another principal is counted but not parsed, past the first
+    /// [`LISTED_OTHER_PRINCIPALS`] of them. What `verify` needs from a policy of 100,000 rows
+    /// is the few for the account being logged into; the full parse of the others was most of
+    /// its cost. Such lines are not checked either, so a malformed row for another account
+    /// is not among the [`AuthIdFile::warnings`] (`audit` reads every row).
+    pub fn parse_for(content: &[u8], path: &Path, principal: &str) -> Self {
+        let mut file = Self::default();
+        let mut listed = 0_usize;
+        let content = content.strip_prefix(table::BOM).unwrap_or(content);
+        let mut number = 0_usize;
+        let mut start = 0_usize;
+        while start <= content.len() {
+            let end = memchr::memchr(b'\n', content.get(start..).unwrap_or_default())
+                .map_or(content.len(), |offset| start.saturating_add(offset));
+            let raw = content.get(start..end).unwrap_or_default();
+            number = number.saturating_add(1);
+            start = end.saturating_add(1);
+            if let FirstWord::Plain(word) = first_word(raw)
+                && word != principal.as_bytes()
+            {
+                if listed >= LISTED_OTHER_PRINCIPALS {
+                    file.unlisted = file.unlisted.saturating_add(1);
+                    continue;
+                }
+                listed = listed.saturating_add(1);
+            }
+            file.push_line(path, number, table::parse_line(raw));
+        }
+        file
+    }
+
+    fn push_line(&mut self, path: &Path, number: usize, kind: LineKind) {
+        let location = Location::line(path, number);
+        match kind {
+            LineKind::Blank => {}
+            LineKind::Unparsable(error) => self
+                .warnings
+                .push(FileError::new(location, FileErrorKind::Unparsable(error))),
+            LineKind::Row(columns) => match <[String; 3]>::try_from(columns) {
+                Ok([principal, identity, issuer]) => self.rows.push(AuthRow {
+                    principal,
+                    identity,
+                    issuer,
+                    location,
+                }),
+                Err(columns) => self.warnings.push(FileError::new(
+                    location,
+                    FileErrorKind::WrongColumnCount(columns.len()),
+                )),
+            },
+        }
+    }
+
+    /// Lines for other principals that [`AuthIdFile::parse_for`] skipped unparsed.
+    pub fn unlisted(&self) -> usize {
+        self.unlisted
     }
 
     /// The rows, in file order.
@@ -99,5 +180,66 @@ mod tests {
         let home = file.for_principal("alice");
         assert_eq!(home.rows().len(), 2);
         assert_eq!(home.rows()[1].location.line, Some(3));
+    }
+
+    #[test]
+    fn parse_for_lists_the_first_other_rows_then_counts() {
+        let path = Path::new("/etc/opk/auth_id");
+        let mut text = String::from("\u{feff}");
+        for index in 0..100 {
+            text.push_str(&format!("user{index} u{index}@example.com https://op\n"));
+        }
+        text.push_str("  alice\talice@example.com https://op # mine\n");
+        text.push_str("'alice' quoted@example.com https://op\n");
+        text.push_str("bob broken\n");
+        let file = AuthIdFile::parse_for(text.as_bytes(), path, "alice");
+        let full = AuthIdFile::parse(text.as_bytes(), path);
+        assert_eq!(file.unlisted(), 100 - LISTED_OTHER_PRINCIPALS + 1);
+        assert_eq!(file.rows().len(), LISTED_OTHER_PRINCIPALS + 2);
+        assert_eq!(
+            file.rows()[..LISTED_OTHER_PRINCIPALS],
+            full.rows()[..LISTED_OTHER_PRINCIPALS]
+        );
+        let mine: Vec<&AuthRow> = file
+            .rows()
+            .iter()
+            .filter(|row| row.principal == "alice")
+            .collect();
+        assert_eq!(mine.len(), 2);
+        assert_eq!(mine[0].location.line, Some(101));
+        assert_eq!(mine[1].identity, "quoted@example.com");
+        // The broken row is another principal's, past the listed ones: not checked.
+        assert!(file.warnings().is_empty());
+        assert_eq!(full.warnings().len(), 1);
+    }
+
+    proptest::proptest! {
+        /// For the principal asked about, `parse_for` reads exactly what the full parser reads:
+        /// the same rows with the same locations, and the same warnings on its lines.
+        #[test]
+        fn parse_for_agrees_with_parse(
+            lines in proptest::collection::vec(
+                proptest::string::string_regex(
+                    "[ \t]{0,2}(alice|bob|'alice'|\"alice\"|al\\\\ice|#alice|alice#x|ålice|alice\r)?[ \t]{0,2}([a-z@.'\"#\\\\]{0,8}[ \t]{0,2}){0,4}\r?"
+                ).unwrap(),
+                0..80,
+            ),
+            bom in proptest::bool::ANY,
+        ) {
+            let mut text = lines.join("\n");
+            if bom {
+                text.insert(0, '\u{feff}');
+            }
+            let path = Path::new("/p");
+            let fast = AuthIdFile::parse_for(text.as_bytes(), path, "alice").for_principal("alice");
+            let full = AuthIdFile::parse(text.as_bytes(), path).for_principal("alice");
+            proptest::prop_assert_eq!(fast.rows(), full.rows());
+            let fast_all = AuthIdFile::parse_for(text.as_bytes(), path, "alice");
+            let full_all = AuthIdFile::parse(text.as_bytes(), path);
+            // Lines within the listed budget keep their warnings; none is invented.
+            for warning in fast_all.warnings() {
+                proptest::prop_assert!(full_all.warnings().contains(warning));
+            }
+        }
     }
 }

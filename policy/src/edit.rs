@@ -167,7 +167,7 @@ pub(crate) fn add_row_with(
             crate::FileErrorKind::Permissions(error),
         )
     })?;
-    let content = crate::perms::read_limited(file, path)?;
+    let content = crate::perms::read_limited(file, path, requirement.max_size)?;
     let plan = plan_add(&content, principal, identity, issuer);
     if let AddPlan::Insert { content, .. } = &plan {
         replace(path, content, &metadata, before_rename)?;

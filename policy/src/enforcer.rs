@@ -117,9 +117,35 @@ impl ConfigDir {
     /// Unreadable or mis-permissioned file.
     pub fn load_system_policy(&self) -> Result<AuthIdFile, FileError> {
         let path = self.auth_id();
-        let content = perms::read_checked(&path, &Requirement::SYSTEM_FILE)?;
+        let content = perms::read_checked(&path, &Requirement::AUTH_ID_FILE)?;
         Ok(AuthIdFile::parse(&content, &path))
     }
+
+    /// Loads the system `auth_id` as `verify` needs it: up to `max_size` bytes, only the rows
+    /// that can concern `principal` parsed ([`AuthIdFile::parse_for`]).
+    ///
+    /// # Errors
+    /// Unreadable, mis-permissioned or too large file.
+    pub fn load_system_policy_for(
+        &self,
+        principal: &str,
+        max_size: u64,
+    ) -> Result<AuthIdFile, FileError> {
+        let path = self.auth_id();
+        let requirement = Requirement::AUTH_ID_FILE.with_max_size(max_size);
+        let content = perms::read_checked(&path, &requirement).map_err(too_large_hint)?;
+        Ok(AuthIdFile::parse_for(&content, &path, principal))
+    }
+}
+
+/// A policy file over its size limit: say which setting raises it.
+fn too_large_hint(mut error: FileError) -> FileError {
+    if let crate::error::FileErrorKind::Invalid(message) = &mut error.kind
+        && message.starts_with("file is larger than")
+    {
+        message.push_str(" (max_policy_size in config.yml)");
+    }
+    error
 }
 
 /// Decides logins against the policy under a configuration directory.
@@ -130,6 +156,7 @@ pub struct Enforcer {
     home: HomeAccess,
     plugins: bool,
     env_vars: BTreeMap<String, String>,
+    max_policy_size: u64,
 }
 
 impl Enforcer {
@@ -141,7 +168,15 @@ impl Enforcer {
             home: HomeAccess::Direct,
             plugins: true,
             env_vars: BTreeMap::new(),
+            max_policy_size: perms::DEFAULT_MAX_POLICY_SIZE,
         }
+    }
+
+    /// The largest `auth_id` file read (`max_policy_size` in `config.yml`).
+    #[must_use]
+    pub fn with_max_policy_size(mut self, max_size: u64) -> Self {
+        self.max_policy_size = max_size;
+        self
     }
 
     /// Sets the deny lists (from `config.yml`).
@@ -266,7 +301,10 @@ impl Enforcer {
         let mut files = Vec::new();
         let mut errors = Vec::new();
         let system = self.dir.auth_id();
-        match self.dir.load_system_policy() {
+        match self
+            .dir
+            .load_system_policy_for(input.principal(), self.max_policy_size)
+        {
             Ok(file) => {
                 notes.extend(
                     file.warnings()
@@ -276,11 +314,7 @@ impl Enforcer {
                 steps.push(Step::pass(
                     Check::SystemPolicy,
                     TraceSource::Files(vec![system.clone()]),
-                    format!(
-                        "rows: {}, skipped lines: {}",
-                        file.rows().len(),
-                        file.warnings().len()
-                    ),
+                    rows_detail(&file, input.principal()),
                 ));
                 rows.extend(file.into_rows());
                 files.push(system);
@@ -297,7 +331,7 @@ impl Enforcer {
                 errors.push(error.to_string());
             }
         }
-        match home::load(input.principal(), &self.home) {
+        match home::load_with_limit(input.principal(), &self.home, self.max_policy_size) {
             Ok((path, file)) => {
                 if file.rows().is_empty() {
                     notes.push(format!(
@@ -350,6 +384,22 @@ impl Enforcer {
         evaluation.notes = notes;
         evaluation
     }
+}
+
+/// `rows: 4, skipped lines: 0`, and how many rows for other principals were not parsed.
+fn rows_detail(file: &crate::AuthIdFile, principal: &str) -> String {
+    let mut detail = format!(
+        "rows: {}, skipped lines: {}",
+        file.rows().len(),
+        file.warnings().len()
+    );
+    if file.unlisted() > 0 {
+        detail.push_str(&format!(
+            ", not parsed: {} more lines for principals other than {principal}",
+            file.unlisted()
+        ));
+    }
+    detail
 }
 
 /// A plugin's answer, shortened for one trace line.

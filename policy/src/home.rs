@@ -148,9 +148,11 @@ pub fn read_home(username: &str) -> Result<Vec<u8>, ReadHomeError> {
             message: error.to_string(),
         }
     })?;
-    perms::read_limited(file, &path).map_err(|error| ReadHomeError::Io {
-        path: shown,
-        message: error.kind.to_string(),
+    perms::read_limited(file, &path, perms::DEFAULT_MAX_POLICY_SIZE).map_err(|error| {
+        ReadHomeError::Io {
+            path: shown,
+            message: error.kind.to_string(),
+        }
     })
 }
 
@@ -194,6 +196,19 @@ impl HomeAccess {
 /// # Errors
 /// A one-line reason (for a warning; the system policy still applies).
 pub fn load(principal: &str, access: &HomeAccess) -> Result<(PathBuf, crate::AuthIdFile), String> {
+    load_with_limit(principal, access, perms::DEFAULT_MAX_POLICY_SIZE)
+}
+
+/// [`load`] reading at most `max_size` bytes directly (`max_policy_size`; `readhome` keeps
+/// the default), and parsing only the rows for `principal`.
+///
+/// # Errors
+/// As [`load`].
+pub fn load_with_limit(
+    principal: &str,
+    access: &HomeAccess,
+    max_size: u64,
+) -> Result<(PathBuf, crate::AuthIdFile), String> {
     if matches!(access, HomeAccess::Skip) {
         return Err("home policy disabled".to_owned());
     }
@@ -203,7 +218,8 @@ pub fn load(principal: &str, access: &HomeAccess) -> Result<(PathBuf, crate::Aut
         return Err(format!("user {principal} does not have a home directory"));
     }
     let path = policy_path(&account);
-    let content = match perms::read_checked(&path, &Requirement::home_file(account.uid)) {
+    let requirement = Requirement::home_file(account.uid).with_max_size(max_size);
+    let content = match perms::read_checked(&path, &requirement) {
         Ok(content) => content,
         Err(direct) => match access {
             // A file that is missing, a symlink or not a regular file (a FIFO) is what root
@@ -234,7 +250,7 @@ pub fn load(principal: &str, access: &HomeAccess) -> Result<(PathBuf, crate::Aut
     };
     Ok((
         path.clone(),
-        crate::AuthIdFile::parse(&content, &path).for_principal(principal),
+        crate::AuthIdFile::parse_for(&content, &path, principal).for_principal(principal),
     ))
 }
 

@@ -88,4 +88,4 @@ pub use error::{FileError, FileErrorKind, Location};
 pub use home::HomeAccess;
 pub use providers::{ProviderRow, Providers};
 pub use rule::{ClaimSet, Identity, Lint, MatchKind, Severity, is_safe_principal, match_identity};
-pub use server_config::{DenyLists, ServerConfig, parse_duration};
+pub use server_config::{DenyLists, ServerConfig, parse_duration, parse_size};

@@ -44,6 +44,8 @@ pub struct Requirement {
     pub no_symlink: bool,
     /// Must be a directory (otherwise a regular file).
     pub directory: bool,
+    /// The most bytes [`read_checked`] reads before refusing the file.
+    pub max_size: u64,
 }
 
 impl Requirement {
@@ -56,6 +58,7 @@ impl Requirement {
         group: GroupOwner::Any,
         no_symlink: false,
         directory: false,
+        max_size: MAX_FILE_SIZE,
     };
     /// What `permissions` and `audit` want for system files: 0640 root:opksshuser.
     pub const SYSTEM_FILE_STRICT: Self = Self {
@@ -71,6 +74,7 @@ impl Requirement {
         group: GroupOwner::Any,
         no_symlink: false,
         directory: true,
+        max_size: MAX_FILE_SIZE,
     };
     /// `policy.d/*.yml`: 0640, owned by root.
     pub const PLUGIN_FILE: Self = Self {
@@ -79,6 +83,7 @@ impl Requirement {
         group: GroupOwner::Any,
         no_symlink: false,
         directory: false,
+        max_size: MAX_FILE_SIZE,
     };
     /// A plugin's command: 0555 or 0755, owned by root.
     pub const PLUGIN_COMMAND: Self = Self {
@@ -87,9 +92,15 @@ impl Requirement {
         group: GroupOwner::Any,
         no_symlink: false,
         directory: false,
+        max_size: MAX_FILE_SIZE,
     };
 
-    /// `~/.opk/auth_id`: 0600, owned by the user, not a symlink.
+    /// `/etc/opk/auth_id` as `verify` reads it: [`Self::SYSTEM_FILE`], up to
+    /// [`DEFAULT_MAX_POLICY_SIZE`] (`max_policy_size` in `config.yml` changes it).
+    pub const AUTH_ID_FILE: Self = Self::SYSTEM_FILE.with_max_size(DEFAULT_MAX_POLICY_SIZE);
+
+    /// `~/.opk/auth_id`: 0600, owned by the user, not a symlink, up to
+    /// [`DEFAULT_MAX_POLICY_SIZE`].
     pub const fn home_file(uid: u32) -> Self {
         Self {
             modes: &[0o600],
@@ -97,7 +108,14 @@ impl Requirement {
             group: GroupOwner::Any,
             no_symlink: true,
             directory: false,
+            max_size: DEFAULT_MAX_POLICY_SIZE,
         }
+    }
+
+    /// The same rule with another size limit.
+    #[must_use]
+    pub const fn with_max_size(self, max_size: u64) -> Self {
+        Self { max_size, ..self }
     }
 }
 
@@ -272,8 +290,13 @@ pub fn check_path(path: &Path, requirement: &Requirement) -> Result<(), FileErro
         .map_err(|error| FileError::new(location, FileErrorKind::Permissions(error)))
 }
 
-/// The most a policy or config file may hold.
+/// The most a providers, config or plugin file may hold.
 pub const MAX_FILE_SIZE: u64 = 4 * 1024 * 1024;
+
+/// The most an `auth_id` file may hold unless `config.yml` says otherwise: room for about
+/// 1.4 million rows. A bound remains so that a runaway file cannot exhaust memory, but it is
+/// far above any real fleet's policy (Go has none; ours was 4 MiB, about 90,000 rows).
+pub const DEFAULT_MAX_POLICY_SIZE: u64 = 64 * 1024 * 1024;
 
 /// Opens a regular file for reading (with `O_NOFOLLOW` if symlinks are refused) and returns
 /// it with its metadata, without checking anything else.
@@ -317,21 +340,21 @@ pub fn open(path: &Path, no_symlink: bool) -> Result<(File, Metadata), FileError
     Ok((file, metadata))
 }
 
-/// Reads an open file, refusing more than [`MAX_FILE_SIZE`] bytes.
+/// Reads an open file, refusing more than `max_size` bytes.
 ///
 /// # Errors
 /// Read failures, or a file that is too large.
-pub fn read_limited(mut file: File, path: &Path) -> Result<Vec<u8>, FileError> {
+pub fn read_limited(mut file: File, path: &Path, max_size: u64) -> Result<Vec<u8>, FileError> {
     let location = Location::file(path);
     let mut content = Vec::new();
     file.by_ref()
-        .take(MAX_FILE_SIZE.saturating_add(1))
+        .take(max_size.saturating_add(1))
         .read_to_end(&mut content)
         .map_err(|error| FileError::new(location.clone(), FileErrorKind::io(&error)))?;
-    if u64::try_from(content.len()).unwrap_or(u64::MAX) > MAX_FILE_SIZE {
+    if u64::try_from(content.len()).unwrap_or(u64::MAX) > max_size {
         return Err(FileError::new(
             location,
-            FileErrorKind::Invalid(format!("file is larger than {MAX_FILE_SIZE} bytes")),
+            FileErrorKind::Invalid(format!("file is larger than {max_size} bytes")),
         ));
     }
     Ok(content)
@@ -342,12 +365,12 @@ pub fn read_limited(mut file: File, path: &Path) -> Result<Vec<u8>, FileError> {
 ///
 /// # Errors
 /// Open or read failures ([`FileErrorKind::Io`], with `ErrorKind::PermissionDenied` when the
-/// process may not read it), broken rules, or a file over [`MAX_FILE_SIZE`].
+/// process may not read it), broken rules, or a file over the requirement's `max_size`.
 pub fn read_checked(path: &Path, requirement: &Requirement) -> Result<Vec<u8>, FileError> {
     let (file, metadata) = open(path, requirement.no_symlink)?;
     check(&metadata, requirement)
         .map_err(|error| FileError::new(Location::file(path), FileErrorKind::Permissions(error)))?;
-    read_limited(file, path)
+    read_limited(file, path, requirement.max_size)
 }
 
 #[cfg(test)]

@@ -20,6 +20,39 @@ pub struct ServerConfig {
     /// How old a cached JWKS may be and still be used while the provider is unreachable
     /// (default `24h`; `0` fails closed). Not in Go.
     pub jwks_cache_stale_limit: Option<String>,
+    /// The largest `auth_id` file (system or home) verify reads, as bytes or with a unit
+    /// (`64MiB`, `200MB`); default 64 MiB. A larger file is not used, and the log names the
+    /// file and the limit. Not in Go, which reads any size.
+    pub max_policy_size: Option<String>,
+}
+
+/// Parses a size: a number of bytes, or with a unit `K`/`KB` (1000), `KiB` (1024), `M`/`MB`,
+/// `MiB`, `G`/`GB`, `GiB`.
+///
+/// # Errors
+/// Anything else, or zero, as a message.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let invalid = || format!("invalid size {text:?} (use e.g. 67108864, 64MiB or 200MB)");
+    let text = text.trim();
+    let split = text
+        .find(|character: char| !character.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| invalid())?;
+    let multiplier: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KB" | "k" | "kB" => 1000,
+        "KiB" => 1 << 10,
+        "M" | "MB" => 1_000_000,
+        "MiB" => 1 << 20,
+        "G" | "GB" => 1_000_000_000,
+        "GiB" => 1 << 30,
+        _ => return Err(invalid()),
+    };
+    number
+        .checked_mul(multiplier)
+        .filter(|size| *size > 0)
+        .ok_or_else(invalid)
 }
 
 /// Parses a duration the way an admin writes it: `90s`, `30m`, `1h`, `2h30m`, `1d`, or `0`.
@@ -99,6 +132,14 @@ impl ServerConfig {
                 })?;
             }
         }
+        if let Some(size) = &config.max_policy_size {
+            parse_size(size).map_err(|message| {
+                FileError::new(
+                    Location::file(path),
+                    FileErrorKind::Invalid(format!("max_policy_size: {message}")),
+                )
+            })?;
+        }
         if config.env_vars.values().any(|value| value.contains('\0')) {
             return Err(FileError::new(
                 Location::file(path),
@@ -106,6 +147,15 @@ impl ServerConfig {
             ));
         }
         Ok(config)
+    }
+
+    /// `max_policy_size` in bytes, or the default ([`crate::perms::DEFAULT_MAX_POLICY_SIZE`]).
+    /// [`ServerConfig::parse`] has refused a value that does not parse.
+    pub fn max_policy_size(&self) -> u64 {
+        self.max_policy_size
+            .as_deref()
+            .and_then(|text| parse_size(text).ok())
+            .unwrap_or(crate::perms::DEFAULT_MAX_POLICY_SIZE)
     }
 
     /// The deny lists.

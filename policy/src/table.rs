@@ -45,7 +45,8 @@ pub enum SplitError {
     NotUtf8,
 }
 
-const BOM: &[u8] = b"\xEF\xBB\xBF";
+/// The UTF-8 byte order mark, ignored at the start of a file.
+pub(crate) const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Splits a whole file into lines and parses each (Go: `files.ReadRowsWithDetails`).
 pub fn parse(content: &[u8]) -> Vec<Line> {
@@ -66,7 +67,8 @@ pub fn clean(raw: &[u8]) -> &[u8] {
     before_comment.trim_ascii()
 }
 
-fn parse_line(raw: &[u8]) -> LineKind {
+/// Parses one raw line (without its `\n`).
+pub(crate) fn parse_line(raw: &[u8]) -> LineKind {
     let cleaned = clean(raw);
     let Ok(text) = std::str::from_utf8(cleaned) else {
         return LineKind::Unparsable(SplitError::NotUtf8);

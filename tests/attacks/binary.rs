@@ -222,3 +222,53 @@ fn binary_discovery_redirect_to_another_host() {
     );
     host.denied_with("answered HTTP 302");
 }
+
+/// A fleet-sized policy: 100,000 rows (over the old 4 MiB cap), the matching row last.
+fn big_auth_id(issuer: &str, rows: usize) -> String {
+    let mut text = String::with_capacity(rows * 60);
+    for index in 1..rows {
+        text.push_str(&format!(
+            "user{index:06} user{index:06}@example.com {issuer}\n"
+        ));
+    }
+    text.push_str(&format!("alice alice@example.com {issuer}\n"));
+    text
+}
+
+#[test]
+fn binary_policy_of_100000_rows_over_4_mib_still_decides() {
+    if !gate() {
+        return;
+    }
+    let host = Host::new();
+    let text = big_auth_id(host.server.issuer(), 100_000);
+    assert!(text.len() > 4 * 1024 * 1024, "{}", text.len());
+    host.write_etc("auth_id", &text);
+    let (allowed, log) = host.verify_with(&["--log-level", "debug"]);
+    assert!(allowed, "{log}");
+    assert!(
+        log.contains("not parsed: 99967 more lines for principals other than alice"),
+        "{log}"
+    );
+}
+
+#[test]
+fn binary_policy_over_max_policy_size_names_the_file_and_the_limit() {
+    if !gate() {
+        return;
+    }
+    e2e::ensure_users();
+    let host = Host::new();
+    host.write_etc("auth_id", &big_auth_id(host.server.issuer(), 100_000));
+    host.write_etc("config.yml", "max_policy_size: 1MiB\n");
+    std::os::unix::fs::chown(
+        host.etc().join("config.yml"),
+        Some(0),
+        Some(e2e::group_id(e2e::AKC_USER)),
+    )
+    .unwrap();
+    host.denied_with(&format!(
+        "{}: file is larger than 1048576 bytes (max_policy_size in config.yml)",
+        host.etc().join("auth_id").display()
+    ));
+}

@@ -62,8 +62,8 @@ fn add(args: &AddArgs) -> Result<PathBuf, CommandError> {
 
     let dir = args.config.dir();
     let system = dir.auth_id();
-    let (path, requirement) = match perms::read_checked(&system, &Requirement::SYSTEM_FILE) {
-        Ok(_) => (system, Requirement::SYSTEM_FILE),
+    let (path, requirement) = match perms::read_checked(&system, &Requirement::AUTH_ID_FILE) {
+        Ok(_) => (system, Requirement::AUTH_ID_FILE),
         Err(error)
             if matches!(
                 error.kind,

@@ -259,7 +259,7 @@ fn audit_config(dir: &policy::ConfigDir) -> Vec<FileError> {
                     kind: policy::FileErrorKind::Permissions(error),
                 });
             }
-            perms::read_limited(file, &config)
+            perms::read_limited(file, &config, Requirement::CONFIG_FILE.max_size)
         });
         match read.map(String::from_utf8) {
             Err(error) => problems.push(error),

@@ -345,6 +345,7 @@ fn decide_steps(
     let enforcer = Enforcer::new(dir.clone())
         .with_deny_lists(config.deny_lists())
         .with_env_vars(config.env_vars.clone())
+        .with_max_policy_size(config.max_policy_size())
         .with_home_access(HomeAccess::sudo(program));
     let mut input = PolicyInput::new(&verified.token, attempt.principal).with_ssh(SshRequest {
         cert_b64: attempt.key_base64.to_owned(),
