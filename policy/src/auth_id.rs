@@ -33,37 +33,75 @@ pub struct AuthIdFile {
 /// file order, so that `explain` shows why the first ones did not apply.
 pub const LISTED_OTHER_PRINCIPALS: usize = 32;
 
-/// What the first word of a line says without parsing the line.
-enum FirstWord<'a> {
-    /// Plain bytes (no quote, escape, comment or non-ASCII), ended by a space or tab.
-    Plain(&'a [u8]),
-    /// Anything else: the line needs the full parser.
-    Unsure,
+/// The line-by-line state of [`AuthIdFile::parse_for`] and [`AuthIdFile::read_for`].
+struct PrincipalFilter<'a> {
+    file: AuthIdFile,
+    path: &'a Path,
+    principal: &'a [u8],
+    number: usize,
+    listed: usize,
 }
 
-/// The first word of a raw line, if it is plain. Shell quoting, escapes, comments, CR and
-/// non-ASCII bytes (Unicode spaces) all make it [`FirstWord::Unsure`], so the full parser
-/// decides those lines and the fast path never reads a line differently from it.
-fn first_word(raw: &[u8]) -> FirstWord<'_> {
+impl<'a> PrincipalFilter<'a> {
+    fn new(path: &'a Path, principal: &'a str) -> Self {
+        Self {
+            file: AuthIdFile::default(),
+            path,
+            principal: principal.as_bytes(),
+            number: 0,
+            listed: 0,
+        }
+    }
+
+    /// One line without its `\n`, in file order.
+    fn line(&mut self, raw: &[u8]) {
+        let raw = if self.number == 0 {
+            raw.strip_prefix(table::BOM).unwrap_or(raw)
+        } else {
+            raw
+        };
+        self.number = self.number.saturating_add(1);
+        if other_principal(raw, self.principal) {
+            if self.listed >= LISTED_OTHER_PRINCIPALS {
+                self.file.unlisted = self.file.unlisted.saturating_add(1);
+                return;
+            }
+            self.listed = self.listed.saturating_add(1);
+        }
+        self.file
+            .push_line(self.path, self.number, table::parse_line(raw));
+    }
+}
+
+/// A byte that reads as itself in a word: printable ASCII but for quotes, the escape and the
+/// comment sign.
+fn plain(byte: u8) -> bool {
+    matches!(byte, b'!' | b'$'..=b'&' | b'('..=b'[' | b']'..=b'~')
+}
+
+/// Whether a raw line is certainly not a row for `principal`, without parsing it. Its first
+/// word starts with a plain byte (so the line is not blank, and shell quoting cannot change
+/// that byte) and either that byte is not the principal's first byte, which settles most
+/// lines at once, or the whole word is plain and another name. Anything else (quotes,
+/// escapes, comments, CR, non-ASCII bytes such as Unicode spaces) goes to the full parser, so
+/// the fast path never reads a line differently from it.
+fn other_principal(raw: &[u8], principal: &[u8]) -> bool {
     let start = raw
         .iter()
         .position(|byte| *byte != b' ' && *byte != b'\t')
         .unwrap_or(raw.len());
-    let rest = raw.get(start..).unwrap_or_default();
-    let end = rest
-        .iter()
-        .position(|byte| *byte == b' ' || *byte == b'\t')
-        .unwrap_or(rest.len());
-    let word = rest.get(..end).unwrap_or_default();
-    let plain = !word.is_empty()
-        && end < rest.len()
-        && word
-            .iter()
-            .all(|byte| byte.is_ascii_graphic() && !matches!(byte, b'\'' | b'"' | b'\\' | b'#'));
-    if plain {
-        FirstWord::Plain(word)
-    } else {
-        FirstWord::Unsure
+    let word = raw.get(start..).unwrap_or_default();
+    match word.first() {
+        Some(&first) if plain(first) && principal.first() != Some(&first) => true,
+        Some(&first) if plain(first) => {
+            let end = word
+                .iter()
+                .position(|byte| !plain(*byte))
+                .unwrap_or(word.len());
+            matches!(word.get(end), Some(b' ' | b'\t'))
+                && word.get(..end).is_some_and(|name| name != principal)
+        }
+        _ => false,
     }
 }
 
@@ -85,29 +123,71 @@ impl AuthIdFile {
     /// its cost. Such lines are not checked either, so a malformed row for another account
     /// is not among the [`AuthIdFile::warnings`] (`audit` reads every row).
     pub fn parse_for(content: &[u8], path: &Path, principal: &str) -> Self {
-        let mut file = Self::default();
-        let mut listed = 0_usize;
-        let content = content.strip_prefix(table::BOM).unwrap_or(content);
-        let mut number = 0_usize;
+        let mut filter = PrincipalFilter::new(path, principal);
         let mut start = 0_usize;
         while start <= content.len() {
             let end = memchr::memchr(b'\n', content.get(start..).unwrap_or_default())
                 .map_or(content.len(), |offset| start.saturating_add(offset));
-            let raw = content.get(start..end).unwrap_or_default();
-            number = number.saturating_add(1);
+            filter.line(content.get(start..end).unwrap_or_default());
             start = end.saturating_add(1);
-            if let FirstWord::Plain(word) = first_word(raw)
-                && word != principal.as_bytes()
-            {
-                if listed >= LISTED_OTHER_PRINCIPALS {
-                    file.unlisted = file.unlisted.saturating_add(1);
-                    continue;
-                }
-                listed = listed.saturating_add(1);
-            }
-            file.push_line(path, number, table::parse_line(raw));
         }
-        file
+        filter.file
+    }
+
+    /// [`AuthIdFile::parse_for`] reading `reader` in 64 KiB pieces, refusing more than
+    /// `max_size` bytes. A 100,000-row file is 5 MB: reading it into one buffer cost more
+    /// (fresh pages to fault in and zero) than deciding the login.
+    ///
+    /// # Errors
+    /// A read failure, or more than `max_size` bytes.
+    pub fn read_for(
+        mut reader: impl std::io::Read,
+        path: &Path,
+        principal: &str,
+        max_size: u64,
+    ) -> Result<Self, FileError> {
+        const CHUNK: usize = 64 * 1024;
+        let mut filter = PrincipalFilter::new(path, principal);
+        let mut buffer = vec![0_u8; CHUNK];
+        // The start of a line the last piece cut.
+        let mut pending = Vec::new();
+        let mut total: u64 = 0;
+        loop {
+            let count = match reader.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(count) => count,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    return Err(FileError::new(
+                        Location::file(path),
+                        FileErrorKind::io(&error),
+                    ));
+                }
+            };
+            total = total.saturating_add(u64::try_from(count).unwrap_or(u64::MAX));
+            if total > max_size {
+                return Err(FileError::new(
+                    Location::file(path),
+                    FileErrorKind::Invalid(format!("file is larger than {max_size} bytes")),
+                ));
+            }
+            let piece = buffer.get(..count).unwrap_or_default();
+            let mut start = 0_usize;
+            for newline in memchr::memchr_iter(b'\n', piece) {
+                let line = piece.get(start..newline).unwrap_or_default();
+                if pending.is_empty() {
+                    filter.line(line);
+                } else {
+                    pending.extend_from_slice(line);
+                    filter.line(&pending);
+                    pending.clear();
+                }
+                start = newline.saturating_add(1);
+            }
+            pending.extend_from_slice(piece.get(start..).unwrap_or_default());
+        }
+        filter.line(&pending);
+        Ok(filter.file)
     }
 
     fn push_line(&mut self, path: &Path, number: usize, kind: LineKind) {
@@ -213,6 +293,32 @@ mod tests {
         assert_eq!(full.warnings().len(), 1);
     }
 
+    /// A reader that hands out at most `.1` bytes a call, to cut lines anywhere.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+            let count = self.1.min(buffer.len()).min(self.0.len());
+            let (head, tail) = self.0.split_at(count);
+            buffer[..count].copy_from_slice(head);
+            self.0 = tail;
+            Ok(count)
+        }
+    }
+
+    #[test]
+    fn read_for_refuses_more_than_the_limit() {
+        let text = "alice a@example.com https://op\n".repeat(10);
+        let path = Path::new("/p");
+        let error = AuthIdFile::read_for(text.as_bytes(), path, "alice", 100).unwrap_err();
+        assert_eq!(
+            error.kind,
+            FileErrorKind::Invalid("file is larger than 100 bytes".into())
+        );
+        let file = AuthIdFile::read_for(text.as_bytes(), path, "alice", 310).unwrap();
+        assert_eq!(file.rows().len(), 10);
+    }
+
     proptest::proptest! {
         /// For the principal asked about, `parse_for` reads exactly what the full parser reads:
         /// the same rows with the same locations, and the same warnings on its lines.
@@ -234,6 +340,18 @@ mod tests {
             let fast = AuthIdFile::parse_for(text.as_bytes(), path, "alice").for_principal("alice");
             let full = AuthIdFile::parse(text.as_bytes(), path).for_principal("alice");
             proptest::prop_assert_eq!(fast.rows(), full.rows());
+            // Streamed in pieces of any size, the same file.
+            let streamed = AuthIdFile::read_for(
+                Trickle(text.as_bytes(), 7),
+                path,
+                "alice",
+                u64::MAX,
+            )
+            .unwrap();
+            proptest::prop_assert_eq!(
+                &streamed,
+                &AuthIdFile::parse_for(text.as_bytes(), path, "alice")
+            );
             let fast_all = AuthIdFile::parse_for(text.as_bytes(), path, "alice");
             let full_all = AuthIdFile::parse(text.as_bytes(), path);
             // Lines within the listed budget keep their warnings; none is invented.

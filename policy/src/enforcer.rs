@@ -133,8 +133,8 @@ impl ConfigDir {
     ) -> Result<AuthIdFile, FileError> {
         let path = self.auth_id();
         let requirement = Requirement::AUTH_ID_FILE.with_max_size(max_size);
-        let content = perms::read_checked(&path, &requirement).map_err(too_large_hint)?;
-        Ok(AuthIdFile::parse_for(&content, &path, principal))
+        let file = perms::open_checked(&path, &requirement)?;
+        AuthIdFile::read_for(file, &path, principal, max_size).map_err(too_large_hint)
     }
 }
 

@@ -219,8 +219,10 @@ pub fn load_with_limit(
     }
     let path = policy_path(&account);
     let requirement = Requirement::home_file(account.uid).with_max_size(max_size);
-    let content = match perms::read_checked(&path, &requirement) {
-        Ok(content) => content,
+    let direct = perms::open_checked(&path, &requirement)
+        .and_then(|file| crate::AuthIdFile::read_for(file, &path, principal, max_size));
+    let content = match direct {
+        Ok(file) => return Ok((path, file.for_principal(principal))),
         Err(direct) => match access {
             // A file that is missing, a symlink or not a regular file (a FIFO) is what root
             // would find too: no root process is started for it.

@@ -367,10 +367,19 @@ pub fn read_limited(mut file: File, path: &Path, max_size: u64) -> Result<Vec<u8
 /// Open or read failures ([`FileErrorKind::Io`], with `ErrorKind::PermissionDenied` when the
 /// process may not read it), broken rules, or a file over the requirement's `max_size`.
 pub fn read_checked(path: &Path, requirement: &Requirement) -> Result<Vec<u8>, FileError> {
+    read_limited(open_checked(path, requirement)?, path, requirement.max_size)
+}
+
+/// [`read_checked`] without the read, for a caller that streams the file (and enforces
+/// `max_size` itself).
+///
+/// # Errors
+/// As [`read_checked`], but for the size.
+pub fn open_checked(path: &Path, requirement: &Requirement) -> Result<File, FileError> {
     let (file, metadata) = open(path, requirement.no_symlink)?;
     check(&metadata, requirement)
         .map_err(|error| FileError::new(Location::file(path), FileErrorKind::Permissions(error)))?;
-    read_limited(file, path, requirement.max_size)
+    Ok(file)
 }
 
 #[cfg(test)]
