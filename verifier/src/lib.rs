@@ -6,9 +6,10 @@
 #![deny(unused_must_use)]
 #![warn(missing_docs)]
 
-pub mod deadline;
 pub mod fuzzing;
-pub mod http;
 pub mod jwks_cache;
 pub mod log;
 pub mod pipeline;
+
+// Shared with the login side (`opk-client`), so they live below both; the paths stay.
+pub use opk_net::{deadline, http};

@@ -4,14 +4,14 @@
 
 use crate::commands::login::{LoginArgs, Output, login_with, open_browser};
 use crate::error::CliError;
+use opk_client::client_config::{self, ClientConfig, Env, ProviderEntry, ProviderKind};
+use opk_client::httpd::{self, Response, escape_html};
 use opk_core::oidc::form_decode;
-use opkssh_cli::client_config::{self, ClientConfig, Env, ProviderEntry, ProviderKind};
-use opkssh_cli::httpd::{self, Response, escape_html};
+use opk_net::http::HttpClient;
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use verifier::http::HttpClient;
 
 fn fail(message: impl std::fmt::Display) -> CliError {
     CliError::Usage(message.to_string())

@@ -13,14 +13,14 @@
 
 use crate::commands::login::{audience_string, identity_string};
 use crate::error::CliError;
+use opk_client::demo_op::{DemoOp, DemoUser};
+use opk_client::files::write_atomic;
+use opk_client::login::{self, BrowserProvider};
+use opk_client::placement::{self, Destination};
 use opk_core::sshcert::{
     CertComment, CertificateRequest, OpksshCertificate, Principals, UserKeyType, build_certificate,
     generate_user_key, private_key_to_openssh,
 };
-use opkssh_cli::demo_op::{DemoOp, DemoUser};
-use opkssh_cli::files::write_atomic;
-use opkssh_cli::login::{self, BrowserProvider};
-use opkssh_cli::placement::{self, Destination};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};

@@ -1,14 +1,14 @@
-//! `opkssh login --device`: the device flow of `opkssh_cli::device`, with its instructions on
+//! `opkssh login --device`: the device flow of `opk_client::device`, with its instructions on
 //! stdout, where the browser login prints its URL.
 
 use crate::commands::login::LoginArgs;
 use crate::error::CliError;
+use opk_client::device;
+use opk_client::login::{BrowserProvider, Session};
 use opk_core::device::DeviceAuthorization;
 use opk_core::jws::SigningKey;
-use opkssh_cli::device;
-use opkssh_cli::login::{BrowserProvider, Session};
+use opk_net::http::HttpClient;
 use std::time::Duration;
-use verifier::http::HttpClient;
 
 /// Why the web chooser cannot run with `--device`.
 pub(crate) const NO_CHOOSER: &str = "--device needs one provider: name its alias (opkssh login \

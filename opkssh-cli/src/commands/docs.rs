@@ -95,6 +95,6 @@ fn pages(command: &clap::Command) -> Result<Vec<(String, Vec<u8>)>, CommandError
 }
 
 fn write_page(path: &Path, page: &[u8]) -> Result<(), CommandError> {
-    opkssh_cli::files::write_atomic(path, page, 0o644)
+    opk_client::files::write_atomic(path, page, 0o644)
         .map_err(|error| CommandError::new(error.to_string()))
 }

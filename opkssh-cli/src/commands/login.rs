@@ -5,6 +5,14 @@
 
 use crate::commands::{device, inspect};
 use crate::error::CliError;
+use opk_client::agent::Agent;
+use opk_client::agent_certificates;
+use opk_client::client_config::{
+    self, Choice, ClientConfig, DEFAULT_CLIENT_CONFIG, Env, ProviderEntry, ProviderKind, Selection,
+};
+use opk_client::files::write_atomic;
+use opk_client::login::{self, BrowserProvider, Session};
+use opk_client::placement::{self, Destination};
 use opk_core::claims::Claims;
 use opk_core::jws::SigningKey;
 use opk_core::pktoken::PkToken;
@@ -12,14 +20,7 @@ use opk_core::sshcert::{
     CertComment, CertificateRequest, OpksshCertificate, Principals, UserKeyType, build_certificate,
     generate_user_key, private_key_to_openssh,
 };
-use opkssh_cli::agent::Agent;
-use opkssh_cli::agent_certificates;
-use opkssh_cli::client_config::{
-    self, Choice, ClientConfig, DEFAULT_CLIENT_CONFIG, Env, ProviderEntry, ProviderKind, Selection,
-};
-use opkssh_cli::files::write_atomic;
-use opkssh_cli::login::{self, BrowserProvider, Session};
-use opkssh_cli::placement::{self, Destination};
+use opk_net::http::HttpClient;
 use serde_json::Value;
 use std::fs::OpenOptions;
 use std::io::Write as _;
@@ -27,7 +28,6 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use verifier::http::HttpClient;
 
 /// `opkssh login`.
 #[derive(Debug, clap::Args)]
@@ -334,13 +334,13 @@ pub(crate) fn login_with(
             request_url,
             request_token,
         } => Identity {
-            pk_token: opkssh_cli::ci::login_actions(issuer, request_url, request_token, &key, http)
+            pk_token: opk_client::ci::login_actions(issuer, request_url, request_token, &key, http)
                 .map_err(fail)?,
             key,
             session: None,
         },
         ProviderKind::GitlabCi { issuer } => Identity {
-            pk_token: opkssh_cli::ci::login_gitlab(
+            pk_token: opk_client::ci::login_gitlab(
                 issuer,
                 std::env::var("OPENPUBKEY_JWT").ok().as_deref(),
                 &key,
