@@ -1,8 +1,8 @@
 //! `opkssh completions <shell>` and `opkssh man`: shell completions and manual pages generated
 //! from the clap definitions in `cli.rs`, so they never drift from the real command line.
 
-use super::CommandError;
 use crate::cli::Cli;
+use crate::error::CommandError;
 use clap::CommandFactory as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! subcommand (behaviour.md §5.1), plus its inverse. The work is in
 //! [`opk_client::install`]; this prints the plan (`--dry-run`) or applies it.
 
-use super::CommandError;
+use crate::error::CommandError;
 use opk_install as install;
 use opk_install::{
     Binary, Environment, HomePolicy, InstallOptions, Layout, Machine, Plan, UninstallOptions,
