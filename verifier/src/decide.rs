@@ -118,6 +118,48 @@ impl Verdict {
 
 /// The full decision, as sshd gets it: files, certificate, PK token, OP keys, policy, sshd
 /// line, each step recorded.
+///
+/// # Decide one login in process
+/// An SSH server that accepts opkssh certificates itself hands over what sshd would pass to
+/// `opkssh verify %u %k %t`. Here, a Go-made certificate whose PK token lacks its CIC signature
+/// is denied, before any key is fetched:
+/// ```
+/// use policy::ConfigDir;
+/// use std::os::unix::fs::PermissionsExt as _;
+/// use verifier::{Attempt, ServerFiles, decide};
+///
+/// # fn main() -> std::io::Result<()> {
+/// let vector = std::path::Path::new("../../shared/vectors/go-opkssh/reject/neg-rs256-cic-missing");
+/// let config = tempfile::tempdir()?; // /etc/opk on a server: root-owned, 0640 files
+/// let cache = tempfile::tempdir()?; // /var/cache/opkssh
+/// let issuer = std::fs::read_to_string(vector.join("issuer.txt"))?;
+/// let providers = config.path().join("providers");
+/// std::fs::write(&providers, format!("{} opkssh-test-client oidc\n", issuer.trim()))?;
+/// std::fs::set_permissions(&providers, std::fs::Permissions::from_mode(0o640))?;
+/// let auth_id = config.path().join("auth_id");
+/// std::fs::write(&auth_id, format!("alice alice@example.com {}\n", issuer.trim()))?;
+/// std::fs::set_permissions(&auth_id, std::fs::Permissions::from_mode(0o640))?;
+///
+/// // sshd's %u, %k and %t.
+/// let line = std::fs::read_to_string(vector.join("cert.pub"))?;
+/// let mut fields = line.split_whitespace();
+/// let (key_type, key_base64) = (fields.next().unwrap_or(""), fields.next().unwrap_or(""));
+/// let verdict = decide(&Attempt {
+///     dir: ConfigDir::new(config.path()),
+///     cache_dir: cache.path().to_owned(),
+///     create_cache_dir: true,
+///     files: ServerFiles::Installed,
+///     principal: "alice",
+///     key_base64,
+///     key_type,
+///     extra: &[],
+/// });
+/// assert!(!verdict.is_allow());
+/// assert!(verdict.line.is_none()); // on allow: the `cert-authority` line for sshd
+/// println!("{}", verdict.explanation()); // every step, then `deny: <the deciding step>`
+/// # Ok(())
+/// # }
+/// ```
 pub fn decide(attempt: &Attempt<'_>) -> Verdict {
     let mut steps = Vec::new();
     let mut notes = Vec::new();

@@ -1,6 +1,6 @@
 //! `opkssh install-server` and `opkssh uninstall-server`: the Go `install-linux.sh` as a
 //! subcommand (behaviour.md §5.1), plus its inverse. The work is in
-//! [`opk_client::install`]; this prints the plan (`--dry-run`) or applies it.
+//! [`opk_install`]; this prints the plan (`--dry-run`) or applies it.
 
 use crate::error::CommandError;
 use opk_install as install;
