@@ -1,6 +1,8 @@
 //! User-facing errors: every library error becomes one `Error: <message>` line on stderr and
 //! exit status 1, as in the Go tool (behaviour.md §1).
 
+use std::fmt;
+
 /// A failed command.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CliError {
@@ -19,8 +21,27 @@ pub(crate) enum CliError {
     PkToken(#[from] opk_core::pktoken::PkTokenError),
     /// A server-policy command failed.
     #[error("{0}")]
-    Policy(#[from] crate::commands::CommandError),
+    Policy(#[from] CommandError),
     /// Command-line usage error.
     #[error("{0}")]
     Usage(String),
+}
+
+/// A policy command's failure: printed by `main` as `Error: <message>`, exit 1. The lead's
+/// `CliError` can wrap it (`#[error("{0}")] Policy(#[from] CommandError)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CommandError(pub(crate) String);
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+impl CommandError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
 }

@@ -2,9 +2,11 @@
 
 #![forbid(unsafe_code)]
 
+mod args;
 mod cli;
 mod commands;
 mod error;
+mod report;
 
 use clap::Parser as _;
 use cli::{Cli, Command};

@@ -4,11 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure
 
+use opk_client::httpd::{self, Response};
 use opk_core::b64;
 use opk_core::jwk::{Jwk, Jwks};
 use opk_core::jws::{Jws, SigningKey};
 use opk_core::oidc::form_decode;
-use opkssh_cli::httpd::{self, Response};
 use serde_json::json;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt as _;

@@ -108,7 +108,15 @@ pub fn target_binary(name: &str) -> PathBuf {
 }
 
 /// The workspace crates the `opkssh` binary is built from.
-pub const BINARY_SOURCES: [&str; 4] = ["opk-core", "policy", "verifier", "opkssh-cli"];
+pub const BINARY_SOURCES: [&str; 7] = [
+    "opk-core",
+    "net",
+    "policy",
+    "verifier",
+    "client",
+    "install",
+    "opkssh-cli",
+];
 
 /// The most recently modified source of [`BINARY_SOURCES`]: their `Cargo.toml` and `src/**`.
 fn newest_source(workspace: &Path) -> Option<(PathBuf, SystemTime)> {

@@ -6,7 +6,8 @@
 //! creates the system file. Better than Go: keeps the rest of the file byte for byte, writes
 //! atomically under a lock, and refuses rows that would never match.
 
-use super::{CommandError, ConfigDirArg};
+use crate::args::ConfigDirArg;
+use crate::error::CommandError;
 use policy::edit::{self, AddPlan};
 use policy::perms::{self, Requirement};
 use policy::rule::{self, Severity};

@@ -4,7 +4,8 @@
 //! each row's `[file:line]` appended, and more checks: every problem in `providers`, in
 //! `config.yml` and in `policy.d`, each with its file and line, counted as errors.
 
-use super::{CommandError, ConfigDirArg};
+use crate::args::ConfigDirArg;
+use crate::error::CommandError;
 use policy::audit::{self, RowResult, Status, Summary};
 use policy::perms::{self, Requirement};
 use policy::{FileError, Providers};

@@ -2,8 +2,8 @@
 //! config. Unlike `login`, there is no fallback to the built-in default config.
 
 use crate::error::CliError;
-use opkssh_cli::client_config::ClientConfig;
-use opkssh_cli::placement;
+use opk_client::client_config::ClientConfig;
+use opk_client::placement;
 use std::collections::BTreeSet;
 use std::io::IsTerminal as _;
 use std::path::PathBuf;

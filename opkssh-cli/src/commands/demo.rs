@@ -11,20 +11,22 @@
 //! files the user writes, so the demo calls the same pipeline and policy functions in process
 //! on the same file contents, and says so.
 
-use crate::commands::login::{audience_string, identity_string};
 use crate::error::CliError;
+use opk_client::demo_op::{DemoOp, DemoUser};
+use opk_client::files::write_atomic;
+use opk_client::login::{self, BrowserProvider};
+use opk_client::placement::{self, Destination};
+use opk_client::{audience_string, identity_string};
 use opk_core::sshcert::{
     CertComment, CertificateRequest, OpksshCertificate, Principals, UserKeyType, build_certificate,
     generate_user_key, private_key_to_openssh,
 };
-use opkssh_cli::demo_op::{DemoOp, DemoUser};
-use opkssh_cli::files::write_atomic;
-use opkssh_cli::login::{self, BrowserProvider};
-use opkssh_cli::placement::{self, Destination};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+mod sshd;
 
 const CLIENT_ID: &str = "opkssh-demo";
 
@@ -182,7 +184,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
         redirect_uris: vec!["http://localhost:0/login-callback".into()],
         remote_redirect_uri: None,
     };
-    let http = crate::commands::login::http_client()?;
+    let http = opk_client::http_client_from_env().map_err(fail)?;
     let mut browser: Option<std::thread::JoinHandle<Result<String, String>>> = None;
     let mut opener = |url: &str| {
         println!("3. Browser step: {url} (answered by an HTTP client instead of a person)");
@@ -328,7 +330,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
     }
 
     if args.sshd {
-        crate::commands::demo_sshd::run(&work.0, &policy_dir, &principal, &key_path, &cert_path)?;
+        sshd::run(&work.0, &policy_dir, &principal, &key_path, &cert_path)?;
     }
     let _ = sshd_line;
     println!();
@@ -385,51 +387,21 @@ fn verify_in_process(
     key_base64: &str,
     key_type: &str,
 ) -> Result<String, String> {
-    use verifier::pipeline::{self, Request, Settings};
-    let providers_path = policy_dir.join("providers");
-    let auth_id_path = policy_dir.join("auth_id");
-    let providers_text = std::fs::read(&providers_path).map_err(|error| error.to_string())?;
-    let providers = policy::Providers::parse(&providers_text, &providers_path)
-        .map_err(|error| error.to_string())?;
-    let settings = Settings {
-        providers: providers
-            .rows()
-            .iter()
-            .map(|row| row.provider().clone())
-            .collect(),
-        provider_locations: providers
-            .rows()
-            .iter()
-            .map(|row| policy::Location::line(&providers_path, row.line))
-            .collect(),
-        cache: verifier::jwks_cache::CacheSettings::new(work.join("cache")),
-        env: std::collections::BTreeMap::new(),
-        budget: Duration::from_secs(10),
-    };
-    let request = Request {
+    let verdict = verifier::decide(&verifier::Attempt {
+        dir: policy::ConfigDir::new(policy_dir),
+        cache_dir: work.join("cache"),
+        create_cache_dir: true,
+        // Not root: the files this user wrote cannot be root-owned as verify requires them.
+        files: verifier::ServerFiles::DemoUnchecked,
         principal,
         key_base64,
         key_type,
-    };
-    let mut notes = Vec::new();
-    let verified = pipeline::verify(&request, &settings, SystemTime::now(), &mut notes)
-        .map_err(|denial| denial.to_string())?;
-    let auth_text = std::fs::read(&auth_id_path).map_err(|error| error.to_string())?;
-    let policy = policy::AuthIdFile::parse(&auth_text, &auth_id_path);
-    let input = policy::PolicyInput::new(&verified.token, principal);
-    let evaluation = policy::evaluate_rows(
-        &input,
-        &policy::DenyLists::default(),
-        &policy_dir.join("config.yml"),
-        policy.rows(),
-        &[auth_id_path],
-    );
-    if !evaluation.decision.is_allow() {
-        return Err(evaluation.decision.to_string());
+        extra: &[],
+    });
+    match verdict.line {
+        Some(line) => Ok(line.to_string()),
+        None => Err(verdict.trace.to_string()),
     }
-    pipeline::authorize(&verified)
-        .map(|line| line.to_string())
-        .map_err(|denial| denial.to_string())
 }
 
 /// The interop-vector layout (../shared/vectors/README.md).

@@ -1,8 +1,8 @@
 //! `opkssh completions <shell>` and `opkssh man`: shell completions and manual pages generated
 //! from the clap definitions in `cli.rs`, so they never drift from the real command line.
 
-use super::CommandError;
 use crate::cli::Cli;
+use crate::error::CommandError;
 use clap::CommandFactory as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -95,6 +95,6 @@ fn pages(command: &clap::Command) -> Result<Vec<(String, Vec<u8>)>, CommandError
 }
 
 fn write_page(path: &Path, page: &[u8]) -> Result<(), CommandError> {
-    opkssh_cli::files::write_atomic(path, page, 0o644)
+    opk_client::files::write_atomic(path, page, 0o644)
         .map_err(|error| CommandError::new(error.to_string()))
 }

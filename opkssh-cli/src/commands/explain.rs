@@ -7,12 +7,12 @@
 //! be root's, and `verify` (as `opksshuser`) could not use it. A cache folder owned by another
 //! user is not used (as `verify` would not), so as root the keys are fetched from the OP.
 
-use crate::commands::ConfigDirArg;
-use crate::commands::verify::{Attempt, decide};
+use crate::args::ConfigDirArg;
 use crate::error::CliError;
 use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use verifier::{Attempt, ServerFiles, decide};
 
 /// A certificate line is far below this (sshd's own limit is 256 KiB).
 const MAX_STDIN: u64 = 512 * 1024;
@@ -51,7 +51,7 @@ pub(crate) fn run(args: &ExplainArgs) -> Result<ExitCode, CliError> {
             })?;
         text
     } else {
-        crate::commands::inspect::read_input(&args.certificate)?
+        crate::report::read_input(&args.certificate)?
     };
     // `<type> <base64> [comment]`, as sshd splits an authorized key into %t and %k.
     let mut fields = text.split_whitespace();
@@ -67,6 +67,7 @@ pub(crate) fn run(args: &ExplainArgs) -> Result<ExitCode, CliError> {
         dir,
         cache_dir: args.cache_dir.clone(),
         create_cache_dir: false,
+        files: ServerFiles::Installed,
         principal: &args.principal,
         key_base64,
         key_type,

@@ -1,10 +1,11 @@
 //! `opkssh install-server` and `opkssh uninstall-server`: the Go `install-linux.sh` as a
 //! subcommand (behaviour.md §5.1), plus its inverse. The work is in
-//! [`opkssh_cli::install`]; this prints the plan (`--dry-run`) or applies it.
+//! [`opk_install`]; this prints the plan (`--dry-run`) or applies it.
 
-use super::CommandError;
-use opkssh_cli::install::{
-    self, Binary, Environment, HomePolicy, InstallOptions, Layout, Machine, Plan, UninstallOptions,
+use crate::error::CommandError;
+use opk_install as install;
+use opk_install::{
+    Binary, Environment, HomePolicy, InstallOptions, Layout, Machine, Plan, UninstallOptions,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;

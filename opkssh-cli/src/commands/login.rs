@@ -3,31 +3,44 @@
 //! with `--agent`/`--agent-only` add it to the ssh-agent), print the identity, and with
 //! `--auto-refresh` keep the certificate fresh.
 
-use crate::commands::{device, inspect};
 use crate::error::CliError;
-use opk_core::claims::Claims;
+use crate::report;
+use opk_client::agent::Agent;
+use opk_client::client_config::{
+    self, Choice, ClientConfig, DEFAULT_CLIENT_CONFIG, Env, ProviderEntry, ProviderKind, Selection,
+};
+use opk_client::files::write_atomic;
+use opk_client::placement::{self, Destination};
+use opk_client::{
+    Flow, Identity, Progress, agent_certificates, chooser, device, identity_string, issuer_of,
+    login, pretty_id_token,
+};
+use opk_core::device::DeviceAuthorization;
 use opk_core::jws::SigningKey;
 use opk_core::pktoken::PkToken;
 use opk_core::sshcert::{
-    CertComment, CertificateRequest, OpksshCertificate, Principals, UserKeyType, build_certificate,
-    generate_user_key, private_key_to_openssh,
+    CertComment, OpksshCertificate, UserKeyType, generate_user_key, private_key_to_openssh,
 };
-use opkssh_cli::agent::Agent;
-use opkssh_cli::agent_certificates;
-use opkssh_cli::client_config::{
-    self, Choice, ClientConfig, DEFAULT_CLIENT_CONFIG, Env, ProviderEntry, ProviderKind, Selection,
-};
-use opkssh_cli::files::write_atomic;
-use opkssh_cli::login::{self, BrowserProvider, Session};
-use opkssh_cli::placement::{self, Destination};
-use serde_json::Value;
+use opk_net::http::HttpClient;
+
+/// Why the web chooser cannot run with `--device`.
+const NO_CHOOSER: &str = "--device needs one provider: name its alias (opkssh login \
+     --device <alias>), set default_provider in the client config, or give --provider; the web \
+     chooser needs a browser on this machine";
+
+/// Why a CI provider cannot run with `--device`.
+fn not_for_ci(issuer: &str) -> String {
+    format!(
+        "--device is for providers where a person logs in; {issuer} is a CI/CD provider, whose \
+         login already needs no browser (run without --device)"
+    )
+}
 use std::fs::OpenOptions;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use verifier::http::HttpClient;
 
 /// `opkssh login`.
 #[derive(Debug, clap::Args)]
@@ -126,6 +139,20 @@ fn parse_key_type(value: &str) -> Result<UserKeyType, String> {
 /// Where output goes: stdout, and log lines also to `--log-dir`.
 pub(crate) struct Output {
     log_file: Option<std::fs::File>,
+    /// `--disable-browser-open`.
+    disable_browser_open: bool,
+    /// `--device` without `--no-qr`.
+    qr: bool,
+}
+
+impl Progress for Output {
+    fn open_url(&mut self, url: &str) {
+        open_browser(url, self.disable_browser_open);
+    }
+
+    fn device_code(&mut self, authorization: &DeviceAuthorization) {
+        println!("{}", device::instructions(authorization, self.qr));
+    }
 }
 
 impl Output {
@@ -138,7 +165,11 @@ impl Output {
                 .open(dir.join("opkssh.log"))
                 .ok()
         });
-        Self { log_file }
+        Self {
+            log_file,
+            disable_browser_open: false,
+            qr: false,
+        }
     }
 
     /// A plain line on stdout.
@@ -162,6 +193,8 @@ fn fail(message: impl std::fmt::Display) -> CliError {
 
 pub(crate) fn run(args: &LoginArgs) -> Result<ExitCode, CliError> {
     let mut out = Output::new(args.log_dir.as_deref());
+    out.disable_browser_open = args.disable_browser_open;
+    out.qr = !args.no_qr;
     let result = run_inner(args, &mut out);
     if let Err(error) = &result {
         out.log(&format!("Error executing login command: {error}"));
@@ -227,9 +260,20 @@ fn run_inner(args: &LoginArgs, out: &mut Output) -> Result<ExitCode, CliError> {
     let http = http_client()?;
     let entry = match client_config::determine_provider(&selection, &env).map_err(fail)? {
         Choice::Provider(entry) => *entry,
-        Choice::WebChooser(_) if args.device => return Err(fail(device::NO_CHOOSER)),
+        Choice::WebChooser(_) if args.device => return Err(fail(NO_CHOOSER)),
         Choice::WebChooser(entries) => {
-            return crate::commands::chooser::run(args, &entries, &config, &env, &http, out);
+            let mut chosen = chooser::choose(
+                &entries,
+                &env,
+                args.remote_redirect_uri.as_deref(),
+                args.browser_timeout(),
+                out,
+            )
+            .map_err(fail)?;
+            // The tab that chose goes on to the provider's `/login`.
+            let kind = chosen.kind.clone();
+            let mut redirect = |url: &str| chosen.redirect(url);
+            return login_with(args, &kind, &config, &http, out, Some(&mut redirect));
         }
     };
     let kind = client_config::to_provider(&entry, &env, args.remote_redirect_uri.as_deref())
@@ -237,9 +281,8 @@ fn run_inner(args: &LoginArgs, out: &mut Output) -> Result<ExitCode, CliError> {
     login_with(args, &kind, &config, &http, out, None)
 }
 
-pub(crate) fn http_client() -> Result<HttpClient, CliError> {
-    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-    HttpClient::new(&env).map_err(fail)
+fn http_client() -> Result<HttpClient, CliError> {
+    opk_client::http_client_from_env().map_err(fail)
 }
 
 fn create_config(path: &Path) -> Result<(), CliError> {
@@ -275,15 +318,8 @@ fn load_config(path: &Path, out: &mut Output) -> Result<ClientConfig, CliError> 
     }
 }
 
-/// The result of the OIDC part, whichever the provider kind.
-struct Identity {
-    key: SigningKey,
-    pk_token: PkToken,
-    session: Option<Session>,
-}
-
 /// Logs in with a resolved provider and does everything after.
-pub(crate) fn login_with(
+fn login_with(
     args: &LoginArgs,
     kind: &ProviderKind,
     config: &ClientConfig,
@@ -304,66 +340,28 @@ pub(crate) fn login_with(
         out.say("OPK SSH identity directory is configured");
     }
     let key = generate_user_key(args.key_type).map_err(fail)?;
-    let identity = match kind {
-        ProviderKind::Browser(provider) if args.device => {
-            let session = device::login(args, provider, key.clone(), http)?;
-            Identity {
-                key,
-                pk_token: session.pk_token.clone(),
-                session: Some(session),
-            }
+    if args.device && !matches!(kind, ProviderKind::Browser(_)) {
+        return Err(fail(not_for_ci(issuer_of(kind))));
+    }
+    let flow = if args.device {
+        Flow::Device {
+            timeout: args.timeout.map(Duration::from_secs),
         }
-        _ if args.device => return Err(fail(device::not_for_ci(issuer_of(kind)))),
-        ProviderKind::Browser(provider) => {
-            let disable = args.disable_browser_open;
-            let mut default_opener = |url: &str| open_browser(url, disable);
-            let opener: &mut dyn FnMut(&str) = match opener {
-                Some(opener) => opener,
-                None => &mut default_opener,
-            };
-            let session = login::login(provider, key.clone(), http, opener, args.browser_timeout())
-                .map_err(fail)?;
-            Identity {
-                key,
-                pk_token: session.pk_token.clone(),
-                session: Some(session),
-            }
+    } else {
+        Flow::Browser {
+            timeout: args.browser_timeout(),
         }
-        ProviderKind::Actions {
-            issuer,
-            request_url,
-            request_token,
-        } => Identity {
-            pk_token: opkssh_cli::ci::login_actions(issuer, request_url, request_token, &key, http)
-                .map_err(fail)?,
-            key,
-            session: None,
-        },
-        ProviderKind::GitlabCi { issuer } => Identity {
-            pk_token: opkssh_cli::ci::login_gitlab(
-                issuer,
-                std::env::var("OPENPUBKEY_JWT").ok().as_deref(),
-                &key,
-                http,
-            )
-            .map_err(fail)?,
-            key,
-            session: None,
-        },
     };
+    let identity = match opener {
+        Some(mut opener) => opk_client::log_in(kind, key, flow, http, &mut opener),
+        None => opk_client::log_in(kind, key, flow, http, out),
+    }
+    .map_err(fail)?;
     finish(args, kind, config, identity, home.as_deref(), http, out)
 }
 
-fn issuer_of(kind: &ProviderKind) -> &str {
-    match kind {
-        ProviderKind::Browser(BrowserProvider { issuer, .. })
-        | ProviderKind::Actions { issuer, .. }
-        | ProviderKind::GitlabCi { issuer } => issuer,
-    }
-}
-
 /// Prints the URL and opens a browser unless told not to (behaviour.md §2.2.5).
-pub(crate) fn open_browser(url: &str, disabled: bool) {
+fn open_browser(url: &str, disabled: bool) {
     if disabled {
         println!("Open your browser to: {url}");
         return;
@@ -408,24 +406,7 @@ fn make_certificate(
     pk_token: &PkToken,
     access_token: Option<&str>,
 ) -> Result<OpksshCertificate, CliError> {
-    let principals = match &args.principals {
-        None => Principals::Default,
-        Some(list) => Principals::List(
-            list.iter()
-                .map(|principal| principal.trim().to_owned())
-                .filter(|principal| !principal.is_empty())
-                .collect(),
-        ),
-    };
-    let compact = pk_token.to_compact();
-    build_certificate(CertificateRequest {
-        key,
-        key_id: pk_token.claims().email().unwrap_or_default(),
-        principals,
-        pk_token: &compact,
-        access_token,
-    })
-    .map_err(fail)
+    opk_client::certificate(key, pk_token, args.principals.as_deref(), access_token).map_err(fail)
 }
 
 fn finish(
@@ -438,7 +419,7 @@ fn finish(
     out: &mut Output,
 ) -> Result<ExitCode, CliError> {
     let issuer = identity.pk_token.claims().issuer().to_owned();
-    let audience = audience_string(identity.pk_token.claims());
+    let audience = opk_client::audience_string(identity.pk_token.claims());
     let with_access_token = send_access_token(args, config, &issuer, out);
     let access_token = if with_access_token {
         let token = identity
@@ -502,7 +483,7 @@ fn finish(
     if args.inspect_cert || args.verbose {
         print!(
             "{}",
-            inspect::text_report(&certificate.to_line(CertComment::Default))?
+            report::text_report(&certificate.to_line(CertComment::Default))?
         );
     }
     out.say(&format!(
@@ -627,67 +608,4 @@ fn add_to_agent(
         added.comment, added.lifetime
     ));
     Ok(())
-}
-
-/// The `aud` as one string (the first entry of an array).
-pub(crate) fn audience_string(claims: &Claims) -> String {
-    match claims.object().get("aud") {
-        Some(Value::String(aud)) => aud.clone(),
-        Some(Value::Array(list)) => list
-            .first()
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-        _ => String::new(),
-    }
-}
-
-/// Go's `IdentityString`.
-pub(crate) fn identity_string(claims: &Claims) -> String {
-    let audience = audience_string(claims);
-    match claims.email() {
-        Some(email) => format!(
-            "Email, sub, issuer, audience: \n{email} {} {} {audience}",
-            claims.subject(),
-            claims.issuer()
-        ),
-        None => format!(
-            "WARNING: Email claim is missing from ID token. Policies based on email will not \
-             work.\nCheck if your client ID has the email scope configured in ~/.opk/config.yml \
-             (scopes: openid email).\nSub, issuer, audience: \n{} {} {audience}",
-            claims.subject(),
-            claims.issuer()
-        ),
-    }
-}
-
-/// Go's `PrettyIdToken`: a fixed subset of claims, indented JSON.
-pub(crate) fn pretty_id_token(claims: &Claims) -> String {
-    const SHOWN: [&str; 12] = [
-        "iss",
-        "sub",
-        "exp",
-        "iat",
-        "email",
-        "nonce",
-        "preferred_username",
-        "given_name",
-        "family_name",
-        "groups",
-        "scopes",
-        "cnf",
-    ];
-    let object = claims.object();
-    let lines: Vec<String> = SHOWN
-        .iter()
-        .filter_map(|name| {
-            object.get(*name).map(|value| {
-                let rendered = serde_json::to_string_pretty(value)
-                    .unwrap_or_default()
-                    .replace('\n', "\n  ");
-                format!("  \"{name}\": {rendered}")
-            })
-        })
-        .collect();
-    format!("{{\n{}\n}}", lines.join(",\n"))
 }

@@ -4,11 +4,11 @@
 //! ssh-agent: all of them, or with `-i` those of that key. No agent is not an error.
 
 use crate::error::CliError;
+use opk_client::agent::{Agent, AgentError};
+use opk_client::agent_certificates::{self, AgentCertificate};
+use opk_client::placement;
 use opk_core::sshcert::OpksshCertificate;
 use opk_core::sshcert::ssh_key::public::KeyData;
-use opkssh_cli::agent::{Agent, AgentError};
-use opkssh_cli::agent_certificates::{self, AgentCertificate};
-use opkssh_cli::placement;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

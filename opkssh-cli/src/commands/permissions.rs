@@ -4,7 +4,8 @@
 //! reports `policy.d/*.yml` files that are not 0640 root and plugin commands that are not
 //! 0555/0755 root, since `verify` refuses those plugins.
 
-use super::{CommandError, ConfigDirArg};
+use crate::args::ConfigDirArg;
+use crate::error::CommandError;
 use policy::perms::{self, OPKSSH_GROUP, Requirement};
 use serde::Serialize;
 use std::io::BufRead;

@@ -2,7 +2,8 @@
 //! `verify` through `sudo -n`; prints the principal's `~/.opk/auth_id` byte for byte after
 //! the checks in [`policy::home::read_home`].
 
-use super::{CommandError, ConfigDirArg};
+use crate::args::ConfigDirArg;
+use crate::error::CommandError;
 use std::io::Write;
 use std::process::ExitCode;
 

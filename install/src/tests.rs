@@ -707,7 +707,7 @@ fn sshd_rejecting_the_change_restores_its_files() {
 #[test]
 fn the_package_ships_the_default_providers() {
     assert_eq!(
-        include_str!("../../debian/etc/opk/providers"),
+        include_str!("../../opkssh-cli/debian/etc/opk/providers"),
         DEFAULT_PROVIDERS
     );
 }

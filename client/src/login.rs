@@ -14,9 +14,9 @@ use opk_core::jws::{Jws, SigningKey};
 use opk_core::oidc::{self, AuthorizationRequest, OidcError, ProviderMetadata, TokenResponse};
 use opk_core::pktoken::PkToken;
 use opk_core::verify::{ExpirationPolicy, Provider};
+use opk_net::deadline::Deadline;
+use opk_net::http::{FetchError, HttpClient};
 use std::time::{Duration, SystemTime};
-use verifier::deadline::Deadline;
-use verifier::http::{FetchError, HttpClient};
 use zeroize::Zeroizing;
 
 /// How long one network step of the login may take.

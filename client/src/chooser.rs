@@ -2,19 +2,45 @@
 //! configured providers (CI/CD ones left out); choosing one redirects the same tab to that
 //! provider's `/login` on its own callback listener.
 
-use crate::commands::login::{LoginArgs, Output, login_with, open_browser};
-use crate::error::CliError;
+use crate::client_config::{self, Env, ProviderEntry, ProviderKind};
+use crate::flow::Progress;
+use crate::httpd::{self, Response, escape_html};
 use opk_core::oidc::form_decode;
-use opkssh_cli::client_config::{self, ClientConfig, Env, ProviderEntry, ProviderKind};
-use opkssh_cli::httpd::{self, Response, escape_html};
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use verifier::http::HttpClient;
 
-fn fail(message: impl std::fmt::Display) -> CliError {
-    CliError::Usage(message.to_string())
+/// Why no provider was chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChooserError(String);
+
+impl std::fmt::Display for ChooserError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ChooserError {}
+
+fn fail(message: impl std::fmt::Display) -> ChooserError {
+    ChooserError(message.to_string())
+}
+
+/// The browser tab that chose, waiting for where to go next.
+pub struct Chosen {
+    /// The chosen provider, resolved.
+    pub kind: ProviderKind,
+    stream: Option<TcpStream>,
+}
+
+impl Chosen {
+    /// Sends the waiting tab to `url` (the chosen provider's `/login`); only the first call
+    /// does anything.
+    pub fn redirect(&mut self, url: &str) {
+        if let Some(stream) = self.stream.take() {
+            let _ = Response::redirect(url).write_to(&stream);
+        }
+    }
 }
 
 fn page(names: &BTreeMap<String, &ProviderEntry>) -> Response {
@@ -42,14 +68,19 @@ fn page(names: &BTreeMap<String, &ProviderEntry>) -> Response {
     }
 }
 
-pub(crate) fn run(
-    args: &LoginArgs,
+/// Serves the chooser until a provider is chosen or `timeout` passes; the page's URL goes to
+/// `progress`.
+///
+/// # Errors
+/// [`ChooserError`]: duplicate issuers, the listener, the timeout, or a chosen provider that is
+/// not a browser provider.
+pub fn choose(
     entries: &[ProviderEntry],
-    config: &ClientConfig,
     env: &Env,
-    http: &HttpClient,
-    out: &mut Output,
-) -> Result<ExitCode, CliError> {
+    remote_redirect_uri: Option<&str>,
+    timeout: Duration,
+    progress: &mut dyn Progress,
+) -> Result<Chosen, ChooserError> {
     let mut names: BTreeMap<String, &ProviderEntry> = BTreeMap::new();
     for entry in entries {
         if names
@@ -71,16 +102,13 @@ pub(crate) fn run(
     listener
         .set_nonblocking(true)
         .map_err(|error| fail(error.to_string()))?;
-    open_browser(
-        &format!("http://localhost:{port}/chooser"),
-        args.disable_browser_open,
-    );
-    let deadline = Instant::now() + args.browser_timeout();
+    progress.open_url(&format!("http://localhost:{port}/chooser"));
+    let deadline = Instant::now() + timeout;
     loop {
         if Instant::now() >= deadline {
             return Err(fail(format!(
                 "timed out after {} seconds waiting for a provider to be chosen in the browser",
-                args.browser_timeout().as_secs()
+                timeout.as_secs()
             )));
         }
         let stream = match listener.accept() {
@@ -110,34 +138,18 @@ pub(crate) fn run(
                     continue;
                 };
                 let kind =
-                    client_config::to_provider(entry, env, args.remote_redirect_uri.as_deref())
-                        .map_err(fail)?;
+                    client_config::to_provider(entry, env, remote_redirect_uri).map_err(fail)?;
                 if !matches!(kind, ProviderKind::Browser(_)) {
                     return Err(fail("the web chooser only offers browser providers"));
                 }
-                return select(args, &kind, config, http, out, stream);
+                return Ok(Chosen {
+                    kind,
+                    stream: Some(stream),
+                });
             }
             _ => {
                 let _ = Response::html(404, "Not found", "Nothing here.").write_to(&stream);
             }
         }
     }
-}
-
-/// Runs the chosen provider's login, sending the waiting browser tab to its `/login`.
-fn select(
-    args: &LoginArgs,
-    kind: &ProviderKind,
-    config: &ClientConfig,
-    http: &HttpClient,
-    out: &mut Output,
-    stream: TcpStream,
-) -> Result<ExitCode, CliError> {
-    let mut pending = Some(stream);
-    let mut opener = |url: &str| {
-        if let Some(stream) = pending.take() {
-            let _ = Response::redirect(url).write_to(&stream);
-        }
-    };
-    login_with(args, kind, config, http, out, Some(&mut opener))
 }

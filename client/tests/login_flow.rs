@@ -4,12 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure
 
+use opk_client::demo_op::{DemoOp, DemoUser};
+use opk_client::login::{self, BrowserProvider, Session};
 use opk_core::sshcert::{UserKeyType, generate_user_key};
 use opk_core::verify::{ExpirationPolicy, Provider};
-use opkssh_cli::demo_op::{DemoOp, DemoUser};
-use opkssh_cli::login::{self, BrowserProvider, Session};
+use opk_net::http::HttpClient;
 use std::time::{Duration, SystemTime};
-use verifier::http::HttpClient;
 
 fn provider(op: &DemoOp, scopes: &str) -> BrowserProvider {
     BrowserProvider {

@@ -16,10 +16,10 @@ use opk_core::device::{self, DeviceAuthorization, DeviceError, PollSchedule};
 use opk_core::jwk::Jwks;
 use opk_core::jws::{Jws, SigningKey};
 use opk_core::oidc::{self, ProviderMetadata, TokenResponse};
+use opk_net::deadline::Deadline;
+use opk_net::http::{FetchError, HttpClient};
 use qrcode::render::unicode::Dense1x2;
 use std::time::{Duration, Instant, SystemTime};
-use verifier::deadline::Deadline;
-use verifier::http::{FetchError, HttpClient};
 use zeroize::Zeroizing;
 
 /// Runs the device login with `key` as the user key. `show` gets the device authorization once

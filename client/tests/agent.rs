@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure
 
+use opk_client::agent::{Agent, AgentError, CertificateIdentity};
+use opk_client::agent_certificates::{self, add_replacing_stale};
 use opk_core::b64;
 use opk_core::cic::CicHeader;
 use opk_core::jws::{Jws, SigningKey};
@@ -15,8 +17,6 @@ use opk_core::sshcert::{
     CertComment, CertificateRequest, OpksshCertificate, Principals, UserKeyType, build_certificate,
     generate_user_key,
 };
-use opkssh_cli::agent::{Agent, AgentError, CertificateIdentity};
-use opkssh_cli::agent_certificates::{self, add_replacing_stale};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -10,7 +10,11 @@
 //! Paths are absolute paths on the machine; [`Layout::root`] relocates them all (tests plan and
 //! apply against a temporary folder). User accounts are always the running system's.
 
+#![forbid(unsafe_code)]
+#![deny(unused_must_use)]
+
 mod diff;
+mod files;
 pub mod sshd_config;
 mod system;
 

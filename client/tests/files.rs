@@ -2,11 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure
 
+use opk_client::files::{write_atomic, write_identity};
 use opk_core::sshcert::{
     CertComment, CertificateRequest, OpksshCertificate, Principals, UserKeyType, build_certificate,
     generate_user_key, private_key_from_openssh,
 };
-use opkssh_cli::files::{write_atomic, write_identity};
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::Command;
 

@@ -11,9 +11,9 @@ use opk_core::jws::{Jws, SigningKey};
 use opk_core::oidc::{form_body, form_decode};
 use opk_core::pktoken::PkToken;
 use opk_core::verify::{Commitment, ExpirationPolicy, Provider};
+use opk_net::deadline::Deadline;
+use opk_net::http::HttpClient;
 use std::time::{Duration, SystemTime};
-use verifier::deadline::Deadline;
-use verifier::http::HttpClient;
 
 /// The `aud` prefix GitLab CI tokens for opkssh carry.
 pub const GITLAB_AUDIENCE_PREFIX: &str = "OPENPUBKEY-PKTOKEN:";

@@ -1,0 +1,409 @@
+//! The whole server decision for one login, as `opkssh verify` makes it for sshd: the
+//! providers file, config.yml and its cache settings, the certificate, the PK token, the OP's
+//! keys (through the cache), the policy (rows, plugins, home policy), the principal check and
+//! the sshd line, each step recorded in a [`Trace`].
+//!
+//! `opkssh verify`, `verify --explain`, `opkssh explain` and `opkssh demo` all call [`decide`];
+//! so can anything that accepts opkssh certificates in process (an SSH server written in Rust,
+//! for example), with sshd's three strings.
+
+use crate::jwks_cache::{CacheSettings, Freshness};
+use crate::log::{Level, Log};
+use crate::pipeline::{self, AuthorizedKeysLine, Denial, Request, Settings};
+use policy::{
+    AuthIdFile, Check, ConfigDir, Decision, DenyLists, Enforcer, Evaluation, FileError,
+    FileErrorKind, HomeAccess, Location, Outcome, PolicyInput, Providers, SshRequest, Step, Trace,
+    TraceSource,
+};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+/// The whole verify's budget, far below sshd's 2-minute LoginGraceTime (Go: 30 s for the token
+/// alone, with no bound on the network calls).
+const BUDGET: Duration = Duration::from_secs(10);
+
+/// One login attempt to decide: what sshd passes and where the server files are.
+pub struct Attempt<'a> {
+    /// The configuration directory (`/etc/opk`): providers, auth_id, config.yml, policy.d.
+    pub dir: ConfigDir,
+    /// The discovery and JWKS cache shared by verify processes (`/var/cache/opkssh`).
+    pub cache_dir: PathBuf,
+    /// Whether a missing cache folder may be created (not when explaining, often as root).
+    pub create_cache_dir: bool,
+    /// How the server files are read: [`ServerFiles::Installed`] for any real server.
+    pub files: ServerFiles,
+    /// sshd's `%u`: the account being logged into.
+    pub principal: &'a str,
+    /// sshd's `%k`: the certificate, base64.
+    pub key_base64: &'a str,
+    /// sshd's `%t`: the certificate type.
+    pub key_type: &'a str,
+    /// Further sshd tokens, handed to policy plugins.
+    pub extra: &'a [String],
+}
+
+/// How [`decide`] reads the files under the configuration directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerFiles {
+    /// As `opkssh verify` must: `providers` and `auth_id` root-owned with their modes checked,
+    /// then plugins and home policies.
+    Installed,
+    /// `providers` and the system `auth_id` only, read with no owner or mode check, no plugins
+    /// and no home policies: for `opkssh demo` run by a user who cannot make root-owned files.
+    /// Anyone who can write the folder decides the logins, so never for a real server.
+    DemoUnchecked,
+}
+
+/// A decision and everything that explains it.
+pub struct Verdict {
+    /// The sshd line, on allow only.
+    pub line: Option<AuthorizedKeysLine>,
+    /// `email issuer=…` (or `sub:…`), `-` before the token verified.
+    pub identity: String,
+    /// The deciding step and every step taken.
+    pub trace: Trace,
+    /// How the OP keys were had, on allow.
+    pub freshness: Option<Freshness>,
+    /// Warnings for the log.
+    pub notes: Vec<String>,
+}
+
+impl Verdict {
+    /// Whether the login is let in (there is an sshd line).
+    pub fn is_allow(&self) -> bool {
+        self.line.is_some()
+    }
+
+    /// The `info` log line.
+    fn summary(&self, principal: &str, elapsed_ms: u128) -> String {
+        match (&self.line, self.freshness) {
+            (Some(_), Some(freshness)) => format!(
+                "allow principal={principal} identity={} rule: {} keys={freshness:?} ({elapsed_ms} ms)",
+                self.identity, self.trace
+            ),
+            _ => format!(
+                "deny principal={principal} identity={} reason: {} ({elapsed_ms} ms)",
+                self.identity, self.trace
+            ),
+        }
+    }
+
+    /// What `--explain` and `opkssh explain` print: one line per step, the warnings, then
+    /// the decision (`allow: …` or `deny: …`, naming the deciding step). Escaped here, where
+    /// the text is made ([`opk_core::escape`]), so a claim's control characters cannot add or
+    /// redraw lines on the terminal it is printed to.
+    pub fn explanation(&self) -> String {
+        let verdict = if self.is_allow() { "allow" } else { "deny" };
+        let steps = self.trace.steps.iter().map(ToString::to_string);
+        let notes = self.notes.iter().map(|note| format!("note  {note}"));
+        opk_core::escape::lines(
+            steps
+                .chain(notes)
+                .chain([format!("{verdict}: {}", self.trace)]),
+        )
+    }
+
+    /// Logs the decision: warnings, each step (debug), the summary (info).
+    pub fn log(&self, log: &mut Log, principal: &str, elapsed_ms: u128) {
+        for note in &self.notes {
+            log.write(Level::Warn, note);
+        }
+        let pid = std::process::id();
+        for step in &self.trace.steps {
+            log.write(Level::Debug, &format!("trace[{pid}] {step}"));
+        }
+        log.write(Level::Info, &self.summary(principal, elapsed_ms));
+    }
+}
+
+/// The full decision, as sshd gets it: files, certificate, PK token, OP keys, policy, sshd
+/// line, each step recorded.
+///
+/// # Decide one login in process
+/// An SSH server that accepts opkssh certificates itself hands over what sshd would pass to
+/// `opkssh verify %u %k %t`. Here, a Go-made certificate whose PK token lacks its CIC signature
+/// is denied, before any key is fetched:
+/// ```
+/// use policy::ConfigDir;
+/// use std::os::unix::fs::PermissionsExt as _;
+/// use verifier::{Attempt, ServerFiles, decide};
+///
+/// # fn main() -> std::io::Result<()> {
+/// let vector = std::path::Path::new("../../shared/vectors/go-opkssh/reject/neg-rs256-cic-missing");
+/// let config = tempfile::tempdir()?; // /etc/opk on a server: root-owned, 0640 files
+/// let cache = tempfile::tempdir()?; // /var/cache/opkssh
+/// let issuer = std::fs::read_to_string(vector.join("issuer.txt"))?;
+/// let providers = config.path().join("providers");
+/// std::fs::write(&providers, format!("{} opkssh-test-client oidc\n", issuer.trim()))?;
+/// std::fs::set_permissions(&providers, std::fs::Permissions::from_mode(0o640))?;
+/// let auth_id = config.path().join("auth_id");
+/// std::fs::write(&auth_id, format!("alice alice@example.com {}\n", issuer.trim()))?;
+/// std::fs::set_permissions(&auth_id, std::fs::Permissions::from_mode(0o640))?;
+///
+/// // sshd's %u, %k and %t.
+/// let line = std::fs::read_to_string(vector.join("cert.pub"))?;
+/// let mut fields = line.split_whitespace();
+/// let (key_type, key_base64) = (fields.next().unwrap_or(""), fields.next().unwrap_or(""));
+/// let verdict = decide(&Attempt {
+///     dir: ConfigDir::new(config.path()),
+///     cache_dir: cache.path().to_owned(),
+///     create_cache_dir: true,
+///     files: ServerFiles::Installed,
+///     principal: "alice",
+///     key_base64,
+///     key_type,
+///     extra: &[],
+/// });
+/// assert!(!verdict.is_allow());
+/// assert!(verdict.line.is_none()); // on allow: the `cert-authority` line for sshd
+/// println!("{}", verdict.explanation()); // every step, then `deny: <the deciding step>`
+/// # Ok(())
+/// # }
+/// ```
+pub fn decide(attempt: &Attempt<'_>) -> Verdict {
+    let mut steps = Vec::new();
+    let mut notes = Vec::new();
+    let mut identity = "-".to_owned();
+    match decide_steps(attempt, &mut steps, &mut notes, &mut identity) {
+        Ok((line, matched, freshness)) => Verdict {
+            line: Some(line),
+            identity,
+            trace: Trace::deciding(&matched, steps),
+            freshness: Some(freshness),
+            notes,
+        },
+        Err(reason) => Verdict {
+            line: None,
+            identity,
+            trace: Trace::deciding(&reason, steps),
+            freshness: None,
+            notes,
+        },
+    }
+}
+
+/// Every step that can deny, in order; `Err` is the step that denied.
+fn decide_steps(
+    attempt: &Attempt<'_>,
+    steps: &mut Vec<Step>,
+    notes: &mut Vec<String>,
+    identity: &mut String,
+) -> Result<(AuthorizedKeysLine, Step, Freshness), Step> {
+    let request = Request {
+        principal: attempt.principal,
+        key_base64: attempt.key_base64,
+        key_type: attempt.key_type,
+    };
+    // Refused before any file or network access.
+    pipeline::check_key_type(request.key_type, steps)
+        .map_err(|denial| last_failure(steps, &denial))?;
+    let dir = &attempt.dir;
+    let providers_path = dir.providers();
+    let providers_source = || TraceSource::Files(vec![providers_path.clone()]);
+    let providers = match load_providers(attempt.files, dir) {
+        Ok(providers) => providers,
+        Err(error) => {
+            return Err(failed(
+                steps,
+                Step::fail(
+                    Check::ProvidersFile,
+                    providers_source(),
+                    format!("failed to load providers: {error}"),
+                ),
+            ));
+        }
+    };
+    steps.push(Step::pass(
+        Check::ProvidersFile,
+        providers_source(),
+        format!(
+            "usable rows: {}, skipped lines: {}",
+            providers.rows().len(),
+            providers.warnings().len()
+        ),
+    ));
+    for warning in providers.warnings() {
+        notes.push(format!("config problem: {warning}"));
+    }
+    // Go drops env_vars and the deny lists when config.yml is unreadable and carries on; a deny
+    // list that silently stops applying is a security hole, so this denies instead.
+    let config_source = || TraceSource::Config(dir.config());
+    let config = match dir.load_server_config_if_present() {
+        Ok(Some(config)) => {
+            steps.push(Step::pass(
+                Check::ServerConfig,
+                config_source(),
+                format!(
+                    "{} deny_emails, {} deny_users, {} env_vars",
+                    config.deny_emails.len(),
+                    config.deny_users.len(),
+                    config.env_vars.len()
+                ),
+            ));
+            config
+        }
+        Ok(None) => {
+            steps.push(Step::skip(
+                Check::ServerConfig,
+                config_source(),
+                "no config.yml: no deny lists, no env_vars",
+            ));
+            policy::ServerConfig::default()
+        }
+        Err(error) => {
+            return Err(failed(
+                steps,
+                Step::fail(
+                    Check::ServerConfig,
+                    config_source(),
+                    format!("server config: {error}"),
+                ),
+            ));
+        }
+    };
+    let mut cache = CacheSettings::new(attempt.cache_dir.clone());
+    cache.create_dir = attempt.create_cache_dir;
+    let duration = |text: &Option<String>, name: &str| -> Result<Option<Duration>, String> {
+        text.as_deref()
+            .map(|text| policy::parse_duration(text).map_err(|error| format!("{name}: {error}")))
+            .transpose()
+    };
+    match (
+        duration(&config.jwks_cache_max_age, "jwks_cache_max_age"),
+        duration(&config.jwks_cache_stale_limit, "jwks_cache_stale_limit"),
+    ) {
+        (Ok(max_age), Ok(stale_limit)) => {
+            cache.max_age = max_age.unwrap_or(cache.max_age);
+            cache.stale_limit = stale_limit.unwrap_or(cache.stale_limit);
+        }
+        (Err(error), _) | (_, Err(error)) => {
+            return Err(failed(
+                steps,
+                Step::fail(Check::ServerConfig, config_source(), error),
+            ));
+        }
+    }
+    let settings = Settings {
+        providers: providers
+            .rows()
+            .iter()
+            .map(|row| row.provider().clone())
+            .collect(),
+        provider_locations: providers
+            .rows()
+            .iter()
+            .map(|row| Location::line(&providers_path, row.line))
+            .collect(),
+        cache,
+        env: config.env_vars.clone(),
+        budget: BUDGET,
+    };
+    let verified =
+        pipeline::verify_certificate(&request, &settings, SystemTime::now(), notes, steps)
+            .map_err(|denial| last_failure(steps, &denial))?;
+    let claims = verified.token.claims();
+    let email = claims
+        .email()
+        .map_or_else(|| format!("sub:{}", claims.subject()), str::to_owned);
+    *identity = format!("{email} issuer={}", claims.issuer());
+
+    let program =
+        std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/local/bin/opkssh"));
+    let enforcer = Enforcer::new(dir.clone())
+        .with_deny_lists(config.deny_lists())
+        .with_env_vars(config.env_vars.clone())
+        .with_max_policy_size(config.max_policy_size())
+        .with_home_access(HomeAccess::sudo(program));
+    let mut input = PolicyInput::new(&verified.token, attempt.principal).with_ssh(SshRequest {
+        cert_b64: attempt.key_base64.to_owned(),
+        key_type: attempt.key_type.to_owned(),
+        extra_args: attempt.extra.to_vec(),
+    });
+    if let Some(userinfo) = &verified.userinfo {
+        input = input.with_userinfo(serde_json::Value::Object(userinfo.clone()).to_string());
+    }
+    let evaluation = match attempt.files {
+        ServerFiles::Installed => enforcer.evaluate(&input),
+        ServerFiles::DemoUnchecked => evaluate_unchecked(dir, &input),
+    };
+    notes.extend(evaluation.notes);
+    let matched = match evaluation.decision {
+        Decision::Allow { matched, .. } => {
+            let step = matched.deciding_step(Outcome::Pass);
+            steps.extend(matched.steps);
+            step
+        }
+        Decision::Deny { reason } => {
+            let step = reason.deciding_step(Outcome::Fail);
+            steps.extend(reason.steps);
+            return Err(step);
+        }
+    };
+    let line = pipeline::authorize_traced(&verified, steps)
+        .map_err(|denial| last_failure(steps, &denial))?;
+    Ok((line, matched, verified.freshness))
+}
+
+fn load_providers(files: ServerFiles, dir: &ConfigDir) -> Result<Providers, FileError> {
+    match files {
+        ServerFiles::Installed => dir.load_providers(),
+        ServerFiles::DemoUnchecked => {
+            let path = dir.providers();
+            let content = std::fs::read(&path).map_err(|error| FileError {
+                location: Location::file(&path),
+                kind: FileErrorKind::Io(error.kind(), error.to_string()),
+            })?;
+            Providers::parse(&content, &path)
+        }
+    }
+}
+
+/// The system `auth_id` rows alone, read as they are ([`ServerFiles::DemoUnchecked`]).
+fn evaluate_unchecked(dir: &ConfigDir, input: &PolicyInput<'_>) -> Evaluation {
+    let path = dir.auth_id();
+    let content = match std::fs::read(&path) {
+        Ok(content) => content,
+        Err(error) => {
+            let step = Step::fail(
+                Check::PolicyUnavailable,
+                TraceSource::Files(vec![path.clone()]),
+                format!("failed to read {}: {error}", path.display()),
+            );
+            return Evaluation {
+                decision: Decision::Deny {
+                    reason: Trace::deciding(&step, vec![step.clone()]),
+                },
+                notes: Vec::new(),
+            };
+        }
+    };
+    let file = AuthIdFile::parse(&content, &path);
+    policy::evaluate_rows(
+        input,
+        &DenyLists::default(),
+        &dir.config(),
+        file.rows(),
+        &[path],
+    )
+}
+
+/// Records a step that denied and hands it back.
+fn failed(steps: &mut Vec<Step>, step: Step) -> Step {
+    steps.push(step.clone());
+    step
+}
+
+/// The step the pipeline recorded for `denial` (always its last one).
+fn last_failure(steps: &[Step], denial: &Denial) -> Step {
+    steps
+        .last()
+        .filter(|step| step.outcome == Outcome::Fail)
+        .cloned()
+        .unwrap_or_else(|| {
+            Step::fail(
+                Check::Certificate,
+                TraceSource::Certificate,
+                denial.to_string(),
+            )
+        })
+}
