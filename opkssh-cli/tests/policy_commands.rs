@@ -553,7 +553,7 @@ fn audit_lists_every_mistake_with_file_and_line() {
     // providers: a short row, a bad expiration and a duplicate issuer.
     write(
         &tree.root.join("providers"),
-        "https://accounts.google.com client-id 24h\nhttp://oidc.local:9998 web oidc\nshort row\nhttps://b.example b oidc-refreshed\nhttps://accounts.google.com other 12h\n",
+        "https://accounts.google.com client-id 24h\nhttp://oidc.local:9998 web oidc\nshort row\nhttps://b.example b oidc-refresh\nhttps://accounts.google.com other 12h\n",
         0o640,
     );
     // config.yml with bad YAML, a plugin without a command, a plugin with a relative one.
@@ -604,7 +604,7 @@ fn audit_lists_every_mistake_with_file_and_line() {
     }
     for needle in [
         format!("{providers}:3: wrong number of arguments (expected=3, got=2)"),
-        format!("{providers}:4: invalid expiration policy: oidc-refreshed"),
+        format!("{providers}:4: invalid expiration policy: oidc-refresh"),
         format!(
             "{providers}:5: duplicate issuer https://accounts.google.com (first configured at line 1)"
         ),
