@@ -2,15 +2,20 @@
 //!
 //! System file `/etc/opk/auth_id`; home file `~/.opk/auth_id`, whose rows only count for
 //! their owner's account (filtered with [`AuthIdFile::for_principal`]).
+//!
+//! A row whose principal is `*` is a template: `%u` in its identity stands for the account
+//! being logged into ([`crate::rule::Template`]).
 
 use crate::error::{FileError, FileErrorKind, Location};
+use crate::rule::TEMPLATE_PRINCIPAL;
 use crate::table::{self, LineKind};
 use std::path::Path;
 
 /// One `auth_id` row and where it was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthRow {
-    /// The account this row lets in (the sshd login name), compared exactly.
+    /// The account this row lets in (the sshd login name), compared exactly; `*` makes a
+    /// template row, whose identity names the account with `%u` ([`crate::rule::Template`]).
     pub principal: String,
     /// The identity attribute (email, sub, `oidc:…`, `oidc-match-end:email:…`, `repo:…`).
     pub identity: String,
@@ -96,8 +101,10 @@ impl AuthIdFile {
             let raw = content.get(start..end).unwrap_or_default();
             number = number.saturating_add(1);
             start = end.saturating_add(1);
+            // A template row (`*`) can concern every principal: always parsed and kept.
             if let FirstWord::Plain(word) = first_word(raw)
                 && word != principal.as_bytes()
+                && word != TEMPLATE_PRINCIPAL.as_bytes()
             {
                 if listed >= LISTED_OTHER_PRINCIPALS {
                     file.unlisted = file.unlisted.saturating_add(1);
@@ -148,8 +155,14 @@ impl AuthIdFile {
     }
 
     /// Keeps only rows for `principal`: a home file only grants its owner's account.
+    ///
+    /// Template rows (principal `*`) are kept: `verify` reads only the home policy of the
+    /// account being logged into, so in a home file a template can only ever expand to its
+    /// owner (`* %u@example.com` in alice's file means `alice alice@example.com`), which the
+    /// owner could write anyway.
     pub fn for_principal(mut self, principal: &str) -> Self {
-        self.rows.retain(|row| row.principal == principal);
+        self.rows
+            .retain(|row| row.principal == principal || row.principal == TEMPLATE_PRINCIPAL);
         self
     }
 
@@ -220,7 +233,7 @@ mod tests {
         fn parse_for_agrees_with_parse(
             lines in proptest::collection::vec(
                 proptest::string::string_regex(
-                    "[ \t]{0,2}(alice|bob|'alice'|\"alice\"|al\\\\ice|#alice|alice#x|ålice|alice\r)?[ \t]{0,2}([a-z@.'\"#\\\\]{0,8}[ \t]{0,2}){0,4}\r?"
+                    "[ \t]{0,2}(alice|bob|\\*|'alice'|\"alice\"|al\\\\ice|#alice|alice#x|ålice|alice\r)?[ \t]{0,2}([a-z@.'\"#\\\\]{0,8}[ \t]{0,2}){0,4}\r?"
                 ).unwrap(),
                 0..80,
             ),
