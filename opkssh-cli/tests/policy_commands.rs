@@ -260,6 +260,9 @@ fn add_refuses_rows_that_never_match() {
         ("root", "a@example.com", "", "issuer is empty"),
         ("root", "a@example.com", "https://x #y", "issuer"),
         ("root", "repo:org/[", "google", "not a valid glob"),
+        ("*", "alice@example.com", "google", "has no %u"),
+        ("alice", "%u@example.com", "google", "not *"),
+        ("*", "oidc-match-end:email:%u@x.com", "google", "template"),
     ] {
         let output = tree.run(&["add", principal, identity, issuer]);
         assert_eq!(output.status.code(), Some(1), "{why}");
@@ -273,6 +276,9 @@ fn add_refuses_rows_that_never_match() {
         assert!(stdout(&output).is_empty());
     }
     assert_eq!(std::fs::read_to_string(tree.auth_id()).unwrap(), "# keep\n");
+    // A template row that verify can match is written.
+    let output = tree.run(&["add", "*", "%u@example.com", "google"]);
+    assert!(output.status.success(), "{}", stderr(&output));
     // A suffix without @ matches other domains too: written, with a warning.
     let output = tree.run(&["add", "root", "oidc-match-end:email:example.com", "google"]);
     assert!(output.status.success());
@@ -553,7 +559,7 @@ fn audit_lists_every_mistake_with_file_and_line() {
     // providers: a short row, a bad expiration and a duplicate issuer.
     write(
         &tree.root.join("providers"),
-        "https://accounts.google.com client-id 24h\nhttp://oidc.local:9998 web oidc\nshort row\nhttps://b.example b oidc-refreshed\nhttps://accounts.google.com other 12h\n",
+        "https://accounts.google.com client-id 24h\nhttp://oidc.local:9998 web oidc\nshort row\nhttps://b.example b oidc-refresh\nhttps://accounts.google.com other 12h\n",
         0o640,
     );
     // config.yml with bad YAML, a plugin without a command, a plugin with a relative one.
@@ -604,7 +610,7 @@ fn audit_lists_every_mistake_with_file_and_line() {
     }
     for needle in [
         format!("{providers}:3: wrong number of arguments (expected=3, got=2)"),
-        format!("{providers}:4: invalid expiration policy: oidc-refreshed"),
+        format!("{providers}:4: invalid expiration policy: oidc-refresh"),
         format!(
             "{providers}:5: duplicate issuer https://accounts.google.com (first configured at line 1)"
         ),

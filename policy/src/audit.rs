@@ -121,6 +121,7 @@ pub fn validate_entry(
 
     let mut lints = rule::lint_principal(principal);
     lints.extend(rule::lint_identity(identity));
+    lints.extend(rule::lint_template(principal, identity));
     lints.sort_by_key(|lint| std::cmp::Reverse(lint.severity));
     for lint in lints {
         let escalate = match (result.status, lint.severity) {
@@ -141,6 +142,14 @@ pub fn validate_entry(
         } else {
             result.hints.push(lint.message);
         }
+    }
+    if principal == rule::TEMPLATE_PRINCIPAL
+        && let Ok(template) = rule::Template::parse(identity)
+    {
+        let example = template.expand("alice").unwrap_or_default();
+        result.hints.push(format!(
+            "template row: %u is the account logged into, e.g. login alice needs identity {example}"
+        ));
     }
     result
 }
@@ -173,6 +182,12 @@ pub fn audit_policy(content: &[u8], issuers: &[String], home_user: Option<&str>)
                     let mut result =
                         validate_entry(issuers, &principal, &identity, &issuer, line.number);
                     if let Some(user) = home_user
+                        && principal == rule::TEMPLATE_PRINCIPAL
+                    {
+                        result.hints.push(format!(
+                            "in a home policy a template row only applies to its owner {user}"
+                        ));
+                    } else if let Some(user) = home_user
                         && principal != user
                     {
                         let message = format!(

@@ -2,15 +2,20 @@
 //!
 //! System file `/etc/opk/auth_id`; home file `~/.opk/auth_id`, whose rows only count for
 //! their owner's account (filtered with [`AuthIdFile::for_principal`]).
+//!
+//! A row whose principal is `*` is a template: `%u` in its identity stands for the account
+//! being logged into ([`crate::rule::Template`]).
 
 use crate::error::{FileError, FileErrorKind, Location};
+use crate::rule::TEMPLATE_PRINCIPAL;
 use crate::table::{self, LineKind};
 use std::path::Path;
 
 /// One `auth_id` row and where it was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthRow {
-    /// The account this row lets in (the sshd login name), compared exactly.
+    /// The account this row lets in (the sshd login name), compared exactly; `*` makes a
+    /// template row, whose identity names the account with `%u` ([`crate::rule::Template`]).
     pub principal: String,
     /// The identity attribute (email, sub, `oidc:…`, `oidc-match-end:email:…`, `repo:…`).
     pub identity: String,
@@ -82,7 +87,8 @@ fn plain(byte: u8) -> bool {
 /// Whether a raw line is certainly not a row for `principal`, without parsing it. Its first
 /// word starts with a plain byte (so the line is not blank, and shell quoting cannot change
 /// that byte) and either that byte is not the principal's first byte, which settles most
-/// lines at once, or the whole word is plain and another name. Anything else (quotes,
+/// lines at once, or the whole word is plain and another name. A template row (`*`) can
+/// concern every principal, so it is never another principal's. Anything else (quotes,
 /// escapes, comments, CR, non-ASCII bytes such as Unicode spaces) goes to the full parser, so
 /// the fast path never reads a line differently from it.
 fn other_principal(raw: &[u8], principal: &[u8]) -> bool {
@@ -92,14 +98,16 @@ fn other_principal(raw: &[u8], principal: &[u8]) -> bool {
         .unwrap_or(raw.len());
     let word = raw.get(start..).unwrap_or_default();
     match word.first() {
-        Some(&first) if plain(first) && principal.first() != Some(&first) => true,
+        Some(&first) if plain(first) && first != b'*' && principal.first() != Some(&first) => true,
         Some(&first) if plain(first) => {
             let end = word
                 .iter()
                 .position(|byte| !plain(*byte))
                 .unwrap_or(word.len());
             matches!(word.get(end), Some(b' ' | b'\t'))
-                && word.get(..end).is_some_and(|name| name != principal)
+                && word
+                    .get(..end)
+                    .is_some_and(|name| name != principal && name != TEMPLATE_PRINCIPAL.as_bytes())
         }
         _ => false,
     }
@@ -228,8 +236,14 @@ impl AuthIdFile {
     }
 
     /// Keeps only rows for `principal`: a home file only grants its owner's account.
+    ///
+    /// Template rows (principal `*`) are kept: `verify` reads only the home policy of the
+    /// account being logged into, so in a home file a template can only ever expand to its
+    /// owner (`* %u@example.com` in alice's file means `alice alice@example.com`), which the
+    /// owner could write anyway.
     pub fn for_principal(mut self, principal: &str) -> Self {
-        self.rows.retain(|row| row.principal == principal);
+        self.rows
+            .retain(|row| row.principal == principal || row.principal == TEMPLATE_PRINCIPAL);
         self
     }
 
@@ -326,7 +340,7 @@ mod tests {
         fn parse_for_agrees_with_parse(
             lines in proptest::collection::vec(
                 proptest::string::string_regex(
-                    "[ \t]{0,2}(alice|bob|'alice'|\"alice\"|al\\\\ice|#alice|alice#x|ålice|alice\r)?[ \t]{0,2}([a-z@.'\"#\\\\]{0,8}[ \t]{0,2}){0,4}\r?"
+                    "[ \t]{0,2}(alice|bob|\\*|'alice'|\"alice\"|al\\\\ice|#alice|alice#x|ålice|alice\r)?[ \t]{0,2}([a-z@.'\"#\\\\]{0,8}[ \t]{0,2}){0,4}\r?"
                 ).unwrap(),
                 0..80,
             ),

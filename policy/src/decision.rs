@@ -3,7 +3,10 @@
 
 use crate::auth_id::AuthRow;
 use crate::error::Location;
-use crate::rule::{ClaimSet, MatchKind, go_equal_fold, match_identity};
+use crate::rule::{
+    ClaimSet, MatchKind, TEMPLATE_MARK, TEMPLATE_PRINCIPAL, Template, go_equal_fold,
+    match_identity, match_template,
+};
 use crate::server_config::DenyLists;
 use opk_core::verify::{VerifiedPkToken, VerifyCheck};
 use serde_json::{Map, Value};
@@ -553,7 +556,8 @@ pub fn match_rows(
                 notes,
             );
         }
-        if row.principal != input.principal() {
+        let template = row.principal == TEMPLATE_PRINCIPAL;
+        if !template && row.principal != input.principal() {
             steps.push(Step::skip(
                 Check::Rule,
                 source(),
@@ -569,10 +573,56 @@ pub fn match_rows(
             ));
             continue;
         }
+        // Stricter than Go, which reads `%u` literally: an identity meant as a template in a
+        // row for one account is a mistake, and a literal `%u` local part is a real address.
+        // `Err((why, true))` is a row that can never match, an admin's mistake worth a log
+        // line; `Err((why, false))` is an unsafe principal, the login's, for the trace only.
+        let refusal = if template {
+            Template::parse(&row.identity)
+                .map_err(|why| (format!("template row refused: {why}"), true))
+                .and_then(|parsed| {
+                    parsed
+                        .expand(input.principal())
+                        .map(|expanded| (parsed, expanded))
+                        .map_err(|why| (format!("template row does not apply: {why}"), false))
+                })
+                .map(Some)
+        } else if row.identity.contains(TEMPLATE_MARK) {
+            Err((
+                format!(
+                    "row refused: identity {} contains %u but the principal is {}, not *; only template rows (principal *) replace %u",
+                    row.identity, row.principal
+                ),
+                true,
+            ))
+        } else {
+            Ok(None)
+        };
+        let expansion = match refusal {
+            Ok(expansion) => expansion,
+            Err((why, logged)) => {
+                if logged {
+                    notes.push(format!("warning: {why} ({})", row.location));
+                }
+                steps.push(Step::fail(Check::Rule, source(), why));
+                continue;
+            }
+        };
+        let shown = match &expansion {
+            Some((_, expanded)) => format!(
+                "{} (template, %u = {}: {expanded})",
+                row.identity,
+                input.principal()
+            ),
+            None => row.identity.clone(),
+        };
         let mut reasons = Vec::new();
         for (which, set) in [("id token", Some(&claims)), ("userinfo", userinfo.as_ref())] {
             let Some(set) = set else { continue };
-            let result = match_identity(&row.identity, set);
+            let result = match &expansion {
+                Some((parsed, _)) => match_template(parsed, input.principal(), set),
+                None => match_identity(&row.identity, set),
+            };
             notes.extend(
                 result
                     .notes
@@ -584,8 +634,8 @@ pub fn match_rows(
                     Check::Row(kind),
                     source(),
                     format!(
-                        "policy {} {} {} matched the {which} claims: {}",
-                        row.principal, row.identity, row.issuer, result.reason
+                        "policy {} {shown} {} matched the {which} claims: {}",
+                        row.principal, row.issuer, result.reason
                     ),
                 );
                 return Evaluation {
@@ -601,7 +651,7 @@ pub fn match_rows(
         steps.push(Step::fail(
             Check::Rule,
             source(),
-            format!("{} does not match ({})", row.identity, reasons.join("; ")),
+            format!("{shown} does not match ({})", reasons.join("; ")),
         ));
     }
     let files_text: Vec<String> = files

@@ -102,7 +102,7 @@ impl fmt::Display for FileErrorKind {
             Self::Unparsable(error) => write!(formatter, "unable to parse ({error}), row skipped"),
             Self::UnknownExpirationPolicy(name) => write!(
                 formatter,
-                "invalid expiration policy: {name} (expected 12h, 24h, 48h, 1week, oidc, oidc_refreshed or never)"
+                "invalid expiration policy: {name} (expected 12h, 24h, 48h, 1week, oidc, oidc_refreshed (or oidc-refreshed) or never)"
             ),
             Self::DuplicateIssuer { issuer, first_line } => write!(
                 formatter,

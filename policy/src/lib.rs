@@ -57,6 +57,13 @@
 //!   warnings became rows) and is bounded in time;
 //! - a line that is not UTF-8 is skipped with a warning, like a line with unbalanced quotes;
 //! - errors name the file and line (a bad providers row says which one).
+//!
+//! Beyond Go:
+//! - principal templates: a row `* %u@example.com <issuer>` lets `alice@example.com` in as
+//!   `alice` only ([`Template`]); Go compares `*` with the login name, so it never matches
+//!   such a row, and a fleet that mixes Go and Rust servers stays safe (Go just denies);
+//!   `%u` in a row with any other principal is refused, not read literally;
+//! - `oidc-refreshed`, the spelling upstream's docs use, is accepted as `oidc_refreshed`.
 
 #![forbid(unsafe_code)]
 #![deny(unused_must_use)]
@@ -87,5 +94,8 @@ pub use enforcer::{ConfigDir, DEFAULT_CONFIG_DIR, Enforcer};
 pub use error::{FileError, FileErrorKind, Location};
 pub use home::HomeAccess;
 pub use providers::{ProviderRow, Providers};
-pub use rule::{ClaimSet, Identity, Lint, MatchKind, Severity, is_safe_principal, match_identity};
+pub use rule::{
+    ClaimSet, Identity, Lint, MatchKind, Severity, TEMPLATE_MARK, TEMPLATE_PRINCIPAL, Template,
+    is_safe_principal, match_identity, match_template,
+};
 pub use server_config::{DenyLists, ServerConfig, parse_duration, parse_size};

@@ -92,6 +92,16 @@ impl Providers {
     }
 }
 
+/// An expiration column. Upstream's docs spell the refreshed policy `oidc-refreshed` and its
+/// code accepts only `oidc_refreshed`, so a server configured from the docs locked everyone
+/// out (behaviour.md §8.1); both spellings mean the same policy here.
+fn parse_expiration(name: &str) -> Result<ExpirationPolicy, opk_core::verify::UnknownPolicy> {
+    match name {
+        "oidc-refreshed" => Ok(ExpirationPolicy::OidcRefreshed),
+        other => other.parse(),
+    }
+}
+
 fn is_fatal(error: &FileError) -> bool {
     !matches!(
         error.kind,
@@ -135,7 +145,7 @@ fn scan(content: &[u8], path: &Path) -> Scan {
             }
         };
         scan.issuers.push(issuer.clone());
-        let Ok(expiration) = expiration.parse::<ExpirationPolicy>() else {
+        let Ok(expiration) = parse_expiration(&expiration) else {
             scan.problems.push(FileError::new(
                 location,
                 FileErrorKind::UnknownExpirationPolicy(expiration),
@@ -208,13 +218,47 @@ mod tests {
 
     #[test]
     fn bad_expiration_names_its_line() {
-        let file = b"https://a a 24h\nhttps://b b oidc-refreshed\n";
+        let file = b"https://a a 24h\nhttps://b b oidc-refresh\n";
         let error = Providers::parse(file, &path()).unwrap_err();
         assert_eq!(error.location.line, Some(2));
         assert_eq!(
             error.kind,
-            FileErrorKind::UnknownExpirationPolicy("oidc-refreshed".into())
+            FileErrorKind::UnknownExpirationPolicy("oidc-refresh".into())
         );
+        assert_eq!(
+            error.to_string(),
+            "/etc/opk/providers:2: invalid expiration policy: oidc-refresh (expected 12h, 24h, 48h, 1week, oidc, oidc_refreshed (or oidc-refreshed) or never)"
+        );
+    }
+
+    #[test]
+    fn oidc_refreshed_is_accepted_in_both_spellings() {
+        let file = b"https://a a oidc_refreshed\nhttps://b b oidc-refreshed\n";
+        let providers = Providers::parse(file, &path()).unwrap();
+        for issuer in ["https://a", "https://b"] {
+            assert_eq!(
+                providers.row(issuer).unwrap().expiration,
+                ExpirationPolicy::OidcRefreshed,
+                "{issuer}"
+            );
+            assert_eq!(
+                providers.lookup(issuer).unwrap().expiration(),
+                ExpirationPolicy::OidcRefreshed
+            );
+        }
+        // Only that one spelling: other policies keep their single name.
+        for near in [
+            "OIDC-refreshed",
+            "oidc-Refreshed",
+            "oidc-refreshed ",
+            "1-week",
+        ] {
+            let file = format!("https://a a '{near}'\n");
+            assert!(
+                Providers::parse(file.as_bytes(), &path()).is_err(),
+                "{near:?}"
+            );
+        }
     }
 
     #[test]
@@ -249,7 +293,7 @@ mod tests {
     #[test]
     fn audit_lists_every_problem() {
         let file =
-            b"https://a a 24h\nhttps://b b oidc-refreshed\nhttps://a c oidc\nshort row\n'open\n";
+            b"https://a a 24h\nhttps://b b oidc-refresh\nhttps://a c oidc\nshort row\n'open\n";
         let (issuers, problems) = Providers::audit(file, &path());
         assert_eq!(issuers, ["https://a", "https://b", "https://a"]);
         let lines: Vec<_> = problems

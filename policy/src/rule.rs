@@ -506,6 +506,234 @@ pub fn is_safe_principal(principal: &str) -> bool {
     rest <= 127
 }
 
+/// The principal column of a template row: the row may admit any account, named by `%u` in
+/// its identity.
+pub const TEMPLATE_PRINCIPAL: &str = "*";
+
+/// Where a template row's identity takes the requested principal.
+pub const TEMPLATE_MARK: &str = "%u";
+
+/// A template row's identity (principal [`TEMPLATE_PRINCIPAL`]): `%u` stands for the account
+/// being logged into, so `* %u@example.com <issuer>` lets `alice@example.com` in as `alice`
+/// and as nobody else (upstream opkssh #41; Go has no templates and never matches such rows).
+///
+/// Only two forms, where one substitution gives one exact comparison:
+/// - an email with `%u` in its local part (`%u@example.com`, `%u.adm@example.com`), compared
+///   with the `email` claim only (never `sub`), ignoring ASCII case as email rows do; no
+///   Unicode folding, so no look-alike (`ſ`, the Kelvin sign) reaches an account name;
+/// - `oidc:<claim>:<value>` with `%u` in the value (`oidc:sub:%u`, `oidc:groups:ssh-%u`),
+///   compared exactly, as claim rows are.
+///
+/// Suffix (`oidc-match-end:email:`) and glob (`repo:`) rows cannot be templates: a suffix
+/// `%u@example.com` would let `malice@example.com` in as `alice`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Template {
+    /// `<before>%u<after>` is an email, compared with the `email` claim.
+    Email {
+        /// Local-part text before `%u`.
+        before: String,
+        /// The rest after `%u`: local-part text, `@`, the domain.
+        after: String,
+    },
+    /// `oidc:<name>:<before>%u<after>`: the claim's values contain the expansion.
+    Claim {
+        /// The claim name, surrounding `"` removed.
+        name: String,
+        /// Value text before `%u`.
+        before: String,
+        /// Value text after `%u`.
+        after: String,
+    },
+}
+
+impl Template {
+    /// Reads a template row's identity.
+    ///
+    /// # Errors
+    /// Why the identity is not a usable template, as a lowercase fragment: no `%u`, more than
+    /// one, another `%`, a form that cannot hold one, or `%u` outside the compared part.
+    pub fn parse(identity: &str) -> Result<Self, String> {
+        match identity.matches(TEMPLATE_MARK).count() {
+            0 => {
+                return Err(format!(
+                    "identity {identity:?} has no %u, so a * row would let that one identity into every account"
+                ));
+            }
+            1 => {}
+            _ => return Err(format!("identity {identity:?} has more than one %u")),
+        }
+        if identity.matches('%').count() > 1 {
+            return Err(format!("identity {identity:?} has a `%` other than its %u"));
+        }
+        if identity
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(format!(
+                "identity {identity:?} contains white space or a control character"
+            ));
+        }
+        if identity.starts_with(EMAIL_SUFFIX) || identity.starts_with(SUB_GLOB) {
+            return Err(format!(
+                "identity {identity:?} is a suffix or glob rule; %u is only allowed in an email (%u@example.com) or an oidc:<claim>:<value> value"
+            ));
+        }
+        if identity.starts_with(OIDC_CLAIM) {
+            let Identity::Claim {
+                name,
+                value,
+                fields,
+            } = Identity::parse(identity)
+            else {
+                return Err(format!(
+                    "identity {identity:?} is a malformed oidc rule, expected oidc:<claim>:%u"
+                ));
+            };
+            if matches!(name.as_str(), "http" | "https") {
+                return Err(format!(
+                    "identity {identity:?} reads the claim {name:?}: the quotes around a URL claim name were removed by shell unquoting"
+                ));
+            }
+            // Go ignores the middle fields of a longer rule; a %u there would be ignored too.
+            let Some((before, after)) = value
+                .split_once(TEMPLATE_MARK)
+                .filter(|_| fields == 3 && !name.is_empty() && !name.contains('%'))
+            else {
+                return Err(format!(
+                    "identity {identity:?} must be oidc:<claim>:<value> with %u in the value and exactly three `:` fields"
+                ));
+            };
+            return Ok(Self::Claim {
+                name,
+                before: before.to_owned(),
+                after: after.to_owned(),
+            });
+        }
+        let Some((local, domain)) = identity.split_once('@') else {
+            return Err(format!(
+                "identity {identity:?} is neither an email nor an oidc rule; a bare %u would be compared with both email and sub, write %u@<domain> or oidc:sub:%u"
+            ));
+        };
+        if domain.is_empty() || domain.contains('@') || !local.contains(TEMPLATE_MARK) {
+            return Err(format!(
+                "identity {identity:?} must be an email with %u in its local part, e.g. %u@example.com"
+            ));
+        }
+        let (before, after) = identity.split_once(TEMPLATE_MARK).unwrap_or_default();
+        Ok(Self::Email {
+            before: before.to_owned(),
+            after: after.to_owned(),
+        })
+    }
+
+    /// The identity with `%u` replaced by `principal`.
+    ///
+    /// # Errors
+    /// `principal` fails [`is_safe_principal`] or holds a character that could change what
+    /// the identity means (`@`, `%`, `:`, `"`, white space): such a principal never matches.
+    pub fn expand(&self, principal: &str) -> Result<String, String> {
+        if !is_safe_principal(principal)
+            || principal
+                .chars()
+                .any(|c| matches!(c, '@' | '%' | ':' | '"') || c.is_whitespace())
+        {
+            return Err(format!(
+                "principal {principal:?} is not a safe account name to put in place of %u"
+            ));
+        }
+        Ok(match self {
+            Self::Email { before, after } => format!("{before}{principal}{after}"),
+            Self::Claim {
+                name,
+                before,
+                after,
+            } => format!("oidc:{name}:{before}{principal}{after}"),
+        })
+    }
+
+    fn value(&self, principal: &str) -> String {
+        match self {
+            Self::Email { before, after } | Self::Claim { before, after, .. } => {
+                format!("{before}{principal}{after}")
+            }
+        }
+    }
+}
+
+/// Matches a template row for `principal` against claims: the principal must be safe
+/// ([`Template::expand`]), then one exact comparison (see [`Template`]).
+pub fn match_template(template: &Template, principal: &str, claims: &ClaimSet) -> RuleMatch {
+    let mut notes = Vec::new();
+    let (matched, reason) = match template.expand(principal) {
+        Err(why) => (None, why),
+        Ok(expanded) => {
+            let value = template.value(principal);
+            match template {
+                Template::Email { .. } => {
+                    if claims.email.starts_with(EMAIL_SUFFIX) {
+                        (
+                            None,
+                            format!("email {} looks like a rule and never matches", claims.email),
+                        )
+                    } else if claims.email.is_empty() {
+                        (None, format!("no email claim (needs {expanded})"))
+                    } else if claims.email.eq_ignore_ascii_case(&expanded) {
+                        if let Some(note) = email_verified_note(&expanded, claims) {
+                            notes.push(note);
+                        }
+                        (
+                            Some(MatchKind::Email),
+                            format!("email {} matches {expanded}", claims.email),
+                        )
+                    } else {
+                        (None, format!("email {} != {expanded}", claims.email))
+                    }
+                }
+                Template::Claim { name, .. } => {
+                    let values = claims.values(name);
+                    if values.contains(&value) {
+                        (
+                            Some(MatchKind::Claim),
+                            format!("claim {name} contains {value}"),
+                        )
+                    } else if values.is_empty() {
+                        (None, format!("claim {name} not present (needs {value})"))
+                    } else {
+                        (
+                            None,
+                            format!("claim {name} is [{}], without {value}", values.join(", ")),
+                        )
+                    }
+                }
+            }
+        }
+    };
+    RuleMatch {
+        matched,
+        notes,
+        reason,
+    }
+}
+
+/// Lints the pairing of a row's principal and identity: a [`TEMPLATE_PRINCIPAL`] row needs a
+/// usable [`Template`], and `%u` anywhere else is refused rather than read literally.
+pub fn lint_template(principal: &str, identity: &str) -> Vec<Lint> {
+    if principal == TEMPLATE_PRINCIPAL {
+        return match Template::parse(identity) {
+            Ok(_) => Vec::new(),
+            Err(why) => vec![Lint::error(format!(
+                "principal * makes a template row, but {why}; verify never matches it"
+            ))],
+        };
+    }
+    if identity.contains(TEMPLATE_MARK) {
+        return vec![Lint::error(format!(
+            "identity {identity:?} contains %u but the principal is {principal:?}, not *: %u is only replaced in template rows (principal *), so verify never matches this row"
+        ))];
+    }
+    Vec::new()
+}
+
 /// How serious a lint is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -714,6 +942,50 @@ mod tests {
             assert!(!is_safe_principal(bad), "{bad:?}");
         }
         assert!(!is_safe_principal(&"a".repeat(129)));
+    }
+
+    #[test]
+    fn template_forms_and_expansions() {
+        for (identity, principal, expanded) in [
+            ("%u@example.com", "alice", "alice@example.com"),
+            ("x.%u@Example.com", "bob", "x.bob@Example.com"),
+            ("oidc:sub:%u", "alice", "oidc:sub:alice"),
+            ("oidc:groups:ssh-%u-x", "alice", "oidc:groups:ssh-alice-x"),
+            (
+                r#"oidc:"https://acme.com/login":%u"#,
+                "alice",
+                "oidc:https://acme.com/login:alice",
+            ),
+            (
+                "%u@example.com",
+                "WORKSTATION1$",
+                "WORKSTATION1$@example.com",
+            ),
+            ("%u@example.com", "bob+ci", "bob+ci@example.com"),
+        ] {
+            let template = Template::parse(identity).unwrap();
+            assert_eq!(template.expand(principal).unwrap(), expanded, "{identity}");
+        }
+        let template = Template::parse("%u@example.com").unwrap();
+        for unsafe_principal in ["a@b", "a:b", "a%b", "a\"b", "a b", "", "-a", "a\u{a0}b"] {
+            assert!(
+                template.expand(unsafe_principal).is_err(),
+                "{unsafe_principal:?}"
+            );
+        }
+        assert_eq!(lint_template("*", "%u@example.com"), Vec::<Lint>::new());
+        assert_eq!(
+            lint_template("alice", "alice@example.com"),
+            Vec::<Lint>::new()
+        );
+        assert_eq!(
+            lint_template("*", "a@example.com")[0].severity,
+            Severity::Error
+        );
+        assert_eq!(
+            lint_template("root", "%u@example.com")[0].severity,
+            Severity::Error
+        );
     }
 
     #[test]

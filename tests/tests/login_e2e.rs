@@ -162,6 +162,67 @@ fn a_user_the_policy_does_not_name_is_denied_and_unverified_email_is_noted() {
 }
 
 #[test]
+fn a_principal_template_row_lets_each_user_into_their_own_account_only() {
+    let Some(e2e) = E2e::require() else { return };
+    let op = Op::start(&[]);
+    let home = e2e.dir().join("home");
+    std::fs::create_dir(&home).unwrap();
+    // The OP gives an account it does not list `<name>@example.com` and `sub` = its name.
+    let key = e2e.dir().join("e2euser_key");
+    let run = login(
+        &home,
+        &[
+            "--provider",
+            &provider_spec(&op),
+            "-i",
+            key.to_str().unwrap(),
+        ],
+        LOGIN_USER,
+    );
+    run.assert_success();
+    assert!(
+        run.stdout
+            .contains(&format!("{LOGIN_USER}@example.com {LOGIN_USER} ")),
+        "{}",
+        run.stdout
+    );
+
+    // One template row, no row naming e2euser.
+    let server = VerifyServer::start(
+        &e2e,
+        &format!("{} {} oidc\n", op.issuer(), op.client_id()),
+        &format!("* %u@example.com {}\n", op.issuer()),
+    );
+    server.assert_ssh_ok(LOGIN_USER, &key);
+    assert!(
+        server.verify_log().contains(&format!(
+            "allow principal={LOGIN_USER} identity={LOGIN_USER}@example.com issuer={} rule: policy * %u@example.com (template, %u = {LOGIN_USER}: {LOGIN_USER}@example.com)",
+            op.issuer()
+        )),
+        "{}",
+        server.verify_log()
+    );
+    // The same row does not let e2euser@example.com into e2euser2.
+    server.assert_ssh_denied(LOGIN_USER2, &key);
+    drop(server);
+
+    // A `*` row without %u would let one identity into every account: refused.
+    let server = VerifyServer::start(
+        &e2e,
+        &format!("{} {} oidc\n", op.issuer(), op.client_id()),
+        &format!("* {LOGIN_USER}@example.com {}\n", op.issuer()),
+    );
+    server.assert_ssh_denied(LOGIN_USER, &key);
+    assert!(
+        server
+            .verify_log()
+            .contains("template row refused: identity"),
+        "{}",
+        server.verify_log()
+    );
+}
+
+#[test]
 fn groups_policy_with_an_es256_op_and_ed25519_key() {
     let Some(e2e) = E2e::require() else { return };
     let op = Op::start(&[("OP_SIGNING_ALG", "ES256")]);

@@ -111,6 +111,7 @@ fn refuse_never_matching(
 ) -> Result<(), CommandError> {
     let mut lints = rule::lint_principal(principal);
     lints.extend(rule::lint_identity(identity));
+    lints.extend(rule::lint_template(principal, identity));
     if issuer.is_empty() {
         lints.push(policy::Lint {
             severity: Severity::Error,
