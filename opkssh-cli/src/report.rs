@@ -96,6 +96,15 @@ impl<'a> Report<'a> {
                 "email_verified is not true: policies matching on email will warn or refuse".into(),
             );
         }
+        if let Some((_, refreshed)) = self.token.refreshed_id_token()
+            && let Some(exp) = refreshed.expires_at()
+            && exp < self.now
+        {
+            warnings.push(format!(
+                "the refreshed ID token expired at {} (servers using the oidc_refreshed policy will refuse it)",
+                rfc3339(exp)
+            ));
+        }
         if !self.certificate.matches_upk(self.token.cic_claims().upk()) {
             warnings.push(
                 "the certificate key is not the key the PK token commits to: verify will refuse it"
@@ -185,6 +194,28 @@ impl<'a> Report<'a> {
                 Self::algorithm(self.token.op())
             )),
         ]);
+        // What a refresh brought (upstream #600): the oidc_refreshed policy reads this token's
+        // expiry, not the original's.
+        if let Some((_, refreshed)) = self.token.refreshed_id_token() {
+            lines.push(Line::text("--- Refreshed ID Token ---"));
+            lines.push(Line::json(
+                "",
+                serde_json::to_string_pretty(&Value::Object(refreshed.object().clone()))
+                    .unwrap_or_default(),
+            ));
+            lines.push(Line::text(format!(
+                "Refreshed Issued At: {}",
+                refreshed
+                    .issued_at()
+                    .map_or_else(|| "Not set".into(), rfc3339)
+            )));
+            lines.push(Line::text(format!(
+                "Refreshed Expires At: {}",
+                refreshed
+                    .expires_at()
+                    .map_or_else(|| "Not set".into(), rfc3339)
+            )));
+        }
         for warning in self.warnings() {
             lines.push(Line::text(format!("Warning: {warning}")));
         }
@@ -218,6 +249,11 @@ impl<'a> Report<'a> {
                 "cos": self.token.cos().map(|cos| Value::Object(cos.header().clone())),
                 "refreshed_id_token": self.token.refreshed_id_token().map(|(jws, _)| Value::Object(jws.header().clone())),
             },
+            "refreshed": self.token.refreshed_id_token().map(|(_, claims)| json!({
+                "payload": Value::Object(claims.object().clone()),
+                "issued_at": claims.issued_at(),
+                "expires_at": claims.expires_at(),
+            })),
             "token_hash": self.token.hash(),
             "warnings": self.warnings(),
         })
