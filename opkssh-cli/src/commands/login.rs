@@ -92,8 +92,8 @@ pub(crate) struct LoginArgs {
     /// Redirect URI sent to the OP instead of the local listener's.
     #[arg(long, value_name = "URI")]
     pub(crate) remote_redirect_uri: Option<String>,
-    /// Principals for the certificate (comma list; empty for none). Default: opkssh-wildcard.
-    #[arg(long, value_delimiter = ',', num_args = 0..=1, value_name = "LIST")]
+    /// Principals for the certificate (comma list). Default: opkssh-wildcard.
+    #[arg(long, value_delimiter = ',', value_name = "LIST", value_parser = parse_principal)]
     pub(crate) principals: Option<Vec<String>>,
     /// Give up waiting for the browser after this many seconds [default: 300; with --device:
     /// when the provider's code expires].
@@ -124,6 +124,17 @@ impl LoginArgs {
     fn uses_agent(&self) -> bool {
         self.agent || self.agent_only
     }
+}
+
+/// A certificate without principals is one sshd refuses for every account, so an empty
+/// `--principals` (or an empty item in the list) is a usage error, as in Go.
+fn parse_principal(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        return Err(
+            "a principal cannot be empty; leave --principals out for opkssh-wildcard".to_owned(),
+        );
+    }
+    Ok(value.to_owned())
 }
 
 fn parse_key_type(value: &str) -> Result<UserKeyType, String> {
