@@ -79,8 +79,9 @@ fn error(message: impl Into<String>) -> ConfigError {
     ConfigError(message.into())
 }
 
-/// `~/.opk/config.yml`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+/// `~/.opk/config.yml`. Serializable so the documentation tests can list the keys the code
+/// reads.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct ClientConfig {
     /// `default_provider`: an alias or `webchooser`.
@@ -90,7 +91,7 @@ pub struct ClientConfig {
 }
 
 /// One `providers` entry.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct ProviderEntry {
     /// Space-separated aliases.

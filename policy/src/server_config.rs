@@ -4,8 +4,9 @@ use crate::error::{FileError, FileErrorKind, Location};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The server configuration. Unknown keys are ignored, as in Go.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
+/// The server configuration. Unknown keys are ignored, as in Go. Serializable so the
+/// documentation tests can list the keys the code reads.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(default)]
 pub struct ServerConfig {
     /// Set in verify's environment before any network access or plugin run.
