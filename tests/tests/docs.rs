@@ -7,6 +7,8 @@
 //! - `yaml server-config`: `/etc/opk/config.yml`, parsed by `ServerConfig::parse`.
 //! - `yaml client-config`: `~/.opk/config.yml`, parsed by `ClientConfig::parse`.
 //! - `yaml plugin`: a `policy.d/*.yml` plugin file, parsed by `PluginConfig::parse`.
+//! - `text explain`: `opkssh explain` output: every line a step (`pass`, `fail`, `skip`,
+//!   `note`) or the verdict (`allow:`, `deny:` naming its check in brackets).
 //! - `sh`: every line that runs `opkssh` (also `sudo opkssh`, `cargo run … -- <args>`) names a
 //!   real command, and every flag it uses appears in that command's `--help`.
 //!
@@ -188,6 +190,24 @@ fn plugin_examples_parse() {
     }
 }
 
+#[test]
+fn explain_examples_are_explain_output() {
+    for block in blocks_tagged("explain") {
+        for line in block.text.lines() {
+            let step = ["pass  ", "fail  ", "skip  ", "note  "]
+                .iter()
+                .any(|outcome| line.starts_with(outcome));
+            let verdict =
+                (line.starts_with("allow: ") || line.starts_with("deny: ")) && line.ends_with(']');
+            assert!(
+                step || verdict,
+                "{}: not explain output: {line}",
+                block.at()
+            );
+        }
+    }
+}
+
 /// `opkssh …` command lines in `sh` blocks, as word lists without the program name.
 fn command_lines() -> Vec<(String, Vec<String>)> {
     let mut lines = Vec::new();
@@ -278,8 +298,10 @@ fn documented_commands_and_flags_exist() {
                 break;
             }
         }
+        // `opkssh --version`: flags of the program itself.
+        let program_flags = args.first().is_some_and(|word| word.starts_with('-'));
         assert!(
-            !path.is_empty(),
+            !path.is_empty() || program_flags,
             "{at}: `opkssh {}` names no command",
             args.join(" ")
         );
