@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure
 
+use std::path::Path;
 use std::process::Command;
 
 fn opkssh(args: &[&str]) -> String {
@@ -104,6 +105,22 @@ fn one_manual_page_per_subcommand() {
             page.contains(&format!(".SH NAME\n{}", name.replace('-', "\\-"))),
             "{page}"
         );
+        // SEE ALSO names reference documents that exist in docs/ (the packages install them).
+        let see_also = page
+            .split(".SH \"SEE ALSO\"\n")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{name}: no SEE ALSO"));
+        let documents: Vec<&str> = see_also
+            .lines()
+            .filter_map(|line| line.strip_prefix("/usr/share/doc/opkssh/"))
+            .collect();
+        assert!(!documents.is_empty(), "{name}: {see_also}");
+        for document in documents {
+            let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../docs")
+                .join(document);
+            assert!(source.is_file(), "{name}: {document} is not in docs/");
+        }
     }
     // Nested commands get pages too, with their full synopsis.
     let list = std::fs::read_to_string(dir.join("opkssh-client-provider-list.1")).unwrap();

@@ -75,7 +75,40 @@ fn render(command: &clap::Command, title: &str) -> Result<Vec<u8>, CommandError>
         .source(format!("opkssh {}", env!("CARGO_PKG_VERSION")))
         .render(&mut page)
         .map_err(write_failed)?;
+    page.extend_from_slice(see_also(title).as_bytes());
     Ok(page)
+}
+
+/// Where the manual pages installed the user reference (the packages put docs/ there).
+const DOC_DIR: &str = "/usr/share/doc/opkssh";
+
+/// The reference documents that explain a page's command, most specific first.
+fn references(title: &str) -> &'static [&'static str] {
+    let command = title.strip_prefix("opkssh-").unwrap_or("");
+    match command.split('-').next().unwrap_or("") {
+        "" => &[
+            "client.md",
+            "server.md",
+            "providers.md",
+            "migrating-from-go.md",
+            "troubleshooting.md",
+        ],
+        "login" | "logout" | "inspect" | "client" | "demo" => &["client.md", "providers.md"],
+        "explain" | "verify" | "audit" => &["server.md", "troubleshooting.md"],
+        _ => &["server.md", "migrating-from-go.md"],
+    }
+}
+
+/// A SEE ALSO section naming the main page (on subcommand pages) and the reference documents.
+fn see_also(title: &str) -> String {
+    let mut roff = String::from(".SH \"SEE ALSO\"\n");
+    if title != "opkssh" {
+        roff.push_str("\\fBopkssh\\fR(1)\n.br\n");
+    }
+    for document in references(title) {
+        roff.push_str(&format!("{DOC_DIR}/{document}\n.br\n"));
+    }
+    roff
 }
 
 /// The page of a built `command` (named like `opkssh-client-provider`), then those of its
