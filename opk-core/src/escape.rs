@@ -19,7 +19,7 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-/// Whether `c` is written escaped by [`line`].
+/// Whether `c` is written escaped by [`line()`].
 pub fn needs_escape(c: char) -> bool {
     matches!(
         c,
@@ -56,7 +56,7 @@ pub fn line(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Lines of text joined by `\n`, each escaped by [`line`] (a `\n` inside one of them shows as
+/// Lines of text joined by `\n`, each escaped by [`line()`] (a `\n` inside one of them shows as
 /// `\n`), with a final newline: a report whose line structure no value can change.
 pub fn lines<I, S>(lines: I) -> String
 where
