@@ -58,6 +58,7 @@ pub mod client_config;
 #[cfg(feature = "demo-op")]
 pub mod demo_op;
 pub mod device;
+pub mod duration;
 pub mod files;
 mod flow;
 pub mod httpd;
