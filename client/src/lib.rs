@@ -52,6 +52,7 @@
 pub mod agent;
 pub mod agent_certificates;
 pub mod callback;
+pub mod check;
 pub mod chooser;
 pub mod ci;
 pub mod client_config;

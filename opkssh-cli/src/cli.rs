@@ -26,6 +26,9 @@ pub(crate) enum Command {
     Add(commands::add::AddArgs),
     /// Validate policy file entries against provider definitions
     Audit(commands::audit::AuditArgs),
+    /// Exit 0 if an opkssh certificate is there and stays valid for --exp, else 1 with the
+    /// reason (opkssh check || opkssh login)
+    Check(commands::check::CheckArgs),
     /// Interact with client configuration
     Client(commands::client::ClientArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)

@@ -2,6 +2,7 @@
 
 pub(crate) mod add;
 pub(crate) mod audit;
+pub(crate) mod check;
 pub(crate) mod client;
 pub(crate) mod demo;
 pub(crate) mod docs;
