@@ -52,6 +52,8 @@ pub(crate) enum Command {
     Permissions(commands::permissions::PermissionsArgs),
     /// Read the principal's home policy file
     Readhome(commands::readhome::ReadhomeArgs),
+    /// Run ssh with the opkssh identity, logging in first if it is missing or about to expire
+    Ssh(commands::ssh::SshArgs),
     /// Undo install-server (as root): sshd configuration, sudoers rule, binary, cache
     #[command(name = "uninstall-server")]
     UninstallServer(commands::install_server::UninstallServerArgs),

@@ -13,4 +13,5 @@ pub(crate) mod login;
 pub(crate) mod logout;
 pub(crate) mod permissions;
 pub(crate) mod readhome;
+pub(crate) mod ssh;
 pub(crate) mod verify;

@@ -43,6 +43,7 @@ fn main() -> ExitCode {
             commands::permissions::run(&args).map_err(CliError::from)
         }
         Some(Command::Readhome(args)) => commands::readhome::run(&args).map_err(CliError::from),
+        Some(Command::Ssh(args)) => commands::ssh::run(&args),
         Some(Command::UninstallServer(args)) => {
             commands::install_server::run_uninstall(&args).map_err(CliError::from)
         }
