@@ -14,7 +14,7 @@ use opk_core::jws::SigningKey;
 use opk_core::pktoken::PkToken;
 use opk_core::sshcert::ssh_key::{Certificate, HashAlg, public::KeyData};
 use opk_core::sshcert::{EXTENSION_PK_TOKEN, OpksshCertificate};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The identity (`iss`, `sub`) and expiry a certificate's PK token claims; unverified.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +191,21 @@ pub fn lifetime_until(expiry: i64, now: SystemTime) -> u32 {
     u32::try_from(remaining.max(1)).unwrap_or(u32::MAX)
 }
 
+/// The lifetime an identity gets in the agent: `requested` (from `--lifetime`,
+/// `agent_lifetime` or [`crate::duration::DEFAULT_AGENT_LIFETIME`]), cut to what is left of the
+/// ID token (`expiry`, if the token has one), and at least 1 s. The cut keeps the agent from
+/// offering a certificate that [`AgentCertificate::dead_because`] already calls dead and the
+/// next login would evict.
+pub fn agent_lifetime(requested: Duration, expiry: Option<i64>, now: SystemTime) -> u32 {
+    let requested = u32::try_from(requested.as_secs())
+        .unwrap_or(u32::MAX)
+        .max(1);
+    match expiry {
+        Some(expiry) => requested.min(lifetime_until(expiry, now)),
+        None => requested,
+    }
+}
+
 /// What [`add_replacing_stale`] did.
 #[derive(Debug)]
 pub struct Added {
@@ -202,31 +217,19 @@ pub struct Added {
     pub removals: Removals,
 }
 
-/// Why [`add_replacing_stale`] failed.
-#[derive(Debug, thiserror::Error)]
-pub enum AddError {
-    /// The PK token has no `exp`, so there is no lifetime to give the identity.
-    #[error("the ID token has no exp claim, so its lifetime in the ssh-agent cannot be bounded")]
-    NoExpiry,
-    /// The agent.
-    #[error(transparent)]
-    Agent(#[from] AgentError),
-}
-
 /// Removes the stale opkssh certificates (see [`stale`]) from the agent, then adds `key` with
-/// `certificate` for as long as the PK token's ID token is valid.
+/// `certificate` for [`agent_lifetime`]`(requested, the ID token's exp)`.
 ///
 /// # Errors
-/// [`AddError::NoExpiry`] before anything is changed; [`AddError::Agent`] if listing or adding
-/// fails, or a removal fails other than by refusal.
+/// Listing or adding fails, or a removal fails other than by refusal.
 pub fn add_replacing_stale(
     agent: &mut Agent,
     key: &SigningKey,
     certificate: &OpksshCertificate,
     pk_token: &PkToken,
+    requested: Duration,
     now: SystemTime,
-) -> Result<Added, AddError> {
-    let expiry = current_expiry(pk_token).ok_or(AddError::NoExpiry)?;
+) -> Result<Added, AgentError> {
     let claims = pk_token.claims();
     let existing = opkssh_certificates(&agent.identities()?);
     let chosen = stale(&existing, claims.issuer(), claims.subject(), now)
@@ -235,7 +238,7 @@ pub fn add_replacing_stale(
         .collect();
     let removals = Removals::remove_all(agent, chosen)?;
     let comment = identity_comment(claims);
-    let lifetime = lifetime_until(expiry, now);
+    let lifetime = agent_lifetime(requested, current_expiry(pk_token), now);
     agent.add_certificate(&CertificateIdentity {
         key,
         certificate,
@@ -435,6 +438,23 @@ mod tests {
         assert_eq!(lifetime_until(later(-100), now()), 1);
         assert_eq!(lifetime_until(i64::MAX, now()), u32::MAX);
         assert_eq!(lifetime_until(i64::MIN, now()), 1);
+    }
+
+    #[test]
+    fn the_agent_lifetime_is_the_requested_one_cut_to_the_token() {
+        let day = Duration::from_secs(86400);
+        assert_eq!(agent_lifetime(day, Some(later(3600)), now()), 3600);
+        assert_eq!(
+            agent_lifetime(Duration::from_secs(5), Some(later(3600)), now()),
+            5
+        );
+        assert_eq!(agent_lifetime(day, None, now()), 86400);
+        assert_eq!(agent_lifetime(day, Some(later(-5)), now()), 1);
+        assert_eq!(agent_lifetime(Duration::ZERO, None, now()), 1);
+        assert_eq!(
+            agent_lifetime(Duration::from_secs(u64::MAX), None, now()),
+            u32::MAX
+        );
     }
 
     #[test]

@@ -88,6 +88,19 @@ pub struct ClientConfig {
     pub default_provider: Option<String>,
     /// `providers`.
     pub providers: Vec<ProviderEntry>,
+    /// `agent_lifetime`: how long `opkssh login` asks the ssh-agent to keep the key (`12h`,
+    /// `45m`, or seconds); see [`ClientConfig::agent_lifetime`].
+    pub agent_lifetime: Option<ConfigDuration>,
+}
+
+/// A duration in the client config: a number of seconds or a string such as `12h`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum ConfigDuration {
+    /// `agent_lifetime: 28800`.
+    Seconds(u64),
+    /// `agent_lifetime: 8h`.
+    Text(String),
 }
 
 /// One `providers` entry.
@@ -160,6 +173,25 @@ impl ClientConfig {
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         serde_saphyr::from_str(text)
             .map_err(|problem| error(format!("failed to parse client config: {problem}")))
+    }
+
+    /// `agent_lifetime`, checked as an ssh-agent lifetime; `None` when absent.
+    ///
+    /// # Errors
+    /// A value that is not a duration, zero, or too long for the agent protocol.
+    pub fn agent_lifetime(&self) -> Result<Option<std::time::Duration>, ConfigError> {
+        let bad = |why: String| error(format!("invalid agent_lifetime in client config: {why}"));
+        match &self.agent_lifetime {
+            None => Ok(None),
+            Some(ConfigDuration::Seconds(seconds)) => {
+                crate::duration::lifetime(std::time::Duration::from_secs(*seconds))
+                    .map(Some)
+                    .map_err(|why| bad(why.to_owned()))
+            }
+            Some(ConfigDuration::Text(text)) => crate::duration::parse_lifetime(text)
+                .map(Some)
+                .map_err(|problem| bad(problem.to_string())),
+        }
     }
 
     /// The built-in default.
@@ -654,6 +686,37 @@ mod tests {
         assert_eq!(parsed.providers[0].access_type, "offline");
         assert_eq!(parsed.providers[0].redirect_uris.len(), 3);
         assert_eq!(parsed.providers[1].scopes, "openid");
+    }
+
+    #[test]
+    fn agent_lifetime_is_seconds_or_a_duration() {
+        let lifetime = |yaml: &str| ClientConfig::parse(yaml).unwrap().agent_lifetime();
+        assert_eq!(config().agent_lifetime(), Ok(None));
+        assert_eq!(
+            lifetime("agent_lifetime: 12h\n"),
+            Ok(Some(std::time::Duration::from_secs(43200)))
+        );
+        assert_eq!(
+            lifetime("agent_lifetime: 28800\n"),
+            Ok(Some(std::time::Duration::from_secs(28800)))
+        );
+        assert_eq!(
+            lifetime("agent_lifetime: \"1h30m\"\n"),
+            Ok(Some(std::time::Duration::from_secs(5400)))
+        );
+        for bad in [
+            "agent_lifetime: 0\n",
+            "agent_lifetime: 3d\n",
+            "agent_lifetime: \"\"\n",
+        ] {
+            let problem = lifetime(bad).unwrap_err();
+            assert!(
+                problem
+                    .0
+                    .starts_with("invalid agent_lifetime in client config: "),
+                "{bad}: {problem}"
+            );
+        }
     }
 
     #[test]

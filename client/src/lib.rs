@@ -52,12 +52,14 @@
 pub mod agent;
 pub mod agent_certificates;
 pub mod callback;
+pub mod check;
 pub mod chooser;
 pub mod ci;
 pub mod client_config;
 #[cfg(feature = "demo-op")]
 pub mod demo_op;
 pub mod device;
+pub mod duration;
 pub mod files;
 mod flow;
 pub mod httpd;

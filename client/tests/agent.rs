@@ -283,6 +283,7 @@ fn adding_evicts_dead_and_superseded_opkssh_certificates_only() {
         &key,
         &fresh,
         &token,
+        opk_client::duration::DEFAULT_AGENT_LIFETIME,
         SystemTime::now(),
     )
     .unwrap();

@@ -26,6 +26,9 @@ pub(crate) enum Command {
     Add(commands::add::AddArgs),
     /// Validate policy file entries against provider definitions
     Audit(commands::audit::AuditArgs),
+    /// Exit 0 if an opkssh certificate is there and stays valid for --exp, else 1 with the
+    /// reason (opkssh check || opkssh login)
+    Check(commands::check::CheckArgs),
     /// Interact with client configuration
     Client(commands::client::ClientArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
@@ -49,6 +52,8 @@ pub(crate) enum Command {
     Permissions(commands::permissions::PermissionsArgs),
     /// Read the principal's home policy file
     Readhome(commands::readhome::ReadhomeArgs),
+    /// Run ssh with the opkssh identity, logging in first if it is missing or about to expire
+    Ssh(commands::ssh::SshArgs),
     /// Undo install-server (as root): sshd configuration, sudoers rule, binary, cache
     #[command(name = "uninstall-server")]
     UninstallServer(commands::install_server::UninstallServerArgs),

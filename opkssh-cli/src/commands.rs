@@ -2,6 +2,7 @@
 
 pub(crate) mod add;
 pub(crate) mod audit;
+pub(crate) mod check;
 pub(crate) mod client;
 pub(crate) mod demo;
 pub(crate) mod docs;
@@ -12,4 +13,5 @@ pub(crate) mod login;
 pub(crate) mod logout;
 pub(crate) mod permissions;
 pub(crate) mod readhome;
+pub(crate) mod ssh;
 pub(crate) mod verify;

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Add(args)) => commands::add::run(&args).map_err(CliError::from),
         Some(Command::Audit(args)) => commands::audit::run(&args).map_err(CliError::from),
+        Some(Command::Check(args)) => commands::check::run(&args),
         Some(Command::Client(args)) => commands::client::run(&args),
         Some(Command::Completions(args)) => {
             commands::docs::completions(&args).map_err(CliError::from)
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
             commands::permissions::run(&args).map_err(CliError::from)
         }
         Some(Command::Readhome(args)) => commands::readhome::run(&args).map_err(CliError::from),
+        Some(Command::Ssh(args)) => commands::ssh::run(&args),
         Some(Command::UninstallServer(args)) => {
             commands::install_server::run_uninstall(&args).map_err(CliError::from)
         }

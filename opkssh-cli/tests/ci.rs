@@ -114,6 +114,8 @@ fn opkssh(home: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_opkssh"));
     command
         .env("HOME", home)
+        // A login now adds to the caller's ssh-agent when SSH_AUTH_SOCK is set.
+        .env_remove("SSH_AUTH_SOCK")
         .env_remove("OPKSSH_PROVIDERS")
         .env_remove("OPKSSH_DEFAULT")
         .env_remove("ACTIONS_ID_TOKEN_REQUEST_URL")

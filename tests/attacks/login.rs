@@ -516,6 +516,7 @@ fn redirect_uri_on_a_look_alike_of_localhost() {
     let output = Command::new(e2e::target_binary("opkssh"))
         .args(["login", "--disable-browser-open", "lying"])
         .env("HOME", home.path())
+        .env_remove("SSH_AUTH_SOCK")
         .stdin(Stdio::null())
         .output()
         .unwrap();

@@ -95,11 +95,18 @@ impl LoginProcess {
     /// Starts `opkssh login <args>` with `HOME=home`, a clean environment plus `env`, and
     /// `--disable-browser-open` unless `args` has `--device`.
     pub fn start(home: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> LoginProcess {
-        let mut command = Command::new(e2e::target_binary("opkssh"));
-        command.arg("login");
+        let mut all = vec!["login"];
         if !args.contains(&"--device") {
-            command.arg("--disable-browser-open");
+            all.push("--disable-browser-open");
         }
+        all.extend_from_slice(args);
+        Self::start_opkssh(home, &all, env)
+    }
+
+    /// Starts `opkssh <args>` (any command that may log in, such as `opkssh ssh`) with
+    /// `HOME=home`, the same clean environment as [`LoginProcess::start`] plus `env`.
+    pub fn start_opkssh(home: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> LoginProcess {
+        let mut command = Command::new(e2e::target_binary("opkssh"));
         command.args(args).env("HOME", home);
         for name in CLEANED_ENV {
             command.env_remove(name);

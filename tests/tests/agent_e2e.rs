@@ -3,7 +3,8 @@
 //! agent with the ID token's remaining lifetime, `ssh` gets into a real sshd (whose
 //! AuthorizedKeysCommand is our `opkssh verify`) with nothing but the agent, a later login
 //! evicts dead and superseded opkssh certificates and nothing else, and logout empties the
-//! agent of them.
+//! agent of them. A plain `opkssh login` adds to the agent too when `SSH_AUTH_SOCK` is set (best
+//! effort, with `--lifetime` or `agent_lifetime`), and `--no-agent` leaves the agent alone.
 //!
 //! Gated like the harness: without `OPKSSH_E2E=1` every test prints `SKIP e2e: …` and passes.
 
@@ -557,4 +558,136 @@ fn auto_refresh_replaces_the_certificate_in_the_agent() {
 
     let server = Server::start(&e2e, &op, "alice@example.com");
     server.assert_agent_gets_in(&agent, &home);
+}
+
+/// The key file `opkssh login` wrote by default in `home` and its certificate.
+fn default_pair(home: &Path) -> (PathBuf, PathBuf) {
+    let key = home.join(".ssh").join("id_ecdsa");
+    let cert = home.join(".ssh").join("id_ecdsa-cert.pub");
+    assert!(key.is_file() && cert.is_file(), "{:?}", files_under(home));
+    (key, cert)
+}
+
+#[test]
+fn a_plain_login_adds_to_a_running_agent_with_the_chosen_lifetime() {
+    let Some(e2e) = E2e::require() else { return };
+    let op = Op::start(&[]);
+    let agent = SshAgent::start(e2e.dir());
+    let home = e2e.dir().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let comment = format!("openpubkey {} alice@example.com", op.issuer());
+    let spec = provider_spec(&op);
+
+    // 1. No agent flag at all: the key files and the agent, with the default lifetime (24 h)
+    //    cut to what is left of the OP's one-hour ID token.
+    let run = login(&home, Some(&agent.socket), &["--provider", &spec], "alice");
+    let (_, cert) = default_pair(&home);
+    let lifetime = printed_lifetime(&run, &comment);
+    assert!((3500..=3600).contains(&lifetime), "{lifetime}");
+    assert!(!run.stderr.contains("Warning"), "{}", run.stderr);
+    let held = agent.opkssh_certificates();
+    assert_eq!(held.len(), 1, "{:?}", agent.listed());
+    let written = OpksshCertificate::from_line(&std::fs::read_to_string(&cert).unwrap()).unwrap();
+    assert_eq!(held[0].0.as_bytes(), written.as_bytes());
+    // The agent's own log names the lifetime constraint it received.
+    assert!(
+        agent
+            .log()
+            .contains(&format!("\"{comment}\" (life: {lifetime})")),
+        "{}",
+        agent.log()
+    );
+
+    // 2. agent_lifetime in the client config is used...
+    let config_dir = home.join(".opk");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    std::fs::write(config_dir.join("config.yml"), "agent_lifetime: 20m\n").unwrap();
+    let run = login(&home, Some(&agent.socket), &["--provider", &spec], "alice");
+    assert_eq!(printed_lifetime(&run, &comment), 1200);
+    assert!(agent.log().contains(&format!("\"{comment}\" (life: 1200)")));
+    // ...the earlier certificate went out of the agent...
+    assert_eq!(agent.opkssh_certificates().len(), 1, "{:?}", agent.listed());
+
+    // 3. ...and --lifetime wins over it. A 4 s lifetime: the agent drops the key by itself.
+    let run = login(
+        &home,
+        Some(&agent.socket),
+        &["--provider", &spec, "--lifetime", "4s"],
+        "alice",
+    );
+    let added = Instant::now();
+    assert_eq!(printed_lifetime(&run, &comment), 4);
+    assert!(agent.log().contains(&format!("\"{comment}\" (life: 4)")));
+    assert_eq!(agent.opkssh_certificates().len(), 1, "{:?}", agent.listed());
+    std::thread::sleep(Duration::from_secs(6).saturating_sub(added.elapsed()));
+    assert_eq!(
+        agent.opkssh_certificates().len(),
+        0,
+        "the agent kept the key past --lifetime 4s: {:?}",
+        agent.listed()
+    );
+    // The key files stay: only the agent's copy had a lifetime.
+    default_pair(&home);
+}
+
+#[test]
+fn without_an_agent_login_warns_and_no_agent_touches_none() {
+    let Some(e2e) = E2e::require() else { return };
+    let op = Op::start(&[]);
+    let spec = provider_spec(&op);
+
+    // SSH_AUTH_SOCK names no agent: the login succeeds and warns.
+    let home = e2e.dir().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let absent = e2e.dir().join("absent.sock");
+    let run = login(&home, Some(&absent), &["--provider", &spec], "alice");
+    default_pair(&home);
+    assert!(
+        run.stderr.contains(&format!(
+            "Warning: did not add the key to the ssh-agent: cannot reach the ssh-agent at {}",
+            absent.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stdout.contains("Added opkssh certificate"),
+        "{}",
+        run.stdout
+    );
+
+    // SSH_AUTH_SOCK unset: no agent is expected, nothing to warn about.
+    let quiet_home = e2e.dir().join("quiet");
+    std::fs::create_dir(&quiet_home).unwrap();
+    let run = login(&quiet_home, None, &["--provider", &spec], "alice");
+    default_pair(&quiet_home);
+    assert!(!run.stderr.contains("ssh-agent"), "{}", run.stderr);
+
+    // --no-agent with a running agent: the agent gets nothing (and, with SSH_AUTH_SOCK on a
+    // dead socket, nothing is even tried: no warning).
+    let agent = SshAgent::start(e2e.dir());
+    let no_agent_home = e2e.dir().join("no-agent");
+    std::fs::create_dir(&no_agent_home).unwrap();
+    let run = login(
+        &no_agent_home,
+        Some(&agent.socket),
+        &["--provider", &spec, "--no-agent"],
+        "alice",
+    );
+    default_pair(&no_agent_home);
+    assert!(!run.stdout.contains("ssh-agent"), "{}", run.stdout);
+    assert!(!run.stderr.contains("ssh-agent"), "{}", run.stderr);
+    assert_eq!(agent.listed(), Vec::<String>::new());
+    let short_list = agent.ssh_add(&["-l"]);
+    assert!(
+        String::from_utf8_lossy(&short_list.stdout).contains("The agent has no identities"),
+        "{short_list:?}"
+    );
+    let run = login(
+        &no_agent_home,
+        Some(&absent),
+        &["--provider", &spec, "--no-agent"],
+        "alice",
+    );
+    assert!(!run.stderr.contains("ssh-agent"), "{}", run.stderr);
 }

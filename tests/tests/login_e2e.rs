@@ -431,6 +431,7 @@ fn headless_chromium_login_through_browser_env() {
         .arg(&key)
         .env("HOME", &home)
         .env("BROWSER", &wrapper)
+        .env_remove("SSH_AUTH_SOCK")
         .env_remove("OPKSSH_PROVIDERS")
         .env_remove("OPKSSH_DEFAULT")
         .stdin(Stdio::null())

@@ -1,7 +1,8 @@
 //! `opkssh login [alias]` (behaviour.md §2.2): choose the provider, log in through the
-//! browser (or the CI runner), build the certificate, write the key pair where Go would (and
-//! with `--agent`/`--agent-only` add it to the ssh-agent), print the identity, and with
-//! `--auto-refresh` keep the certificate fresh.
+//! browser (or the CI runner), build the certificate, write the key pair where Go would, add
+//! it to the ssh-agent (best effort when `SSH_AUTH_SOCK` is set, as upstream #611; required
+//! with `--agent`, alone with `--agent-only`, never with `--no-agent`), print the identity,
+//! and with `--auto-refresh` keep the certificate fresh.
 
 use crate::error::CliError;
 use crate::report;
@@ -106,13 +107,42 @@ pub(crate) struct LoginArgs {
     /// With --device: do not draw the QR code.
     #[arg(long)]
     pub(crate) no_qr: bool,
-    /// Also add the key and certificate to the ssh-agent ($SSH_AUTH_SOCK) until the ID token
-    /// expires, removing stale opkssh certificates from it first.
+    /// Fail unless the key and certificate can be added to the ssh-agent ($SSH_AUTH_SOCK);
+    /// without it they are added when SSH_AUTH_SOCK is set, and a missing agent is a warning.
     #[arg(long)]
     pub(crate) agent: bool,
     /// Like --agent, but write no key files (for shared machines).
     #[arg(long, conflicts_with_all = ["print_key", "private_key_file"])]
     pub(crate) agent_only: bool,
+    /// Do not touch the ssh-agent, even when SSH_AUTH_SOCK is set.
+    #[arg(long, conflicts_with_all = ["agent", "agent_only", "lifetime"])]
+    pub(crate) no_agent: bool,
+    /// How long the ssh-agent keeps the key: 12h, 45m, 1h30m or seconds [default:
+    /// agent_lifetime from the client config, else 24h]. Never longer than the ID token has
+    /// left.
+    #[arg(long, value_name = "DURATION", value_parser = parse_lifetime)]
+    pub(crate) lifetime: Option<Duration>,
+}
+
+/// Whether and how the login uses the ssh-agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AgentUse {
+    /// `--no-agent`, or `SSH_AUTH_SOCK` unset: the agent is not touched.
+    Off,
+    /// `SSH_AUTH_SOCK` set: add the identity, and only warn if that fails.
+    BestEffort,
+    /// `--agent`: add the identity or fail (checked before the browser opens).
+    Required,
+    /// `--agent-only`: as `Required`, and no key files.
+    Only,
+}
+
+/// What the login does with the agent, resolved before the browser opens.
+#[derive(Debug, Clone, Copy)]
+struct AgentPlan {
+    usage: AgentUse,
+    /// The requested lifetime (cut to the ID token's remaining validity when added).
+    lifetime: Duration,
 }
 
 impl LoginArgs {
@@ -121,8 +151,19 @@ impl LoginArgs {
         Duration::from_secs(self.timeout.unwrap_or(300))
     }
 
-    fn uses_agent(&self) -> bool {
-        self.agent || self.agent_only
+    fn agent_use(&self) -> AgentUse {
+        if self.no_agent {
+            AgentUse::Off
+        } else if self.agent_only {
+            AgentUse::Only
+        } else if self.agent {
+            AgentUse::Required
+        } else if std::env::var_os(opk_client::agent::AUTH_SOCK_ENV).is_some_and(|v| !v.is_empty())
+        {
+            AgentUse::BestEffort
+        } else {
+            AgentUse::Off
+        }
     }
 }
 
@@ -135,6 +176,24 @@ fn parse_principal(value: &str) -> Result<String, String> {
         );
     }
     Ok(value.to_owned())
+}
+
+fn parse_lifetime(value: &str) -> Result<Duration, String> {
+    opk_client::duration::parse_lifetime(value).map_err(|error| error.to_string())
+}
+
+/// `--lifetime` › `agent_lifetime` › 24 h (upstream's order and default).
+fn agent_plan(args: &LoginArgs, config: &ClientConfig) -> Result<AgentPlan, CliError> {
+    let usage = args.agent_use();
+    let lifetime = match (usage, args.lifetime) {
+        (AgentUse::Off, _) => opk_client::duration::DEFAULT_AGENT_LIFETIME,
+        (_, Some(lifetime)) => lifetime,
+        (_, None) => config
+            .agent_lifetime()
+            .map_err(fail)?
+            .unwrap_or(opk_client::duration::DEFAULT_AGENT_LIFETIME),
+    };
+    Ok(AgentPlan { usage, lifetime })
 }
 
 fn parse_key_type(value: &str) -> Result<UserKeyType, String> {
@@ -255,13 +314,14 @@ fn run_inner(args: &LoginArgs, out: &mut Output) -> Result<ExitCode, CliError> {
             return Ok(ExitCode::SUCCESS);
         }
     }
-    if args.uses_agent() {
+    if matches!(args.agent_use(), AgentUse::Required | AgentUse::Only) {
         // Before the browser opens: a login the agent cannot take would be wasted.
         Agent::from_env()
             .and_then(|mut agent| agent.identities())
             .map_err(|error| fail(format!("cannot use the ssh-agent: {error}")))?;
     }
     let config = load_config(&config_path, out)?;
+    let agent = agent_plan(args, &config)?;
     let env = Env::from_process();
     let selection = Selection {
         provider_flag: args.provider.as_deref(),
@@ -284,12 +344,12 @@ fn run_inner(args: &LoginArgs, out: &mut Output) -> Result<ExitCode, CliError> {
             // The tab that chose goes on to the provider's `/login`.
             let kind = chosen.kind.clone();
             let mut redirect = |url: &str| chosen.redirect(url);
-            return login_with(args, &kind, &config, &http, out, Some(&mut redirect));
+            return login_with(args, &kind, &config, agent, &http, out, Some(&mut redirect));
         }
     };
     let kind = client_config::to_provider(&entry, &env, args.remote_redirect_uri.as_deref())
         .map_err(fail)?;
-    login_with(args, &kind, &config, &http, out, None)
+    login_with(args, &kind, &config, agent, &http, out, None)
 }
 
 fn http_client() -> Result<HttpClient, CliError> {
@@ -334,6 +394,7 @@ fn login_with(
     args: &LoginArgs,
     kind: &ProviderKind,
     config: &ClientConfig,
+    agent: AgentPlan,
     http: &HttpClient,
     out: &mut Output,
     opener: Option<&mut dyn FnMut(&str)>,
@@ -368,7 +429,16 @@ fn login_with(
         None => opk_client::log_in(kind, key, flow, http, out),
     }
     .map_err(fail)?;
-    finish(args, kind, config, identity, home.as_deref(), http, out)
+    finish(
+        args,
+        kind,
+        config,
+        agent,
+        identity,
+        home.as_deref(),
+        http,
+        out,
+    )
 }
 
 /// Prints the URL and opens a browser unless told not to (behaviour.md §2.2.5).
@@ -420,10 +490,12 @@ fn make_certificate(
     opk_client::certificate(key, pk_token, args.principals.as_deref(), access_token).map_err(fail)
 }
 
+#[allow(clippy::too_many_arguments)] // the login's state, handed on once from login_with
 fn finish(
     args: &LoginArgs,
     kind: &ProviderKind,
     config: &ClientConfig,
+    agent: AgentPlan,
     mut identity: Identity,
     home: Option<&Path>,
     http: &HttpClient,
@@ -459,7 +531,7 @@ fn finish(
         print!("{}", certificate.to_line(CertComment::None));
         println!("{}", pem.as_str());
         None
-    } else if args.agent_only {
+    } else if agent.usage == AgentUse::Only {
         None
     } else {
         let home = home.ok_or_else(|| fail("could not find the home directory"))?;
@@ -481,9 +553,7 @@ fn finish(
         )?;
         Some(destination)
     };
-    if args.uses_agent() {
-        add_to_agent(&identity.key, &certificate, &identity.pk_token, out)?;
-    }
+    add_to_agent(agent, &identity.key, &certificate, &identity.pk_token, out)?;
 
     if args.print_id_token {
         out.say(&format!(
@@ -553,16 +623,14 @@ fn finish(
                         out,
                     )?;
                 }
-                None if args.agent_only => {}
+                None if agent.usage == AgentUse::Only => {}
                 None => {
                     let pem = private_key_to_openssh(&session.key).map_err(fail)?;
                     print!("{}", certificate.to_line(CertComment::None));
                     println!("{}", pem.as_str());
                 }
             }
-            if args.uses_agent() {
-                add_to_agent(&session.key, &certificate, &session.pk_token, out)?;
-            }
+            add_to_agent(agent, &session.key, &certificate, &session.pk_token, out)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -585,23 +653,39 @@ fn write_keys(
     Ok(())
 }
 
-/// Adds the identity to the agent, stale opkssh certificates out first (reported on stderr).
+/// Adds the identity to the agent as `plan` says, stale opkssh certificates out first
+/// (reported on stderr). A best-effort failure is a warning on stderr.
 fn add_to_agent(
+    plan: AgentPlan,
     key: &SigningKey,
     certificate: &OpksshCertificate,
     pk_token: &PkToken,
     out: &mut Output,
 ) -> Result<(), CliError> {
-    let agent_error = |error: &dyn std::fmt::Display| fail(format!("ssh-agent: {error}"));
-    let mut agent = Agent::from_env().map_err(|error| agent_error(&error))?;
-    let added = agent_certificates::add_replacing_stale(
-        &mut agent,
-        key,
-        certificate,
-        pk_token,
-        SystemTime::now(),
-    )
-    .map_err(|error| agent_error(&error))?;
+    if plan.usage == AgentUse::Off {
+        return Ok(());
+    }
+    let added = Agent::from_env().and_then(|mut agent| {
+        agent_certificates::add_replacing_stale(
+            &mut agent,
+            key,
+            certificate,
+            pk_token,
+            plan.lifetime,
+            SystemTime::now(),
+        )
+    });
+    let added = match added {
+        Ok(added) => added,
+        Err(error) if plan.usage == AgentUse::BestEffort => {
+            eprintln!(
+                "Warning: did not add the key to the ssh-agent: {error} (the login succeeded; \
+                 --no-agent skips the agent)"
+            );
+            return Ok(());
+        }
+        Err(error) => return Err(fail(format!("ssh-agent: {error}"))),
+    };
     for removal in &added.removals.removed {
         eprintln!(
             "Removed opkssh certificate from ssh-agent: {} ({}): {}",
