@@ -497,3 +497,68 @@ fn env_vars_proxy_reaches_the_http_client() {
         "the request bypassed the proxy"
     );
 }
+
+/// Fleets alert on Go's verify log lines; they must keep matching after the swap. Each
+/// decision is one line carrying Go's phrase and then ours, and `Providers loaded:` comes
+/// before it.
+#[test]
+fn log_lines_carry_the_phrases_go_admins_grep_for() {
+    let Some(_e2e) = E2e::require() else { return };
+    let issuers = VectorIssuers::start().unwrap();
+    let vector = vector("accept", "es256-ecdsa").unwrap();
+    issuers.serve_vector(&vector.name).unwrap();
+    let issuer = vector.trimmed("issuer.txt").unwrap();
+    let line = vector.text("cert.pub").unwrap();
+    let server = Server::for_vector(&vector, "alice");
+    let client_id = vector.trimmed("client_id.txt").unwrap();
+    let policy = vector.meta_str("expiration_policy").unwrap_or("oidc");
+
+    assert_allowed(&server.verify("alice", &line), &server, &line);
+    let log = server.log();
+    let lines: Vec<&str> = log.lines().collect();
+    let loaded = lines
+        .iter()
+        .position(|line| line.contains("Providers loaded: "))
+        .unwrap_or_else(|| panic!("no Providers loaded line: {log}"));
+    assert!(
+        lines[loaded].ends_with(&format!("Providers loaded: {issuer} {client_id} {policy}")),
+        "{log}"
+    );
+    let allows: Vec<&&str> = lines
+        .iter()
+        .filter(|line| line.contains("successfully verified"))
+        .collect();
+    assert_eq!(allows.len(), 1, "{log}");
+    assert!(
+        allows[0].contains("successfully verified: allow principal=alice identity="),
+        "{log}"
+    );
+    // Go's logger prefix (`YYYY/MM/DD HH:MM:SS `), then Go's words, as in Go's own line.
+    assert_eq!(
+        allows[0].get(20..41),
+        Some("successfully verified"),
+        "{log}"
+    );
+    assert!(lines.iter().position(|l| l == allows[0]).unwrap() > loaded);
+    assert!(!log.contains("failed to verify:"), "{log}");
+
+    assert_denied(&server.verify("mallory", &line), &server);
+    let log = server.log();
+    let denies: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("failed to verify: "))
+        .collect();
+    assert_eq!(denies.len(), 1, "{log}");
+    assert_eq!(denies[0].get(20..38), Some("failed to verify: "), "{log}");
+    assert!(
+        denies[0].contains("failed to verify: deny principal=mallory identity="),
+        "{log}"
+    );
+    assert_eq!(
+        log.lines()
+            .filter(|line| line.contains("successfully verified"))
+            .count(),
+        1,
+        "{log}"
+    );
+}
