@@ -328,7 +328,7 @@ fn decide_steps(
             .map(|row| Location::line(&providers_path, row.line))
             .collect(),
         cache,
-        env: config.env_vars.clone(),
+        env: opk_net::proxy::process_env_with(&config.env_vars),
         budget: BUDGET,
     };
     let verified =
