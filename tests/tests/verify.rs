@@ -724,3 +724,74 @@ fn log_lines_carry_the_phrases_go_admins_grep_for() {
         "{log}"
     );
 }
+
+/// The version sshd -V (or ssh -V) prints on this machine, as `OpenSSH_9.2p1 Debian-2+deb12u3`.
+fn machine_openssh_version() -> String {
+    for (binary, flag) in [("/usr/sbin/sshd", "-V"), ("ssh", "-V")] {
+        if let Ok(output) = Command::new(binary).arg(flag).output() {
+            let text = String::from_utf8_lossy(&output.stderr).into_owned();
+            if let Some(line) = text.lines().find(|line| line.starts_with("OpenSSH_")) {
+                return line.split(", ").next().unwrap().trim_end().to_owned();
+            }
+        }
+    }
+    panic!("no OpenSSH on this machine");
+}
+
+/// `audit --json` reports this machine's OpenSSH version, as Go's does.
+#[test]
+fn audit_json_reports_the_machines_openssh_version() {
+    let Some(_e2e) = E2e::require() else { return };
+    let server = Server::new(
+        "https://accounts.google.com g oidc\n",
+        "alice alice@example.com https://accounts.google.com\n",
+        None,
+    );
+    let output = Command::new(e2e::target_binary("opkssh"))
+        .arg("audit")
+        .arg("--config-dir")
+        .arg(server.path("etc"))
+        .args(["--skip-user-policy", "--json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("{error}: {output:?}"));
+    assert_eq!(
+        report["openssh_version"].as_str(),
+        Some(machine_openssh_version().as_str()),
+        "{report:#}"
+    );
+}
+
+/// verify warns, in Go's words, about an OpenSSH older than 8.1. The version is cached per
+/// sshd binary in the cache directory: the first verify fills it from this machine's real
+/// sshd (no warning here: it is newer), then an old version is planted in the entry, under the
+/// real binary's key, and the next verify warns from the cache, with no exec.
+#[test]
+fn verify_warns_about_an_openssh_older_than_8_1() {
+    let Some(_e2e) = E2e::require() else { return };
+    let issuers = VectorIssuers::start().unwrap();
+    let vector = vector("accept", "es256-ecdsa").unwrap();
+    issuers.serve_vector(&vector.name).unwrap();
+    let line = vector.text("cert.pub").unwrap();
+    let server = Server::for_vector(&vector, "alice");
+    const WARNING: &str = "Warning: OpenPubkey SSH requires OpenSSH v. 8.1 or greater";
+
+    assert_allowed(&server.verify("alice", &line), &server, &line);
+    assert_allowed(&server.verify("alice", &line), &server, &line);
+    assert!(!server.log().contains(WARNING), "{}", server.log());
+    let entry = server.path("cache").join("openssh-version");
+    let text = std::fs::read_to_string(&entry).unwrap();
+    let (key, version) = text.split_once('\n').unwrap();
+    assert_eq!(version.trim_end(), machine_openssh_version());
+
+    std::fs::write(&entry, format!("{key}\nOpenSSH_7.4p1\n")).unwrap();
+    assert_allowed(&server.verify("alice", &line), &server, &line);
+    let log = server.log();
+    assert_eq!(log.matches(WARNING).count(), 1, "{log}");
+    // The warning does not change the decision, and it precedes it.
+    assert!(
+        log.find(WARNING).unwrap() < log.rfind("successfully verified").unwrap(),
+        "{log}"
+    );
+}

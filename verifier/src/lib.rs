@@ -10,6 +10,7 @@ mod decide;
 pub mod fuzzing;
 pub mod jwks_cache;
 pub mod log;
+pub mod openssh;
 pub mod pipeline;
 
 pub use decide::{Attempt, GO_ALLOW, GO_DENY, GO_PROVIDERS, ServerFiles, Verdict, decide};

@@ -79,6 +79,13 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode, CliError> {
             args.principal, args.key_type
         ),
     );
+    // Only read when it can be logged; warm, it is one stat and one small read (no exec).
+    if args.log_level >= Level::Warn {
+        let version = verifier::openssh::cached(&args.cache_dir, &verifier::openssh::BINARIES);
+        if let Some(warning) = verifier::openssh::warning(version.as_ref()) {
+            log.write(Level::Warn, warning);
+        }
+    }
     let mut dir = args.config.dir();
     if let Some(path) = &args.config_path {
         dir = dir.with_config_path(path);
