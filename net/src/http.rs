@@ -2,6 +2,7 @@
 //! https only (plain http only for loopback test issuers).
 
 use crate::deadline::Deadline;
+use crate::proxy::ProxyConfig;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -78,44 +79,56 @@ fn authority(rest: &str) -> &str {
 #[derive(Debug)]
 pub struct HttpClient {
     agent: ureq::Agent,
+    proxy_config: ProxyConfig,
+    /// Each configured proxy, parsed once.
+    proxies: Vec<(String, ureq::Proxy)>,
 }
 
 impl HttpClient {
-    /// A client using the proxy named in `env` (`/etc/opk/config.yml` `env_vars`: `HTTPS_PROXY`,
-    /// `https_proxy`, `ALL_PROXY`, `HTTP_PROXY`), or none. sshd strips the environment, so the
-    /// config file is where a proxy is set.
+    /// A client that picks a proxy per request as Go's `http.ProxyFromEnvironment` does
+    /// ([`crate::proxy`]) from `env`: on a server, the process environment overlaid with
+    /// `env_vars` from `/etc/opk/config.yml` (sshd strips the environment, so the config file
+    /// is where a proxy is set).
     ///
     /// # Errors
-    /// An unparsable proxy URL.
+    /// An unparsable proxy URL. Go would ignore it and connect directly; refusing instead
+    /// keeps requests from leaving by a route the admin did not choose.
     pub fn new(env: &BTreeMap<String, String>) -> Result<Self, FetchError> {
-        let proxy_setting = [
-            "HTTPS_PROXY",
-            "https_proxy",
-            "ALL_PROXY",
-            "all_proxy",
-            "HTTP_PROXY",
-            "http_proxy",
-        ]
-        .iter()
-        .find_map(|name| env.get(*name).filter(|value| !value.is_empty()));
-        let proxy = match proxy_setting {
-            Some(value) => {
-                Some(ureq::Proxy::new(value).map_err(|_| FetchError::Proxy(value.clone()))?)
-            }
-            None => None,
-        };
+        let proxy_config = ProxyConfig::from_env(env);
+        let proxies = proxy_config
+            .proxies()
+            .map(|value| {
+                ureq::Proxy::new(value)
+                    .map(|proxy| (value.to_owned(), proxy))
+                    .map_err(|_| FetchError::Proxy(value.to_owned()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let tls = ureq::tls::TlsConfig::builder()
             .root_certs(ureq::tls::RootCerts::PlatformVerifier)
             .build();
         let agent = ureq::Agent::config_builder()
-            .proxy(proxy)
+            // Chosen per request; ureq's own reading of the environment differs from Go's.
+            .proxy(None)
             .max_redirects(0)
             .http_status_as_error(false)
             .tls_config(tls)
             .user_agent(concat!("opkssh-rs/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
-        Ok(Self { agent })
+        Ok(Self {
+            agent,
+            proxy_config,
+            proxies,
+        })
+    }
+
+    /// The proxy for `url`, or `None` to connect directly.
+    fn proxy_for(&self, url: &str) -> Option<ureq::Proxy> {
+        let chosen = self.proxy_config.proxy_for(url)?;
+        self.proxies
+            .iter()
+            .find(|(value, _)| value == chosen)
+            .map(|(_, proxy)| proxy.clone())
     }
 
     /// GETs `url` (with an optional bearer token) and returns the body of a 200 answer.
@@ -140,6 +153,7 @@ impl HttpClient {
             .get(url)
             .config()
             .timeout_global(Some(budget))
+            .proxy(self.proxy_for(url))
             .build();
         if let Some(token) = bearer {
             request = request.header("Authorization", format!("Bearer {token}"));
@@ -203,6 +217,7 @@ impl HttpClient {
             .post(url)
             .config()
             .timeout_global(Some(budget))
+            .proxy(self.proxy_for(url))
             .build()
             .header("Content-Type", "application/x-www-form-urlencoded")
             .header("Accept", "application/json")

@@ -12,3 +12,4 @@
 
 pub mod deadline;
 pub mod http;
+pub mod proxy;

@@ -4,6 +4,7 @@
 pub mod e2e;
 pub mod login;
 pub mod mint;
+pub mod proxy;
 
 use anyhow::{Context as _, Result, bail};
 use std::path::{Path, PathBuf};

@@ -8,6 +8,7 @@ use opkssh_tests::e2e::{
     self, AkcConfig, DISCOVERY_PATH, E2e, Fault, JWKS_PATH, LOGIN_USER, LOGIN_USER2, Sshd,
     VectorIssuers, ssh_login,
 };
+use opkssh_tests::proxy::{ConnectProxy, CountingOrigin};
 use opkssh_tests::{Vector, vector, vectors};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
@@ -476,24 +477,321 @@ fn an_insecure_cache_is_ignored_and_an_unwritable_log_does_not_change_the_decisi
     );
 }
 
+/// Go never proxies requests to loopback (httpproxy's `useProxy`), so a loopback test issuer
+/// is reached directly even with both proxy variables set: the login is allowed and the proxy
+/// sees nothing.
 #[test]
-fn env_vars_proxy_reaches_the_http_client() {
+fn env_vars_proxy_is_not_used_for_a_loopback_issuer() {
     let Some(_e2e) = E2e::require() else { return };
     let issuers = VectorIssuers::start().unwrap();
     let vector = vector("accept", "es256-ecdsa").unwrap();
-    let issuer = issuers.serve_vector(&vector.name).unwrap();
+    issuers.serve_vector(&vector.name).unwrap();
     let line = vector.text("cert.pub").unwrap();
-    // A proxy that refuses connections: the fetch must go through it and fail.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
-    let config = format!("env_vars:\n  HTTP_PROXY: http://127.0.0.1:{port}\n");
+    let proxy = ConnectProxy::start(&[]).unwrap();
+    let config = format!(
+        "env_vars:\n  HTTP_PROXY: {0}\n  HTTPS_PROXY: {0}\n",
+        proxy.url()
+    );
     let server = Server::for_vector_with_config(&vector, "alice", Some(&config));
-    issuer.reset_requests();
-    assert_denied(&server.verify("alice", &line), &server);
+    assert_allowed(&server.verify("alice", &line), &server, &line);
+    assert_eq!(proxy.requests(), Vec::<String>::new());
+}
+
+/// Which way the discovery request went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// Through the proxy: it saw `CONNECT <host>:<port>` and tunnelled to the origin.
+    Proxy,
+    /// Straight to the origin (an IP host): the proxy saw nothing, the origin a connection.
+    Direct,
+    /// Direct to a name only the proxy can resolve: nothing reached the proxy or the origin.
+    DirectUnresolvable,
+}
+
+/// `env_vars` proxies through the real binary, each NO_PROXY form, upper and lower case, a
+/// real CONNECT proxy. The issuer is https (verify fetches plain http only from loopback,
+/// which is never proxied), so no case gets past the TLS handshake with the origin; the
+/// proxy's and the origin's records show the route.
+#[test]
+fn env_vars_proxies_are_chosen_as_go_chooses_them() {
+    let Some(_e2e) = E2e::require() else { return };
+    let origin = CountingOrigin::start("0.0.0.0:0").unwrap();
+    let port = origin.port();
+    let proxy = ConnectProxy::start(&[("opk-issuer.test", [127, 0, 0, 1].into())]).unwrap();
+    let url = proxy.url();
+    let name = format!("opk-issuer.test:{port}");
+    let ip = format!("0.0.0.0:{port}");
+    let cases: Vec<(&str, String, Route)> = vec![
+        (&name, format!("HTTPS_PROXY: {url}"), Route::Proxy),
+        (&name, format!("https_proxy: {url}"), Route::Proxy),
+        (
+            &name,
+            format!("HTTPS_PROXY: \"\"\n  https_proxy: {url}"),
+            Route::Proxy,
+        ),
+        // http URLs only use HTTP_PROXY, https URLs only HTTPS_PROXY; ALL_PROXY is not read.
+        (
+            &name,
+            format!("HTTP_PROXY: {url}"),
+            Route::DirectUnresolvable,
+        ),
+        (
+            &name,
+            format!("ALL_PROXY: {url}"),
+            Route::DirectUnresolvable,
+        ),
+        (
+            &name,
+            format!("HTTPS_PROXY: {url}\n  NO_PROXY: opk-issuer.test"),
+            Route::DirectUnresolvable,
+        ),
+        (
+            &name,
+            format!("HTTPS_PROXY: {url}\n  NO_PROXY: .test"),
+            Route::DirectUnresolvable,
+        ),
+        (
+            &name,
+            format!("HTTPS_PROXY: {url}\n  no_proxy: \"*.test\""),
+            Route::DirectUnresolvable,
+        ),
+        (
+            &name,
+            format!("https_proxy: {url}\n  no_proxy: example.com,test"),
+            Route::DirectUnresolvable,
+        ),
+        (
+            &name,
+            format!("HTTPS_PROXY: {url}\n  NO_PROXY: \"*\""),
+            Route::DirectUnresolvable,
+        ),
+        (
+            &name,
+            format!("HTTPS_PROXY: {url}\n  NO_PROXY: opk-issuer.test:{port}"),
+            Route::DirectUnresolvable,
+        ),
+        // A leading dot matches subdomains only; a port narrows the entry.
+        (
+            &name,
+            format!("HTTPS_PROXY: {url}\n  NO_PROXY: .opk-issuer.test"),
+            Route::Proxy,
+        ),
+        (
+            &name,
+            format!("HTTPS_PROXY: {url}\n  NO_PROXY: opk-issuer.test:1"),
+            Route::Proxy,
+        ),
+        (
+            &name,
+            format!("HTTPS_PROXY: {url}\n  NO_PROXY: issuer.test"),
+            Route::Proxy,
+        ),
+        // IP hosts: addresses and CIDRs.
+        (&ip, format!("HTTPS_PROXY: {url}"), Route::Proxy),
+        (
+            &ip,
+            format!("HTTPS_PROXY: {url}\n  NO_PROXY: 0.0.0.0/8"),
+            Route::Direct,
+        ),
+        (
+            &ip,
+            format!("HTTPS_PROXY: {url}\n  no_proxy: 0.0.0.0"),
+            Route::Direct,
+        ),
+        (
+            &ip,
+            format!("HTTPS_PROXY: {url}\n  NO_PROXY: 0.0.0.0:{port}"),
+            Route::Direct,
+        ),
+        (
+            &ip,
+            format!("HTTPS_PROXY: {url}\n  NO_PROXY: 10.0.0.0/8,0.0.0.0:1"),
+            Route::Proxy,
+        ),
+    ];
+    for (host, env_vars, route) in cases {
+        let issuer = format!("https://{host}");
+        let minted =
+            opkssh_tests::mint::mint(&issuer, "proxy-client", "alice@example.com").unwrap();
+        let server = Server::new(
+            &format!("{issuer} proxy-client oidc\n"),
+            &format!("alice alice@example.com {issuer}\n"),
+            Some(&format!("env_vars:\n  {env_vars}\n")),
+        );
+        let (before_proxy, before_origin) = (proxy.requests().len(), origin.connections());
+        let output = server.verify("alice", &minted.cert_line);
+        assert_denied(&output, &server);
+        let through_proxy = proxy.requests().split_off(before_proxy);
+        let at_origin = origin.connections() - before_origin;
+        let case = format!(
+            "{host} with {env_vars:?}: proxy saw {through_proxy:?}, origin {at_origin}\n{}",
+            server.log()
+        );
+        match route {
+            Route::Proxy => {
+                assert!(!through_proxy.is_empty(), "{case}");
+                assert!(
+                    through_proxy
+                        .iter()
+                        .all(|line| *line == format!("CONNECT {host} HTTP/1.1")),
+                    "{case}"
+                );
+                assert!(
+                    at_origin >= 1,
+                    "the tunnel did not reach the origin: {case}"
+                );
+            }
+            Route::Direct => {
+                assert!(through_proxy.is_empty(), "{case}");
+                assert!(at_origin >= 1, "{case}");
+            }
+            Route::DirectUnresolvable => {
+                assert!(through_proxy.is_empty(), "{case}");
+                assert_eq!(at_origin, 0, "{case}");
+                assert!(server.log().contains("opk-issuer.test"), "{case}");
+            }
+        }
+    }
+    // Every connection that reached the origin, tunnelled or not, began a TLS handshake.
+    assert!(
+        origin.first_bytes().iter().all(|byte| *byte == 0x16),
+        "{:?}",
+        origin.first_bytes()
+    );
+}
+
+/// Fleets alert on Go's verify log lines; they must keep matching after the swap. Each
+/// decision is one line carrying Go's phrase and then ours, and `Providers loaded:` comes
+/// before it.
+#[test]
+fn log_lines_carry_the_phrases_go_admins_grep_for() {
+    let Some(_e2e) = E2e::require() else { return };
+    let issuers = VectorIssuers::start().unwrap();
+    let vector = vector("accept", "es256-ecdsa").unwrap();
+    issuers.serve_vector(&vector.name).unwrap();
+    let issuer = vector.trimmed("issuer.txt").unwrap();
+    let line = vector.text("cert.pub").unwrap();
+    let server = Server::for_vector(&vector, "alice");
+    let client_id = vector.trimmed("client_id.txt").unwrap();
+    let policy = vector.meta_str("expiration_policy").unwrap_or("oidc");
+
+    assert_allowed(&server.verify("alice", &line), &server, &line);
+    let log = server.log();
+    let lines: Vec<&str> = log.lines().collect();
+    let loaded = lines
+        .iter()
+        .position(|line| line.contains("Providers loaded: "))
+        .unwrap_or_else(|| panic!("no Providers loaded line: {log}"));
+    assert!(
+        lines[loaded].ends_with(&format!("Providers loaded: {issuer} {client_id} {policy}")),
+        "{log}"
+    );
+    let allows: Vec<&&str> = lines
+        .iter()
+        .filter(|line| line.contains("successfully verified"))
+        .collect();
+    assert_eq!(allows.len(), 1, "{log}");
+    assert!(
+        allows[0].contains("successfully verified: allow principal=alice identity="),
+        "{log}"
+    );
+    // Go's logger prefix (`YYYY/MM/DD HH:MM:SS `), then Go's words, as in Go's own line.
     assert_eq!(
-        issuer.requests(DISCOVERY_PATH),
-        0,
-        "the request bypassed the proxy"
+        allows[0].get(20..41),
+        Some("successfully verified"),
+        "{log}"
+    );
+    assert!(lines.iter().position(|l| l == allows[0]).unwrap() > loaded);
+    assert!(!log.contains("failed to verify:"), "{log}");
+
+    assert_denied(&server.verify("mallory", &line), &server);
+    let log = server.log();
+    let denies: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("failed to verify: "))
+        .collect();
+    assert_eq!(denies.len(), 1, "{log}");
+    assert_eq!(denies[0].get(20..38), Some("failed to verify: "), "{log}");
+    assert!(
+        denies[0].contains("failed to verify: deny principal=mallory identity="),
+        "{log}"
+    );
+    assert_eq!(
+        log.lines()
+            .filter(|line| line.contains("successfully verified"))
+            .count(),
+        1,
+        "{log}"
+    );
+}
+
+/// The version sshd -V (or ssh -V) prints on this machine, as `OpenSSH_9.2p1 Debian-2+deb12u3`.
+fn machine_openssh_version() -> String {
+    for (binary, flag) in [("/usr/sbin/sshd", "-V"), ("ssh", "-V")] {
+        if let Ok(output) = Command::new(binary).arg(flag).output() {
+            let text = String::from_utf8_lossy(&output.stderr).into_owned();
+            if let Some(line) = text.lines().find(|line| line.starts_with("OpenSSH_")) {
+                return line.split(", ").next().unwrap().trim_end().to_owned();
+            }
+        }
+    }
+    panic!("no OpenSSH on this machine");
+}
+
+/// `audit --json` reports this machine's OpenSSH version, as Go's does.
+#[test]
+fn audit_json_reports_the_machines_openssh_version() {
+    let Some(_e2e) = E2e::require() else { return };
+    let server = Server::new(
+        "https://accounts.google.com g oidc\n",
+        "alice alice@example.com https://accounts.google.com\n",
+        None,
+    );
+    let output = Command::new(e2e::target_binary("opkssh"))
+        .arg("audit")
+        .arg("--config-dir")
+        .arg(server.path("etc"))
+        .args(["--skip-user-policy", "--json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("{error}: {output:?}"));
+    assert_eq!(
+        report["openssh_version"].as_str(),
+        Some(machine_openssh_version().as_str()),
+        "{report:#}"
+    );
+}
+
+/// verify warns, in Go's words, about an OpenSSH older than 8.1. The version is cached per
+/// sshd binary in the cache directory: the first verify fills it from this machine's real
+/// sshd (no warning here: it is newer), then an old version is planted in the entry, under the
+/// real binary's key, and the next verify warns from the cache, with no exec.
+#[test]
+fn verify_warns_about_an_openssh_older_than_8_1() {
+    let Some(_e2e) = E2e::require() else { return };
+    let issuers = VectorIssuers::start().unwrap();
+    let vector = vector("accept", "es256-ecdsa").unwrap();
+    issuers.serve_vector(&vector.name).unwrap();
+    let line = vector.text("cert.pub").unwrap();
+    let server = Server::for_vector(&vector, "alice");
+    const WARNING: &str = "Warning: OpenPubkey SSH requires OpenSSH v. 8.1 or greater";
+
+    assert_allowed(&server.verify("alice", &line), &server, &line);
+    assert_allowed(&server.verify("alice", &line), &server, &line);
+    assert!(!server.log().contains(WARNING), "{}", server.log());
+    let entry = server.path("cache").join("openssh-version");
+    let text = std::fs::read_to_string(&entry).unwrap();
+    let (key, version) = text.split_once('\n').unwrap();
+    assert_eq!(version.trim_end(), machine_openssh_version());
+
+    std::fs::write(&entry, format!("{key}\nOpenSSH_7.4p1\n")).unwrap();
+    assert_allowed(&server.verify("alice", &line), &server, &line);
+    let log = server.log();
+    assert_eq!(log.matches(WARNING).count(), 1, "{log}");
+    // The warning does not change the decision, and it precedes it.
+    assert!(
+        log.find(WARNING).unwrap() < log.rfind("successfully verified").unwrap(),
+        "{log}"
     );
 }

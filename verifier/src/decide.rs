@@ -22,6 +22,13 @@ use std::time::{Duration, SystemTime};
 /// alone, with no bound on the network calls).
 const BUDGET: Duration = Duration::from_secs(10);
 
+/// What Go's verify logs on allow (`log.Println("successfully verified")`).
+pub const GO_ALLOW: &str = "successfully verified";
+/// What Go's verify logs before the reason of a denial (`log.Println("failed to verify:", err)`).
+pub const GO_DENY: &str = "failed to verify:";
+/// What Go's verify logs before the providers rows once the file loads.
+pub const GO_PROVIDERS: &str = "Providers loaded:";
+
 /// One login attempt to decide: what sshd passes and where the server files are.
 pub struct Attempt<'a> {
     /// The configuration directory (`/etc/opk`): providers, auth_id, config.yml, policy.d.
@@ -66,6 +73,9 @@ pub struct Verdict {
     pub freshness: Option<Freshness>,
     /// Warnings for the log.
     pub notes: Vec<String>,
+    /// The providers rows, for Go's `Providers loaded:` log line; `None` if the file did not
+    /// load.
+    pub providers_loaded: Option<String>,
 }
 
 impl Verdict {
@@ -74,15 +84,17 @@ impl Verdict {
         self.line.is_some()
     }
 
-    /// The `info` log line.
+    /// The `info` log line. It starts with Go's own words (`successfully verified`, `failed to
+    /// verify:`; Go: main.go) because fleets alert on them, and they must keep firing when the
+    /// Go binary is swapped for this one.
     fn summary(&self, principal: &str, elapsed_ms: u128) -> String {
         match (&self.line, self.freshness) {
             (Some(_), Some(freshness)) => format!(
-                "allow principal={principal} identity={} rule: {} keys={freshness:?} ({elapsed_ms} ms)",
+                "{GO_ALLOW}: allow principal={principal} identity={} rule: {} keys={freshness:?} ({elapsed_ms} ms)",
                 self.identity, self.trace
             ),
             _ => format!(
-                "deny principal={principal} identity={} reason: {} ({elapsed_ms} ms)",
+                "{GO_DENY} deny principal={principal} identity={} reason: {} ({elapsed_ms} ms)",
                 self.identity, self.trace
             ),
         }
@@ -105,6 +117,9 @@ impl Verdict {
 
     /// Logs the decision: warnings, each step (debug), the summary (info).
     pub fn log(&self, log: &mut Log, principal: &str, elapsed_ms: u128) {
+        if let Some(rows) = &self.providers_loaded {
+            log.write(Level::Info, &format!("{GO_PROVIDERS} {rows}"));
+        }
         for note in &self.notes {
             log.write(Level::Warn, note);
         }
@@ -164,13 +179,21 @@ pub fn decide(attempt: &Attempt<'_>) -> Verdict {
     let mut steps = Vec::new();
     let mut notes = Vec::new();
     let mut identity = "-".to_owned();
-    match decide_steps(attempt, &mut steps, &mut notes, &mut identity) {
+    let mut providers_loaded = None;
+    match decide_steps(
+        attempt,
+        &mut steps,
+        &mut notes,
+        &mut identity,
+        &mut providers_loaded,
+    ) {
         Ok((line, matched, freshness)) => Verdict {
             line: Some(line),
             identity,
             trace: Trace::deciding(&matched, steps),
             freshness: Some(freshness),
             notes,
+            providers_loaded,
         },
         Err(reason) => Verdict {
             line: None,
@@ -178,6 +201,7 @@ pub fn decide(attempt: &Attempt<'_>) -> Verdict {
             trace: Trace::deciding(&reason, steps),
             freshness: None,
             notes,
+            providers_loaded,
         },
     }
 }
@@ -188,6 +212,7 @@ fn decide_steps(
     steps: &mut Vec<Step>,
     notes: &mut Vec<String>,
     identity: &mut String,
+    providers_loaded: &mut Option<String>,
 ) -> Result<(AuthorizedKeysLine, Step, Freshness), Step> {
     let request = Request {
         principal: attempt.principal,
@@ -225,6 +250,14 @@ fn decide_steps(
     for warning in providers.warnings() {
         notes.push(format!("config problem: {warning}"));
     }
+    *providers_loaded = Some(
+        providers
+            .rows()
+            .iter()
+            .map(|row| format!("{} {} {}", row.issuer, row.client_id, row.expiration))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
     // Go drops env_vars and the deny lists when config.yml is unreadable and carries on; a deny
     // list that silently stops applying is a security hole, so this denies instead.
     let config_source = || TraceSource::Config(dir.config());
@@ -295,7 +328,7 @@ fn decide_steps(
             .map(|row| Location::line(&providers_path, row.line))
             .collect(),
         cache,
-        env: config.env_vars.clone(),
+        env: opk_net::proxy::process_env_with(&config.env_vars),
         budget: BUDGET,
     };
     let verified =

@@ -344,7 +344,7 @@ impl<'a> JwksCache<'a> {
 }
 
 /// Owned by the effective user and not writable by group or others.
-fn secure(metadata: &std::fs::Metadata) -> bool {
+pub(crate) fn secure(metadata: &std::fs::Metadata) -> bool {
     metadata.uid() == nix::unistd::geteuid().as_raw() && metadata.permissions().mode() & 0o022 == 0
 }
 

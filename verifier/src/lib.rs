@@ -10,9 +10,10 @@ mod decide;
 pub mod fuzzing;
 pub mod jwks_cache;
 pub mod log;
+pub mod openssh;
 pub mod pipeline;
 
-pub use decide::{Attempt, ServerFiles, Verdict, decide};
+pub use decide::{Attempt, GO_ALLOW, GO_DENY, GO_PROVIDERS, ServerFiles, Verdict, decide};
 
 // Shared with the login side (`opk-client`), so they live below both; the paths stay.
 pub use opk_net::{deadline, http};

@@ -44,7 +44,8 @@ pub struct Settings {
     pub provider_locations: Vec<Location>,
     /// The discovery/JWKS cache.
     pub cache: CacheSettings,
-    /// `env_vars` from `/etc/opk/config.yml` (proxy settings reach the HTTP client this way).
+    /// The proxy variables of the environment, overlaid with `env_vars` from
+    /// `/etc/opk/config.yml` (how admins give verify a proxy).
     pub env: BTreeMap<String, String>,
     /// The whole verify's time budget (default 10 s).
     pub budget: Duration,

@@ -229,7 +229,9 @@ pub(crate) fn run(args: &AuditArgs) -> Result<ExitCode, CommandError> {
             system_policy: system,
             home_policy: homes,
             opk_version: env!("CARGO_PKG_VERSION").to_owned(),
-            openssh_version: String::new(),
+            openssh_version: verifier::openssh::detect(&verifier::openssh::BINARIES)
+                .map(|version| version.text)
+                .unwrap_or_default(),
             os_info: os_info(),
             config_problems: config_problems.iter().map(Problem::from).collect(),
         };

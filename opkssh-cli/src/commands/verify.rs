@@ -8,9 +8,10 @@
 //! Every decision carries its trace: each step (what was checked, in which file and line,
 //! how it came out). The log gets, per decision, each step at `debug` level as
 //! `trace[<pid>] <step>` (the pid tells concurrent verifies apart), then one `info` line
-//! naming the deciding step: `allow principal=… identity=… rule: <step> keys=… (N ms)` or
-//! `deny principal=… identity=… reason: <step> (N ms)`. Warnings (unverified email, stale
-//! keys, skipped rows) stay `warn` lines. `--explain` (and `opkssh explain`) prints the same
+//! naming the deciding step: `successfully verified: allow principal=… identity=… rule: <step>
+//! keys=… (N ms)` or `failed to verify: deny principal=… identity=… reason: <step> (N ms)`, Go's
+//! words first so that alerts written for the Go binary still fire. `Providers loaded: …` (info)
+//! comes first, as in Go. Warnings (unverified email, stale keys, skipped rows) stay `warn` lines. `--explain` (and `opkssh explain`) prints the same
 //! steps on stdout instead of the sshd line.
 
 use crate::args::ConfigDirArg;
@@ -78,6 +79,13 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode, CliError> {
             args.principal, args.key_type
         ),
     );
+    // Only read when it can be logged; warm, it is one stat and one small read (no exec).
+    if args.log_level >= Level::Warn {
+        let version = verifier::openssh::cached(&args.cache_dir, &verifier::openssh::BINARIES);
+        if let Some(warning) = verifier::openssh::warning(version.as_ref()) {
+            log.write(Level::Warn, warning);
+        }
+    }
     let mut dir = args.config.dir();
     if let Some(path) = &args.config_path {
         dir = dir.with_config_path(path);
