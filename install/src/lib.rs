@@ -15,9 +15,14 @@
 
 mod diff;
 mod files;
+mod selinux;
 pub mod sshd_config;
 mod system;
 
+pub use selinux::{
+    BOOL_HOME, BOOL_PROXY, BOOL_SQUID, MODULE_NAME, MODULE_SOURCE, ModuleSource, PACKAGED_MODULE,
+    SelinuxHost, SelinuxOptions,
+};
 pub use sshd_config::Directives;
 pub use system::{Environment, Machine};
 
@@ -99,20 +104,10 @@ impl Layout {
 /// Where the binary comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Binary {
-    /// Copy this file to [`BINARY_PATH`].
+    /// Copy this file to [`InstallOptions::install_path`] ([`BINARY_PATH`] by default).
     Copy(PathBuf),
     /// A package installed it at [`PACKAGE_BINARY_PATH`].
     Packaged,
-}
-
-impl Binary {
-    /// The path sshd and sudo run.
-    pub fn installed_path(&self) -> &'static str {
-        match self {
-            Self::Copy(_) => BINARY_PATH,
-            Self::Packaged => PACKAGE_BINARY_PATH,
-        }
-    }
 }
 
 /// Whether home policies (`~/.opk/auth_id`, read through `sudo opkssh readhome`) are set up.
@@ -141,6 +136,12 @@ pub struct InstallOptions {
     pub home_policy: HomePolicy,
     /// Comment out another active `AuthorizedKeysCommand` instead of outranking it.
     pub overwrite_config: bool,
+    /// Where a copied binary goes (Go's `$OPKSSH_INSTALL_DIR/$OPKSSH_INSTALL_BINARY_NAME`).
+    pub install_path: String,
+    /// The sudoers file for the home-policy rule (Go's `OPKSSH_INSTALL_SUDOERS_PATH`).
+    pub sudoers_path: String,
+    /// The SELinux module and its booleans.
+    pub selinux: SelinuxOptions,
 }
 
 impl InstallOptions {
@@ -153,6 +154,17 @@ impl InstallOptions {
             group: AUTH_CMD_USER.to_owned(),
             home_policy: HomePolicy::On,
             overwrite_config: false,
+            install_path: BINARY_PATH.to_owned(),
+            sudoers_path: SUDOERS_FILE.to_owned(),
+            selinux: SelinuxOptions::default(),
+        }
+    }
+
+    /// The path sshd and sudo run.
+    pub fn binary_path(&self) -> &str {
+        match self.binary {
+            Binary::Copy(_) => &self.install_path,
+            Binary::Packaged => PACKAGE_BINARY_PATH,
         }
     }
 }
@@ -162,7 +174,7 @@ impl InstallOptions {
 pub struct UninstallOptions {
     /// Where the machine's files are.
     pub layout: Layout,
-    /// Remove [`BINARY_PATH`].
+    /// Remove [`UninstallOptions::install_path`].
     pub remove_binary: bool,
     /// Remove `/etc/opk` and the log too.
     pub purge: bool,
@@ -172,6 +184,12 @@ pub struct UninstallOptions {
     pub user: String,
     /// Its group.
     pub group: String,
+    /// The binary removed by `remove_binary`.
+    pub install_path: String,
+    /// The sudoers file the rule is taken out of.
+    pub sudoers_path: String,
+    /// Leave the SELinux module loaded (`--no-selinux`).
+    pub keep_selinux_module: bool,
 }
 
 impl UninstallOptions {
@@ -184,6 +202,9 @@ impl UninstallOptions {
             remove_user: false,
             user: AUTH_CMD_USER.to_owned(),
             group: AUTH_CMD_USER.to_owned(),
+            install_path: BINARY_PATH.to_owned(),
+            sudoers_path: SUDOERS_FILE.to_owned(),
+            keep_selinux_module: false,
         }
     }
 }
@@ -348,6 +369,23 @@ pub enum Change {
         /// Group name.
         name: String,
     },
+    /// `semodule -i` of the `opkssh` policy module (compiled first if from source).
+    SelinuxModule {
+        /// Where the module comes from.
+        source: ModuleSource,
+    },
+    /// `setsebool -P <name> on`.
+    SelinuxBoolean {
+        /// One of the module's booleans.
+        name: String,
+    },
+    /// `restorecon` on files and folders the installer wrote.
+    SelinuxRelabel {
+        /// Their paths.
+        paths: Vec<PathBuf>,
+    },
+    /// `semodule -r opkssh`.
+    SelinuxRemoveModule,
 }
 
 fn is_text(bytes: &[u8]) -> bool {
@@ -415,6 +453,33 @@ impl Change {
             Self::DeleteGroup { name } => {
                 format!("delete group {name} (groupdel {name}, if userdel left it)")
             }
+            Self::SelinuxModule { source } => match source {
+                ModuleSource::Compiled(path) => format!(
+                    "load SELinux module {MODULE_NAME} (semodule -i {})",
+                    path.display()
+                ),
+                ModuleSource::Source(path) => format!(
+                    "compile SELinux module {MODULE_NAME} from {} (checkmodule -M -m, semodule_package) and load it (semodule -i)",
+                    path.display()
+                ),
+                ModuleSource::BuiltIn => format!(
+                    "compile SELinux module {MODULE_NAME} from opkssh's built-in opkssh.te (checkmodule -M -m, semodule_package) and load it (semodule -i)"
+                ),
+            },
+            Self::SelinuxBoolean { name } => {
+                format!("turn on SELinux boolean {name} (setsebool -P {name} on)")
+            }
+            Self::SelinuxRelabel { paths } => format!(
+                "restore SELinux labels (restorecon {})",
+                paths
+                    .iter()
+                    .map(|path| path.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            Self::SelinuxRemoveModule => {
+                format!("remove SELinux module {MODULE_NAME} (semodule -r {MODULE_NAME})")
+            }
         }
     }
 
@@ -470,8 +535,10 @@ impl Change {
 pub struct Plan {
     /// Accounts and files, applied first.
     pub changes: Vec<Change>,
-    /// sshd's configuration, applied last, checked with `sshd -t` and rolled back if refused.
+    /// sshd's configuration, checked with `sshd -t` and rolled back if refused.
     pub sshd_changes: Vec<Change>,
+    /// Applied after sshd's files: relabeling what was written (SELinux).
+    pub last_changes: Vec<Change>,
     /// What the administrator should know (nothing here stops the plan).
     pub warnings: Vec<String>,
     /// The `AuthorizedKeysCommand` sshd should end up with (install only).
@@ -483,12 +550,15 @@ pub struct Plan {
 impl Plan {
     /// Whether nothing would change.
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty() && self.sshd_changes.is_empty()
+        self.changes.is_empty() && self.sshd_changes.is_empty() && self.last_changes.is_empty()
     }
 
     /// Every change, in the order they are applied.
     pub fn all_changes(&self) -> impl Iterator<Item = &Change> {
-        self.changes.iter().chain(&self.sshd_changes)
+        self.changes
+            .iter()
+            .chain(&self.sshd_changes)
+            .chain(&self.last_changes)
     }
 
     /// The change touching `path`, if any.
@@ -565,6 +635,14 @@ pub enum InstallError {
         kind: &'static str,
         /// The name.
         name: String,
+    },
+    /// SELinux is enabled but the tools to load opkssh's module are missing.
+    #[error(
+        "SELinux is enabled, and loading opkssh's policy module needs {missing}, which is not installed (dnf install policycoreutils checkpolicy), or pass --no-selinux"
+    )]
+    SelinuxTools {
+        /// The missing tools.
+        missing: String,
     },
     /// Accounts are only changed on the real machine.
     #[error("user accounts can only be changed when installing into / (plan asks to {0})")]
@@ -752,7 +830,7 @@ fn is_readhome_rule(line: &str, user: &str) -> bool {
         return false;
     };
     rest.strip_suffix(" readhome *")
-        .is_some_and(|binary| binary.starts_with('/') && binary.ends_with("/opkssh"))
+        .is_some_and(|binary| binary.starts_with('/') && !binary.contains(char::is_whitespace))
 }
 
 fn is_sudoers_comment(line: &str) -> bool {
@@ -802,11 +880,12 @@ fn plan_sudoers(
         && !text.contains("includedir /etc/sudoers.d")
     {
         plan.warnings.push(format!(
-            "{} does not include /etc/sudoers.d, so the readhome rule in {SUDOERS_FILE} has no effect",
-            main.display()
+            "{} does not include /etc/sudoers.d, so the readhome rule in {} has no effect",
+            main.display(),
+            options.sudoers_path
         ));
     }
-    let path = layout.path(SUDOERS_FILE);
+    let path = layout.path(&options.sudoers_path);
     if let Some(parent) = path.parent()
         && attributes_of(parent)?.is_none()
     {
@@ -816,7 +895,7 @@ fn plan_sudoers(
             owner: Owner::root(),
         });
     }
-    let rule = sudoers_rule(&options.user, options.binary.installed_path());
+    let rule = sudoers_rule(&options.user, options.binary_path());
     let previous = read_existing(&path)?;
     let current = match &previous {
         Some(existing) => read_text(existing, &path)?,
@@ -854,6 +933,81 @@ fn plan_sudoers(
         source: None,
     });
     Ok(())
+}
+
+/// Whether the sudoers rule for home policies is (to be) in place.
+fn home_policy_active(options: &InstallOptions, machine: &Machine) -> bool {
+    match options.home_policy {
+        HomePolicy::On => true,
+        HomePolicy::IfSudo => machine.sudo,
+        HomePolicy::Off => false,
+    }
+}
+
+/// The module (unless loaded already, or another source was named) and the booleans that are
+/// not on yet. The module comes from `--install-te-from`, else the package's compiled one,
+/// else opkssh's own source compiled here (as Go compiles its downloaded opkssh.te).
+fn plan_selinux(
+    plan: &mut Plan,
+    options: &InstallOptions,
+    machine: &Machine,
+) -> Result<(), InstallError> {
+    let host = &machine.selinux;
+    if options.selinux.skip || !host.enabled {
+        return Ok(());
+    }
+    let layout = &options.layout;
+    let packaged = layout.path(PACKAGED_MODULE);
+    let source = match &options.selinux.te_file {
+        Some(file) => Some(ModuleSource::Source(file.clone())),
+        None if host.has_module() => None,
+        None if packaged.is_file() => Some(ModuleSource::Compiled(packaged)),
+        None => Some(ModuleSource::BuiltIn),
+    };
+    let mut tools = vec!["semodule", "setsebool", "restorecon"];
+    if matches!(
+        source,
+        Some(ModuleSource::Source(_) | ModuleSource::BuiltIn)
+    ) {
+        tools.extend(["checkmodule", "semodule_package"]);
+    }
+    selinux::require_tools(layout, &tools)?;
+    if let Some(source) = source {
+        plan.changes.push(Change::SelinuxModule { source });
+    }
+    let wanted = [
+        (BOOL_HOME, home_policy_active(options, machine)),
+        (BOOL_SQUID, options.selinux.squid),
+        (BOOL_PROXY, options.selinux.proxy),
+    ];
+    for (name, wanted) in wanted {
+        if wanted && host.booleans.get(name) != Some(&true) {
+            plan.changes.push(Change::SelinuxBoolean {
+                name: name.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `restorecon` on every file and folder the plan writes or creates, so that each has its
+/// policy's label whatever the folder it was made in (Go relabels the binary it moved in).
+fn plan_relabel(plan: &mut Plan, options: &InstallOptions, machine: &Machine) {
+    if options.selinux.skip || !machine.selinux.enabled {
+        return;
+    }
+    let paths: Vec<PathBuf> = plan
+        .changes
+        .iter()
+        .chain(&plan.sshd_changes)
+        .filter_map(|change| match change {
+            Change::CreateDir { path, .. } | Change::WriteFile { path, .. } => Some(path.clone()),
+            _ => None,
+        })
+        .collect();
+    if !paths.is_empty() {
+        plan.last_changes.push(Change::SelinuxRelabel { paths });
+    }
 }
 
 /// sshd_config and the drop-ins, as the installer reads them.
@@ -999,7 +1153,7 @@ pub fn plan_install(options: &InstallOptions, machine: &Machine) -> Result<Plan,
     match &options.binary {
         Binary::Copy(source) => {
             let bytes = std::fs::read(source).map_err(io_error(source))?;
-            let path = layout.path(BINARY_PATH);
+            let path = layout.path(&options.install_path);
             if let Some(parent) = path.parent()
                 && attributes_of(parent)?.is_none()
             {
@@ -1044,6 +1198,9 @@ pub fn plan_install(options: &InstallOptions, machine: &Machine) -> Result<Plan,
             }
         }
     }
+
+    // SELinux (Go step 7), before anything sshd runs is configured.
+    plan_selinux(&mut plan, options, machine)?;
 
     // 3. /etc/opk (Go step 8). A package ships the files root:root: it sets their owner.
     ensure_dir(
@@ -1119,7 +1276,7 @@ pub fn plan_install(options: &InstallOptions, machine: &Machine) -> Result<Plan,
     plan_sudoers(&mut plan, machine, options)?;
 
     // 6. sshd (Go step 9).
-    let directives = Directives::new(options.binary.installed_path(), &options.user);
+    let directives = Directives::new(options.binary_path(), &options.user);
     let state = read_sshd(layout)?;
     let sshd = sshd_config::plan_install(&state.files, &directives, options.overwrite_config)
         .map_err(|error| InstallError::Sshd {
@@ -1127,15 +1284,13 @@ pub fn plan_install(options: &InstallOptions, machine: &Machine) -> Result<Plan,
             error,
         })?;
     sshd_changes(layout, &state, sshd, &mut plan);
-    plan.expected_command = Some(format!(
-        "{} verify %u %k %t",
-        options.binary.installed_path()
-    ));
+    plan.expected_command = Some(format!("{} verify %u %k %t", options.binary_path()));
+    plan_relabel(&mut plan, options, machine);
     if !plan.is_empty() {
         plan.log_record = Some(format!(
             "Successfully installed opkssh (VERSION_INSTALLED: opkssh version {}, BINARY: {}, HOME_POLICY: {}, OVERWRITE_CONFIG: {})",
             env!("CARGO_PKG_VERSION"),
-            options.binary.installed_path(),
+            options.binary_path(),
             options.home_policy != HomePolicy::Off,
             options.overwrite_config
         ));
@@ -1156,7 +1311,7 @@ pub fn plan_uninstall(options: &UninstallOptions, machine: &Machine) -> Result<P
     let sshd = sshd_config::plan_uninstall(&state.files);
     sshd_changes(layout, &state, sshd, &mut plan);
 
-    let sudoers = layout.path(SUDOERS_FILE);
+    let sudoers = layout.path(&options.sudoers_path);
     if let Some(existing) = read_existing(&sudoers)? {
         let text = read_text(&existing, &sudoers)?;
         let remaining = sudoers_without_opkssh(&text, &options.user);
@@ -1179,8 +1334,11 @@ pub fn plan_uninstall(options: &UninstallOptions, machine: &Machine) -> Result<P
         }
     }
 
+    if !options.keep_selinux_module && machine.selinux.enabled && machine.selinux.has_module() {
+        plan.changes.push(Change::SelinuxRemoveModule);
+    }
     if options.remove_binary {
-        let binary = layout.path(BINARY_PATH);
+        let binary = layout.path(&options.install_path);
         if attributes_of(&binary)?.is_some() {
             plan.changes.push(Change::Remove {
                 path: binary,
@@ -1318,6 +1476,11 @@ pub fn apply(
                 "sshd -t failed before these changes too, so sshd was not reloaded; fix the configuration, then reload sshd: {output}"
             )),
         }
+    }
+    for change in &plan.last_changes {
+        system::apply_change(change, environment)?;
+        report(&change.summary());
+        outcome.applied += 1;
     }
     if let Some(record) = &plan.log_record {
         let log = environment.layout.path(LOG_FILE);

@@ -5,6 +5,7 @@ use super::{
     Attributes, Change, Existing, InstallError, Layout, Owner, SSHD_CONFIG, Validation, io_error,
 };
 use crate::files;
+use crate::selinux::{self, SelinuxHost};
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
@@ -30,6 +31,8 @@ pub struct Machine {
     pub sudo: bool,
     /// The shell given to a new system account.
     pub nologin: String,
+    /// SELinux's state.
+    pub selinux: SelinuxHost,
 }
 
 impl Machine {
@@ -43,6 +46,7 @@ impl Machine {
                 .find(|shell| layout.path(shell).exists())
                 .map_or("/bin/false", |shell| shell)
                 .to_owned(),
+            selinux: SelinuxHost::probe(layout),
             ..Self::default()
         };
         for name in std::iter::once(&"root").chain(names) {
@@ -229,7 +233,7 @@ pub(crate) fn tool_path(name: &str) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
-fn output_text(output: &std::process::Output) -> String {
+pub(crate) fn output_text(output: &std::process::Output) -> String {
     let mut text = String::from_utf8_lossy(&output.stderr).trim().to_owned();
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !stdout.trim().is_empty() {
@@ -394,6 +398,10 @@ pub(crate) fn apply_change(change: &Change, environment: &Environment) -> Result
             }
         }
         Change::DeleteUser { name } => run("userdel", &[name]),
+        Change::SelinuxModule { source } => selinux::install_module(&environment.layout, source),
+        Change::SelinuxBoolean { name } => selinux::enable_boolean(&environment.layout, name),
+        Change::SelinuxRelabel { paths } => selinux::relabel(&environment.layout, paths),
+        Change::SelinuxRemoveModule => selinux::remove_module(&environment.layout),
         Change::DeleteGroup { name } => {
             if matches!(nix::unistd::Group::from_name(name), Ok(Some(_))) {
                 run("groupdel", &[name])

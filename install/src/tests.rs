@@ -67,11 +67,9 @@ impl Root {
         let (user, group) = me();
         InstallOptions {
             layout: self.layout.clone(),
-            binary: Binary::Copy(self.binary.clone()),
             user,
             group,
-            home_policy: HomePolicy::On,
-            overwrite_config: false,
+            ..InstallOptions::new(Binary::Copy(self.binary.clone()))
         }
     }
 
@@ -84,6 +82,7 @@ impl Root {
             remove_user: false,
             user,
             group,
+            ..UninstallOptions::new()
         }
     }
 

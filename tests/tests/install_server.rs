@@ -7,7 +7,9 @@
 //! installer creates it) and recreated afterwards for the other e2e tests.
 //!
 //! The package test needs the `.deb`: `.ci/run` builds it with `cargo deb` and sets
-//! `OPKSSH_DEB`; without it that test prints SKIP.
+//! `OPKSSH_DEB`; without it that test prints SKIP. The RPM test (`OPKSSH_RPM`, built with
+//! `cargo generate-rpm`) changes nothing on the machine: it reads the package with `rpm`, runs
+//! its scriptlets with a recorder for the binary, and installs it into a scratch root.
 
 #![allow(
     clippy::unwrap_used,
@@ -699,7 +701,8 @@ fn debian_package_installs_the_server_layout_and_purges_clean() {
     }
     assert_server_layout(PACKAGED);
     // Manual pages and shell completions, generated from the binary when the package was built.
-    const DOCS: [&str; 5] = [
+    const DOCS: [&str; 6] = [
+        "/usr/share/selinux/packages/opkssh.pp",
         "/usr/share/man/man1/opkssh.1.gz",
         "/usr/share/man/man1/opkssh-install-server.1.gz",
         "/usr/share/bash-completion/completions/opkssh",
@@ -727,4 +730,218 @@ fn debian_package_installs_the_server_layout_and_purges_clean() {
     }
     drop(backup);
     drop(e2e);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The RPM package (no machine changes: it is installed into a scratch root)
+// ---------------------------------------------------------------------------------------------
+
+/// Files and modes of the RPM, as `rpm -i --root` lays them out, keyed by path.
+fn tree_modes(root: &Path, skip: &Path) -> BTreeMap<String, u32> {
+    fn walk(path: &Path, root: &Path, skip: &Path, out: &mut BTreeMap<String, u32>) {
+        for entry in fs::read_dir(path).unwrap() {
+            let path = entry.unwrap().path();
+            if path == skip {
+                continue;
+            }
+            let metadata = fs::symlink_metadata(&path).unwrap();
+            if metadata.is_dir() {
+                walk(&path, root, skip, out);
+            } else {
+                let name = format!("/{}", path.strip_prefix(root).unwrap().display());
+                out.insert(name, metadata.mode() & 0o7777);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, skip, &mut out);
+    out
+}
+
+/// Regular files and modes in a .deb (`dpkg-deb -c`), keyed by path.
+fn deb_modes(deb: &Path) -> BTreeMap<String, u32> {
+    let out = run(Command::new("dpkg-deb").arg("-c").arg(deb));
+    assert_success(&out, "dpkg-deb -c");
+    let mut modes = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(perms), Some(path)) = (fields.first(), fields.last()) else {
+            continue;
+        };
+        if !perms.starts_with('-') {
+            continue;
+        }
+        let mode = perms.as_bytes()[1..].chunks(3).fold(0, |mode, rwx| {
+            let bits = u32::from(rwx[0] == b'r') << 2
+                | u32::from(rwx[1] == b'w') << 1
+                | u32::from(rwx[2] == b'x');
+            mode << 3 | bits
+        });
+        modes.insert(path.trim_start_matches('.').to_owned(), mode);
+    }
+    modes
+}
+
+/// The body of one scriptlet in `rpm -qp --scripts` output: the lines after its
+/// `<name> scriptlet...:` header, up to the next header.
+fn scriptlet(scripts: &str, name: &str) -> String {
+    let is_header = |line: &str| {
+        line.split_once(" scriptlet")
+            .is_some_and(|(word, rest)| !word.contains(' ') && rest.ends_with(':'))
+    };
+    let mut lines = scripts
+        .lines()
+        .skip_while(|line| !(line.starts_with(&format!("{name} scriptlet")) && is_header(line)));
+    assert!(lines.next().is_some(), "no {name} scriptlet in:\n{scripts}");
+    lines
+        .take_while(|line| !is_header(line))
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
+#[test]
+fn rpm_package_has_the_deb_files_config_and_scriptlets() {
+    let Some(rpm) = std::env::var_os("OPKSSH_RPM") else {
+        eprintln!(
+            "SKIP rpm: OPKSSH_RPM is not set (.ci/run builds the package with cargo generate-rpm and sets it)"
+        );
+        return;
+    };
+    let rpm = PathBuf::from(rpm);
+    let arch = run(Command::new("rpm").args(["--eval", "%{_arch}"]));
+    assert_success(&arch, "rpm --eval");
+    assert_eq!(
+        rpm.file_name().unwrap().to_string_lossy(),
+        format!(
+            "opkssh-{}-1.{}.rpm",
+            env!("CARGO_PKG_VERSION"),
+            String::from_utf8_lossy(&arch.stdout).trim()
+        )
+    );
+
+    // The file list, with /etc/opk as %config(noreplace) ("cn") and nothing else config.
+    let out = run(Command::new("rpm")
+        .args(["-qp", "--qf", "[%{FILENAMES} %{FILEFLAGS:fflags}\\n]"])
+        .arg(&rpm));
+    assert_success(&out, "rpm -qp --qf");
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    for path in [
+        "/etc/opk/providers",
+        "/etc/opk/auth_id",
+        "/etc/opk/config.yml",
+    ] {
+        assert!(
+            listing.lines().any(|line| line == format!("{path} cn")),
+            "{path} is not %config(noreplace):\n{listing}"
+        );
+    }
+    for path in [
+        "/usr/bin/opkssh",
+        "/usr/share/man/man1/opkssh.1.gz",
+        "/usr/share/man/man1/opkssh-install-server.1.gz",
+        "/usr/share/bash-completion/completions/opkssh",
+        "/usr/share/zsh/site-functions/_opkssh",
+        "/usr/share/fish/vendor_completions.d/opkssh.fish",
+        "/usr/share/selinux/packages/opkssh.pp",
+    ] {
+        assert!(
+            listing
+                .lines()
+                .any(|line| line.split(' ').next() == Some(path)),
+            "{path} is not in the package:\n{listing}"
+        );
+    }
+    assert_eq!(
+        listing.lines().filter(|line| line.ends_with(" cn")).count(),
+        3,
+        "{listing}"
+    );
+    let requires = run(Command::new("rpm").args(["-qp", "--requires"]).arg(&rpm));
+    assert!(
+        String::from_utf8_lossy(&requires.stdout)
+            .lines()
+            .any(|line| line == "openssh-server")
+    );
+
+    // The scriptlets, run with a recorder in place of /usr/bin/opkssh: post-install sets the
+    // server up on install and upgrade; pre-uninstall takes it down on erase ($1 = 0) only.
+    let out = run(Command::new("rpm").args(["-qp", "--scripts"]).arg(&rpm));
+    assert_success(&out, "rpm -qp --scripts");
+    let scripts = String::from_utf8_lossy(&out.stdout).into_owned();
+    let work = tempfile::tempdir().unwrap();
+    let calls = work.path().join("calls");
+    let recorder = work.path().join("opkssh");
+    fs::write(
+        &recorder,
+        format!("#!/bin/sh\necho \"$*\" >>{}\n", calls.display()),
+    )
+    .unwrap();
+    fs::set_permissions(&recorder, fs::Permissions::from_mode(0o755)).unwrap();
+    let run_scriptlet = |name: &str, arg: &str| -> String {
+        let _ = fs::remove_file(&calls);
+        let body = scriptlet(&scripts, name);
+        assert!(body.contains("/usr/bin/opkssh "), "{body}");
+        let body = body.replace("/usr/bin/opkssh ", &format!("{} ", recorder.display()));
+        let out = run(Command::new("sh").args(["-e", "-c", &body, "scriptlet", arg]));
+        assert_success(&out, name);
+        fs::read_to_string(&calls).unwrap_or_default()
+    };
+    assert_eq!(
+        run_scriptlet("postinstall", "1"),
+        "install-server --from-package\n"
+    );
+    assert_eq!(
+        run_scriptlet("postinstall", "2"),
+        "install-server --from-package\n"
+    );
+    assert_eq!(
+        run_scriptlet("preuninstall", "0"),
+        "uninstall-server --from-package\n"
+    );
+    assert_eq!(
+        run_scriptlet("preuninstall", "1"),
+        "",
+        "an upgrade took the server down"
+    );
+
+    // Installed into a scratch root: the binary runs, the SELinux module is a policy package,
+    // and every file has the mode the .deb gives it.
+    let root = tempfile::tempdir().unwrap();
+    let out = run(Command::new("rpm")
+        .arg("-i")
+        .arg("--root")
+        .arg(root.path())
+        .args(["--dbpath", "/rpmdb", "--nodeps", "--noscripts"])
+        .arg(&rpm));
+    assert_success(&out, "rpm -i --root");
+    let version = opkssh(&root.path().join("usr/bin/opkssh"), &["--version"]);
+    assert_eq!(
+        version.trim(),
+        format!("opkssh version {}", env!("CARGO_PKG_VERSION"))
+    );
+    let module = fs::read(root.path().join("usr/share/selinux/packages/opkssh.pp")).unwrap();
+    assert_eq!(
+        module[..4],
+        [0x8f, 0xff, 0x7c, 0xf9],
+        "not a policy package"
+    );
+    let mut rpm_modes = tree_modes(root.path(), &root.path().join("rpmdb"));
+    assert_eq!(rpm_modes.get("/usr/bin/opkssh"), Some(&0o755));
+    assert_eq!(rpm_modes.get("/etc/opk/providers"), Some(&0o640));
+    match std::env::var_os("OPKSSH_DEB") {
+        None => eprintln!("SKIP rpm/deb comparison: OPKSSH_DEB is not set"),
+        Some(deb) => {
+            // zsh looks for completions in a distribution-specific folder.
+            let zsh = rpm_modes.remove("/usr/share/zsh/site-functions/_opkssh");
+            rpm_modes.insert(
+                "/usr/share/zsh/vendor-completions/_opkssh".into(),
+                zsh.unwrap(),
+            );
+            let mut deb_modes = deb_modes(Path::new(&deb));
+            // dpkg's own bookkeeping, not a file of ours.
+            deb_modes.remove("/usr/share/doc/opkssh/changelog.Debian.gz");
+            deb_modes.remove("/usr/share/doc/opkssh/copyright");
+            assert_eq!(rpm_modes, deb_modes, "the rpm and the deb differ");
+        }
+    }
 }

@@ -1,11 +1,15 @@
 //! `opkssh install-server` and `opkssh uninstall-server`: the Go `install-linux.sh` as a
 //! subcommand (behaviour.md §5.1), plus its inverse. The work is in
 //! [`opk_install`]; this prints the plan (`--dry-run`) or applies it.
+//!
+//! The Go script's `OPKSSH_INSTALL_*` variables are read with its meanings (a flag wins over
+//! its variable), so fleet automation written for the script works unchanged.
 
 use crate::error::CommandError;
 use opk_install as install;
 use opk_install::{
-    Binary, Environment, HomePolicy, InstallOptions, Layout, Machine, Plan, UninstallOptions,
+    Binary, Environment, HomePolicy, InstallOptions, Layout, Machine, Plan, SelinuxOptions,
+    UninstallOptions,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +38,21 @@ pub(crate) struct InstallServerArgs {
     /// policies only if sudo is installed)
     #[arg(long = "from-package")]
     pub(crate) from_package: bool,
+    /// Where SELinux is enabled, compile and load this type enforcement file instead of
+    /// opkssh's own policy module
+    #[arg(long = "install-te-from", value_name = "FILE")]
+    pub(crate) install_te_from: Option<PathBuf>,
+    /// Where SELinux is enabled, let opkssh verify reach a proxy on a Squid port
+    /// (setsebool -P opkssh_enable_squid on)
+    #[arg(long = "selinux-enable-squid")]
+    pub(crate) selinux_enable_squid: bool,
+    /// Where SELinux is enabled, let opkssh verify reach a proxy on an HTTP cache port
+    /// (setsebool -P opkssh_enable_proxy on)
+    #[arg(long = "selinux-enable-proxy")]
+    pub(crate) selinux_enable_proxy: bool,
+    /// Leave SELinux alone even where it is enabled: no policy module, booleans or relabeling
+    #[arg(long = "no-selinux", conflicts_with_all = ["install_te_from", "selinux_enable_squid", "selinux_enable_proxy"])]
+    pub(crate) no_selinux: bool,
     /// Print every change it would make, and change nothing
     #[arg(long = "dry-run")]
     pub(crate) dry_run: bool,
@@ -60,12 +79,112 @@ pub(crate) struct UninstallServerArgs {
     /// Do not reload sshd after changing its configuration
     #[arg(long = "no-sshd-restart")]
     pub(crate) no_sshd_restart: bool,
+    /// Leave opkssh's SELinux policy module loaded
+    #[arg(long = "no-selinux")]
+    pub(crate) no_selinux: bool,
     /// Print every change it would make, and change nothing
     #[arg(long = "dry-run")]
     pub(crate) dry_run: bool,
     /// Uninstall from this folder instead of / (for tests)
     #[arg(long = "root", hide = true, default_value = "/")]
     pub(crate) root: PathBuf,
+}
+
+/// The Go script's environment overrides (its names and defaults), read once.
+#[derive(Debug, Default)]
+struct GoVariables {
+    /// `(name, value)` of each variable set to a non-empty value, for the administrator.
+    used: Vec<(&'static str, String)>,
+    values: std::collections::BTreeMap<&'static str, String>,
+}
+
+const GO_VARIABLES: [&str; 12] = [
+    "OPKSSH_INSTALL_AUTH_CMD_USER",
+    "OPKSSH_INSTALL_AUTH_CMD_GROUP",
+    "OPKSSH_INSTALL_SUDOERS_PATH",
+    "OPKSSH_INSTALL_HOME_POLICY",
+    "OPKSSH_INSTALL_RESTART_SSH",
+    "OPKSSH_INSTALL_OVERWRITE_ACTIVE_CONFIG",
+    "OPKSSH_INSTALL_LOCAL_INSTALL_FILE",
+    "OPKSSH_INSTALL_DIR",
+    "OPKSSH_INSTALL_BINARY_NAME",
+    "OPKSSH_INSTALL_SELINUX_ENABLE_PROXY",
+    "OPKSSH_INSTALL_SELINUX_ENABLE_SQUID",
+    "OPKSSH_LOCAL_TE_FILE",
+];
+
+impl GoVariables {
+    fn read() -> Self {
+        let mut variables = Self::default();
+        for name in GO_VARIABLES {
+            // As the script's `${VAR:-default}`: set but empty means the default.
+            if let Some(value) = std::env::var_os(name)
+                .map(|value| value.to_string_lossy().into_owned())
+                .filter(|value| !value.is_empty())
+            {
+                variables.used.push((name, value.clone()));
+                variables.values.insert(name, value);
+            }
+        }
+        variables
+    }
+
+    fn text(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    /// The script tests `[[ "$VAR" == true ]]`: only `true` is true, anything else false.
+    fn flag(&self, name: &str, default: bool) -> bool {
+        self.text(name).map_or(default, |value| value == "true")
+    }
+
+    /// Values the script would read as false without meaning it (`yes`, `1`, …).
+    fn warnings(&self) -> Vec<String> {
+        self.used
+            .iter()
+            .filter(|(name, value)| {
+                matches!(
+                    *name,
+                    "OPKSSH_INSTALL_HOME_POLICY"
+                        | "OPKSSH_INSTALL_RESTART_SSH"
+                        | "OPKSSH_INSTALL_OVERWRITE_ACTIVE_CONFIG"
+                        | "OPKSSH_INSTALL_SELINUX_ENABLE_PROXY"
+                        | "OPKSSH_INSTALL_SELINUX_ENABLE_SQUID"
+                ) && value != "true"
+                    && value != "false"
+            })
+            .map(|(name, value)| {
+                format!("{name}={value} is read as false (only \"true\" is true, as for install-linux.sh)")
+            })
+            .collect()
+    }
+
+    /// `$OPKSSH_INSTALL_DIR/$OPKSSH_INSTALL_BINARY_NAME`, checked: sshd and sudo need an
+    /// absolute path without spaces.
+    fn install_path(&self) -> Result<String, CommandError> {
+        let dir = self.text("OPKSSH_INSTALL_DIR").unwrap_or("/usr/local/bin");
+        let name = self.text("OPKSSH_INSTALL_BINARY_NAME").unwrap_or("opkssh");
+        if !dir.starts_with('/') || dir.contains(char::is_whitespace) {
+            return Err(CommandError::new(format!(
+                "OPKSSH_INSTALL_DIR={dir}: must be an absolute path without spaces (sshd runs the binary from it)"
+            )));
+        }
+        if name.contains('/') || name.contains(char::is_whitespace) || name == "." || name == ".." {
+            return Err(CommandError::new(format!(
+                "OPKSSH_INSTALL_BINARY_NAME={name}: must be a file name without / or spaces"
+            )));
+        }
+        Ok(format!("{}/{name}", dir.trim_end_matches('/')))
+    }
+
+    fn print_used(&self) {
+        for (name, value) in &self.used {
+            println!("using {name}={value}");
+        }
+        for warning in self.warnings() {
+            println!("warning: {warning}");
+        }
+    }
 }
 
 fn require_root(layout: &Layout, dry_run: bool, command: &str) -> Result<(), CommandError> {
@@ -98,7 +217,7 @@ fn print_dry_run(command: &str, plan: &Plan, reload: bool) {
         let then = if reload {
             "and, if it passes, reload sshd"
         } else {
-            "and not reload sshd (--no-sshd-restart)"
+            "and not reload sshd (--no-sshd-restart or OPKSSH_INSTALL_RESTART_SSH)"
         };
         println!(
             "  then check sshd's configuration with sshd -t (restoring sshd's files if it fails) {then}"
@@ -132,9 +251,30 @@ fn apply(
 }
 
 pub(crate) fn run_install(args: &InstallServerArgs) -> Result<ExitCode, CommandError> {
+    let variables = GoVariables::read();
+    variables.print_used();
+    let local_file = args.install_from.clone().or_else(|| {
+        variables
+            .text("OPKSSH_INSTALL_LOCAL_INSTALL_FILE")
+            .map(PathBuf::from)
+    });
+    if args.from_package {
+        for name in [
+            "OPKSSH_INSTALL_LOCAL_INSTALL_FILE",
+            "OPKSSH_INSTALL_DIR",
+            "OPKSSH_INSTALL_BINARY_NAME",
+        ] {
+            if variables.text(name).is_some() {
+                println!(
+                    "warning: {name} is ignored with --from-package: the package's binary is {}",
+                    install::PACKAGE_BINARY_PATH
+                );
+            }
+        }
+    }
     let binary = if args.from_package {
         Binary::Packaged
-    } else if let Some(file) = &args.install_from {
+    } else if let Some(file) = &local_file {
         if !file.is_file() {
             return Err(CommandError::new(format!(
                 "{}: the file to install does not exist",
@@ -151,18 +291,52 @@ pub(crate) fn run_install(args: &InstallServerArgs) -> Result<ExitCode, CommandE
     options.layout = Layout {
         root: args.root.clone(),
     };
-    options.overwrite_config = args.overwrite_config;
-    options.home_policy = if args.no_home_policy {
-        HomePolicy::Off
-    } else if args.from_package {
-        HomePolicy::IfSudo
-    } else {
-        HomePolicy::On
+    if !args.from_package {
+        options.install_path = variables.install_path()?;
+    }
+    if let Some(user) = variables.text("OPKSSH_INSTALL_AUTH_CMD_USER") {
+        user.clone_into(&mut options.user);
+    }
+    if let Some(group) = variables.text("OPKSSH_INSTALL_AUTH_CMD_GROUP") {
+        group.clone_into(&mut options.group);
+    }
+    if let Some(path) = variables.text("OPKSSH_INSTALL_SUDOERS_PATH") {
+        path.clone_into(&mut options.sudoers_path);
+    }
+    options.overwrite_config =
+        args.overwrite_config || variables.flag("OPKSSH_INSTALL_OVERWRITE_ACTIVE_CONFIG", false);
+    options.selinux = SelinuxOptions {
+        skip: args.no_selinux,
+        squid: args.selinux_enable_squid
+            || variables.flag("OPKSSH_INSTALL_SELINUX_ENABLE_SQUID", false),
+        proxy: args.selinux_enable_proxy
+            || variables.flag("OPKSSH_INSTALL_SELINUX_ENABLE_PROXY", false),
+        te_file: args
+            .install_te_from
+            .clone()
+            .or_else(|| variables.text("OPKSSH_LOCAL_TE_FILE").map(PathBuf::from)),
     };
+    if let Some(te) = &options.selinux.te_file
+        && !options.selinux.skip
+        && !te.is_file()
+    {
+        return Err(CommandError::new(format!(
+            "{}: the SELinux type enforcement file does not exist",
+            te.display()
+        )));
+    }
+    options.home_policy =
+        if args.no_home_policy || !variables.flag("OPKSSH_INSTALL_HOME_POLICY", true) {
+            HomePolicy::Off
+        } else if args.from_package {
+            HomePolicy::IfSudo
+        } else {
+            HomePolicy::On
+        };
     require_root(&options.layout, args.dry_run, "opkssh install-server")?;
     let machine = Machine::probe(&options.layout, &[&options.user, &options.group]);
     let plan = install::plan_install(&options, &machine).map_err(failed)?;
-    let reload = !args.no_sshd_restart;
+    let reload = !args.no_sshd_restart && variables.flag("OPKSSH_INSTALL_RESTART_SSH", true);
     if args.dry_run {
         print_dry_run("opkssh install-server", &plan, reload);
         return Ok(ExitCode::SUCCESS);
@@ -184,10 +358,24 @@ pub(crate) fn run_uninstall(args: &UninstallServerArgs) -> Result<ExitCode, Comm
     options.purge = args.purge;
     options.remove_user = args.remove_user;
     options.remove_binary = !args.keep_binary && !args.from_package;
+    options.keep_selinux_module = args.no_selinux;
+    // The same variables name what install-server set up.
+    let variables = GoVariables::read();
+    variables.print_used();
+    if let Some(user) = variables.text("OPKSSH_INSTALL_AUTH_CMD_USER") {
+        user.clone_into(&mut options.user);
+    }
+    if let Some(group) = variables.text("OPKSSH_INSTALL_AUTH_CMD_GROUP") {
+        group.clone_into(&mut options.group);
+    }
+    if let Some(path) = variables.text("OPKSSH_INSTALL_SUDOERS_PATH") {
+        path.clone_into(&mut options.sudoers_path);
+    }
+    options.install_path = variables.install_path()?;
     require_root(&options.layout, args.dry_run, "opkssh uninstall-server")?;
     let machine = Machine::probe(&options.layout, &[&options.user, &options.group]);
     let plan = install::plan_uninstall(&options, &machine).map_err(failed)?;
-    let reload = !args.no_sshd_restart;
+    let reload = !args.no_sshd_restart && variables.flag("OPKSSH_INSTALL_RESTART_SSH", true);
     if args.dry_run {
         print_dry_run("opkssh uninstall-server", &plan, reload);
         return Ok(ExitCode::SUCCESS);
