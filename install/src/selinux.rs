@@ -7,7 +7,7 @@
 //! Outside `/` (tests) the tools are looked up on `PATH` only, never in the system folders, so
 //! that a test's stand-ins are run and the machine's real policy is never touched.
 
-use crate::system::{output_text, tool_path};
+use crate::system::{run_program, tool_path};
 use crate::{InstallError, Layout, io_error};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -144,29 +144,10 @@ pub(crate) fn require_tools(layout: &Layout, names: &[&str]) -> Result<(), Insta
 }
 
 fn run(layout: &Layout, name: &str, args: &[&std::ffi::OsStr]) -> Result<(), InstallError> {
-    let command_line = std::iter::once(name.to_owned())
-        .chain(args.iter().map(|arg| arg.to_string_lossy().into_owned()))
-        .collect::<Vec<_>>()
-        .join(" ");
     let program = tool(layout, name).ok_or_else(|| InstallError::SelinuxTools {
         missing: name.to_owned(),
     })?;
-    let output = Command::new(&program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|error| InstallError::Command {
-            command: command_line.clone(),
-            output: format!("{}: {error}", program.display()),
-        })?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(InstallError::Command {
-            command: command_line,
-            output: output_text(&output),
-        })
-    }
+    run_program(&program, name, args)
 }
 
 /// A private folder for compiling the module, removed when dropped. semodule names a module

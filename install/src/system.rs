@@ -249,9 +249,23 @@ pub(crate) fn output_text(output: &std::process::Output) -> String {
 }
 
 fn run(name: &str, args: &[&str]) -> Result<(), InstallError> {
-    let command_line = format!("{name} {}", args.join(" "));
     let program = tool_path(name).unwrap_or_else(|| PathBuf::from(name));
-    let output = Command::new(&program)
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    run_program(&program, name, &args)
+}
+
+/// Runs `program` (shown as `name` in errors) with `args`, no stdin; an error names the
+/// command line and carries its output.
+pub(crate) fn run_program(
+    program: &Path,
+    name: &str,
+    args: &[&std::ffi::OsStr],
+) -> Result<(), InstallError> {
+    let command_line = std::iter::once(name.to_owned())
+        .chain(args.iter().map(|arg| arg.to_string_lossy().into_owned()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let output = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .output()
