@@ -67,6 +67,17 @@ impl Server {
     }
 
     fn verify_raw(&self, principal: &str, key_b64: &str, key_type: &str) -> Output {
+        self.verify_with_env(principal, key_b64, key_type, &[])
+    }
+
+    /// verify with these variables in its (otherwise empty) environment.
+    fn verify_with_env(
+        &self,
+        principal: &str,
+        key_b64: &str,
+        key_type: &str,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Output {
         Command::new(e2e::target_binary("opkssh"))
             .arg("verify")
             .arg("--config-dir")
@@ -77,6 +88,7 @@ impl Server {
             .arg(self.path("opkssh.log"))
             .args([principal, key_b64, key_type])
             .env_clear()
+            .envs(env.iter().copied())
             .output()
             .unwrap()
     }
@@ -658,6 +670,163 @@ fn env_vars_proxies_are_chosen_as_go_chooses_them() {
         "{:?}",
         origin.first_bytes()
     );
+}
+
+/// `openssl s_server -WWW` serving a folder over TLS on 127.0.0.1, killed on drop.
+struct TlsIssuer {
+    child: std::process::Child,
+}
+
+impl Drop for TlsIssuer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "openssl {args:?}: {output:?}");
+}
+
+/// A whole login through the proxy: an https issuer (TLS with a test CA that verify trusts
+/// through `SSL_CERT_FILE`, which the platform verifier reads on Linux) that verify can reach
+/// only through the CONNECT proxy `env_vars` names, since its host name resolves nowhere but
+/// in the proxy. Allowed, with every request carried by the proxy; denied without the proxy.
+#[test]
+fn env_vars_https_issuer_through_the_proxy_allows() {
+    let Some(e2e) = E2e::require() else { return };
+    let dir = e2e.dir().join("tls-issuer");
+    std::fs::create_dir_all(dir.join("www/.well-known")).unwrap();
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=opkssh test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    );
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=opk-issuer.test",
+        ],
+    );
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:opk-issuer.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+        ],
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .unwrap()
+        .port();
+    let issuer = format!("https://opk-issuer.test:{port}");
+    let minted = opkssh_tests::mint::mint(&issuer, "proxy-client", "alice@example.com").unwrap();
+    std::fs::write(
+        dir.join("www/.well-known/openid-configuration"),
+        opkssh_tests::mint::Minted::discovery_json(&issuer),
+    )
+    .unwrap();
+    std::fs::write(dir.join("www/jwks.json"), &minted.jwks_json).unwrap();
+    let _tls = TlsIssuer {
+        child: Command::new("openssl")
+            .args(["s_server", "-WWW", "-quiet", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-cert", "../leaf.pem", "-key", "../leaf.key"])
+            .current_dir(dir.join("www"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "openssl s_server did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let proxy = ConnectProxy::start(&[("opk-issuer.test", [127, 0, 0, 1].into())]).unwrap();
+    let ca = dir.join("ca.pem");
+    let (key_type, key_b64) = minted.type_and_base64();
+    let env = [("SSL_CERT_FILE", ca.as_os_str())];
+
+    let server = Server::new(
+        &format!("{issuer} proxy-client oidc\n"),
+        &format!("alice alice@example.com {issuer}\n"),
+        Some(&format!("env_vars:\n  HTTPS_PROXY: {}\n", proxy.url())),
+    );
+    let output = server.verify_with_env("alice", key_b64, key_type, &env);
+    assert!(allowed(&output), "{output:?}\n{}", server.log());
+    let requests = proxy.requests();
+    assert!(
+        requests.len() >= 2
+            && requests
+                .iter()
+                .all(|line| *line == format!("CONNECT opk-issuer.test:{port} HTTP/1.1")),
+        "discovery and JWKS through the proxy: {requests:?}"
+    );
+
+    // The same without the proxy: the name resolves nowhere, so the keys cannot be had.
+    let direct = Server::new(
+        &format!("{issuer} proxy-client oidc\n"),
+        &format!("alice alice@example.com {issuer}\n"),
+        None,
+    );
+    let output = direct.verify_with_env("alice", key_b64, key_type, &env);
+    assert_denied(&output, &direct);
+    assert_eq!(proxy.requests().len(), requests.len());
 }
 
 /// Fleets alert on Go's verify log lines; they must keep matching after the swap. Each
