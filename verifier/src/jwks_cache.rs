@@ -368,15 +368,23 @@ fn to_keys(entry: &Entry, freshness: Freshness, issuer: &str) -> Result<IssuerKe
     })
 }
 
-/// Reads an entry if the file is secure, well-formed and for this issuer (a hash collision or a
-/// planted file cannot answer for another issuer).
-fn read_entry(path: &Path, issuer: &str, notes: &mut Notes) -> Option<Entry> {
-    let mut file = OpenOptions::new()
+/// Opens a file of the cache for reading, with its metadata: never through a symlink, and
+/// never waiting (a FIFO in an entry's place opens at once and fails the caller's
+/// `is_file` check instead of holding verify).
+pub(crate) fn open_cache_file(path: &Path) -> Option<(File, std::fs::Metadata)> {
+    let file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
         .ok()?;
     let metadata = file.metadata().ok()?;
+    Some((file, metadata))
+}
+
+/// Reads an entry if the file is secure, well-formed and for this issuer (a hash collision or a
+/// planted file cannot answer for another issuer).
+fn read_entry(path: &Path, issuer: &str, notes: &mut Notes) -> Option<Entry> {
+    let (mut file, metadata) = open_cache_file(path)?;
     if !metadata.is_file() || !secure(&metadata) {
         notes.push(format!(
             "jwks cache file {} ignored: not owned by this user or writable by others",
@@ -444,6 +452,26 @@ fn lock_file(path: &Path, deadline: &Deadline, notes: &mut Notes) -> Option<File
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A FIFO in a cache entry's place (only the cache's owner could put one there) must not
+    /// hold verify: it opens at once and is not a file.
+    #[test]
+    fn a_fifo_in_the_cache_does_not_block() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let fifo = dir.path().join("entry.json");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status()?;
+        assert!(made.success());
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let opened = open_cache_file(&fifo).map(|(_, metadata)| metadata.is_file());
+            let _ = sender.send(opened);
+        });
+        let opened = receiver
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .map_err(|_| std::io::Error::other("open_cache_file blocked on a FIFO"))?;
+        assert_eq!(opened, Some(false));
+        Ok(())
+    }
 
     /// A verify killed mid-write leaves its temporary file; the next write of that entry
     /// removes it (kill loop find: they piled up, one per kill).

@@ -139,13 +139,7 @@ pub fn cached(cache_dir: &Path, binaries: &[&str]) -> Option<OpensshVersion> {
 
 fn read_own_file(path: &Path) -> Option<String> {
     use std::io::Read as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .ok()?;
-    let meta = file.metadata().ok()?;
+    let (file, meta) = crate::jwks_cache::open_cache_file(path)?;
     if !meta.is_file() || !crate::jwks_cache::secure(&meta) {
         return None;
     }
