@@ -78,6 +78,7 @@ mod enforcer;
 pub mod error;
 pub mod fuzzing;
 pub mod home;
+pub mod login_defs;
 pub mod perms;
 pub mod plugin;
 pub mod providers;
