@@ -12,7 +12,7 @@ use opk_core::pktoken::PkToken;
 use opk_core::sshcert::{
     CertError, CertificateRequest, OpksshCertificate, Principals, build_certificate,
 };
-use opk_net::http::{FetchError, HttpClient};
+use opk_net::http::HttpClient;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -125,11 +125,9 @@ pub fn issuer_of(kind: &ProviderKind) -> &str {
     }
 }
 
-/// The HTTP client a login uses, with the process's proxy settings.
-///
-/// # Errors
-/// [`FetchError::Proxy`] for an unusable proxy variable.
-pub fn http_client_from_env() -> Result<HttpClient, FetchError> {
+/// The HTTP client a login uses, with the process's proxy settings. An unusable proxy
+/// variable fails only the requests that would go through it ([`opk_net::http::FetchError::Proxy`]).
+pub fn http_client_from_env() -> HttpClient {
     let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
     HttpClient::new(&env)
 }

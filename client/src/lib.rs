@@ -29,7 +29,7 @@
 //!     redirect_uris: vec!["http://localhost:3000/login-callback".into()],
 //!     remote_redirect_uri: None,
 //! });
-//! let http = http_client_from_env()?;
+//! let http = http_client_from_env();
 //! let key = generate_user_key(UserKeyType::Ecdsa)?;
 //! // The browser step: here the URL is shown; `opkssh login` opens a browser.
 //! let mut show = |url: &str| eprintln!("log in at {url}");

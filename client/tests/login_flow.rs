@@ -46,7 +46,7 @@ fn browse(url: &str) -> (u16, String) {
 fn run_login(
     provider: &BrowserProvider,
 ) -> (Result<Session, login::LoginError>, Option<(u16, String)>) {
-    let http = HttpClient::new(&Default::default()).unwrap();
+    let http = HttpClient::new(&Default::default());
     let key = generate_user_key(UserKeyType::Ecdsa).unwrap();
     let mut browser = None;
     let mut opener = |url: &str| {
@@ -70,7 +70,7 @@ fn refresh_appends_a_checked_token_that_oidc_refreshed_accepts() {
     let first_expiry = login::current_expiry(&session.pk_token).unwrap();
 
     std::thread::sleep(Duration::from_millis(1100));
-    let http = HttpClient::new(&Default::default()).unwrap();
+    let http = HttpClient::new(&Default::default());
     login::refresh(&mut session, &http).unwrap();
     let (_, refreshed) = session.pk_token.refreshed_id_token().unwrap();
     assert_eq!(refreshed.subject(), "demo-user");

@@ -2,7 +2,7 @@
 //! https only (plain http only for loopback test issuers).
 
 use crate::deadline::Deadline;
-use crate::proxy::ProxyConfig;
+use crate::proxy::{ProxyConfig, ProxySetting};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -40,9 +40,17 @@ pub enum FetchError {
         /// What failed.
         reason: String,
     },
-    /// The proxy setting is not a valid proxy URL.
-    #[error("invalid proxy setting {0}")]
-    Proxy(String),
+    /// The proxy `url` would go through is not a usable proxy URL. Its value is not shown
+    /// (it may hold a password); the variable is named instead.
+    #[error(
+        "{url} would go through the proxy in {variable}, which is not a usable http or https proxy URL (value not shown)"
+    )]
+    Proxy {
+        /// The variable holding the proxy (`HTTPS_PROXY`, `https_proxy`, …).
+        variable: String,
+        /// The URL that was not fetched.
+        url: String,
+    },
 }
 
 /// Whether a URL may be fetched: `https://…`, or `http://localhost[:port]/…` and
@@ -76,12 +84,52 @@ fn authority(rest: &str) -> &str {
 }
 
 /// A blocking HTTP client for one verify process.
-#[derive(Debug)]
 pub struct HttpClient {
     agent: ureq::Agent,
     proxy_config: ProxyConfig,
-    /// Each configured proxy, parsed once.
-    proxies: Vec<(String, ureq::Proxy)>,
+    /// Each configured proxy, parsed once; `None` when its value is not a usable proxy URL.
+    proxies: Vec<(ProxySetting, Option<ureq::Proxy>)>,
+}
+
+/// A proxy as it may be shown: scheme, host and port, never the user or password. `None` when
+/// the value is not a usable proxy URL, which is then shown by its variable only.
+pub fn shown_proxy(setting: &ProxySetting) -> Option<String> {
+    parse_proxy(setting.value()).map(|proxy| shown(&proxy))
+}
+
+fn shown(proxy: &ureq::Proxy) -> String {
+    let scheme = proxy.uri().scheme_str().unwrap_or("http");
+    format!("{scheme}://{}:{}", proxy.host(), proxy.port())
+}
+
+/// The value as ureq reads it, when it is an http or https proxy address and nothing more.
+/// A path or query means a character such as `/`, `?` or `#` in the password cut the address
+/// short (ureq would then take part of the credentials for the host), so such a value is
+/// refused, not guessed at. SOCKS is refused too: this build of ureq has no SOCKS support and
+/// would connect directly.
+fn parse_proxy(value: &str) -> Option<ureq::Proxy> {
+    let proxy = ureq::Proxy::new(value).ok()?;
+    let http = matches!(
+        proxy.protocol(),
+        ureq::ProxyProtocol::Http | ureq::ProxyProtocol::Https
+    );
+    let uri = proxy.uri();
+    let bare = uri.query().is_none() && matches!(uri.path(), "" | "/") && !value.contains('#');
+    (http && bare).then_some(proxy)
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let proxies: Vec<(&str, Option<String>)> = self
+            .proxies
+            .iter()
+            .map(|(setting, proxy)| (setting.variable(), proxy.as_ref().map(shown)))
+            .collect();
+        f.debug_struct("HttpClient")
+            .field("proxy_config", &self.proxy_config)
+            .field("proxies", &proxies)
+            .finish_non_exhaustive()
+    }
 }
 
 impl HttpClient {
@@ -90,19 +138,16 @@ impl HttpClient {
     /// `env_vars` from `/etc/opk/config.yml` (sshd strips the environment, so the config file
     /// is where a proxy is set).
     ///
-    /// # Errors
-    /// An unparsable proxy URL. Go would ignore it and connect directly; refusing instead
-    /// keeps requests from leaving by a route the admin did not choose.
-    pub fn new(env: &BTreeMap<String, String>) -> Result<Self, FetchError> {
+    /// A proxy value that is not a usable proxy URL fails only the requests that would go
+    /// through it ([`FetchError::Proxy`]). Go would ignore it and connect directly; refusing
+    /// instead keeps those requests from leaving by a route the admin did not choose, while
+    /// requests the proxy would not carry (loopback, `NO_PROXY`) go ahead.
+    pub fn new(env: &BTreeMap<String, String>) -> Self {
         let proxy_config = ProxyConfig::from_env(env);
         let proxies = proxy_config
             .proxies()
-            .map(|value| {
-                ureq::Proxy::new(value)
-                    .map(|proxy| (value.to_owned(), proxy))
-                    .map_err(|_| FetchError::Proxy(value.to_owned()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|setting| (setting.clone(), parse_proxy(setting.value())))
+            .collect();
         let tls = ureq::tls::TlsConfig::builder()
             .root_certs(ureq::tls::RootCerts::PlatformVerifier)
             .build();
@@ -115,20 +160,36 @@ impl HttpClient {
             .user_agent(concat!("opkssh-rs/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
-        Ok(Self {
+        Self {
             agent,
             proxy_config,
             proxies,
-        })
+        }
     }
 
-    /// The proxy for `url`, or `None` to connect directly.
-    fn proxy_for(&self, url: &str) -> Option<ureq::Proxy> {
-        let chosen = self.proxy_config.proxy_for(url)?;
-        self.proxies
+    /// The proxy for `url` (`None` to connect directly), and how to name it in an error.
+    ///
+    /// # Errors
+    /// [`FetchError::Proxy`] when `url` would go through a proxy that is not usable.
+    fn proxy_for(&self, url: &str) -> Result<Option<(ureq::Proxy, String)>, FetchError> {
+        let Some(chosen) = self.proxy_config.proxy_for(url) else {
+            return Ok(None);
+        };
+        let parsed = self
+            .proxies
             .iter()
-            .find(|(value, _)| value == chosen)
-            .map(|(_, proxy)| proxy.clone())
+            .find(|(setting, _)| setting == chosen)
+            .and_then(|(_, proxy)| proxy.clone());
+        match parsed {
+            Some(proxy) => {
+                let name = format!("the proxy {} in {}", shown(&proxy), chosen.variable());
+                Ok(Some((proxy, name)))
+            }
+            None => Err(FetchError::Proxy {
+                variable: chosen.variable().to_owned(),
+                url: url.to_owned(),
+            }),
+        }
     }
 
     /// GETs `url` (with an optional bearer token) and returns the body of a 200 answer.
@@ -148,25 +209,19 @@ impl HttpClient {
         if budget.is_zero() {
             return Err(FetchError::Timeout(url.to_owned()));
         }
+        let (proxy, via) = self.proxy_for(url)?.unzip();
         let mut request = self
             .agent
             .get(url)
             .config()
             .timeout_global(Some(budget))
-            .proxy(self.proxy_for(url))
+            .proxy(proxy)
             .build();
         if let Some(token) = bearer {
             request = request.header("Authorization", format!("Bearer {token}"));
         }
-        let transport = |error: ureq::Error| match error {
-            ureq::Error::Timeout(_) => FetchError::Timeout(url.to_owned()),
-            ureq::Error::BodyExceedsLimit(_) => FetchError::TooLarge(url.to_owned()),
-            other => FetchError::Transport {
-                url: url.to_owned(),
-                reason: other.to_string(),
-            },
-        };
-        let mut response = request.call().map_err(transport)?;
+        let transport = transport_error(url, via.as_deref());
+        let mut response = request.call().map_err(&transport)?;
         let status = response.status().as_u16();
         if status != 200 {
             return Err(FetchError::Status {
@@ -179,7 +234,7 @@ impl HttpClient {
             .with_config()
             .limit(MAX_BODY)
             .read_to_vec()
-            .map_err(transport)
+            .map_err(&transport)
     }
 }
 
@@ -204,33 +259,46 @@ impl HttpClient {
         if budget.is_zero() {
             return Err(FetchError::Timeout(url.to_owned()));
         }
-        let transport = |error: ureq::Error| match error {
-            ureq::Error::Timeout(_) => FetchError::Timeout(url.to_owned()),
-            ureq::Error::BodyExceedsLimit(_) => FetchError::TooLarge(url.to_owned()),
-            other => FetchError::Transport {
-                url: url.to_owned(),
-                reason: other.to_string(),
-            },
-        };
+        let (proxy, via) = self.proxy_for(url)?.unzip();
+        let transport = transport_error(url, via.as_deref());
         let mut response = self
             .agent
             .post(url)
             .config()
             .timeout_global(Some(budget))
-            .proxy(self.proxy_for(url))
+            .proxy(proxy)
             .build()
             .header("Content-Type", "application/x-www-form-urlencoded")
             .header("Accept", "application/json")
             .send(body.as_bytes())
-            .map_err(transport)?;
+            .map_err(&transport)?;
         let status = response.status().as_u16();
         let bytes = response
             .body_mut()
             .with_config()
             .limit(MAX_BODY)
             .read_to_vec()
-            .map_err(transport)?;
+            .map_err(&transport)?;
         Ok((status, bytes))
+    }
+}
+
+/// Maps ureq's failure for `url` to ours; a transport failure names the proxy it went
+/// through (`via`, scheme, host and port only), since that is often where it failed.
+fn transport_error<'a>(
+    url: &'a str,
+    via: Option<&'a str>,
+) -> impl Fn(ureq::Error) -> FetchError + 'a {
+    move |error| match error {
+        ureq::Error::Timeout(_) => FetchError::Timeout(url.to_owned()),
+        ureq::Error::BodyExceedsLimit(_) => FetchError::TooLarge(url.to_owned()),
+        other => FetchError::Transport {
+            url: url.to_owned(),
+            reason: match via {
+                Some(via) => format!("{other} (through {via})"),
+                None => other.to_string(),
+            },
+        },
     }
 }
 
@@ -238,7 +306,7 @@ impl HttpClient {
 #[derive(Debug)]
 pub struct LazyHttp<'a> {
     env: &'a BTreeMap<String, String>,
-    client: std::cell::OnceCell<Result<HttpClient, FetchError>>,
+    client: std::cell::OnceCell<HttpClient>,
 }
 
 impl<'a> LazyHttp<'a> {
@@ -251,20 +319,136 @@ impl<'a> LazyHttp<'a> {
     }
 
     /// The client.
-    ///
-    /// # Errors
-    /// The proxy setting is invalid.
-    pub fn client(&self) -> Result<&HttpClient, FetchError> {
-        self.client
-            .get_or_init(|| HttpClient::new(self.env))
-            .as_ref()
-            .map_err(Clone::clone)
+    pub fn client(&self) -> &HttpClient {
+        self.client.get_or_init(|| HttpClient::new(self.env))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::allowed_url;
+    use super::{FetchError, HttpClient, allowed_url, shown_proxy};
+    use crate::deadline::Deadline;
+    use crate::proxy::ProxyConfig;
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    const PASSWORD: &str = "S3cretPassw0rd";
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    /// Proxy values ureq cannot use, or could use only by taking part of the password for the
+    /// host: another scheme, a space, and each character that ends the authority early.
+    const UNUSABLE: [&str; 7] = [
+        "socks5://proxyuser:S3cretPassw0rd@127.0.0.1:1",
+        "ftp://proxyuser:S3cretPassw0rd@proxy.corp:3128",
+        "http://proxyuser:S3cret Passw0rd@proxy.corp:3128",
+        "http://proxyuser:S3cret/Passw0rd@proxy.corp:3128",
+        "http://proxyuser:S3cret?Passw0rd@proxy.corp:3128",
+        "http://proxyuser:S3cret#Passw0rd@proxy.corp:3128",
+        "http://proxyuser:S3cretPassw0rd@proxy.corp:3128/some/path",
+    ];
+
+    #[track_caller]
+    fn assert_no_credentials(what: &str, text: &str) {
+        for secret in [PASSWORD, "S3cret", "Passw0rd", "proxyuser"] {
+            assert!(!text.contains(secret), "{what} shows {secret:?}: {text}");
+        }
+    }
+
+    #[test]
+    fn an_unusable_proxy_fails_only_the_requests_it_would_carry() {
+        let deadline = Deadline::after(Duration::from_secs(5));
+        for value in UNUSABLE {
+            for variable in ["HTTPS_PROXY", "https_proxy"] {
+                let client = HttpClient::new(&env(&[(variable, value)]));
+                assert_no_credentials("Debug", &format!("{client:?}"));
+                let url = "https://issuer.example/.well-known/openid-configuration";
+                let error = client.get(url, None, &deadline).unwrap_err();
+                assert_eq!(
+                    error,
+                    FetchError::Proxy {
+                        variable: variable.to_owned(),
+                        url: url.to_owned()
+                    },
+                    "{value}"
+                );
+                let message = error.to_string();
+                assert_no_credentials("the error", &message);
+                assert!(message.contains(variable), "{message}");
+                let posted = client.post_form(url, "a=b", &deadline).unwrap_err();
+                assert!(matches!(posted, FetchError::Proxy { .. }), "{posted:?}");
+                // Loopback is never proxied, so it goes ahead (port 1 answers nothing: the
+                // connection was tried).
+                let direct = client
+                    .get("https://127.0.0.1:1/x", None, &deadline)
+                    .unwrap_err();
+                assert!(
+                    matches!(&direct, FetchError::Transport { reason, .. } if !reason.contains("proxy")),
+                    "{direct:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_proxy_is_shown_as_scheme_host_and_port_only() {
+        let shown = |value: &str| {
+            let config = ProxyConfig::from_env(&env(&[("HTTPS_PROXY", value)]));
+            config.proxies().next().and_then(shown_proxy)
+        };
+        assert_eq!(
+            shown("http://proxyuser:S3cretPassw0rd@proxy.corp:3128").as_deref(),
+            Some("http://proxy.corp:3128")
+        );
+        assert_eq!(
+            shown("proxyuser:S3cretPassw0rd@proxy.corp:3128").as_deref(),
+            Some("http://proxy.corp:3128")
+        );
+        assert_eq!(
+            shown("http://proxy.corp:3128/").as_deref(),
+            Some("http://proxy.corp:3128")
+        );
+        assert_eq!(
+            shown("https://proxyuser:S3cretPassw0rd@proxy.corp:8443").as_deref(),
+            Some("https://proxy.corp:8443")
+        );
+        assert_eq!(
+            shown("http://proxy.corp").as_deref(),
+            Some("http://proxy.corp:80")
+        );
+        for value in UNUSABLE {
+            assert_eq!(shown(value), None, "{value}");
+        }
+        // An unencoded `@` in the password: the host is what follows the last one.
+        if let Some(shown) = shown("http://proxyuser:S3cret@Passw0rd@proxy.corp:3128") {
+            assert_no_credentials("the shown proxy", &shown);
+        }
+    }
+
+    #[test]
+    fn a_transport_failure_names_the_proxy_without_its_credentials() {
+        let client = HttpClient::new(&env(&[(
+            "HTTPS_PROXY",
+            "http://proxyuser:S3cretPassw0rd@127.0.0.1:1",
+        )]));
+        assert_no_credentials("Debug", &format!("{client:?} {client:#?}"));
+        let deadline = Deadline::after(Duration::from_secs(5));
+        let error = client
+            .get("https://issuer.example/x", None, &deadline)
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(matches!(error, FetchError::Transport { .. }), "{error:?}");
+        assert!(
+            message.contains("through the proxy http://127.0.0.1:1 in HTTPS_PROXY"),
+            "{message}"
+        );
+        assert_no_credentials("the error", &message);
+    }
 
     #[test]
     fn only_https_or_loopback_http() {

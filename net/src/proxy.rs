@@ -9,6 +9,9 @@
 //!   a CIDR matches IP hosts; `example.com` matches it and its subdomains, `.example.com` and
 //!   `*.example.com` only subdomains; each of these may carry `:port`.
 //!
+//! A proxy value can hold a password (`http://user:password@proxy:3128`), so it is never shown:
+//! [`ProxySetting`]'s `Debug` names only the variable it came from.
+//!
 //! One difference: Go refuses `HTTP_PROXY` for http URLs when `REQUEST_METHOD` is set (CGI);
 //! verify never runs as CGI and only fetches http from loopback, which is never proxied anyway.
 
@@ -40,9 +43,37 @@ pub fn process_env_with(env_vars: &BTreeMap<String, String>) -> BTreeMap<String,
 /// The proxy settings of one process.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProxyConfig {
-    http: Option<String>,
-    https: Option<String>,
+    http: Option<ProxySetting>,
+    https: Option<ProxySetting>,
     bypass: Vec<Bypass>,
+}
+
+/// One proxy variable that is set: its name and its value as written.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProxySetting {
+    variable: &'static str,
+    value: String,
+}
+
+impl ProxySetting {
+    /// The variable the value came from (`HTTPS_PROXY`, `https_proxy`, …), which is what a
+    /// message names when the value itself cannot be shown.
+    pub fn variable(&self) -> &'static str {
+        self.variable
+    }
+
+    /// The value as written, credentials included: for parsing, never for showing.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+}
+
+impl std::fmt::Debug for ProxySetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxySetting")
+            .field("variable", &self.variable)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One `NO_PROXY` entry.
@@ -69,34 +100,36 @@ enum Bypass {
 impl ProxyConfig {
     /// The settings in `env`, which holds the process environment overlaid with `env_vars`.
     pub fn from_env(env: &BTreeMap<String, String>) -> Self {
-        let any = |upper: &str, lower: &str| {
-            [upper, lower]
-                .iter()
-                .find_map(|name| env.get(*name).filter(|value| !value.is_empty()).cloned())
+        let any = |upper: &'static str, lower: &'static str| {
+            [upper, lower].into_iter().find_map(|variable| {
+                env.get(variable)
+                    .filter(|value| !value.is_empty())
+                    .map(|value| ProxySetting {
+                        variable,
+                        value: value.clone(),
+                    })
+            })
         };
         Self {
             http: any("HTTP_PROXY", "http_proxy"),
             https: any("HTTPS_PROXY", "https_proxy"),
             bypass: any("NO_PROXY", "no_proxy")
-                .map(|list| parse_no_proxy(&list))
+                .map(|list| parse_no_proxy(list.value()))
                 .unwrap_or_default(),
         }
     }
 
     /// The proxies that may be used (the https one, then the http one).
-    pub fn proxies(&self) -> impl Iterator<Item = &str> {
-        self.https
-            .iter()
-            .chain(self.http.iter())
-            .map(String::as_str)
+    pub fn proxies(&self) -> impl Iterator<Item = &ProxySetting> {
+        self.https.iter().chain(self.http.iter())
     }
 
-    /// The proxy (as written in the variable) for `url`, or `None` to connect directly.
-    pub fn proxy_for(&self, url: &str) -> Option<&str> {
+    /// The proxy for `url`, or `None` to connect directly.
+    pub fn proxy_for(&self, url: &str) -> Option<&ProxySetting> {
         let (scheme, rest) = url.split_once("://")?;
         let proxy = match scheme {
-            "https" => self.https.as_deref()?,
-            "http" => self.http.as_deref()?,
+            "https" => self.https.as_ref()?,
+            "http" => self.http.as_ref()?,
             _ => return None,
         };
         let (host, port) = host_and_port(rest, scheme)?;
@@ -255,7 +288,7 @@ fn in_network(ip: IpAddr, network: IpAddr, prefix: u8) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::ProxyConfig;
+    use super::{ProxyConfig, ProxySetting};
     use std::collections::BTreeMap;
 
     const P: &str = "http://proxy.corp:3128";
@@ -274,7 +307,11 @@ mod tests {
 
     #[track_caller]
     fn proxied(config: &ProxyConfig, url: &str) {
-        assert_eq!(config.proxy_for(url), Some(P), "{url} should use the proxy");
+        assert_eq!(
+            config.proxy_for(url).map(ProxySetting::value),
+            Some(P),
+            "{url} should use the proxy"
+        );
     }
 
     #[track_caller]
@@ -433,6 +470,31 @@ mod tests {
     #[test]
     fn proxies_lists_the_configured_ones() {
         let both = config(&[("HTTPS_PROXY", P), ("http_proxy", "http://h:1")]);
-        assert_eq!(both.proxies().collect::<Vec<_>>(), [P, "http://h:1"]);
+        let listed = both
+            .proxies()
+            .map(|proxy| (proxy.variable(), proxy.value()))
+            .collect::<Vec<_>>();
+        assert_eq!(listed, [("HTTPS_PROXY", P), ("http_proxy", "http://h:1")]);
+    }
+
+    #[test]
+    fn debug_names_the_variable_and_never_the_value() {
+        let config = config(&[
+            (
+                "HTTPS_PROXY",
+                "http://proxyuser:S3cretPassw0rd@proxy.corp:3128",
+            ),
+            (
+                "http_proxy",
+                "ftp://proxyuser:S3cretPassw0rd@proxy.corp:3128",
+            ),
+        ]);
+        let shown = format!("{config:?} {config:#?}");
+        assert!(!shown.contains("S3cretPassw0rd"), "{shown}");
+        assert!(!shown.contains("proxyuser"), "{shown}");
+        assert!(
+            shown.contains("HTTPS_PROXY") && shown.contains("http_proxy"),
+            "{shown}"
+        );
     }
 }

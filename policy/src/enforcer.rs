@@ -11,7 +11,7 @@ use crate::home::{self, HomeAccess};
 use crate::perms::{self, Requirement};
 use crate::plugin;
 use crate::providers::Providers;
-use crate::server_config::{DenyLists, ServerConfig};
+use crate::server_config::{DenyLists, ServerConfig, VariableNames};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -149,7 +149,7 @@ fn too_large_hint(mut error: FileError) -> FileError {
 }
 
 /// Decides logins against the policy under a configuration directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Enforcer {
     dir: ConfigDir,
     deny: DenyLists,
@@ -157,6 +157,27 @@ pub struct Enforcer {
     plugins: bool,
     env_vars: BTreeMap<String, String>,
     max_policy_size: u64,
+}
+
+impl std::fmt::Debug for Enforcer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            dir,
+            deny,
+            home,
+            plugins,
+            env_vars,
+            max_policy_size,
+        } = self;
+        f.debug_struct("Enforcer")
+            .field("dir", dir)
+            .field("deny", deny)
+            .field("home", home)
+            .field("plugins", plugins)
+            .field("env_vars", &VariableNames(env_vars))
+            .field("max_policy_size", max_policy_size)
+            .finish()
+    }
 }
 
 impl Enforcer {

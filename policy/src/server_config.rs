@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// The server configuration. Unknown keys are ignored, as in Go. Serializable so the
 /// documentation tests can list the keys the code reads.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[derive(Clone, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(default)]
 pub struct ServerConfig {
     /// Set in verify's environment before any network access or plugin run.
@@ -25,6 +25,37 @@ pub struct ServerConfig {
     /// (`64MiB`, `200MB`); default 64 MiB. A larger file is not used, and the log names the
     /// file and the limit. Not in Go, which reads any size.
     pub max_policy_size: Option<String>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            env_vars,
+            deny_users,
+            deny_emails,
+            jwks_cache_max_age,
+            jwks_cache_stale_limit,
+            max_policy_size,
+        } = self;
+        f.debug_struct("ServerConfig")
+            .field("env_vars", &VariableNames(env_vars))
+            .field("deny_users", deny_users)
+            .field("deny_emails", deny_emails)
+            .field("jwks_cache_max_age", jwks_cache_max_age)
+            .field("jwks_cache_stale_limit", jwks_cache_stale_limit)
+            .field("max_policy_size", max_policy_size)
+            .finish()
+    }
+}
+
+/// `env_vars` as `Debug` shows them: the names only, since a value such as a proxy URL can
+/// hold a password.
+pub(crate) struct VariableNames<'a>(pub(crate) &'a BTreeMap<String, String>);
+
+impl std::fmt::Debug for VariableNames<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 /// Parses a size: a number of bytes, or with a unit `K`/`KB` (1000), `KiB` (1024), `M`/`MB`,
@@ -227,5 +258,20 @@ mod tests {
         assert!(matches!(error.kind, FileErrorKind::Yaml(_)), "{error}");
         assert!(parse("deny_users: root\n").is_err());
         assert!(parse("env_vars:\n  'A=B': x\n").is_err());
+    }
+
+    #[test]
+    fn debug_shows_env_var_names_not_values() {
+        let config =
+            parse("env_vars:\n  HTTPS_PROXY: http://proxyuser:S3cretPassw0rd@proxy:3128\n")
+                .unwrap();
+        let shown = format!("{config:?}");
+        assert!(shown.contains("HTTPS_PROXY"), "{shown}");
+        assert!(!shown.contains("S3cret"), "{shown}");
+        let enforcer =
+            crate::Enforcer::new(crate::ConfigDir::new("/etc/opk")).with_env_vars(config.env_vars);
+        let shown = format!("{enforcer:?}");
+        assert!(shown.contains("HTTPS_PROXY"), "{shown}");
+        assert!(!shown.contains("S3cret"), "{shown}");
     }
 }

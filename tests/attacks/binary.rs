@@ -108,6 +108,12 @@ impl Host {
 
     /// verify with extra flags before sshd's arguments (`--log-level debug`).
     pub fn verify_with(&self, flags: &[&str]) -> (bool, String) {
+        let (output, log) = self.verify_output(flags);
+        (output.status.code() == Some(0), log)
+    }
+
+    /// [`Host::verify_with`] with the whole process output (stdout, stderr, exit code).
+    pub fn verify_output(&self, flags: &[&str]) -> (std::process::Output, String) {
         let (key_type, key_b64) = self.minted.type_and_base64();
         let output = Command::new(e2e::target_binary("opkssh"))
             .arg("verify")
@@ -125,7 +131,7 @@ impl Host {
         let log = std::fs::read_to_string(self.dir.path().join("opkssh.log")).unwrap_or_default();
         let allowed = output.status.code() == Some(0);
         assert_eq!(allowed, !output.stdout.is_empty(), "{output:?}");
-        (allowed, log)
+        (output, log)
     }
 
     pub fn denied_with(&self, needle: &str) {

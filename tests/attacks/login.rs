@@ -598,3 +598,80 @@ fn refreshed_id_token_signed_by_a_stranger() {
     assert!(output.contains("id token"), "{output}");
     assert_eq!(before, after, "the certificate was rewritten");
 }
+
+/// A proxy in the user's environment that holds a password and does not parse (another scheme,
+/// an unencoded space): the login to the loopback provider goes ahead, since loopback is never
+/// proxied, and a login to a provider behind the proxy fails naming the variable. The password
+/// is printed in neither.
+#[test]
+fn login_through_an_unparsable_proxy_with_a_password() {
+    let Some(op) = gated() else { return };
+    for proxy in [
+        "ftp://proxyuser:S3cretPassw0rd@proxy.corp:3128",
+        "http://proxyuser:S3cret Passw0rd@proxy.corp:3128",
+    ] {
+        let env = [
+            ("HTTPS_PROXY", std::ffi::OsStr::new(proxy)),
+            ("HTTP_PROXY", std::ffi::OsStr::new(proxy)),
+        ];
+        let no_password = |printed: &str| {
+            for secret in ["S3cret", "Passw0rd", "proxyuser"] {
+                assert!(
+                    !printed.contains(secret),
+                    "PROXY CREDENTIAL SHOWN ({secret})\n{printed}"
+                );
+            }
+        };
+
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir(home.path().join(".opk")).unwrap();
+        std::fs::write(
+            home.path().join(".opk").join("config.yml"),
+            format!(
+                "providers:\n  - alias: remote\n    issuer: https://opk-issuer.test\n    client_id: {CLIENT_ID}\n    scopes: openid\n    redirect_uris:\n      - http://localhost:{}/login-callback\n",
+                free_port()
+            ),
+        )
+        .unwrap();
+        let output = Command::new(e2e::target_binary("opkssh"))
+            .args(["login", "--disable-browser-open", "remote"])
+            .env("HOME", home.path())
+            .envs(env)
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        no_password(&printed);
+        assert!(!output.status.success(), "{proxy}: {printed}");
+        assert!(
+            printed.contains(
+                "https://opk-issuer.test/.well-known/openid-configuration would go through the \
+                 proxy in HTTPS_PROXY, which is not a usable http or https proxy URL (value not shown)"
+            ),
+            "{proxy}: {printed}"
+        );
+
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir(home.path().join(".opk")).unwrap();
+        std::fs::write(
+            home.path().join(".opk").join("config.yml"),
+            format!(
+                "providers:\n  - alias: lying\n    issuer: {}\n    client_id: {CLIENT_ID}\n    scopes: openid\n    redirect_uris:\n      - http://localhost:{}/login-callback\n",
+                op.issuer,
+                free_port()
+            ),
+        )
+        .unwrap();
+        let mut login = LoginProcess::start(home.path(), &["lying"], &env);
+        // The authorization URL comes from the provider's discovery document: it was fetched.
+        let url = login.auth_url();
+        assert!(url.contains("localhost"), "{url}");
+        login.kill();
+        no_password(&login.stdout_so_far());
+    }
+}

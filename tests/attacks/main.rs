@@ -25,6 +25,7 @@ mod output_escaping;
 mod plugin_input;
 mod policy_files;
 mod principal;
+mod proxy;
 mod signature;
 mod size;
 mod time;

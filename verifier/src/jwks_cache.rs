@@ -261,7 +261,7 @@ impl<'a> JwksCache<'a> {
     }
 
     fn fetch(&self, issuer: &str, deadline: &Deadline) -> Result<Entry, KeysError> {
-        let http = self.http.client().map_err(KeysError::Fetch)?;
+        let http = self.http.client();
         let discovery_url = format!(
             "{}/.well-known/openid-configuration",
             issuer.trim_end_matches('/')

@@ -35,7 +35,7 @@ pub struct Request<'a> {
 }
 
 /// Everything a verify needs besides the request.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     /// The providers file, one entry per issuer.
     pub providers: Vec<Provider>,
@@ -49,6 +49,26 @@ pub struct Settings {
     pub env: BTreeMap<String, String>,
     /// The whole verify's time budget (default 10 s).
     pub budget: Duration,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            providers,
+            provider_locations,
+            cache,
+            env,
+            budget,
+        } = self;
+        // The variables' names only: a proxy URL can hold a password.
+        f.debug_struct("Settings")
+            .field("providers", providers)
+            .field("provider_locations", provider_locations)
+            .field("cache", cache)
+            .field("env", &env.keys().collect::<Vec<_>>())
+            .field("budget", budget)
+            .finish()
+    }
 }
 
 /// Why a login was denied.
@@ -541,7 +561,7 @@ fn userinfo(
 ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
     let body = http
         .client()
-        .and_then(|client| client.get(endpoint, Some(access_token), deadline))
+        .get(endpoint, Some(access_token), deadline)
         .map_err(|error| error.to_string())?;
     match serde_json::from_slice::<serde_json::Value>(&body) {
         Ok(serde_json::Value::Object(claims))
@@ -599,4 +619,29 @@ pub fn authorize_traced(
             principals.join(",")
         )
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Settings;
+    use crate::jwks_cache::CacheSettings;
+    use std::time::Duration;
+
+    #[test]
+    fn debug_names_the_proxy_variables_and_never_their_values() {
+        let settings = Settings {
+            providers: Vec::new(),
+            provider_locations: Vec::new(),
+            cache: CacheSettings::new("/var/cache/opkssh".into()),
+            env: [(
+                "HTTPS_PROXY".to_owned(),
+                "http://proxyuser:S3cretPassw0rd@proxy.corp:3128".to_owned(),
+            )]
+            .into(),
+            budget: Duration::from_secs(10),
+        };
+        let shown = format!("{settings:?}");
+        assert!(shown.contains("HTTPS_PROXY"), "{shown}");
+        assert!(!shown.contains("S3cret"), "{shown}");
+    }
 }

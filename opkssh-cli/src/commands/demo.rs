@@ -184,7 +184,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
         redirect_uris: vec!["http://localhost:0/login-callback".into()],
         remote_redirect_uri: None,
     };
-    let http = opk_client::http_client_from_env().map_err(fail)?;
+    let http = opk_client::http_client_from_env();
     let mut browser: Option<std::thread::JoinHandle<Result<String, String>>> = None;
     let mut opener = |url: &str| {
         println!("3. Browser step: {url} (answered by an HTTP client instead of a person)");

@@ -328,7 +328,7 @@ fn run_inner(args: &LoginArgs, out: &mut Output) -> Result<ExitCode, CliError> {
         alias: args.alias.as_deref(),
         config: Some(&config),
     };
-    let http = http_client()?;
+    let http = opk_client::http_client_from_env();
     let entry = match client_config::determine_provider(&selection, &env).map_err(fail)? {
         Choice::Provider(entry) => *entry,
         Choice::WebChooser(_) if args.device => return Err(fail(NO_CHOOSER)),
@@ -350,10 +350,6 @@ fn run_inner(args: &LoginArgs, out: &mut Output) -> Result<ExitCode, CliError> {
     let kind = client_config::to_provider(&entry, &env, args.remote_redirect_uri.as_deref())
         .map_err(fail)?;
     login_with(args, &kind, &config, agent, &http, out, None)
-}
-
-fn http_client() -> Result<HttpClient, CliError> {
-    opk_client::http_client_from_env().map_err(fail)
 }
 
 fn create_config(path: &Path) -> Result<(), CliError> {
