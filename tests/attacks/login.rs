@@ -499,6 +499,60 @@ fn callback_error_from_the_provider_ends_the_login() {
 }
 
 #[test]
+fn callback_error_without_the_state_is_ignored() {
+    let Some(op) = gated() else { return };
+    let login = start_login(&op, &[]);
+    op.answer_with(vec![op.sign(&op.claims(login.param("nonce")))]);
+    // Any page the browser opens, or any local process, can send these: they are not the
+    // provider's answer to this login and must not end it.
+    assert_eq!(
+        login.callback("error=access_denied&error_description=stop", None),
+        400
+    );
+    assert_eq!(
+        login.callback("error=access_denied&state=guessed", None),
+        400
+    );
+    assert_eq!(login.honest_callback(), 200);
+    let (succeeded, output, home) = login.end();
+    assert!(succeeded, "{output}");
+    assert!(!output.contains("access_denied"), "{output}");
+    assert!(home.path().join("id_key-cert.pub").exists(), "{output}");
+}
+
+#[test]
+fn callback_error_description_with_terminal_controls() {
+    let Some(op) = gated() else { return };
+    let log_dir = tempfile::tempdir().unwrap();
+    let login = start_login(&op, &["--log-dir", log_dir.path().to_str().unwrap()]);
+    let state = login.param("state").to_owned();
+    // ESC ]0;…BEL retitles the terminal, ESC [2K erases the line, CR returns to its start, LF
+    // starts a line of its own.
+    let error = "access_denied%1B%5D0%3Bowned%07";
+    let description = "denied%1B%5B2K%0D%0AAllowed+as+root";
+    let query = format!("error={error}&error_description={description}&state={state}");
+    assert_eq!(login.callback(&query, None), 500);
+    let run = login.process.finish();
+    let printed = format!("stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert!(!run.status.success(), "{printed}");
+    let log = std::fs::read_to_string(log_dir.path().join("opkssh.log")).unwrap();
+    for (name, text) in [
+        ("stdout", &run.stdout),
+        ("stderr", &run.stderr),
+        ("log", &log),
+    ] {
+        assert!(
+            !text.contains(['\x1b', '\x07', '\r']),
+            "raw control characters on {name}:\n{printed}\nlog:\n{log}"
+        );
+    }
+    let shown = r"access_denied\x1b]0;owned\x07 (denied\x1b[2K\r\nAllowed as root)";
+    assert!(run.stderr.contains(shown), "{printed}");
+    assert!(log.contains(shown), "{log}");
+    assert!(!login.home.path().join("id_key").exists());
+}
+
+#[test]
 fn redirect_uri_on_a_look_alike_of_localhost() {
     let Some(op) = gated() else { return };
     // openpubkey#375: a prefix check let `localhost.attacker.com` through.
