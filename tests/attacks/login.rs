@@ -22,6 +22,7 @@ use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -274,6 +275,18 @@ impl PendingLogin {
             .map_or(0, |response| response.status().as_u16())
     }
 
+    /// The port of the loopback callback listener.
+    fn callback_port(&self) -> u16 {
+        let authority = self
+            .param("redirect_uri")
+            .strip_prefix("http://")
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap();
+        authority.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
     fn honest_callback(&self) -> u16 {
         let state = self.param("state").to_owned();
         self.callback(&format!("code=the-code&state={state}"), None)
@@ -288,6 +301,49 @@ impl PendingLogin {
             run.status, run.stdout, run.stderr
         );
         (run.status.success(), printed, self.home)
+    }
+}
+
+/// A local client at a loopback listener that sends the start of a request one byte every
+/// `every` and never finishes it (slowloris): at most `bytes` bytes, stopped when dropped.
+struct SlowClient {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl SlowClient {
+    fn start(port: u16, every: Duration, bytes: usize) -> Self {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            for byte in b"GET /login-callback?state=".iter().cycle().take(bytes) {
+                if stream.write_all(&[*byte]).is_err() {
+                    return;
+                }
+                let next = Instant::now() + every;
+                while Instant::now() < next {
+                    if stopped.load(Ordering::Acquire) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        });
+        // Give the listener time to take this connection before any other.
+        std::thread::sleep(Duration::from_millis(500));
+        Self { stop, thread }
+    }
+
+    /// Whether it is still connected and sending.
+    fn sending(&self) -> bool {
+        !self.thread.is_finished()
+    }
+}
+
+impl Drop for SlowClient {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
     }
 }
 
@@ -550,6 +606,50 @@ fn callback_error_description_with_terminal_controls() {
     assert!(run.stderr.contains(shown), "{printed}");
     assert!(log.contains(shown), "{log}");
     assert!(!login.home.path().join("id_key").exists());
+}
+
+#[test]
+fn slow_client_at_the_callback_does_not_hold_up_the_login() {
+    let Some(op) = gated() else { return };
+    let login = start_login(&op, &[]);
+    op.answer_with(vec![op.sign(&op.claims(login.param("nonce")))]);
+    // One byte every 2 s is within any per-read timeout; 30 of them would take a minute.
+    let slow = SlowClient::start(login.callback_port(), Duration::from_secs(2), 30);
+    assert_eq!(login.honest_callback(), 200);
+    assert!(
+        slow.sending(),
+        "the slow client stopped before the callback"
+    );
+    let (succeeded, output, home) = login.end();
+    assert!(succeeded, "{output}");
+    assert!(home.path().join("id_key-cert.pub").exists(), "{output}");
+}
+
+#[test]
+fn slow_client_at_the_callback_cannot_outlast_the_timeout() {
+    let Some(op) = gated() else { return };
+    let login = start_login(&op, &["--timeout", "5"]);
+    let started = Instant::now();
+    let slow = SlowClient::start(login.callback_port(), Duration::from_secs(2), 30);
+    let mut process = login.process;
+    let limit = Duration::from_secs(5 + 10);
+    while !process.has_exited() && started.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ended = process.has_exited();
+    let slow_still_sending = slow.sending();
+    drop(slow);
+    if !ended {
+        process.kill();
+    }
+    let run = process.finish();
+    let printed = format!("stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert!(
+        ended,
+        "--timeout 5 still waiting after {limit:?}:\n{printed}"
+    );
+    assert!(slow_still_sending, "the slow client stopped first");
+    run.assert_failure("timed out after 5 seconds");
 }
 
 #[test]
