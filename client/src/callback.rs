@@ -275,19 +275,7 @@ impl CallbackServer {
     }
 
     fn host_allowed(&self, request: &Request) -> bool {
-        let Some(host) = request.header("host") else {
-            // HTTP/1.0 clients may omit it; the listener is loopback-only anyway.
-            return true;
-        };
-        let port = self.port;
-        [
-            format!("localhost:{port}"),
-            format!("127.0.0.1:{port}"),
-            format!("[::1]:{port}"),
-            self.uri.authority(port),
-        ]
-        .iter()
-        .any(|allowed| allowed.eq_ignore_ascii_case(host))
+        httpd::addressed_to_loopback(request, self.port, &self.uri.authority(self.port))
     }
 }
 

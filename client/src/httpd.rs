@@ -143,6 +143,24 @@ pub fn read_request_by(stream: &TcpStream, deadline: Instant) -> std::io::Result
     Ok(request)
 }
 
+/// Whether `request` was addressed to this loopback listener on `port`: no `Host` header
+/// (HTTP/1.0), or `localhost`, `127.0.0.1`, `[::1]` or `own_authority` with that port. Any
+/// other name is a page that had a name of its own resolve to 127.0.0.1 (DNS rebinding).
+pub fn addressed_to_loopback(request: &Request, port: u16, own_authority: &str) -> bool {
+    let Some(host) = request.header("host") else {
+        return true;
+    };
+    [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+    ]
+    .iter()
+    .map(String::as_str)
+    .chain([own_authority])
+    .any(|allowed| allowed.eq_ignore_ascii_case(host))
+}
+
 /// One connection's place among [`MAX_CONNECTIONS`], given back when dropped.
 #[derive(Debug)]
 struct Slot(Arc<AtomicUsize>);

@@ -204,23 +204,28 @@ fn start_login_with(op: &LyingOp, redirect_uri: &str, extra: &[&str]) -> Pending
     args.push("lying");
     let mut process = LoginProcess::start(home.path(), &args, &[]);
     let login_url = process.auth_url();
-    let response = e2e::loopback_agent().get(&login_url).call().unwrap();
+    PendingLogin {
+        process,
+        home,
+        request: authorization_request(op, &login_url),
+    }
+}
+
+/// GETs the listener's `/login` as the browser would; the parameters of the authorization
+/// request it redirects to.
+fn authorization_request(op: &LyingOp, login_url: &str) -> HashMap<String, String> {
+    let response = e2e::loopback_agent().get(login_url).call().unwrap();
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     assert!(
         location.starts_with(&format!("{}/auth?", op.issuer)),
         "{location}"
     );
     let query = location.split_once('?').unwrap().1;
-    let request = query
+    query
         .split('&')
         .filter_map(|pair| pair.split_once('='))
         .map(|(name, value)| (name.to_owned(), percent_decode(value)))
-        .collect();
-    PendingLogin {
-        process,
-        home,
-        request,
-    }
+        .collect()
 }
 
 fn start_login(op: &LyingOp, extra: &[&str]) -> PendingLogin {
@@ -650,6 +655,75 @@ fn slow_client_at_the_callback_cannot_outlast_the_timeout() {
     );
     assert!(slow_still_sending, "the slow client stopped first");
     run.assert_failure("timed out after 5 seconds");
+}
+
+#[test]
+fn chooser_page_through_another_host_name_or_method() {
+    let Some(op) = gated() else { return };
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".opk")).unwrap();
+    std::fs::write(
+        home.path().join(".opk").join("config.yml"),
+        format!(
+            "default_provider: webchooser\nproviders:\n  - alias: lying\n    issuer: {}\n    client_id: {CLIENT_ID}\n    scopes: openid email\n    redirect_uris:\n      - http://localhost:{}/login-callback\n  - alias: other\n    issuer: https://op.invalid\n    client_id: x\n",
+            op.issuer,
+            free_port()
+        ),
+    )
+    .unwrap();
+    let key = home.path().join("id_key");
+    let mut process = LoginProcess::start(home.path(), &["-i", key.to_str().unwrap()], &[]);
+    let chooser_url = process.auth_url();
+    assert!(chooser_url.ends_with("/chooser"), "{chooser_url}");
+    let base = chooser_url.strip_suffix("/chooser").unwrap();
+    let port = base.rsplit(':').next().unwrap();
+    let agent = e2e::loopback_agent();
+    let status = |response: Result<ureq::http::Response<ureq::Body>, ureq::Error>| {
+        response.map_or(0, |response| response.status().as_u16())
+    };
+    let rebound = format!("attacker.example:{port}");
+    // A page on attacker.example, rebound to 127.0.0.1, reads the list or chooses.
+    assert_eq!(
+        status(agent.get(&chooser_url).header("Host", &rebound).call()),
+        400
+    );
+    let honest_page = agent
+        .get(&chooser_url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let choice = honest_page
+        .split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .find(|href| href.contains("localhost"))
+        .unwrap_or_else(|| panic!("no button for the lying provider:\n{honest_page}"))
+        .to_owned();
+    let select_url = format!("{base}{choice}");
+    assert_eq!(
+        status(agent.get(&select_url).header("Host", &rebound).call()),
+        400
+    );
+    // A form on any site posts to the chooser.
+    assert_eq!(status(agent.post(&chooser_url).send_empty()), 405);
+    assert_eq!(status(agent.post(&select_url).send_empty()), 405);
+    assert_eq!(status(agent.put(&select_url).send_empty()), 405);
+    // None of those chose: the honest GET does, and the login goes on to the end.
+    let chosen = agent.get(&select_url).call().unwrap();
+    assert_eq!(chosen.status().as_u16(), 302);
+    let login_url = chosen.headers()["location"].to_str().unwrap().to_owned();
+    assert!(login_url.ends_with("/login"), "{login_url}");
+    let login = PendingLogin {
+        process,
+        home,
+        request: authorization_request(&op, &login_url),
+    };
+    op.answer_with(vec![op.sign(&op.claims(login.param("nonce")))]);
+    assert_eq!(login.honest_callback(), 200);
+    let (succeeded, output, _home) = login.end();
+    assert!(succeeded, "{output}");
 }
 
 #[test]
