@@ -7,7 +7,7 @@
 //! bound on 127.0.0.1 and, when the machine has it, on ::1, since browsers may try either.
 
 use crate::httpd::{self, Request, Response};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 /// The redirect URIs every provider gets unless its config says otherwise (Go's defaults).
@@ -191,9 +191,6 @@ impl CallbackServer {
                 Err(_) => return None,
             }
         }
-        for listener in &listeners {
-            listener.set_nonblocking(true).ok()?;
-        }
         Some(Self {
             listeners,
             uri: uri.clone(),
@@ -219,6 +216,8 @@ impl CallbackServer {
     /// Serves `/login` (302 to `authorization_url`) and the callback path until `handle`
     /// returns [`Outcome::Done`] or [`Outcome::Failed`], or `timeout` passes. Other paths get
     /// 404; a `Host` header naming anything but this loopback port gets 400 (DNS rebinding).
+    /// Connections are read side by side ([`httpd::Incoming`]): a client that never finishes
+    /// its request holds up neither the browser's callback nor the timeout.
     ///
     /// # Errors
     /// [`CallbackError::Timeout`], or the handler's error.
@@ -229,38 +228,33 @@ impl CallbackServer {
         mut handle: impl FnMut(&str) -> Outcome<T, E>,
     ) -> Result<Result<T, E>, CallbackError> {
         let deadline = Instant::now() + timeout;
+        let io = |error: std::io::Error| CallbackError::Io(error.to_string());
+        let mut incoming = httpd::Incoming::new(&self.listeners).map_err(io)?;
         loop {
-            if Instant::now() >= deadline {
+            let Some(connection) = incoming.next(deadline).map_err(io)? else {
                 return Err(CallbackError::Timeout(timeout.as_secs()));
-            }
-            let Some(stream) = self.accept()? else {
-                std::thread::sleep(Duration::from_millis(20));
-                continue;
             };
-            let Ok(request) = httpd::read_request(&stream) else {
-                let _ = Response::html(400, "Bad request", "Malformed request.").write_to(&stream);
-                continue;
-            };
-            if !self.host_allowed(&request) {
+            let (stream, request) = (&connection.stream, &connection.request);
+            if !self.host_allowed(request) {
                 let _ =
-                    Response::html(400, "Bad request", "Unexpected Host header.").write_to(&stream);
+                    Response::html(400, "Bad request", "Unexpected Host header.").write_to(stream);
                 continue;
             }
             if request.method != "GET" {
-                let _ = Response::html(405, "Method not allowed", "Use GET.").write_to(&stream);
+                let _ = Response::html(405, "Method not allowed", "Use GET.").write_to(stream);
                 continue;
             }
             if request.path == "/login" {
-                let _ = Response::redirect(authorization_url).write_to(&stream);
+                let _ = Response::redirect(authorization_url).write_to(stream);
                 continue;
             }
             if request.path != self.uri.path {
-                let _ = Response::html(404, "Not found", "Nothing here.").write_to(&stream);
+                let _ = Response::html(404, "Not found", "Nothing here.").write_to(stream);
                 continue;
             }
             match handle(&request.query) {
                 Outcome::Ignore(reason) => {
-                    let _ = Response::html(400, "Login not completed", &reason).write_to(&stream);
+                    let _ = Response::html(400, "Login not completed", &reason).write_to(stream);
                 }
                 Outcome::Done(value) => {
                     let _ = Response::html(
@@ -268,49 +262,20 @@ impl CallbackServer {
                         "opkssh login succeeded",
                         "You may now close this window.",
                     )
-                    .write_to(&stream);
+                    .write_to(stream);
                     return Ok(Ok(value));
                 }
                 Outcome::Failed(error) => {
                     let _ = Response::html(500, "opkssh login failed", &error.to_string())
-                        .write_to(&stream);
+                        .write_to(stream);
                     return Ok(Err(error));
                 }
             }
         }
     }
 
-    fn accept(&self) -> Result<Option<TcpStream>, CallbackError> {
-        for listener in &self.listeners {
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    stream
-                        .set_nonblocking(false)
-                        .map_err(|error| CallbackError::Io(error.to_string()))?;
-                    return Ok(Some(stream));
-                }
-                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(error) => return Err(CallbackError::Io(error.to_string())),
-            }
-        }
-        Ok(None)
-    }
-
     fn host_allowed(&self, request: &Request) -> bool {
-        let Some(host) = request.header("host") else {
-            // HTTP/1.0 clients may omit it; the listener is loopback-only anyway.
-            return true;
-        };
-        let port = self.port;
-        [
-            format!("localhost:{port}"),
-            format!("127.0.0.1:{port}"),
-            format!("[::1]:{port}"),
-            self.uri.authority(port),
-        ]
-        .iter()
-        .any(|allowed| allowed.eq_ignore_ascii_case(host))
+        httpd::addressed_to_loopback(request, self.port, &self.uri.authority(self.port))
     }
 }
 
@@ -318,6 +283,7 @@ impl CallbackServer {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
     use super::*;
+    use std::net::TcpStream;
 
     #[test]
     fn only_loopback_redirect_uris() {
@@ -418,6 +384,57 @@ mod tests {
             })
             .unwrap_err();
         assert_eq!(timeout, CallbackError::Timeout(0));
+    }
+
+    #[test]
+    fn a_client_sending_a_byte_at_a_time_holds_up_neither_the_callback_nor_the_timeout() {
+        use std::io::{Read as _, Write as _};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let server = CallbackServer::bind(&["http://127.0.0.1:0/cb".to_owned()]).unwrap();
+        let port = server.port();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let slow = {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                // At most 100 bytes over 20 seconds, never a whole request.
+                for _ in 0..100 {
+                    if stop.load(Ordering::Acquire) || stream.write_all(b"G").is_err() {
+                        return false;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                true
+            })
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        let honest = std::thread::spawn(move || {
+            let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            write!(
+                stream,
+                "GET /cb?code=abc HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+            )
+            .unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).unwrap();
+            answer
+        });
+        let done = server
+            .serve("x", Duration::from_secs(30), |query| {
+                Outcome::<String, String>::Done(query.to_owned())
+            })
+            .unwrap();
+        assert_eq!(done, Ok("code=abc".to_owned()));
+        assert!(honest.join().unwrap().starts_with("HTTP/1.1 200"));
+        let timeout = server
+            .serve("x", Duration::from_millis(300), |_| {
+                Outcome::<(), String>::Ignore(String::new())
+            })
+            .unwrap_err();
+        assert_eq!(timeout, CallbackError::Timeout(0));
+        assert!(!slow.is_finished(), "the slow client gave up first");
+        stop.store(true, Ordering::Release);
+        assert!(!slow.join().unwrap());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The web chooser (behaviour.md §2.2.5): a page on a random loopback port listing the
 //! configured providers (CI/CD ones left out); choosing one redirects the same tab to that
-//! provider's `/login` on its own callback listener.
+//! provider's `/login` on its own callback listener. Like the callback, it answers only GET
+//! requests addressed to itself by a loopback name, and reads connections side by side.
 
 use crate::client_config::{self, Env, ProviderEntry, ProviderKind};
 use crate::flow::Progress;
@@ -99,33 +100,35 @@ pub fn choose(
         .local_addr()
         .map_err(|error| fail(error.to_string()))?
         .port();
-    listener
-        .set_nonblocking(true)
-        .map_err(|error| fail(error.to_string()))?;
-    progress.open_url(&format!("http://localhost:{port}/chooser"));
+    let listeners = [listener];
+    let mut incoming = httpd::Incoming::new(&listeners).map_err(|error| fail(error.to_string()))?;
+    let own_authority = format!("localhost:{port}");
+    progress.open_url(&format!("http://{own_authority}/chooser"));
     let deadline = Instant::now() + timeout;
     loop {
-        if Instant::now() >= deadline {
+        let Some(connection) = incoming
+            .next(deadline)
+            .map_err(|error| fail(error.to_string()))?
+        else {
             return Err(fail(format!(
                 "timed out after {} seconds waiting for a provider to be chosen in the browser",
                 timeout.as_secs()
             )));
-        }
-        let stream = match listener.accept() {
-            Ok((stream, _)) => stream,
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20));
-                continue;
-            }
-            Err(error) => return Err(fail(error.to_string())),
         };
-        let _ = stream.set_nonblocking(false);
-        let Ok(request) = httpd::read_request(&stream) else {
+        let (stream, request) = (&connection.stream, &connection.request);
+        // As at the callback: a page on another name (DNS rebinding) or a form posted from
+        // any site must not choose, nor read the list of providers.
+        if !httpd::addressed_to_loopback(request, port, &own_authority) {
+            let _ = Response::html(400, "Bad request", "Unexpected Host header.").write_to(stream);
             continue;
-        };
+        }
+        if request.method != "GET" {
+            let _ = Response::html(405, "Method not allowed", "Use GET.").write_to(stream);
+            continue;
+        }
         match request.path.as_str() {
             "/" | "/chooser" => {
-                let _ = page(&names).write_to(&stream);
+                let _ = page(&names).write_to(stream);
             }
             "/select" => {
                 let chosen = form_decode(&request.query)
@@ -134,7 +137,7 @@ pub fn choose(
                     .and_then(|(_, value)| names.get(&value).copied());
                 let Some(entry) = chosen else {
                     let _ = Response::html(400, "Unknown provider", "Choose one of the list.")
-                        .write_to(&stream);
+                        .write_to(stream);
                     continue;
                 };
                 let kind =
@@ -144,11 +147,11 @@ pub fn choose(
                 }
                 return Ok(Chosen {
                     kind,
-                    stream: Some(stream),
+                    stream: Some(connection.stream),
                 });
             }
             _ => {
-                let _ = Response::html(404, "Not found", "Nothing here.").write_to(&stream);
+                let _ = Response::html(404, "Not found", "Nothing here.").write_to(stream);
             }
         }
     }

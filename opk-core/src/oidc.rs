@@ -29,8 +29,13 @@ pub enum OidcError {
     /// The token endpoint's answer is not a token response.
     #[error("token response is malformed: {0}")]
     TokenResponse(String),
-    /// The OP answered with an OAuth error.
-    #[error("the OpenID provider refused: {error}{}", description.as_deref().map(|text| format!(" ({text})")).unwrap_or_default())]
+    /// The OP answered with an OAuth error. Both texts are the OP's (or whoever reached the
+    /// callback), so they are shown through [`crate::escape::line`].
+    #[error(
+        "the OpenID provider refused: {}{}",
+        crate::escape::line(error),
+        description.as_deref().map(|text| format!(" ({})", crate::escape::line(text))).unwrap_or_default()
+    )]
     Refused {
         /// The `error` code.
         error: String,
@@ -261,10 +266,15 @@ impl AuthorizationRequest {
         &self.nonce
     }
 
-    /// Reads the callback's query string: the code if `state` matches, the OP's error otherwise.
+    /// Reads the callback's query string: nothing unless `state` matches, then the OP's error
+    /// or the code.
+    ///
+    /// `state` comes first because anything on this machine, and any page the browser opens,
+    /// can send a request to the callback: an `error` without this login's state is a stray
+    /// request, not the OP's answer, and must not end the login.
     ///
     /// # Errors
-    /// [`OidcError::Refused`], [`OidcError::StateMismatch`].
+    /// [`OidcError::StateMismatch`], then [`OidcError::Refused`].
     pub fn code_from_callback(&self, query: &str) -> Result<String, OidcError> {
         let pairs = form_decode(query);
         let get = |name: &str| {
@@ -273,16 +283,16 @@ impl AuthorizationRequest {
                 .find(|(key, _)| key == name)
                 .map(|(_, value)| value.clone())
         };
+        let state_matches = get("state")
+            .is_some_and(|state| bool::from(state.as_bytes().ct_eq(self.state.as_bytes())));
+        if !state_matches {
+            return Err(OidcError::StateMismatch);
+        }
         if let Some(error) = get("error") {
             return Err(OidcError::Refused {
                 error,
                 description: get("error_description"),
             });
-        }
-        let state_matches = get("state")
-            .is_some_and(|state| bool::from(state.as_bytes().ct_eq(self.state.as_bytes())));
-        if !state_matches {
-            return Err(OidcError::StateMismatch);
         }
         get("code")
             .filter(|code| !code.is_empty())
@@ -506,12 +516,24 @@ mod tests {
             request.code_from_callback("code=abc&state=other"),
             Err(OidcError::StateMismatch)
         );
+        // Without this login's state an error is somebody else's request, not the OP's answer.
         assert_eq!(
             request.code_from_callback("error=access_denied&error_description=no+way"),
+            Err(OidcError::StateMismatch)
+        );
+        let refused = request.code_from_callback(&format!(
+            "error=access_denied&error_description=no%1B%5B2K%0Dway&state={state}"
+        ));
+        assert_eq!(
+            refused,
             Err(OidcError::Refused {
                 error: "access_denied".into(),
-                description: Some("no way".into())
+                description: Some("no\x1b[2K\rway".into())
             })
+        );
+        assert_eq!(
+            refused.unwrap_err().to_string(),
+            "the OpenID provider refused: access_denied (no\\x1b[2K\\rway)"
         );
         let body = request.token_request_body("abc", "cid", None);
         assert!(

@@ -22,6 +22,7 @@ use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -203,23 +204,28 @@ fn start_login_with(op: &LyingOp, redirect_uri: &str, extra: &[&str]) -> Pending
     args.push("lying");
     let mut process = LoginProcess::start(home.path(), &args, &[]);
     let login_url = process.auth_url();
-    let response = e2e::loopback_agent().get(&login_url).call().unwrap();
+    PendingLogin {
+        process,
+        home,
+        request: authorization_request(op, &login_url),
+    }
+}
+
+/// GETs the listener's `/login` as the browser would; the parameters of the authorization
+/// request it redirects to.
+fn authorization_request(op: &LyingOp, login_url: &str) -> HashMap<String, String> {
+    let response = e2e::loopback_agent().get(login_url).call().unwrap();
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     assert!(
         location.starts_with(&format!("{}/auth?", op.issuer)),
         "{location}"
     );
     let query = location.split_once('?').unwrap().1;
-    let request = query
+    query
         .split('&')
         .filter_map(|pair| pair.split_once('='))
         .map(|(name, value)| (name.to_owned(), percent_decode(value)))
-        .collect();
-    PendingLogin {
-        process,
-        home,
-        request,
-    }
+        .collect()
 }
 
 fn start_login(op: &LyingOp, extra: &[&str]) -> PendingLogin {
@@ -274,6 +280,18 @@ impl PendingLogin {
             .map_or(0, |response| response.status().as_u16())
     }
 
+    /// The port of the loopback callback listener.
+    fn callback_port(&self) -> u16 {
+        let authority = self
+            .param("redirect_uri")
+            .strip_prefix("http://")
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap();
+        authority.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
     fn honest_callback(&self) -> u16 {
         let state = self.param("state").to_owned();
         self.callback(&format!("code=the-code&state={state}"), None)
@@ -288,6 +306,49 @@ impl PendingLogin {
             run.status, run.stdout, run.stderr
         );
         (run.status.success(), printed, self.home)
+    }
+}
+
+/// A local client at a loopback listener that sends the start of a request one byte every
+/// `every` and never finishes it (slowloris): at most `bytes` bytes, stopped when dropped.
+struct SlowClient {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl SlowClient {
+    fn start(port: u16, every: Duration, bytes: usize) -> Self {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            for byte in b"GET /login-callback?state=".iter().cycle().take(bytes) {
+                if stream.write_all(&[*byte]).is_err() {
+                    return;
+                }
+                let next = Instant::now() + every;
+                while Instant::now() < next {
+                    if stopped.load(Ordering::Acquire) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        });
+        // Give the listener time to take this connection before any other.
+        std::thread::sleep(Duration::from_millis(500));
+        Self { stop, thread }
+    }
+
+    /// Whether it is still connected and sending.
+    fn sending(&self) -> bool {
+        !self.thread.is_finished()
+    }
+}
+
+impl Drop for SlowClient {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
     }
 }
 
@@ -496,6 +557,173 @@ fn callback_error_from_the_provider_ends_the_login() {
     assert!(!succeeded, "{output}");
     assert!(output.contains("access_denied"), "{output}");
     assert!(!home.path().join("id_key").exists());
+}
+
+#[test]
+fn callback_error_without_the_state_is_ignored() {
+    let Some(op) = gated() else { return };
+    let login = start_login(&op, &[]);
+    op.answer_with(vec![op.sign(&op.claims(login.param("nonce")))]);
+    // Any page the browser opens, or any local process, can send these: they are not the
+    // provider's answer to this login and must not end it.
+    assert_eq!(
+        login.callback("error=access_denied&error_description=stop", None),
+        400
+    );
+    assert_eq!(
+        login.callback("error=access_denied&state=guessed", None),
+        400
+    );
+    assert_eq!(login.honest_callback(), 200);
+    let (succeeded, output, home) = login.end();
+    assert!(succeeded, "{output}");
+    assert!(!output.contains("access_denied"), "{output}");
+    assert!(home.path().join("id_key-cert.pub").exists(), "{output}");
+}
+
+#[test]
+fn callback_error_description_with_terminal_controls() {
+    let Some(op) = gated() else { return };
+    let log_dir = tempfile::tempdir().unwrap();
+    let login = start_login(&op, &["--log-dir", log_dir.path().to_str().unwrap()]);
+    let state = login.param("state").to_owned();
+    // ESC ]0;…BEL retitles the terminal, ESC [2K erases the line, CR returns to its start, LF
+    // starts a line of its own.
+    let error = "access_denied%1B%5D0%3Bowned%07";
+    let description = "denied%1B%5B2K%0D%0AAllowed+as+root";
+    let query = format!("error={error}&error_description={description}&state={state}");
+    assert_eq!(login.callback(&query, None), 500);
+    let run = login.process.finish();
+    let printed = format!("stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert!(!run.status.success(), "{printed}");
+    let log = std::fs::read_to_string(log_dir.path().join("opkssh.log")).unwrap();
+    for (name, text) in [
+        ("stdout", &run.stdout),
+        ("stderr", &run.stderr),
+        ("log", &log),
+    ] {
+        assert!(
+            !text.contains(['\x1b', '\x07', '\r']),
+            "raw control characters on {name}:\n{printed}\nlog:\n{log}"
+        );
+    }
+    let shown = r"access_denied\x1b]0;owned\x07 (denied\x1b[2K\r\nAllowed as root)";
+    assert!(run.stderr.contains(shown), "{printed}");
+    assert!(log.contains(shown), "{log}");
+    assert!(!login.home.path().join("id_key").exists());
+}
+
+#[test]
+fn slow_client_at_the_callback_does_not_hold_up_the_login() {
+    let Some(op) = gated() else { return };
+    let login = start_login(&op, &[]);
+    op.answer_with(vec![op.sign(&op.claims(login.param("nonce")))]);
+    // One byte every 2 s is within any per-read timeout; 30 of them would take a minute.
+    let slow = SlowClient::start(login.callback_port(), Duration::from_secs(2), 30);
+    assert_eq!(login.honest_callback(), 200);
+    assert!(
+        slow.sending(),
+        "the slow client stopped before the callback"
+    );
+    let (succeeded, output, home) = login.end();
+    assert!(succeeded, "{output}");
+    assert!(home.path().join("id_key-cert.pub").exists(), "{output}");
+}
+
+#[test]
+fn slow_client_at_the_callback_cannot_outlast_the_timeout() {
+    let Some(op) = gated() else { return };
+    let login = start_login(&op, &["--timeout", "5"]);
+    let started = Instant::now();
+    let slow = SlowClient::start(login.callback_port(), Duration::from_secs(2), 30);
+    let mut process = login.process;
+    let limit = Duration::from_secs(5 + 10);
+    while !process.has_exited() && started.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ended = process.has_exited();
+    let slow_still_sending = slow.sending();
+    drop(slow);
+    if !ended {
+        process.kill();
+    }
+    let run = process.finish();
+    let printed = format!("stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert!(
+        ended,
+        "--timeout 5 still waiting after {limit:?}:\n{printed}"
+    );
+    assert!(slow_still_sending, "the slow client stopped first");
+    run.assert_failure("timed out after 5 seconds");
+}
+
+#[test]
+fn chooser_page_through_another_host_name_or_method() {
+    let Some(op) = gated() else { return };
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".opk")).unwrap();
+    std::fs::write(
+        home.path().join(".opk").join("config.yml"),
+        format!(
+            "default_provider: webchooser\nproviders:\n  - alias: lying\n    issuer: {}\n    client_id: {CLIENT_ID}\n    scopes: openid email\n    redirect_uris:\n      - http://localhost:{}/login-callback\n  - alias: other\n    issuer: https://op.invalid\n    client_id: x\n",
+            op.issuer,
+            free_port()
+        ),
+    )
+    .unwrap();
+    let key = home.path().join("id_key");
+    let mut process = LoginProcess::start(home.path(), &["-i", key.to_str().unwrap()], &[]);
+    let chooser_url = process.auth_url();
+    assert!(chooser_url.ends_with("/chooser"), "{chooser_url}");
+    let base = chooser_url.strip_suffix("/chooser").unwrap();
+    let port = base.rsplit(':').next().unwrap();
+    let agent = e2e::loopback_agent();
+    let status = |response: Result<ureq::http::Response<ureq::Body>, ureq::Error>| {
+        response.map_or(0, |response| response.status().as_u16())
+    };
+    let rebound = format!("attacker.example:{port}");
+    // A page on attacker.example, rebound to 127.0.0.1, reads the list or chooses.
+    assert_eq!(
+        status(agent.get(&chooser_url).header("Host", &rebound).call()),
+        400
+    );
+    let honest_page = agent
+        .get(&chooser_url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let choice = honest_page
+        .split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .find(|href| href.contains("localhost"))
+        .unwrap_or_else(|| panic!("no button for the lying provider:\n{honest_page}"))
+        .to_owned();
+    let select_url = format!("{base}{choice}");
+    assert_eq!(
+        status(agent.get(&select_url).header("Host", &rebound).call()),
+        400
+    );
+    // A form on any site posts to the chooser.
+    assert_eq!(status(agent.post(&chooser_url).send_empty()), 405);
+    assert_eq!(status(agent.post(&select_url).send_empty()), 405);
+    assert_eq!(status(agent.put(&select_url).send_empty()), 405);
+    // None of those chose: the honest GET does, and the login goes on to the end.
+    let chosen = agent.get(&select_url).call().unwrap();
+    assert_eq!(chosen.status().as_u16(), 302);
+    let login_url = chosen.headers()["location"].to_str().unwrap().to_owned();
+    assert!(login_url.ends_with("/login"), "{login_url}");
+    let login = PendingLogin {
+        process,
+        home,
+        request: authorization_request(&op, &login_url),
+    };
+    op.answer_with(vec![op.sign(&op.claims(login.param("nonce")))]);
+    assert_eq!(login.honest_callback(), 200);
+    let (succeeded, output, _home) = login.end();
+    assert!(succeeded, "{output}");
 }
 
 #[test]
