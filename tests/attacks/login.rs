@@ -1,8 +1,9 @@
-//! Attacks on `opkssh login`, through the real binary: an OpenID provider that lies (ID tokens
-//! bound to another key, for another audience or issuer, unsigned, expired, refreshed for
-//! another subject) and a local attacker at the loopback callback (another state, a rebound
-//! `Host`, a look-alike redirect host). Each login must fail without writing a key, or ignore
-//! the forged request and finish the honest login. Gated like the e2e tests (`OPKSSH_E2E=1`).
+//! Attacks on `opkssh login`, through the real binary: an OpenID provider that lies (endpoints
+//! that inject headers or leave https, ID tokens bound to another key, for another audience or
+//! issuer, unsigned, expired, refreshed for another subject) and a local attacker at the
+//! loopback callback (another state, a rebound `Host`, a look-alike redirect host). Each login
+//! must fail without writing a key, or ignore the forged request and finish the honest login.
+//! Gated like the e2e tests (`OPKSSH_E2E=1`).
 //!
 //! The provider here is a small HTTP server of this test, not the npm one: the real provider
 //! cannot be made to lie. The honest case is checked first so a refusal cannot come from a
@@ -56,6 +57,11 @@ struct LyingOp {
 
 impl LyingOp {
     fn start() -> Self {
+        Self::start_with(|_, _| {})
+    }
+
+    /// A provider whose discovery document is edited by `edit(document, issuer)`.
+    fn start_with(edit: impl FnOnce(&mut Value, &str)) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let issuer = format!("http://localhost:{port}");
@@ -66,13 +72,14 @@ impl LyingOp {
             Some(key.algorithm()),
         )])
         .to_json();
-        let discovery = json!({
+        let mut discovery = json!({
             "issuer": issuer,
             "authorization_endpoint": format!("{issuer}/auth"),
             "token_endpoint": format!("{issuer}/token"),
             "jwks_uri": format!("{issuer}/jwks.json"),
-        })
-        .to_string();
+        });
+        edit(&mut discovery, &issuer);
+        let discovery = discovery.to_string();
         let answers = Arc::new(Mutex::new(Answers::default()));
         let served = Arc::clone(&answers);
         std::thread::spawn(move || {
@@ -528,6 +535,97 @@ fn redirect_uri_on_a_look_alike_of_localhost() {
     assert!(!output.status.success(), "{text}");
     assert!(!text.contains("Open your browser"), "{text}");
     assert!(text.contains("localhost.attacker.com"), "{text}");
+}
+
+/// A home whose client config names `op` as `lying`, with a free loopback redirect URI.
+fn home_for(op: &LyingOp) -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".opk")).unwrap();
+    std::fs::write(
+        home.path().join(".opk").join("config.yml"),
+        format!(
+            "providers:\n  - alias: lying\n    issuer: {}\n    client_id: {CLIENT_ID}\n    scopes: openid email\n    redirect_uris:\n      - http://localhost:{}/login-callback\n",
+            op.issuer,
+            free_port()
+        ),
+    )
+    .unwrap();
+    home
+}
+
+/// Runs `opkssh login <args> lying` to its end (`--timeout 3`, so a login that wrongly goes on
+/// to wait for the browser or the device approval ends soon); whether it succeeded and what it
+/// printed.
+fn login_to_the_end(home: &Path, args: &[&str]) -> (bool, String) {
+    let key = home.join("id_key");
+    let mut all = vec!["--timeout", "3", "-i", key.to_str().unwrap()];
+    all.extend_from_slice(args);
+    all.push("lying");
+    let run = LoginProcess::start(home, &all, &[]).finish();
+    let printed = format!(
+        "{}\nstdout:\n{}\nstderr:\n{}",
+        run.status, run.stdout, run.stderr
+    );
+    (run.status.success(), printed)
+}
+
+/// A provider whose discovery document sets `field` to `url(issuer)`: the login must stop
+/// before the browser is opened, naming the field, and write nothing.
+fn assert_discovery_refused(field: &str, url: impl FnOnce(&str) -> String, reason: &str) {
+    let op = LyingOp::start_with(|document, issuer| document[field] = json!(url(issuer)));
+    let home = home_for(&op);
+    let (succeeded, output) = login_to_the_end(home.path(), &[]);
+    assert!(!succeeded, "login accepted it:\n{output}");
+    assert!(
+        output.contains(&format!("discovery document's {field} `")) && output.contains(reason),
+        "expected {field} and `{reason}`:\n{output}"
+    );
+    assert!(!output.contains("Open your browser"), "{output}");
+    assert!(!home.path().join("id_key").exists(), "{output}");
+}
+
+#[test]
+fn discovery_authorization_endpoint_with_crlf_injects_headers() {
+    if gated().is_none() {
+        return;
+    }
+    // The endpoint becomes the Location header of the local /login redirect.
+    assert_discovery_refused(
+        "authorization_endpoint",
+        |issuer| format!("{issuer}/auth\r\nSet-Cookie: session=attacker"),
+        "has a space, a control character",
+    );
+}
+
+#[test]
+fn discovery_endpoints_over_plain_http_to_another_host() {
+    if gated().is_none() {
+        return;
+    }
+    for field in [
+        "authorization_endpoint",
+        "token_endpoint",
+        "jwks_uri",
+        "userinfo_endpoint",
+        "device_authorization_endpoint",
+    ] {
+        assert_discovery_refused(
+            field,
+            |_| "http://op.attacker.example/endpoint".to_owned(),
+            "is not https://",
+        );
+    }
+    // A look-alike of localhost and a user name before it are other hosts too.
+    assert_discovery_refused(
+        "token_endpoint",
+        |_| "http://localhost.attacker.example/token".to_owned(),
+        "is not https://",
+    );
+    assert_discovery_refused(
+        "authorization_endpoint",
+        |issuer| format!("{issuer}@attacker.example/auth"),
+        "user name",
+    );
 }
 
 /// `--auto-refresh` with a first token that needs refreshing within a second or two; the
