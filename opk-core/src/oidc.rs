@@ -4,7 +4,7 @@
 //! Sending requests is the caller's job.
 
 use crate::b64;
-use crate::claims::Claims;
+use crate::claims::{Audience, Claims};
 use crate::jwk::Jwks;
 use crate::jws::{Algorithm, Jws};
 use serde_json::Value;
@@ -471,9 +471,31 @@ impl TokenResponse {
     }
 }
 
+/// OpenID Connect Core §3.1.3.7 points 4 and 5, as Go's login (zitadel) applies them: `azp`,
+/// when present, must be our client id (a token issued to another client that lists us among
+/// its audiences is not ours to use), and an `aud` with several values must say in `azp` which
+/// of them the token was issued to.
+fn check_authorized_party(claims: &Claims, client_id: &str) -> Result<(), String> {
+    match claims.object().get("azp") {
+        None => match claims.audience() {
+            Audience::Many(audiences) if audiences.len() > 1 => Err(
+                "audience has several values and no azp says which client it was issued to".into(),
+            ),
+            _ => Ok(()),
+        },
+        Some(Value::String(azp)) if azp == client_id => Ok(()),
+        Some(Value::String(azp)) => Err(format!(
+            "azp `{}` is another client than `{client_id}`",
+            crate::escape::line(azp)
+        )),
+        Some(_) => Err("azp is not a string".into()),
+    }
+}
+
 /// Client-side checks of a fresh ID token before it is used (zitadel's, §5.9): signature from
-/// the provider's JWKS, `iss`, `aud` contains the client id, not expired (60 s allowance),
-/// issued no later than a minute from now, and, when given, `nonce` equals ours.
+/// the provider's JWKS, `iss`, `aud` contains the client id, `azp` (if any) is the client id,
+/// not expired (60 s allowance), issued no later than a minute from now, and, when given,
+/// `nonce` equals ours.
 ///
 /// # Errors
 /// [`OidcError::IdToken`] naming the check.
@@ -510,6 +532,7 @@ pub fn check_id_token(
     if !claims.audience().contains_client_id(client_id) {
         return Err(fail(format!("audience does not contain `{client_id}`")));
     }
+    check_authorized_party(&claims, client_id).map_err(fail)?;
     let now = now.duration_since(UNIX_EPOCH).map_or(0, |since| {
         i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
     });
@@ -641,6 +664,64 @@ mod tests {
             Err(OidcError::Refused { .. })
         ));
         assert!(TokenResponse::from_json(br#"{"access_token":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn azp_must_be_our_client() {
+        use crate::jwk::Jwk;
+        use crate::sshcert::{UserKeyType, generate_user_key};
+        let key = generate_user_key(UserKeyType::Ecdsa).unwrap();
+        let jwks = Jwks::from_keys(vec![Jwk::new(
+            key.public_key(),
+            Some("k".into()),
+            Some(key.algorithm()),
+        )]);
+        let now = SystemTime::now();
+        let seconds = i64::try_from(now.duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap();
+        let check = |aud: Value, azp: Option<Value>| {
+            let mut claims = serde_json::json!({
+                "iss": "https://op", "sub": "s", "aud": aud, "iat": seconds,
+                "exp": seconds + 600, "nonce": "n"
+            });
+            if let Some(azp) = azp {
+                claims["azp"] = azp;
+            }
+            let token = Jws::sign(
+                r#"{"alg":"ES256","kid":"k"}"#,
+                &b64::encode_url(claims.to_string()),
+                &key,
+            )
+            .unwrap()
+            .to_compact();
+            check_id_token(&token, "https://op", "cid", Some("n"), &jwks, now)
+                .map(|_| ())
+                .map_err(|error| error.to_string())
+        };
+        use serde_json::json;
+        assert_eq!(check(json!("cid"), None), Ok(()));
+        assert_eq!(check(json!("cid"), Some(json!("cid"))), Ok(()));
+        assert_eq!(check(json!(["cid", "api"]), Some(json!("cid"))), Ok(()));
+        assert_eq!(check(json!(["cid"]), None), Ok(()));
+        assert_eq!(
+            check(json!("cid"), Some(json!("other\u{1b}"))),
+            Err("id token: azp `other\\x1b` is another client than `cid`".into())
+        );
+        assert_eq!(
+            check(json!(["other", "cid"]), Some(json!("other"))),
+            Err("id token: azp `other` is another client than `cid`".into())
+        );
+        assert_eq!(
+            check(json!(["cid", "other"]), None),
+            Err(
+                "id token: audience has several values and no azp says which client it was \
+                 issued to"
+                    .into()
+            )
+        );
+        assert_eq!(
+            check(json!("cid"), Some(json!(["cid"]))),
+            Err("id token: azp is not a string".into())
+        );
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Attacks on `opkssh login`, through the real binary: an OpenID provider that lies (endpoints
-//! that inject headers or leave https, ID tokens bound to another key, for another audience or
-//! issuer, unsigned, expired, refreshed for another subject) and a local attacker at the
-//! loopback callback (another state, a rebound `Host`, a look-alike redirect host). Each login
-//! must fail without writing a key, or ignore the forged request and finish the honest login.
-//! Gated like the e2e tests (`OPKSSH_E2E=1`).
+//! that inject headers or leave https, ID tokens bound to another key, for another audience,
+//! client or issuer, unsigned, expired, refreshed for another subject) and a local attacker at
+//! the loopback callback (another state, a rebound `Host`, a look-alike redirect host). Each
+//! login must fail without writing a key, or ignore the forged request and finish the honest
+//! login. Gated like the e2e tests (`OPKSSH_E2E=1`).
 //!
 //! The provider here is a small HTTP server of this test, not the npm one: the real provider
 //! cannot be made to lie. The honest case is checked first so a refusal cannot come from a
@@ -447,6 +447,54 @@ fn id_token_already_expired() {
         },
         "expired",
     );
+}
+
+#[test]
+fn id_token_authorized_for_another_client() {
+    let Some(op) = gated() else { return };
+    // Issued to another client of the provider, with us merely among its audiences.
+    assert_refused(
+        &op,
+        |nonce| {
+            let mut claims = op.claims(nonce);
+            claims["aud"] = json!([CLIENT_ID, "another-client"]);
+            claims["azp"] = json!("another-client");
+            op.sign(&claims)
+        },
+        "azp `another-client` is another client",
+    );
+    assert_refused(
+        &op,
+        |nonce| {
+            let mut claims = op.claims(nonce);
+            claims["azp"] = json!("another-client");
+            op.sign(&claims)
+        },
+        "azp `another-client` is another client",
+    );
+    assert_refused(
+        &op,
+        |nonce| {
+            let mut claims = op.claims(nonce);
+            claims["aud"] = json!([CLIENT_ID, "another-client"]);
+            op.sign(&claims)
+        },
+        "no azp says which client",
+    );
+}
+
+#[test]
+fn id_token_authorized_for_us_among_several_audiences_logs_in() {
+    let Some(op) = gated() else { return };
+    let login = start_login(&op, &[]);
+    let mut claims = op.claims(login.param("nonce"));
+    claims["aud"] = json!([CLIENT_ID, "https://api.example"]);
+    claims["azp"] = json!(CLIENT_ID);
+    op.answer_with(vec![op.sign(&claims)]);
+    assert_eq!(login.honest_callback(), 200);
+    let (succeeded, output, home) = login.end();
+    assert!(succeeded, "{output}");
+    assert!(home.path().join("id_key-cert.pub").exists(), "{output}");
 }
 
 #[test]
