@@ -1,9 +1,10 @@
 //! Attacks on `opkssh login`, through the real binary: an OpenID provider that lies (endpoints
 //! that inject headers or leave https, ID tokens bound to another key, for another audience,
-//! client or issuer, unsigned, expired, refreshed for another subject) and a local attacker at
-//! the loopback callback (another state, a rebound `Host`, a look-alike redirect host). Each
-//! login must fail without writing a key, or ignore the forged request and finish the honest
-//! login. Gated like the e2e tests (`OPKSSH_E2E=1`).
+//! client or issuer, unsigned, expired, refreshed for another subject, device codes and links
+//! disguised with bidi controls or pointing elsewhere) and a local attacker at the loopback
+//! callback (another state, a rebound `Host`, a look-alike redirect host). Each login must fail
+//! without writing a key, or ignore the forged request and finish the honest login. Gated like
+//! the e2e tests (`OPKSSH_E2E=1`).
 //!
 //! The provider here is a small HTTP server of this test, not the npm one: the real provider
 //! cannot be made to lie. The honest case is checked first so a refusal cannot come from a
@@ -46,6 +47,10 @@ struct Answers {
     id_tokens: Vec<String>,
     /// Form bodies posted to the token endpoint.
     token_requests: Vec<String>,
+    /// What the device authorization endpoint answers (none: HTTP 404).
+    device_answer: Option<Value>,
+    /// Form bodies posted to the device authorization endpoint.
+    device_requests: Vec<String>,
 }
 
 /// An OpenID provider on loopback whose ID tokens the test writes.
@@ -77,6 +82,7 @@ impl LyingOp {
             "authorization_endpoint": format!("{issuer}/auth"),
             "token_endpoint": format!("{issuer}/token"),
             "jwks_uri": format!("{issuer}/jwks.json"),
+            "device_authorization_endpoint": format!("{issuer}/device"),
         });
         edit(&mut discovery, &issuer);
         let discovery = discovery.to_string();
@@ -155,7 +161,10 @@ fn serve(mut stream: TcpStream, discovery: &str, jwks: &str, answers: &Mutex<Ans
             answers
                 .token_requests
                 .push(String::from_utf8_lossy(&body).into_owned());
-            if answers.id_tokens.is_empty() {
+            let device_grant = String::from_utf8_lossy(&body).contains("device_code=");
+            if answers.id_tokens.is_empty() && device_grant {
+                (400, json!({"error": "authorization_pending"}).to_string())
+            } else if answers.id_tokens.is_empty() {
                 (400, json!({"error": "invalid_grant"}).to_string())
             } else {
                 let id_token = answers.id_tokens.remove(0);
@@ -165,6 +174,16 @@ fn serve(mut stream: TcpStream, discovery: &str, jwks: &str, answers: &Mutex<Ans
                            "refresh_token": "rt", "expires_in": 3600})
                     .to_string(),
                 )
+            }
+        }
+        "/device" => {
+            let mut answers = answers.lock().unwrap();
+            answers
+                .device_requests
+                .push(String::from_utf8_lossy(&body).into_owned());
+            match &answers.device_answer {
+                Some(answer) => (200, answer.to_string()),
+                None => (404, "{}".to_owned()),
             }
         }
         _ => (404, "{}".to_owned()),
@@ -743,4 +762,113 @@ fn refreshed_id_token_signed_by_a_stranger() {
     });
     assert!(output.contains("id token"), "{output}");
     assert_eq!(before, after, "the certificate was rewritten");
+}
+
+/// An RFC 8628 answer of the lying provider's device endpoint, edited by `edit`.
+fn device_answer(op: &LyingOp, edit: impl FnOnce(&mut Value)) -> Value {
+    let mut answer = json!({
+        "device_code": "the-device-code", "user_code": "WDJB-MJHT",
+        "verification_uri": format!("{}/activate", op.issuer),
+        "verification_uri_complete": format!("{}/activate?user_code=WDJB-MJHT", op.issuer),
+        "expires_in": 60, "interval": 1
+    });
+    edit(&mut answer);
+    answer
+}
+
+#[test]
+fn device_fixture_logs_in_with_the_commitment_as_nonce() {
+    let Some(op) = gated() else { return };
+    op.answers.lock().unwrap().device_answer = Some(device_answer(&op, |_| {}));
+    let home = home_for(&op);
+    let key = home.path().join("id_key");
+    let mut login = LoginProcess::start(
+        home.path(),
+        &["--device", "--no-qr", "-i", key.to_str().unwrap(), "lying"],
+        &[],
+    );
+    login.wait_for("Waiting for the login to be approved");
+    let request = op.answers.lock().unwrap().device_requests.remove(0);
+    let nonce = opk_core::oidc::form_decode(&request)
+        .into_iter()
+        .find(|(name, _)| name == "nonce")
+        .unwrap()
+        .1;
+    op.answer_with(vec![op.sign(&op.claims(&nonce))]);
+    let run = login.finish();
+    run.assert_success();
+    assert!(
+        run.stdout.contains(&format!(
+            "open this page in a browser on any device:\n  {}/activate\nand enter the code: WDJB-MJHT",
+            op.issuer
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(key.exists());
+}
+
+/// A device login whose device endpoint answers `answer`: it must end with `reason` before
+/// telling the user anything to open or type, and write nothing.
+fn assert_device_refused(op: &LyingOp, answer: Value, reason: &str) {
+    op.answers.lock().unwrap().device_answer = Some(answer);
+    let home = home_for(op);
+    let (succeeded, output) = login_to_the_end(home.path(), &["--device"]);
+    assert!(!succeeded, "login accepted it:\n{output}");
+    assert!(output.contains(reason), "expected `{reason}`:\n{output}");
+    assert!(!output.contains("To log in, open this page"), "{output}");
+    assert!(!home.path().join("id_key").exists(), "{output}");
+}
+
+#[test]
+fn device_user_code_with_bidi_controls() {
+    let Some(op) = gated() else { return };
+    // Shown as WDJB-MJHT's mirror image; what the user types is not what the OP issued.
+    for code in [
+        "\u{202e}THJM-BJDW",
+        "WDJB\u{2067}-MJHT",
+        "WDJB\u{200f}-MJHT",
+    ] {
+        assert_device_refused(
+            &op,
+            device_answer(&op, |answer| answer["user_code"] = json!(code)),
+            "user_code is not a short printable code",
+        );
+    }
+}
+
+#[test]
+fn device_verification_uri_with_bidi_controls() {
+    let Some(op) = gated() else { return };
+    // Displays as …/activate/moc.elpmaxe-po, hiding where the link really goes.
+    assert_device_refused(
+        &op,
+        device_answer(&op, |answer| {
+            answer["verification_uri"] =
+                json!(format!("{}/\u{202e}activate/moc.elpmaxe-po", op.issuer));
+            answer
+                .as_object_mut()
+                .unwrap()
+                .remove("verification_uri_complete");
+        }),
+        "verification_uri has a space, a control character or a character outside visible ASCII",
+    );
+}
+
+#[test]
+fn device_qr_code_to_another_host() {
+    let Some(op) = gated() else { return };
+    // The page printed is the provider's; the QR code, which nobody reads, is the attacker's.
+    assert_device_refused(
+        &op,
+        device_answer(&op, |answer| {
+            answer["verification_uri_complete"] =
+                json!("https://op.attacker.example/activate?user_code=WDJB-MJHT");
+        }),
+        &format!(
+            "verification_uri_complete is on https://op.attacker.example, not on {} where \
+             verification_uri is",
+            op.issuer
+        ),
+    );
 }
