@@ -6,7 +6,7 @@
 //! result is a PK token, never a bare bearer token. Sending requests and sleeping is the
 //! caller's job.
 
-use crate::oidc::{OidcError, TokenResponse, form_body};
+use crate::oidc::{OidcError, TokenResponse, check_provider_url, form_body};
 use serde_json::Value;
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -157,9 +157,11 @@ impl std::fmt::Debug for DeviceAuthorization {
 
 impl DeviceAuthorization {
     /// Reads the answer of the device authorization endpoint. The user code and the URLs are
-    /// shown to a person, so control characters in them are refused, and the URLs must be
-    /// `https://` (or `http://` to a loopback host, for test providers). Google's
-    /// `verification_url` is taken for a missing `verification_uri`.
+    /// shown to a person, so control, bidi and invisible characters in the code are refused,
+    /// the URLs must be visible ASCII and `https://` (or `http://` to a loopback host, for
+    /// test providers), and `verification_uri_complete` (drawn as the QR code) must be on the
+    /// same scheme, host and port as `verification_uri`. Google's `verification_url` is taken
+    /// for a missing `verification_uri`.
     ///
     /// # Errors
     /// [`DeviceError::AuthorizationRefused`] for an OAuth error body,
@@ -189,8 +191,10 @@ impl DeviceAuthorization {
         let user_code = text("user_code")
             .filter(|code| !code.is_empty())
             .ok_or_else(|| malformed("no user_code"))?;
-        if user_code.chars().any(char::is_control) || user_code.len() > 64 {
-            return Err(malformed("user_code is not a short printable code"));
+        if user_code.chars().any(hides_or_reorders) || user_code.len() > 64 {
+            return Err(malformed(
+                "user_code is not a short printable code (control, bidi or invisible characters)",
+            ));
         }
         let verification_uri = text("verification_uri")
             .or_else(|| text("verification_url"))
@@ -199,6 +203,15 @@ impl DeviceAuthorization {
         let verification_uri_complete = text("verification_uri_complete");
         if let Some(url) = &verification_uri_complete {
             check_shown_url(url, "verification_uri_complete")?;
+            // The QR code is not read by the person before it is followed: it must lead to
+            // the site whose address is printed next to the code.
+            let (shown, complete) = (origin(&verification_uri), origin(url));
+            if !shown.eq_ignore_ascii_case(complete) {
+                return Err(DeviceError::Malformed(format!(
+                    "verification_uri_complete is on {complete}, not on {shown} where \
+                     verification_uri is"
+                )));
+            }
         }
         let seconds = |name: &str| value.get(name).map(|field| field.as_u64().ok_or(()));
         let expires_in = match seconds("expires_in") {
@@ -242,33 +255,44 @@ impl DeviceAuthorization {
     }
 }
 
+/// The URLs shown to a person follow the rule of every provider URL (https, or http to a
+/// loopback host; visible ASCII only, so no bidi control or look-alike letter reorders or
+/// disguises them) and stay short.
 fn check_shown_url(url: &str, field: &str) -> Result<(), DeviceError> {
-    let loopback_http = url.strip_prefix("http://").is_some_and(|rest| {
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        let host = authority
-            .rsplit_once(':')
-            .map_or(authority, |(host, _)| host);
-        matches!(host, "localhost" | "127.0.0.1")
-    });
-    let https = url.strip_prefix("https://").is_some_and(|rest| {
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        !authority.is_empty() && !authority.contains('@')
-    });
-    if !(https || loopback_http) {
-        return Err(DeviceError::Malformed(format!(
-            "{field} is not an https URL"
-        )));
+    if let Err(problem) = check_provider_url(url) {
+        return Err(DeviceError::Malformed(format!("{field} {problem}")));
     }
-    if url
-        .chars()
-        .any(|character| character.is_control() || character == ' ')
-        || url.len() > 2048
-    {
+    if url.len() > 2048 {
         return Err(DeviceError::Malformed(format!(
-            "{field} has spaces or control characters, or is over 2048 bytes"
+            "{field} is over 2048 bytes"
         )));
     }
     Ok(())
+}
+
+/// `scheme://authority` of a URL that passed [`check_provider_url`].
+fn origin(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |index| index.saturating_add(3));
+    let end = url
+        .get(after_scheme..)
+        .and_then(|rest| rest.find(['/', '?', '#']))
+        .map_or(url.len(), |index| index.saturating_add(after_scheme));
+    url.get(..end).unwrap_or(url)
+}
+
+/// Characters that must not be in a code a person reads and types: controls, and the
+/// formatting characters that reorder (bidi embeddings, overrides, isolates and marks) or
+/// hide (zero-width spaces and joiners, the BOM) what is displayed.
+fn hides_or_reorders(character: char) -> bool {
+    character.is_control()
+        || matches!(
+            character,
+            '\u{061c}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{206f}'
+                | '\u{feff}'
+        )
 }
 
 /// When to poll and what each answer means (RFC 8628 §3.4-3.5), without clocks: the caller
@@ -462,6 +486,42 @@ mod tests {
                 other => panic!("{other:?} for {}", String::from_utf8_lossy(body)),
             }
         }
+        let hostile: [(&str, &str); 6] = [
+            (
+                r#""user_code":"WDJB\u202e-MJHT","verification_uri":"https://op/d""#,
+                "user_code is not a short printable code",
+            ),
+            (
+                r#""user_code":"WDJB\u200b-MJHT","verification_uri":"https://op/d""#,
+                "user_code is not a short printable code",
+            ),
+            (
+                r#""user_code":"A","verification_uri":"https://op/\u202ed""#,
+                "verification_uri has a space, a control character",
+            ),
+            (
+                r#""user_code":"A","verification_uri":"https://op/d","verification_uri_complete":"https://evil.example/d?user_code=A""#,
+                "verification_uri_complete is on https://evil.example, not on https://op where verification_uri is",
+            ),
+            (
+                r#""user_code":"A","verification_uri":"https://op/d","verification_uri_complete":"https://op:8443/d?user_code=A""#,
+                "not on https://op where",
+            ),
+            (
+                r#""user_code":"A","verification_uri":"https://op/d","verification_uri_complete":"https://op@evil.example/d""#,
+                "verification_uri_complete has a user name before its host",
+            ),
+        ];
+        for (fields, reason) in hostile {
+            let body = format!(r#"{{"device_code":"d",{fields},"expires_in":9}}"#);
+            match DeviceAuthorization::from_response(200, body.as_bytes()) {
+                Err(DeviceError::Malformed(text)) => assert!(text.contains(reason), "{text}"),
+                other => panic!("{other:?} for {body}"),
+            }
+        }
+        // Same site, letter case aside: accepted.
+        let same = br#"{"device_code":"d","user_code":"A","verification_uri":"https://OP.example/d","verification_uri_complete":"https://op.example/d?user_code=A","expires_in":9}"#;
+        assert!(DeviceAuthorization::from_response(200, same).is_ok());
         assert!(matches!(
             DeviceAuthorization::from_response(500, b"oops"),
             Err(DeviceError::Malformed(text)) if text.contains("HTTP 500")

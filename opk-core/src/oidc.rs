@@ -4,7 +4,7 @@
 //! Sending requests is the caller's job.
 
 use crate::b64;
-use crate::claims::Claims;
+use crate::claims::{Audience, Claims};
 use crate::jwk::Jwks;
 use crate::jws::{Algorithm, Jws};
 use serde_json::Value;
@@ -18,6 +18,16 @@ pub enum OidcError {
     /// The discovery document is not JSON or lacks a required endpoint.
     #[error("discovery document is malformed: {0}")]
     Discovery(&'static str),
+    /// An endpoint of the discovery document breaks the rules an issuer URL follows.
+    #[error("discovery document's {field} `{}` {problem}", shown_url(url))]
+    Endpoint {
+        /// The document's member (`authorization_endpoint`, `jwks_uri`, …).
+        field: &'static str,
+        /// Its value.
+        url: String,
+        /// Which rule it breaks.
+        problem: UrlProblem,
+    },
     /// The discovery document is for another issuer.
     #[error("discovery document names issuer `{found}`, expected `{expected}`")]
     IssuerMismatch {
@@ -50,6 +60,78 @@ pub enum OidcError {
     IdToken(String),
 }
 
+/// Why a URL given by the provider is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UrlProblem {
+    /// A space, a control character, or anything outside visible ASCII (a URL on the wire is
+    /// ASCII; CR and LF would split the `Location` header it is sent in, bidi controls reorder
+    /// what a person reads).
+    #[error("has a space, a control character or a character outside visible ASCII")]
+    Unprintable,
+    /// Neither `https://<host>` nor plain `http://` to `localhost` or `127.0.0.1`.
+    #[error("is not https:// (plain http:// is allowed only to localhost and 127.0.0.1)")]
+    NotHttps,
+    /// `user@` before the host, which makes `http://localhost@evil.example` look local.
+    #[error("has a user name before its host")]
+    UserInfo,
+    /// A `#fragment`, which an endpoint must not have (RFC 6749 §3.1, §3.2) and which would
+    /// swallow the parameters appended to it.
+    #[error("has a fragment (#)")]
+    Fragment,
+}
+
+/// The rule for every URL a provider hands the client, the issuer's own rule: `https://` with
+/// a host, or plain `http://` to `localhost` or `127.0.0.1` (test providers), with an optional
+/// numeric port; visible ASCII only, and no user name before the host.
+///
+/// # Errors
+/// The [`UrlProblem`] found first.
+pub fn check_provider_url(url: &str) -> Result<(), UrlProblem> {
+    if url.is_empty() || !url.bytes().all(|byte| byte.is_ascii_graphic()) {
+        return Err(UrlProblem::Unprintable);
+    }
+    let (rest, https) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(rest), _) => (rest, true),
+        (None, Some(rest)) => (rest, false),
+        (None, None) => return Err(UrlProblem::NotHttps),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(UrlProblem::UserInfo);
+    }
+    let host = match authority.rsplit_once(':') {
+        Some((host, port))
+            if !port.is_empty() && port.bytes().all(|byte| byte.is_ascii_digit()) =>
+        {
+            host
+        }
+        // An IPv6 literal's colons, or a port that is not a number.
+        Some(_) if https && authority.ends_with(']') => authority,
+        Some(_) => return Err(UrlProblem::NotHttps),
+        None => authority,
+    };
+    let allowed = if https {
+        !host.is_empty()
+    } else {
+        matches!(host, "localhost" | "127.0.0.1")
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(UrlProblem::NotHttps)
+    }
+}
+
+/// A provider's URL in an error message: escaped, and cut to a readable length.
+fn shown_url(url: &str) -> String {
+    const SHOWN: usize = 200;
+    let mut shown: String = crate::escape::line(url).chars().take(SHOWN).collect();
+    if url.chars().count() > SHOWN {
+        shown.push_str("...");
+    }
+    shown
+}
+
 /// What discovery says about a provider (`/.well-known/openid-configuration`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderMetadata {
@@ -68,10 +150,13 @@ pub struct ProviderMetadata {
 }
 
 impl ProviderMetadata {
-    /// Parses a discovery document and checks that it is for `issuer`, exactly.
+    /// Parses a discovery document and checks that it is for `issuer`, exactly, and that each
+    /// endpoint it names follows [`check_provider_url`] without a fragment: the authorization
+    /// endpoint goes into the `Location` header of the local `/login` redirect, and the others
+    /// are sent codes, tokens and device codes.
     ///
     /// # Errors
-    /// [`OidcError::Discovery`], [`OidcError::IssuerMismatch`].
+    /// [`OidcError::Discovery`], [`OidcError::IssuerMismatch`], [`OidcError::Endpoint`].
     pub fn from_json(bytes: &[u8], issuer: &str) -> Result<Self, OidcError> {
         let document: Value =
             serde_json::from_slice(bytes).map_err(|_| OidcError::Discovery("not JSON"))?;
@@ -88,15 +173,33 @@ impl ProviderMetadata {
                 found,
             });
         }
+        let endpoint = |field: &'static str| -> Result<Option<String>, OidcError> {
+            let Some(url) = text(field) else {
+                return Ok(None);
+            };
+            let problem = match check_provider_url(&url) {
+                Err(problem) => Some(problem),
+                Ok(()) if url.contains('#') => Some(UrlProblem::Fragment),
+                Ok(()) => None,
+            };
+            match problem {
+                Some(problem) => Err(OidcError::Endpoint {
+                    field,
+                    url,
+                    problem,
+                }),
+                None => Ok(Some(url)),
+            }
+        };
         Ok(Self {
             issuer: found,
-            authorization_endpoint: text("authorization_endpoint")
+            authorization_endpoint: endpoint("authorization_endpoint")?
                 .ok_or(OidcError::Discovery("no authorization_endpoint"))?,
-            token_endpoint: text("token_endpoint")
+            token_endpoint: endpoint("token_endpoint")?
                 .ok_or(OidcError::Discovery("no token_endpoint"))?,
-            jwks_uri: text("jwks_uri").ok_or(OidcError::Discovery("no jwks_uri"))?,
-            userinfo_endpoint: text("userinfo_endpoint"),
-            device_authorization_endpoint: text("device_authorization_endpoint"),
+            jwks_uri: endpoint("jwks_uri")?.ok_or(OidcError::Discovery("no jwks_uri"))?,
+            userinfo_endpoint: endpoint("userinfo_endpoint")?,
+            device_authorization_endpoint: endpoint("device_authorization_endpoint")?,
         })
     }
 }
@@ -378,9 +481,31 @@ impl TokenResponse {
     }
 }
 
+/// OpenID Connect Core §3.1.3.7 points 4 and 5, as Go's login (zitadel) applies them: `azp`,
+/// when present, must be our client id (a token issued to another client that lists us among
+/// its audiences is not ours to use), and an `aud` with several values must say in `azp` which
+/// of them the token was issued to.
+fn check_authorized_party(claims: &Claims, client_id: &str) -> Result<(), String> {
+    match claims.object().get("azp") {
+        None => match claims.audience() {
+            Audience::Many(audiences) if audiences.len() > 1 => Err(
+                "audience has several values and no azp says which client it was issued to".into(),
+            ),
+            _ => Ok(()),
+        },
+        Some(Value::String(azp)) if azp == client_id => Ok(()),
+        Some(Value::String(azp)) => Err(format!(
+            "azp `{}` is another client than `{client_id}`",
+            crate::escape::line(azp)
+        )),
+        Some(_) => Err("azp is not a string".into()),
+    }
+}
+
 /// Client-side checks of a fresh ID token before it is used (zitadel's, §5.9): signature from
-/// the provider's JWKS, `iss`, `aud` contains the client id, not expired (60 s allowance),
-/// issued no later than a minute from now, and, when given, `nonce` equals ours.
+/// the provider's JWKS, `iss`, `aud` contains the client id, `azp` (if any) is the client id,
+/// not expired (60 s allowance), issued no later than a minute from now, and, when given,
+/// `nonce` equals ours.
 ///
 /// # Errors
 /// [`OidcError::IdToken`] naming the check.
@@ -417,6 +542,7 @@ pub fn check_id_token(
     if !claims.audience().contains_client_id(client_id) {
         return Err(fail(format!("audience does not contain `{client_id}`")));
     }
+    check_authorized_party(&claims, client_id).map_err(fail)?;
     let now = now.duration_since(UNIX_EPOCH).map_or(0, |since| {
         i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
     });
@@ -560,5 +686,129 @@ mod tests {
             Err(OidcError::Refused { .. })
         ));
         assert!(TokenResponse::from_json(br#"{"access_token":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn azp_must_be_our_client() {
+        use crate::jwk::Jwk;
+        use crate::sshcert::{UserKeyType, generate_user_key};
+        let key = generate_user_key(UserKeyType::Ecdsa).unwrap();
+        let jwks = Jwks::from_keys(vec![Jwk::new(
+            key.public_key(),
+            Some("k".into()),
+            Some(key.algorithm()),
+        )]);
+        let now = SystemTime::now();
+        let seconds = i64::try_from(now.duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap();
+        let check = |aud: Value, azp: Option<Value>| {
+            let mut claims = serde_json::json!({
+                "iss": "https://op", "sub": "s", "aud": aud, "iat": seconds,
+                "exp": seconds + 600, "nonce": "n"
+            });
+            if let Some(azp) = azp {
+                claims["azp"] = azp;
+            }
+            let token = Jws::sign(
+                r#"{"alg":"ES256","kid":"k"}"#,
+                &b64::encode_url(claims.to_string()),
+                &key,
+            )
+            .unwrap()
+            .to_compact();
+            check_id_token(&token, "https://op", "cid", Some("n"), &jwks, now)
+                .map(|_| ())
+                .map_err(|error| error.to_string())
+        };
+        use serde_json::json;
+        assert_eq!(check(json!("cid"), None), Ok(()));
+        assert_eq!(check(json!("cid"), Some(json!("cid"))), Ok(()));
+        assert_eq!(check(json!(["cid", "api"]), Some(json!("cid"))), Ok(()));
+        assert_eq!(check(json!(["cid"]), None), Ok(()));
+        assert_eq!(
+            check(json!("cid"), Some(json!("other\u{1b}"))),
+            Err("id token: azp `other\\x1b` is another client than `cid`".into())
+        );
+        assert_eq!(
+            check(json!(["other", "cid"]), Some(json!("other"))),
+            Err("id token: azp `other` is another client than `cid`".into())
+        );
+        assert_eq!(
+            check(json!(["cid", "other"]), None),
+            Err(
+                "id token: audience has several values and no azp says which client it was \
+                 issued to"
+                    .into()
+            )
+        );
+        assert_eq!(
+            check(json!("cid"), Some(json!(["cid"]))),
+            Err("id token: azp is not a string".into())
+        );
+    }
+
+    #[test]
+    fn discovery_endpoints_follow_the_issuer_rules() {
+        let document = |field: &str, url: &str| {
+            let mut value = serde_json::json!({
+                "issuer": "http://localhost:8080",
+                "authorization_endpoint": "http://localhost:8080/auth?tenant=a",
+                "token_endpoint": "http://127.0.0.1:8080/token",
+                "jwks_uri": "https://keys.example/jwks",
+                "userinfo_endpoint": "https://[2001:db8::1]:8443/userinfo",
+                "device_authorization_endpoint": "https://op.example/device",
+            });
+            value[field] = serde_json::json!(url);
+            value.to_string()
+        };
+        let parse = |field: &str, url: &str| {
+            ProviderMetadata::from_json(document(field, url).as_bytes(), "http://localhost:8080")
+        };
+        assert!(parse("jwks_uri", "https://keys.example/jwks").is_ok());
+        let refused = [
+            (
+                "http://localhost:8080/auth\r\nSet-Cookie: a=b",
+                UrlProblem::Unprintable,
+            ),
+            (
+                "https://op.example/a\u{202e}gnp.exe",
+                UrlProblem::Unprintable,
+            ),
+            ("https://op.example/a b", UrlProblem::Unprintable),
+            ("http://evil.example/auth", UrlProblem::NotHttps),
+            ("http://localhost.evil.example/auth", UrlProblem::NotHttps),
+            ("http://localhost:80x/auth", UrlProblem::NotHttps),
+            ("ftp://op.example/auth", UrlProblem::NotHttps),
+            ("https:///auth", UrlProblem::NotHttps),
+            ("", UrlProblem::Unprintable),
+            ("http://localhost@evil.example/auth", UrlProblem::UserInfo),
+            ("https://op.example/auth#x", UrlProblem::Fragment),
+        ];
+        for field in [
+            "authorization_endpoint",
+            "token_endpoint",
+            "jwks_uri",
+            "userinfo_endpoint",
+            "device_authorization_endpoint",
+        ] {
+            for (url, problem) in refused {
+                match parse(field, url) {
+                    Err(OidcError::Endpoint {
+                        field: named,
+                        problem: found,
+                        ..
+                    }) => assert_eq!((named, found), (field, problem), "{url:?}"),
+                    other => panic!("{field} {url:?}: {other:?}"),
+                }
+            }
+        }
+        // The message names the field and shows the value escaped, never raw.
+        let message = parse("authorization_endpoint", "http://localhost:8080/a\r\nX: y")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            message,
+            "discovery document's authorization_endpoint `http://localhost:8080/a\\r\\nX: y` \
+             has a space, a control character or a character outside visible ASCII"
+        );
     }
 }

@@ -1,8 +1,10 @@
-//! Attacks on `opkssh login`, through the real binary: an OpenID provider that lies (ID tokens
-//! bound to another key, for another audience or issuer, unsigned, expired, refreshed for
-//! another subject) and a local attacker at the loopback callback (another state, a rebound
-//! `Host`, a look-alike redirect host). Each login must fail without writing a key, or ignore
-//! the forged request and finish the honest login. Gated like the e2e tests (`OPKSSH_E2E=1`).
+//! Attacks on `opkssh login`, through the real binary: an OpenID provider that lies (endpoints
+//! that inject headers or leave https, ID tokens bound to another key, for another audience,
+//! client or issuer, unsigned, expired, refreshed for another subject, device codes and links
+//! disguised with bidi controls or pointing elsewhere) and a local attacker at the loopback
+//! callback (another state, a rebound `Host`, a look-alike redirect host). Each login must fail
+//! without writing a key, or ignore the forged request and finish the honest login. Gated like
+//! the e2e tests (`OPKSSH_E2E=1`).
 //!
 //! The provider here is a small HTTP server of this test, not the npm one: the real provider
 //! cannot be made to lie. The honest case is checked first so a refusal cannot come from a
@@ -46,6 +48,10 @@ struct Answers {
     id_tokens: Vec<String>,
     /// Form bodies posted to the token endpoint.
     token_requests: Vec<String>,
+    /// What the device authorization endpoint answers (none: HTTP 404).
+    device_answer: Option<Value>,
+    /// Form bodies posted to the device authorization endpoint.
+    device_requests: Vec<String>,
 }
 
 /// An OpenID provider on loopback whose ID tokens the test writes.
@@ -57,6 +63,11 @@ struct LyingOp {
 
 impl LyingOp {
     fn start() -> Self {
+        Self::start_with(|_, _| {})
+    }
+
+    /// A provider whose discovery document is edited by `edit(document, issuer)`.
+    fn start_with(edit: impl FnOnce(&mut Value, &str)) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let issuer = format!("http://localhost:{port}");
@@ -67,13 +78,15 @@ impl LyingOp {
             Some(key.algorithm()),
         )])
         .to_json();
-        let discovery = json!({
+        let mut discovery = json!({
             "issuer": issuer,
             "authorization_endpoint": format!("{issuer}/auth"),
             "token_endpoint": format!("{issuer}/token"),
             "jwks_uri": format!("{issuer}/jwks.json"),
-        })
-        .to_string();
+            "device_authorization_endpoint": format!("{issuer}/device"),
+        });
+        edit(&mut discovery, &issuer);
+        let discovery = discovery.to_string();
         let answers = Arc::new(Mutex::new(Answers::default()));
         let served = Arc::clone(&answers);
         std::thread::spawn(move || {
@@ -149,7 +162,10 @@ fn serve(mut stream: TcpStream, discovery: &str, jwks: &str, answers: &Mutex<Ans
             answers
                 .token_requests
                 .push(String::from_utf8_lossy(&body).into_owned());
-            if answers.id_tokens.is_empty() {
+            let device_grant = String::from_utf8_lossy(&body).contains("device_code=");
+            if answers.id_tokens.is_empty() && device_grant {
+                (400, json!({"error": "authorization_pending"}).to_string())
+            } else if answers.id_tokens.is_empty() {
                 (400, json!({"error": "invalid_grant"}).to_string())
             } else {
                 let id_token = answers.id_tokens.remove(0);
@@ -159,6 +175,16 @@ fn serve(mut stream: TcpStream, discovery: &str, jwks: &str, answers: &Mutex<Ans
                            "refresh_token": "rt", "expires_in": 3600})
                     .to_string(),
                 )
+            }
+        }
+        "/device" => {
+            let mut answers = answers.lock().unwrap();
+            answers
+                .device_requests
+                .push(String::from_utf8_lossy(&body).into_owned());
+            match &answers.device_answer {
+                Some(answer) => (200, answer.to_string()),
+                None => (404, "{}".to_owned()),
             }
         }
         _ => (404, "{}".to_owned()),
@@ -504,6 +530,54 @@ fn id_token_already_expired() {
 }
 
 #[test]
+fn id_token_authorized_for_another_client() {
+    let Some(op) = gated() else { return };
+    // Issued to another client of the provider, with us merely among its audiences.
+    assert_refused(
+        &op,
+        |nonce| {
+            let mut claims = op.claims(nonce);
+            claims["aud"] = json!([CLIENT_ID, "another-client"]);
+            claims["azp"] = json!("another-client");
+            op.sign(&claims)
+        },
+        "azp `another-client` is another client",
+    );
+    assert_refused(
+        &op,
+        |nonce| {
+            let mut claims = op.claims(nonce);
+            claims["azp"] = json!("another-client");
+            op.sign(&claims)
+        },
+        "azp `another-client` is another client",
+    );
+    assert_refused(
+        &op,
+        |nonce| {
+            let mut claims = op.claims(nonce);
+            claims["aud"] = json!([CLIENT_ID, "another-client"]);
+            op.sign(&claims)
+        },
+        "no azp says which client",
+    );
+}
+
+#[test]
+fn id_token_authorized_for_us_among_several_audiences_logs_in() {
+    let Some(op) = gated() else { return };
+    let login = start_login(&op, &[]);
+    let mut claims = op.claims(login.param("nonce"));
+    claims["aud"] = json!([CLIENT_ID, "https://api.example"]);
+    claims["azp"] = json!(CLIENT_ID);
+    op.answer_with(vec![op.sign(&claims)]);
+    assert_eq!(login.honest_callback(), 200);
+    let (succeeded, output, home) = login.end();
+    assert!(succeeded, "{output}");
+    assert!(home.path().join("id_key-cert.pub").exists(), "{output}");
+}
+
+#[test]
 fn callback_with_another_state_is_ignored() {
     let Some(op) = gated() else { return };
     let login = start_login(&op, &[]);
@@ -758,6 +832,97 @@ fn redirect_uri_on_a_look_alike_of_localhost() {
     assert!(text.contains("localhost.attacker.com"), "{text}");
 }
 
+/// A home whose client config names `op` as `lying`, with a free loopback redirect URI.
+fn home_for(op: &LyingOp) -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".opk")).unwrap();
+    std::fs::write(
+        home.path().join(".opk").join("config.yml"),
+        format!(
+            "providers:\n  - alias: lying\n    issuer: {}\n    client_id: {CLIENT_ID}\n    scopes: openid email\n    redirect_uris:\n      - http://localhost:{}/login-callback\n",
+            op.issuer,
+            free_port()
+        ),
+    )
+    .unwrap();
+    home
+}
+
+/// Runs `opkssh login <args> lying` to its end (`--timeout 3`, so a login that wrongly goes on
+/// to wait for the browser or the device approval ends soon); whether it succeeded and what it
+/// printed.
+fn login_to_the_end(home: &Path, args: &[&str]) -> (bool, String) {
+    let key = home.join("id_key");
+    let mut all = vec!["--timeout", "3", "-i", key.to_str().unwrap()];
+    all.extend_from_slice(args);
+    all.push("lying");
+    let run = LoginProcess::start(home, &all, &[]).finish();
+    let printed = format!(
+        "{}\nstdout:\n{}\nstderr:\n{}",
+        run.status, run.stdout, run.stderr
+    );
+    (run.status.success(), printed)
+}
+
+/// A provider whose discovery document sets `field` to `url(issuer)`: the login must stop
+/// before the browser is opened, naming the field, and write nothing.
+fn assert_discovery_refused(field: &str, url: impl FnOnce(&str) -> String, reason: &str) {
+    let op = LyingOp::start_with(|document, issuer| document[field] = json!(url(issuer)));
+    let home = home_for(&op);
+    let (succeeded, output) = login_to_the_end(home.path(), &[]);
+    assert!(!succeeded, "login accepted it:\n{output}");
+    assert!(
+        output.contains(&format!("discovery document's {field} `")) && output.contains(reason),
+        "expected {field} and `{reason}`:\n{output}"
+    );
+    assert!(!output.contains("Open your browser"), "{output}");
+    assert!(!home.path().join("id_key").exists(), "{output}");
+}
+
+#[test]
+fn discovery_authorization_endpoint_with_crlf_injects_headers() {
+    if gated().is_none() {
+        return;
+    }
+    // The endpoint becomes the Location header of the local /login redirect.
+    assert_discovery_refused(
+        "authorization_endpoint",
+        |issuer| format!("{issuer}/auth\r\nSet-Cookie: session=attacker"),
+        "has a space, a control character",
+    );
+}
+
+#[test]
+fn discovery_endpoints_over_plain_http_to_another_host() {
+    if gated().is_none() {
+        return;
+    }
+    for field in [
+        "authorization_endpoint",
+        "token_endpoint",
+        "jwks_uri",
+        "userinfo_endpoint",
+        "device_authorization_endpoint",
+    ] {
+        assert_discovery_refused(
+            field,
+            |_| "http://op.attacker.example/endpoint".to_owned(),
+            "is not https://",
+        );
+    }
+    // A look-alike of localhost and a user name before it are other hosts too.
+    assert_discovery_refused(
+        "token_endpoint",
+        |_| "http://localhost.attacker.example/token".to_owned(),
+        "is not https://",
+    );
+    assert_discovery_refused(
+        "authorization_endpoint",
+        |issuer| format!("{issuer}@attacker.example/auth"),
+        "user name",
+    );
+}
+
 /// `--auto-refresh` with a first token that needs refreshing within a second or two; the
 /// refresh answers `refreshed`. Returns the certificate before, after, and the output.
 fn auto_refresh_with(
@@ -902,4 +1067,113 @@ fn login_through_an_unparsable_proxy_with_a_password() {
         login.kill();
         no_password(&login.stdout_so_far());
     }
+}
+
+/// An RFC 8628 answer of the lying provider's device endpoint, edited by `edit`.
+fn device_answer(op: &LyingOp, edit: impl FnOnce(&mut Value)) -> Value {
+    let mut answer = json!({
+        "device_code": "the-device-code", "user_code": "WDJB-MJHT",
+        "verification_uri": format!("{}/activate", op.issuer),
+        "verification_uri_complete": format!("{}/activate?user_code=WDJB-MJHT", op.issuer),
+        "expires_in": 60, "interval": 1
+    });
+    edit(&mut answer);
+    answer
+}
+
+#[test]
+fn device_fixture_logs_in_with_the_commitment_as_nonce() {
+    let Some(op) = gated() else { return };
+    op.answers.lock().unwrap().device_answer = Some(device_answer(&op, |_| {}));
+    let home = home_for(&op);
+    let key = home.path().join("id_key");
+    let mut login = LoginProcess::start(
+        home.path(),
+        &["--device", "--no-qr", "-i", key.to_str().unwrap(), "lying"],
+        &[],
+    );
+    login.wait_for("Waiting for the login to be approved");
+    let request = op.answers.lock().unwrap().device_requests.remove(0);
+    let nonce = opk_core::oidc::form_decode(&request)
+        .into_iter()
+        .find(|(name, _)| name == "nonce")
+        .unwrap()
+        .1;
+    op.answer_with(vec![op.sign(&op.claims(&nonce))]);
+    let run = login.finish();
+    run.assert_success();
+    assert!(
+        run.stdout.contains(&format!(
+            "open this page in a browser on any device:\n  {}/activate\nand enter the code: WDJB-MJHT",
+            op.issuer
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(key.exists());
+}
+
+/// A device login whose device endpoint answers `answer`: it must end with `reason` before
+/// telling the user anything to open or type, and write nothing.
+fn assert_device_refused(op: &LyingOp, answer: Value, reason: &str) {
+    op.answers.lock().unwrap().device_answer = Some(answer);
+    let home = home_for(op);
+    let (succeeded, output) = login_to_the_end(home.path(), &["--device"]);
+    assert!(!succeeded, "login accepted it:\n{output}");
+    assert!(output.contains(reason), "expected `{reason}`:\n{output}");
+    assert!(!output.contains("To log in, open this page"), "{output}");
+    assert!(!home.path().join("id_key").exists(), "{output}");
+}
+
+#[test]
+fn device_user_code_with_bidi_controls() {
+    let Some(op) = gated() else { return };
+    // Shown as WDJB-MJHT's mirror image; what the user types is not what the OP issued.
+    for code in [
+        "\u{202e}THJM-BJDW",
+        "WDJB\u{2067}-MJHT",
+        "WDJB\u{200f}-MJHT",
+    ] {
+        assert_device_refused(
+            &op,
+            device_answer(&op, |answer| answer["user_code"] = json!(code)),
+            "user_code is not a short printable code",
+        );
+    }
+}
+
+#[test]
+fn device_verification_uri_with_bidi_controls() {
+    let Some(op) = gated() else { return };
+    // Displays as …/activate/moc.elpmaxe-po, hiding where the link really goes.
+    assert_device_refused(
+        &op,
+        device_answer(&op, |answer| {
+            answer["verification_uri"] =
+                json!(format!("{}/\u{202e}activate/moc.elpmaxe-po", op.issuer));
+            answer
+                .as_object_mut()
+                .unwrap()
+                .remove("verification_uri_complete");
+        }),
+        "verification_uri has a space, a control character or a character outside visible ASCII",
+    );
+}
+
+#[test]
+fn device_qr_code_to_another_host() {
+    let Some(op) = gated() else { return };
+    // The page printed is the provider's; the QR code, which nobody reads, is the attacker's.
+    assert_device_refused(
+        &op,
+        device_answer(&op, |answer| {
+            answer["verification_uri_complete"] =
+                json!("https://op.attacker.example/activate?user_code=WDJB-MJHT");
+        }),
+        &format!(
+            "verification_uri_complete is on https://op.attacker.example, not on {} where \
+             verification_uri is",
+            op.issuer
+        ),
+    );
 }
