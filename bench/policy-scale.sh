@@ -18,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 vector=${1:-rs256-ecdsa}
-dir=../shared/vectors/go-opkssh/accept/$vector
+dir=tests/vectors/go-opkssh/accept/$vector
 [ -d "$dir" ] || { echo "no vector $dir" >&2; exit 1; }
 command -v hyperfine >/dev/null || { apt-get update -qq && apt-get install -y -qq hyperfine >/dev/null; }
 

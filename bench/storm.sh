@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 total=${1:-500}
 concurrency=${2:-50}
-dir=../shared/vectors/go-opkssh/accept/es256-ecdsa
+dir=tests/vectors/go-opkssh/accept/es256-ecdsa
 [ -d "$dir" ] || { echo "no vector $dir" >&2; exit 1; }
 
 target=${CARGO_TARGET_DIR:-target}

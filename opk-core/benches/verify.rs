@@ -18,7 +18,7 @@ use std::time::SystemTime;
 
 fn read(vector: &str, file: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/vectors/go-opkssh/accept")
+        .join("../tests/vectors/go-opkssh/accept")
         .join(vector)
         .join(file);
     match std::fs::read_to_string(&path) {

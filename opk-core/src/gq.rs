@@ -1314,7 +1314,7 @@ Lb2+P/jm5eYky6CBmJUdfCk=\n\
 
     fn go_vector_dir(name: &str) -> std::path::PathBuf {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/vectors/go-opkssh/accept")
+            .join("../tests/vectors/go-opkssh/accept")
             .join(name)
     }
 

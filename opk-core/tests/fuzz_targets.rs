@@ -7,7 +7,7 @@ use opk_core::fuzzing;
 use std::path::{Path, PathBuf};
 
 fn vector_files(name: &str) -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/go-opkssh");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/go-opkssh");
     let mut files = Vec::new();
     for kind in ["accept", "reject"] {
         for entry in std::fs::read_dir(root.join(kind)).unwrap() {

@@ -16,7 +16,7 @@ use std::time::SystemTime;
 
 fn vector_dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/vectors/go-opkssh/accept")
+        .join("../tests/vectors/go-opkssh/accept")
         .join(name)
 }
 

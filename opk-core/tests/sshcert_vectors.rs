@@ -26,7 +26,7 @@ const PERMITS: [&str; 5] = [
 // Helpers
 
 fn vectors_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/go-opkssh")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/go-opkssh")
 }
 
 /// Every vector folder, accept and reject. Fails (never skips) if they are missing.

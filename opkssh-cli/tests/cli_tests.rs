@@ -3,7 +3,7 @@
 #[test]
 fn cli_tests() {
     let vectors =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/go-opkssh");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/go-opkssh");
     assert!(
         vectors.is_dir(),
         "the Go vectors are missing at {}",

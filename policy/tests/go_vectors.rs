@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 fn vectors() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/go-opkssh/accept")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/go-opkssh/accept")
 }
 
 fn read(dir: &Path, file: &str) -> String {

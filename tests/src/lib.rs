@@ -9,13 +9,13 @@ pub mod proxy;
 use anyhow::{Context as _, Result, bail};
 use std::path::{Path, PathBuf};
 
-/// The folder of Go-made vectors: `../shared/vectors/go-opkssh` beside the repository, or
+/// The folder of Go-made vectors: `tests/vectors/go-opkssh` in this repository, or
 /// `$OPKSSH_VECTORS` when set.
 pub fn vectors_root() -> PathBuf {
     if let Some(dir) = std::env::var_os("OPKSSH_VECTORS") {
         return PathBuf::from(dir);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/go-opkssh")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("vectors/go-opkssh")
 }
 
 /// One vector folder.

@@ -144,7 +144,7 @@ impl Verdict {
 /// use verifier::{Attempt, ServerFiles, decide};
 ///
 /// # fn main() -> std::io::Result<()> {
-/// let vector = std::path::Path::new("../../shared/vectors/go-opkssh/reject/neg-rs256-cic-missing");
+/// let vector = std::path::Path::new("../tests/vectors/go-opkssh/reject/neg-rs256-cic-missing");
 /// let config = tempfile::tempdir()?; // /etc/opk on a server: root-owned, 0640 files
 /// let cache = tempfile::tempdir()?; // /var/cache/opkssh
 /// let issuer = std::fs::read_to_string(vector.join("issuer.txt"))?;

@@ -404,7 +404,7 @@ fn verify_in_process(
     }
 }
 
-/// The interop-vector layout (../shared/vectors/README.md).
+/// The interop-vector layout (tests/vectors/README.md).
 fn write_out(
     out: &Path,
     op: &DemoOp,
