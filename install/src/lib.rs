@@ -18,6 +18,7 @@ mod files;
 mod selinux;
 pub mod sshd_config;
 mod system;
+pub mod values;
 
 pub use selinux::{
     BOOL_HOME, BOOL_PROXY, BOOL_SQUID, MODULE_NAME, MODULE_SOURCE, ModuleSource, PACKAGED_MODULE,
@@ -25,6 +26,7 @@ pub use selinux::{
 };
 pub use sshd_config::Directives;
 pub use system::{Environment, Machine};
+pub use values::ValueError;
 
 use crate::files::WriteError;
 use sshd_config::{SshdFiles, SshdPlan, Target};
@@ -160,6 +162,17 @@ impl InstallOptions {
         }
     }
 
+    /// Every value checked by its rule ([`values`]), so that no plan is made from a name or
+    /// path that would say more than meant in sshd's configuration, sudoers or a command.
+    ///
+    /// # Errors
+    /// The first value that breaks its rule.
+    pub fn check(&self) -> Result<(), InstallError> {
+        check_accounts(&self.user, &self.group)?;
+        check_value("binary path", &self.install_path, values::check_command_dir)?;
+        check_value("sudoers path", &self.sudoers_path, values::check_path)
+    }
+
     /// The path sshd and sudo run.
     pub fn binary_path(&self) -> &str {
         match self.binary {
@@ -207,6 +220,35 @@ impl UninstallOptions {
             keep_selinux_module: false,
         }
     }
+}
+
+impl UninstallOptions {
+    /// Every value checked by its rule, as [`InstallOptions::check`].
+    ///
+    /// # Errors
+    /// The first value that breaks its rule.
+    pub fn check(&self) -> Result<(), InstallError> {
+        check_accounts(&self.user, &self.group)?;
+        check_value("binary path", &self.install_path, values::check_command_dir)?;
+        check_value("sudoers path", &self.sudoers_path, values::check_path)
+    }
+}
+
+fn check_value(
+    what: &'static str,
+    value: &str,
+    rule: fn(&str) -> Result<(), ValueError>,
+) -> Result<(), InstallError> {
+    rule(value).map_err(|error| InstallError::InvalidValue {
+        what,
+        value: value.to_owned(),
+        error,
+    })
+}
+
+fn check_accounts(user: &str, group: &str) -> Result<(), InstallError> {
+    check_value("user", user, values::check_account_name)?;
+    check_value("group", group, values::check_account_name)
 }
 
 impl Default for UninstallOptions {
@@ -571,6 +613,16 @@ impl Plan {
 /// Why installing or uninstalling failed. Every variant names the file or command.
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
+    /// An option's value breaks its rule ([`values`]); nothing was planned.
+    #[error("{what} {value:?}: {error}")]
+    InvalidValue {
+        /// Which option.
+        what: &'static str,
+        /// Its value.
+        value: String,
+        /// The rule it breaks.
+        error: ValueError,
+    },
     /// A file could not be read or changed.
     #[error("{path}: {source}")]
     Io {
@@ -1120,9 +1172,11 @@ fn sshd_changes(layout: &Layout, state: &SshdState, sshd: SshdPlan, plan: &mut P
 /// What `install-server` would change on this machine.
 ///
 /// # Errors
-/// A file that cannot be read or is not what it must be, no sudo for home policies, or an
-/// sshd configuration opkssh cannot take precedence in.
+/// An option that breaks its rule ([`InstallOptions::check`]), a file that cannot be read or is
+/// not what it must be, no sudo for home policies, or an sshd configuration opkssh cannot take
+/// precedence in.
 pub fn plan_install(options: &InstallOptions, machine: &Machine) -> Result<Plan, InstallError> {
+    options.check()?;
     let layout = &options.layout;
     let packaged = options.binary == Binary::Packaged;
     let mut plan = Plan::default();
@@ -1302,8 +1356,10 @@ pub fn plan_install(options: &InstallOptions, machine: &Machine) -> Result<Plan,
 /// the cache, and as asked the binary, the account, `/etc/opk` and the log.
 ///
 /// # Errors
-/// A file that cannot be read or is not what it must be.
+/// An option that breaks its rule ([`UninstallOptions::check`]), or a file that cannot be read
+/// or is not what it must be.
 pub fn plan_uninstall(options: &UninstallOptions, machine: &Machine) -> Result<Plan, InstallError> {
+    options.check()?;
     let layout = &options.layout;
     let mut plan = Plan::default();
 

@@ -640,8 +640,9 @@ fn accounts_are_not_touched_outside_the_real_root() {
     assert!(!root.path(CONFIG_DIR).exists(), "applied before refusing");
 }
 
-/// A refused sshd configuration is rolled back, with the real `sshd -t`. The account name with
-/// a space makes `AuthorizedKeysCommandUser` take two arguments, which sshd refuses.
+/// A refused sshd configuration is rolled back, with the real `sshd -t`. The planned drop-in is
+/// given an `AuthorizedKeysCommandUser` with two arguments, which sshd refuses (planning itself
+/// refuses such a name: `invalid_values_plan_nothing`).
 #[test]
 fn sshd_rejecting_the_change_restores_its_files() {
     let sshd = Path::new("/usr/sbin/sshd");
@@ -668,30 +669,20 @@ fn sshd_rejecting_the_change_restores_its_files() {
         ..root.environment()
     };
     assert_eq!(environment.sshd_test(), Some(Ok(())));
-    let (_, group) = me();
     let options = InstallOptions {
-        user: "opkssh user".into(),
-        group,
         home_policy: HomePolicy::Off,
         ..root.options()
     };
-    let mut machine = machine();
-    machine.users.insert("opkssh user".into(), (0, 0));
-    machine
-        .groups
-        .values_mut()
-        .for_each(|(_, members)| members.push("opkssh user".into()));
-    let plan = plan_install(&options, &machine).unwrap();
-    let cache = plan.change_for(&root.path(CACHE_DIR)).cloned();
-    let plan = Plan {
-        // The cache would belong to the pretend account: leave it out.
-        changes: plan
-            .changes
-            .into_iter()
-            .filter(|change| Some(change) != cache.as_ref())
-            .collect(),
-        ..plan
-    };
+    let mut plan = plan_install(&options, &machine()).unwrap();
+    let user_line = format!("AuthorizedKeysCommandUser {}", options.user);
+    for change in &mut plan.sshd_changes {
+        if let Change::WriteFile { contents, .. } = change {
+            let text = String::from_utf8(contents.clone()).unwrap();
+            *contents = text
+                .replace(&user_line, "AuthorizedKeysCommandUser opkssh user")
+                .into_bytes();
+        }
+    }
     let error = apply(&plan, &environment, &mut |_| {}).unwrap_err();
     let message = error.to_string();
     assert!(
@@ -701,6 +692,43 @@ fn sshd_rejecting_the_change_restores_its_files() {
     assert_eq!(root.read(SSHD_CONFIG), original);
     // The other files stay installed; a fixed run would continue from there.
     assert!(root.path("/etc/opk/providers").exists());
+}
+
+/// Issue 18 item 6, at the library: an account name or path that would say more than meant in
+/// sshd's configuration, sudoers or a command is refused before anything is planned.
+#[test]
+fn invalid_values_plan_nothing() {
+    let root = Root::debian();
+    let injected = InstallOptions {
+        user: "opksshuser\nPermitRootLogin yes".into(),
+        ..root.options()
+    };
+    let error = plan_install(&injected, &machine()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "user \"opksshuser\\nPermitRootLogin yes\": must be an account name: a lowercase letter or _, then up to 31 lowercase letters, digits, _ or -"
+    );
+    let relative = InstallOptions {
+        sudoers_path: "etc/sudoers.d/opkssh".into(),
+        ..root.options()
+    };
+    assert!(matches!(
+        plan_install(&relative, &machine()),
+        Err(InstallError::InvalidValue {
+            what: "sudoers path",
+            error: ValueError::NotAbsolute,
+            ..
+        })
+    ));
+    let uninstall = UninstallOptions {
+        group: "opk\tgroup".into(),
+        remove_user: true,
+        ..root.uninstall_options()
+    };
+    assert!(matches!(
+        plan_uninstall(&uninstall, &machine()),
+        Err(InstallError::InvalidValue { what: "group", .. })
+    ));
 }
 
 #[test]
