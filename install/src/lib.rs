@@ -52,6 +52,9 @@ pub const LOG_FILE: &str = "/var/log/opkssh.log";
 pub const CACHE_DIR: &str = "/var/cache/opkssh";
 /// The account sshd runs `opkssh verify` as, and the group that may read `/etc/opk`.
 pub const AUTH_CMD_USER: &str = "opksshuser";
+/// The comment (GECOS) of the account opkssh creates: how `uninstall-server --remove-user`
+/// tells it from an account opkssh did not create ([`Machine::is_own_account`]).
+pub const ACCOUNT_COMMENT: &str = "opkssh verifier";
 
 /// The providers the Go installer writes into an empty `/etc/opk/providers` (Google,
 /// Microsoft, GitLab, Hello; 24-hour tokens).
@@ -251,6 +254,23 @@ fn check_accounts(user: &str, group: &str) -> Result<(), InstallError> {
     check_value("group", group, values::check_account_name)
 }
 
+/// sshd never runs verify as root, and opkssh never puts its account into root's group nor
+/// deletes either: checked against the machine, so another name for uid 0 is refused too.
+fn refuse_root(machine: &Machine, user: &str, group: &str) -> Result<(), InstallError> {
+    let root_value = |what, value: &str| InstallError::InvalidValue {
+        what,
+        value: value.to_owned(),
+        error: ValueError::Root,
+    };
+    if user == "root" || machine.users.get(user).is_some_and(|(uid, _)| *uid == 0) {
+        return Err(root_value("user", user));
+    }
+    if group == "root" || machine.groups.get(group).is_some_and(|(gid, _)| *gid == 0) {
+        return Err(root_value("group", group));
+    }
+    Ok(())
+}
+
 impl Default for UninstallOptions {
     fn default() -> Self {
         Self::new()
@@ -339,7 +359,7 @@ pub enum Change {
         /// Group name.
         name: String,
     },
-    /// `useradd --system --no-create-home --shell <shell> --gid <group> <name>`.
+    /// `useradd --system --no-create-home --comment <ACCOUNT_COMMENT> --shell <shell> --gid <group> <name>`.
     CreateUser {
         /// User name.
         name: String,
@@ -442,7 +462,7 @@ impl Change {
                 format!("create group {name} (groupadd --system {name})")
             }
             Self::CreateUser { name, group, shell } => format!(
-                "create user {name} (useradd --system --no-create-home --shell {shell} --gid {group} {name})"
+                "create user {name} (useradd --system --no-create-home --comment '{ACCOUNT_COMMENT}' --shell {shell} --gid {group} {name})"
             ),
             Self::AddToGroup { user, group } => {
                 format!("add user {user} to group {group} (usermod -aG {group} {user})")
@@ -695,6 +715,16 @@ pub enum InstallError {
     SelinuxTools {
         /// The missing tools.
         missing: String,
+    },
+    /// The account exists and opkssh did not create it, so it does not change it.
+    #[error(
+        "{user} is an existing account opkssh did not create, so opkssh does not change it: add it to group {group} yourself (usermod -aG {group} {user}) and run again, or let opkssh create its own account"
+    )]
+    ForeignAccount {
+        /// The account.
+        user: String,
+        /// The group it is not in.
+        group: String,
     },
     /// Accounts are only changed on the real machine.
     #[error("user accounts can only be changed when installing into / (plan asks to {0})")]
@@ -1177,6 +1207,7 @@ fn sshd_changes(layout: &Layout, state: &SshdState, sshd: SshdPlan, plan: &mut P
 /// precedence in.
 pub fn plan_install(options: &InstallOptions, machine: &Machine) -> Result<Plan, InstallError> {
     options.check()?;
+    refuse_root(machine, &options.user, &options.group)?;
     let layout = &options.layout;
     let packaged = options.binary == Binary::Packaged;
     let mut plan = Plan::default();
@@ -1194,7 +1225,14 @@ pub fn plan_install(options: &InstallOptions, machine: &Machine) -> Result<Plan,
             group: options.group.clone(),
             shell: machine.nologin.clone(),
         }),
+        // An account opkssh did not create is used as it is, never changed.
         Some(_) if !machine.is_member(&options.user, &options.group) => {
+            if !machine.is_own_account(&options.user) {
+                return Err(InstallError::ForeignAccount {
+                    user: options.user.clone(),
+                    group: options.group.clone(),
+                });
+            }
             plan.changes.push(Change::AddToGroup {
                 user: options.user.clone(),
                 group: options.group.clone(),
@@ -1360,6 +1398,7 @@ pub fn plan_install(options: &InstallOptions, machine: &Machine) -> Result<Plan,
 /// or is not what it must be.
 pub fn plan_uninstall(options: &UninstallOptions, machine: &Machine) -> Result<Plan, InstallError> {
     options.check()?;
+    refuse_root(machine, &options.user, &options.group)?;
     let layout = &options.layout;
     let mut plan = Plan::default();
 
@@ -1424,16 +1463,32 @@ pub fn plan_uninstall(options: &UninstallOptions, machine: &Machine) -> Result<P
             tree: false,
         });
     }
+    // Only what opkssh created goes: root, the distribution's system accounts and people's
+    // accounts stay even when named, with a warning.
     if options.remove_user {
         if machine.users.contains_key(&options.user) {
-            plan.changes.push(Change::DeleteUser {
-                name: options.user.clone(),
-            });
+            if machine.is_own_account(&options.user) {
+                plan.changes.push(Change::DeleteUser {
+                    name: options.user.clone(),
+                });
+            } else {
+                plan.warnings.push(format!(
+                    "kept user {}: opkssh did not create it (not a system account with the comment '{ACCOUNT_COMMENT}'); delete it yourself if it should go",
+                    options.user
+                ));
+            }
         }
         if machine.gid(&options.group).is_some() {
-            plan.changes.push(Change::DeleteGroup {
-                name: options.group.clone(),
-            });
+            if machine.is_own_group(&options.group, &options.user) {
+                plan.changes.push(Change::DeleteGroup {
+                    name: options.group.clone(),
+                });
+            } else {
+                plan.warnings.push(format!(
+                    "kept group {}: opkssh cannot tell it created it; delete it yourself if it should go",
+                    options.group
+                ));
+            }
         }
     }
     if !options.purge {

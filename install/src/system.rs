@@ -2,7 +2,8 @@
 //! `visudo`, `sshd`), and carrying out each [`Change`].
 
 use super::{
-    Attributes, Change, Existing, InstallError, Layout, Owner, SSHD_CONFIG, Validation, io_error,
+    ACCOUNT_COMMENT, AUTH_CMD_USER, Attributes, Change, Existing, InstallError, Layout, Owner,
+    SSHD_CONFIG, Validation, io_error,
 };
 use crate::files;
 use crate::selinux::{self, SelinuxHost};
@@ -27,6 +28,11 @@ pub struct Machine {
     pub users: BTreeMap<String, (u32, u32)>,
     /// Group name → (gid, supplementary members).
     pub groups: BTreeMap<String, (u32, Vec<String>)>,
+    /// User name → its comment (GECOS), where it has one.
+    pub comments: BTreeMap<String, String>,
+    /// `UID_MIN`: accounts below it are system accounts (0 in a `Machine` built by hand: then
+    /// no existing account counts as opkssh's own).
+    pub uid_min: u32,
     /// Whether sudo is installed.
     pub sudo: bool,
     /// The shell given to a new system account.
@@ -47,6 +53,7 @@ impl Machine {
                 .map_or("/bin/false", |shell| shell)
                 .to_owned(),
             selinux: SelinuxHost::probe(layout),
+            uid_min: policy::login_defs::uid_min(),
             ..Self::default()
         };
         for name in std::iter::once(&"root").chain(names) {
@@ -54,6 +61,9 @@ impl Machine {
                 machine
                     .users
                     .insert((*name).to_owned(), (user.uid.as_raw(), user.gid.as_raw()));
+                if let Ok(comment) = user.gecos.into_string() {
+                    machine.comments.insert((*name).to_owned(), comment);
+                }
             }
             if let Ok(Some(group)) = nix::unistd::Group::from_name(name) {
                 machine
@@ -78,6 +88,32 @@ impl Machine {
             .get(name)
             .map(|(gid, _)| *gid)
             .or_else(|| name.parse().ok())
+    }
+
+    /// Whether `name` is the account opkssh made for the verifier, the only existing account
+    /// it changes or deletes. `useradd --system` gave it a uid between 1 and `UID_MIN`, and
+    /// opkssh's useradd gave it the comment [`ACCOUNT_COMMENT`]; an account named
+    /// [`AUTH_CMD_USER`] counts too, since the Go installer creates it under that name without
+    /// a comment. Root, the distribution's system accounts (daemon, sshd, nobody…) and
+    /// people's accounts are none of these.
+    pub fn is_own_account(&self, name: &str) -> bool {
+        let Some((uid, _)) = self.users.get(name) else {
+            return false;
+        };
+        let system = *uid != 0 && *uid < self.uid_min;
+        let marked = self
+            .comments
+            .get(name)
+            .is_some_and(|comment| comment == ACCOUNT_COMMENT);
+        system && (marked || name == AUTH_CMD_USER)
+    }
+
+    /// Whether `group` is the group opkssh made with its account: not root's, and named
+    /// [`AUTH_CMD_USER`] or as opkssh's own account `user` (`groups` has no comment to mark it
+    /// by, so a group of another name is left alone).
+    pub fn is_own_group(&self, group: &str, user: &str) -> bool {
+        self.gid(group).is_some_and(|gid| gid != 0)
+            && (group == AUTH_CMD_USER || (group == user && self.is_own_account(user)))
     }
 
     /// Whether `user` is in `group`, as its primary group or a supplementary one.
@@ -354,6 +390,8 @@ pub(crate) fn apply_change(change: &Change, environment: &Environment) -> Result
             &[
                 "--system",
                 "--no-create-home",
+                "--comment",
+                ACCOUNT_COMMENT,
                 "--shell",
                 shell,
                 "--gid",

@@ -139,12 +139,14 @@ impl Root {
 
 /// The running user's name and primary group name.
 fn me() -> (String, String) {
-    let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
-        .unwrap()
-        .unwrap();
-    let group = nix::unistd::Group::from_gid(nix::unistd::getegid())
-        .unwrap()
-        .unwrap();
+    // Root is never the verifier's account; run as root, the files go to nobody instead.
+    let uid = if nix::unistd::geteuid().is_root() {
+        nix::unistd::User::from_name("nobody").unwrap().unwrap().uid
+    } else {
+        nix::unistd::geteuid()
+    };
+    let user = nix::unistd::User::from_uid(uid).unwrap().unwrap();
+    let group = nix::unistd::Group::from_gid(user.gid).unwrap().unwrap();
     (user.name, group.name)
 }
 
@@ -269,27 +271,45 @@ fn install_then_nothing_to_do_then_uninstall_restores() {
     let before = root.snapshot();
     let options = root.options();
     let (user, group) = me();
-    let uid = nix::unistd::geteuid().as_raw();
-    let gid = nix::unistd::getegid().as_raw();
+    let uid_of = |name: &str| {
+        nix::unistd::User::from_name(name)
+            .unwrap()
+            .unwrap()
+            .uid
+            .as_raw()
+    };
+    let gid_of = |name: &str| {
+        nix::unistd::Group::from_name(name)
+            .unwrap()
+            .unwrap()
+            .gid
+            .as_raw()
+    };
+    let (root_uid, root_gid) = (0, gid_of("root"));
+    let (uid, gid) = (uid_of(&user), gid_of(&group));
     let plan = root.install(&options);
     assert!(!plan.is_empty());
 
     // The tree on disk, with modes and owners.
-    for (path, mode) in [
-        (BINARY_PATH, 0o755),
-        (CONFIG_DIR, 0o750),
-        ("/etc/opk/policy.d", 0o750),
-        ("/etc/opk/auth_id", 0o640),
-        ("/etc/opk/config.yml", 0o640),
-        ("/etc/opk/providers", 0o640),
-        (LOG_FILE, 0o660),
-        (CACHE_DIR, 0o700),
-        (SUDOERS_FILE, 0o440),
-        ("/etc/ssh/sshd_config.d/60-opk-ssh.conf", 0o644),
+    for (path, mode, owner) in [
+        (BINARY_PATH, 0o755, (root_uid, gid)),
+        (CONFIG_DIR, 0o750, (root_uid, gid)),
+        ("/etc/opk/policy.d", 0o750, (root_uid, gid)),
+        ("/etc/opk/auth_id", 0o640, (root_uid, gid)),
+        ("/etc/opk/config.yml", 0o640, (root_uid, gid)),
+        ("/etc/opk/providers", 0o640, (root_uid, gid)),
+        (LOG_FILE, 0o660, (root_uid, gid)),
+        (CACHE_DIR, 0o700, (uid, gid)),
+        (SUDOERS_FILE, 0o440, (root_uid, root_gid)),
+        (
+            "/etc/ssh/sshd_config.d/60-opk-ssh.conf",
+            0o644,
+            (root_uid, root_gid),
+        ),
     ] {
         let metadata = std::fs::metadata(root.path(path)).unwrap();
         assert_eq!(metadata.mode() & 0o7777, mode, "{path}");
-        assert_eq!((metadata.uid(), metadata.gid()), (uid, gid), "{path}");
+        assert_eq!((metadata.uid(), metadata.gid()), owner, "{path}");
     }
     assert_eq!(std::fs::read(root.path(BINARY_PATH)).unwrap(), BINARY);
     assert_eq!(root.read("/etc/opk/providers"), DEFAULT_PROVIDERS);
@@ -729,6 +749,178 @@ fn invalid_values_plan_nothing() {
         plan_uninstall(&uninstall, &machine()),
         Err(InstallError::InvalidValue { what: "group", .. })
     ));
+}
+
+/// A machine with root, the distribution's system accounts, a person, and accounts opkssh made
+/// (by name, as Go makes it, or by its comment).
+fn machine_with_accounts() -> Machine {
+    let mut machine = Machine {
+        sudo: true,
+        nologin: "/usr/sbin/nologin".into(),
+        uid_min: 1000,
+        ..Machine::default()
+    };
+    for (name, uid, comment) in [
+        ("root", 0, "root"),
+        ("toor", 0, ""),
+        ("daemon", 1, "daemon"),
+        ("sshd", 105, ""),
+        ("alice", 1001, "Alice"),
+        ("opksshuser", 998, ""),
+        ("fleetverify", 997, ACCOUNT_COMMENT),
+        ("lookalike", 1002, ACCOUNT_COMMENT),
+    ] {
+        machine.users.insert(name.into(), (uid, uid));
+        machine.comments.insert(name.into(), comment.into());
+        machine.groups.insert(name.into(), (uid, Vec::new()));
+    }
+    machine.groups.insert("sudo".into(), (27, Vec::new()));
+    machine
+}
+
+fn uninstall_plan(user: &str, group: &str) -> Result<Plan, InstallError> {
+    let root = Root::debian();
+    let options = UninstallOptions {
+        remove_user: true,
+        user: user.into(),
+        group: group.into(),
+        ..root.uninstall_options()
+    };
+    plan_uninstall(&options, &machine_with_accounts())
+}
+
+fn account_changes(plan: &Plan) -> Vec<String> {
+    plan.all_changes()
+        .filter(|change| {
+            matches!(
+                change,
+                Change::DeleteUser { .. }
+                    | Change::DeleteGroup { .. }
+                    | Change::CreateUser { .. }
+                    | Change::CreateGroup { .. }
+                    | Change::AddToGroup { .. }
+            )
+        })
+        .map(Change::summary)
+        .collect()
+}
+
+/// Issue 18 item 6: `OPKSSH_INSTALL_AUTH_CMD_USER=root uninstall-server --remove-user` planned
+/// `userdel root`. Root is refused outright (under any name), and only the account opkssh
+/// created is deleted: system accounts and people's accounts stay, with a warning.
+#[test]
+fn remove_user_never_deletes_root_or_an_account_opkssh_did_not_create() {
+    for (user, group) in [
+        ("root", "opksshuser"),
+        ("toor", "toor"),
+        ("opksshuser", "root"),
+    ] {
+        let error = uninstall_plan(user, group).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                InstallError::InvalidValue {
+                    error: ValueError::Root,
+                    ..
+                }
+            ),
+            "{user}:{group}: {error}"
+        );
+    }
+    for user in ["daemon", "sshd", "alice", "lookalike"] {
+        let plan = uninstall_plan(user, user).unwrap();
+        assert_eq!(account_changes(&plan), Vec::<String>::new(), "{user}");
+        assert!(
+            plan.warnings.iter().any(|warning| warning
+                .starts_with(&format!("kept user {user}: opkssh did not create it"))),
+            "{user}: {:?}",
+            plan.warnings
+        );
+    }
+    // Its own account goes, with its group; another group it was given stays.
+    let plan = uninstall_plan("opksshuser", "opksshuser").unwrap();
+    assert_eq!(
+        account_changes(&plan),
+        [
+            "delete user opksshuser (userdel opksshuser)",
+            "delete group opksshuser (groupdel opksshuser, if userdel left it)"
+        ]
+    );
+    let plan = uninstall_plan("fleetverify", "fleetverify").unwrap();
+    assert_eq!(account_changes(&plan).len(), 2, "{plan:?}");
+    let plan = uninstall_plan("fleetverify", "sudo").unwrap();
+    assert_eq!(
+        account_changes(&plan),
+        ["delete user fleetverify (userdel fleetverify)"]
+    );
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.starts_with("kept group sudo"))
+    );
+}
+
+/// install-server creates its own account, adds only that one to the group, uses another
+/// existing account as it is, and never runs verify as root.
+#[test]
+fn install_changes_only_its_own_account_and_never_uses_root() {
+    let root = Root::debian();
+    let plan_for = |user: &str, group: &str, machine: &Machine| {
+        let options = InstallOptions {
+            user: user.into(),
+            group: group.into(),
+            ..root.options()
+        };
+        plan_install(&options, machine)
+    };
+    let machine = machine_with_accounts();
+    for (user, group) in [
+        ("root", "opksshuser"),
+        ("toor", "opksshuser"),
+        ("newverify", "root"),
+    ] {
+        assert!(
+            matches!(
+                plan_for(user, group, &machine),
+                Err(InstallError::InvalidValue {
+                    error: ValueError::Root,
+                    ..
+                })
+            ),
+            "{user}:{group}"
+        );
+    }
+    for user in ["daemon", "alice", "lookalike"] {
+        let error = plan_for(user, "opksshuser", &machine).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{user} is an existing account opkssh did not create, so opkssh does not change it: add it to group opksshuser yourself (usermod -aG opksshuser {user}) and run again, or let opkssh create its own account"
+            )
+        );
+    }
+    let mut member = machine.clone();
+    member
+        .groups
+        .get_mut("opksshuser")
+        .unwrap()
+        .1
+        .push("daemon".into());
+    let plan = plan_for("daemon", "opksshuser", &member).unwrap();
+    assert_eq!(account_changes(&plan), Vec::<String>::new());
+    let plan = plan_for("fleetverify", "opksshuser", &machine).unwrap();
+    assert_eq!(
+        account_changes(&plan),
+        ["add user fleetverify to group opksshuser (usermod -aG opksshuser fleetverify)"]
+    );
+    let plan = plan_for("newverify", "newverify", &machine).unwrap();
+    assert_eq!(
+        account_changes(&plan),
+        [
+            "create group newverify (groupadd --system newverify)",
+            "create user newverify (useradd --system --no-create-home --comment 'opkssh verifier' --shell /usr/sbin/nologin --gid newverify newverify)"
+        ]
+    );
 }
 
 #[test]

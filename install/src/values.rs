@@ -28,6 +28,8 @@ pub enum ValueError {
     NotBoolean,
     /// Bytes that are not UTF-8.
     NotUtf8,
+    /// Root's account or group (uid or gid 0).
+    Root,
 }
 
 impl fmt::Display for ValueError {
@@ -43,6 +45,9 @@ impl fmt::Display for ValueError {
             Self::FileName => "must be a file name, without / and not . or ..",
             Self::NotBoolean => "must be true or false",
             Self::NotUtf8 => "must be UTF-8 text",
+            Self::Root => {
+                "must not be root's account or group: sshd never runs opkssh verify as root, and opkssh never changes or deletes root"
+            }
         })
     }
 }

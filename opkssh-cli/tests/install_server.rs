@@ -241,7 +241,7 @@ fn go_variables_account_sudoers_and_binary_location() {
     );
     assert_has(
         &out,
-        "create user fleetverify (useradd --system --no-create-home --shell /bin/false --gid fleetgroup fleetverify)",
+        "create user fleetverify (useradd --system --no-create-home --comment 'opkssh verifier' --shell /bin/false --gid fleetgroup fleetverify)",
     );
     assert_has(
         &out,
@@ -416,6 +416,58 @@ fn auth_cmd_user_with_a_newline_injects_no_sshd_directive() {
         );
     }
     assert_eq!(listing(root.path()), before);
+}
+
+/// Issue 18 item 6: `OPKSSH_INSTALL_AUTH_CMD_USER=root uninstall-server --remove-user` planned
+/// `userdel root`. Root is refused (exit 2, nothing planned), and a system account opkssh did
+/// not create is kept with a warning, on this machine's real account database.
+#[test]
+fn remove_user_never_plans_deleting_root_or_a_system_account() {
+    let root = root_with_sudo();
+    let commands: [&[&str]; 2] = [
+        &["uninstall-server", "--dry-run", "--remove-user"],
+        &["install-server", "--dry-run"],
+    ];
+    for command in commands {
+        let (code, stdout, stderr) = refused(
+            root.path(),
+            command,
+            &[("OPKSSH_INSTALL_AUTH_CMD_USER", "root")],
+        );
+        assert_eq!(code, 2, "{command:?}: {stdout}{stderr}");
+        assert_eq!(stdout, "", "{command:?} planned or printed something");
+        assert_eq!(
+            stderr,
+            "Error: OPKSSH_INSTALL_AUTH_CMD_USER=\"root\": must not be root's account or group: sshd never runs opkssh verify as root, and opkssh never changes or deletes root\n"
+        );
+    }
+    let (code, stdout, stderr) = refused(
+        root.path(),
+        &["uninstall-server", "--dry-run", "--remove-user"],
+        &[("OPKSSH_INSTALL_AUTH_CMD_GROUP", "root")],
+    );
+    assert_eq!((code, stdout.as_str()), (2, ""), "{stderr}");
+    for system_account in ["daemon", "bin", "sys"] {
+        if !matches!(nix::unistd::User::from_name(system_account), Ok(Some(_))) {
+            continue;
+        }
+        let out = opkssh_in(
+            root.path(),
+            &["uninstall-server", "--dry-run", "--remove-user"],
+            &[
+                ("OPKSSH_INSTALL_AUTH_CMD_USER", system_account),
+                ("OPKSSH_INSTALL_AUTH_CMD_GROUP", system_account),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_lacks(&out, "userdel");
+        assert_lacks(&out, "groupdel");
+        assert_has(
+            &out,
+            &format!("warning: kept user {system_account}: opkssh did not create it"),
+        );
+    }
 }
 
 /// Every variable and flag is checked by its kind before planning: exit 2, naming it, nothing
@@ -883,11 +935,13 @@ fn selinux_sources_opt_out_and_missing_tools() {
 
 /// The running user's name and primary group name.
 fn me() -> (String, String) {
-    let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
-        .unwrap()
-        .unwrap();
-    let group = nix::unistd::Group::from_gid(nix::unistd::getegid())
-        .unwrap()
-        .unwrap();
+    // Root is never the verifier's account; run as root, the files go to nobody instead.
+    let uid = if nix::unistd::geteuid().is_root() {
+        nix::unistd::User::from_name("nobody").unwrap().unwrap().uid
+    } else {
+        nix::unistd::geteuid()
+    };
+    let user = nix::unistd::User::from_uid(uid).unwrap().unwrap();
+    let group = nix::unistd::Group::from_gid(user.gid).unwrap().unwrap();
     (user.name, group.name)
 }

@@ -69,7 +69,7 @@ pub(crate) struct UninstallServerArgs {
     /// Also remove /etc/opk (policy, providers, config) and /var/log/opkssh.log
     #[arg(long = "purge")]
     pub(crate) purge: bool,
-    /// Also delete the opksshuser account and group
+    /// Also delete the verify account and group, if opkssh created them (never root)
     #[arg(long = "remove-user")]
     pub(crate) remove_user: bool,
     /// Keep /usr/local/bin/opkssh
@@ -221,6 +221,29 @@ fn failed(error: install::InstallError) -> CommandError {
     CommandError::new(error.to_string())
 }
 
+/// A planning failure; a value the plan refuses (root's account, for one) exits 2 named by its
+/// variable, as a value refused when read.
+fn planning_failed(error: install::InstallError, variables: &GoVariables) -> CliError {
+    match error {
+        install::InstallError::InvalidValue { what, value, error } => {
+            let name = match what {
+                "user" => "OPKSSH_INSTALL_AUTH_CMD_USER",
+                "group" => "OPKSSH_INSTALL_AUTH_CMD_GROUP",
+                "sudoers path" => "OPKSSH_INSTALL_SUDOERS_PATH",
+                // The binary path is made of two variables, both checked when read.
+                _ => return CliError::InvalidValue(format!("{what} {value:?}: {error}")),
+            };
+            let default = if variables.text(name).is_some() {
+                ""
+            } else {
+                " (the default)"
+            };
+            CliError::InvalidValue(format!("{name}={value:?}{default}: {error}"))
+        }
+        other => failed(other).into(),
+    }
+}
+
 fn print_dry_run(command: &str, plan: &Plan, reload: bool) {
     for warning in &plan.warnings {
         println!("warning: {warning}");
@@ -284,7 +307,6 @@ pub(crate) fn run_install(args: &InstallServerArgs) -> Result<ExitCode, CliError
         .as_deref()
         .map(|path| checked_flag_path("--install-te-from", path))
         .transpose()?;
-    variables.print_used();
     let local_file = install_from.or_else(|| {
         variables
             .text("OPKSSH_INSTALL_LOCAL_INSTALL_FILE")
@@ -365,7 +387,9 @@ pub(crate) fn run_install(args: &InstallServerArgs) -> Result<ExitCode, CliError
         };
     require_root(&options.layout, args.dry_run, "opkssh install-server")?;
     let machine = Machine::probe(&options.layout, &[&options.user, &options.group]);
-    let plan = install::plan_install(&options, &machine).map_err(failed)?;
+    let plan = install::plan_install(&options, &machine)
+        .map_err(|error| planning_failed(error, &variables))?;
+    variables.print_used();
     let reload = !args.no_sshd_restart && variables.flag("OPKSSH_INSTALL_RESTART_SSH", true);
     if args.dry_run {
         print_dry_run("opkssh install-server", &plan, reload);
@@ -391,7 +415,6 @@ pub(crate) fn run_uninstall(args: &UninstallServerArgs) -> Result<ExitCode, CliE
     options.remove_user = args.remove_user;
     options.remove_binary = !args.keep_binary && !args.from_package;
     options.keep_selinux_module = args.no_selinux;
-    variables.print_used();
     if let Some(user) = variables.text("OPKSSH_INSTALL_AUTH_CMD_USER") {
         user.clone_into(&mut options.user);
     }
@@ -404,7 +427,9 @@ pub(crate) fn run_uninstall(args: &UninstallServerArgs) -> Result<ExitCode, CliE
     options.install_path = variables.install_path();
     require_root(&options.layout, args.dry_run, "opkssh uninstall-server")?;
     let machine = Machine::probe(&options.layout, &[&options.user, &options.group]);
-    let plan = install::plan_uninstall(&options, &machine).map_err(failed)?;
+    let plan = install::plan_uninstall(&options, &machine)
+        .map_err(|error| planning_failed(error, &variables))?;
+    variables.print_used();
     let reload = !args.no_sshd_restart && variables.flag("OPKSSH_INSTALL_RESTART_SSH", true);
     if args.dry_run {
         print_dry_run("opkssh uninstall-server", &plan, reload);
