@@ -9,7 +9,7 @@ use crate::files;
 use crate::selinux::{self, SelinuxHost};
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -381,6 +381,36 @@ fn restore(path: &Path, existing: &Existing) -> Result<(), InstallError> {
         .map_err(InstallError::from)
 }
 
+/// Gives the file or folder at `path` its owner, then its mode, through one descriptor opened
+/// without following a symlink: path-based `chown`/`chmod` follow one, so whoever can write to
+/// the folder (a group-writable `/var/log`) could swap the log for a link to `/etc/shadow`
+/// between the plan's check and this change, and have it handed to opkssh's group.
+fn set_attributes(path: &Path, mode: u32, (uid, gid): (u32, u32)) -> Result<(), InstallError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        // No blocking on a FIFO put in its place; it is refused below.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|error| match error.raw_os_error() {
+            Some(libc::ELOOP) => InstallError::Unexpected {
+                path: path.to_owned(),
+                reason: "is a symlink (put there since the plan was made); its owner and mode were left alone".into(),
+            },
+            _ => io_error(path)(error),
+        })?;
+    let file_type = file.metadata().map_err(io_error(path))?.file_type();
+    if !(file_type.is_file() || file_type.is_dir()) {
+        return Err(InstallError::Unexpected {
+            path: path.to_owned(),
+            reason: "is neither a regular file nor a folder; its owner and mode were left alone"
+                .into(),
+        });
+    }
+    std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(io_error(path))?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(io_error(path))
+}
+
 /// Carries out one change.
 pub(crate) fn apply_change(change: &Change, environment: &Environment) -> Result<(), InstallError> {
     match change {
@@ -401,15 +431,13 @@ pub(crate) fn apply_change(change: &Change, environment: &Environment) -> Result
         ),
         Change::AddToGroup { user, group } => run("usermod", &["-aG", group, user]),
         Change::CreateDir { path, mode, owner } => {
-            let (uid, gid) = resolve(owner)?;
+            let owner = resolve(owner)?;
             // Private until it has its owner, then its mode.
             std::fs::DirBuilder::new()
                 .mode(0o700)
                 .create(path)
                 .map_err(io_error(path))?;
-            std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io_error(path))?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
-                .map_err(io_error(path))
+            set_attributes(path, *mode, owner)
         }
         Change::WriteFile {
             path,
@@ -430,12 +458,7 @@ pub(crate) fn apply_change(change: &Change, environment: &Environment) -> Result
         }
         Change::SetAttributes {
             path, mode, owner, ..
-        } => {
-            let (uid, gid) = resolve(owner)?;
-            std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io_error(path))?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
-                .map_err(io_error(path))
-        }
+        } => set_attributes(path, *mode, resolve(owner)?),
         Change::Remove { path, tree, .. } => {
             let result = if *tree {
                 std::fs::remove_dir_all(path)
@@ -494,9 +517,15 @@ pub(crate) fn roll_back(done: &[&Change]) -> Vec<String> {
     problems
 }
 
-/// Appends one timestamped line to the log.
+/// Appends one timestamped line to the log, never through a symlink put in its place.
 pub(crate) fn append_log(path: &Path, record: &str) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new().append(true).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
     let line = format!(
         "{} {record}\n",
         verifier::log::timestamp(std::time::SystemTime::now())

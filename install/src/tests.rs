@@ -923,6 +923,85 @@ fn install_changes_only_its_own_account_and_never_uses_root() {
     );
 }
 
+/// Issue 18 item 6 (a review idea): the log's owner and mode were set by path, following a
+/// symlink that someone able to write to `/var/log` swaps in between the plan and the change.
+/// Here the link points at a file the test owns: neither its mode, owner nor contents change,
+/// and the installation record is not appended through it either.
+#[test]
+fn a_symlink_planted_at_the_log_is_not_chowned_chmodded_or_appended_through() {
+    use std::os::unix::fs::MetadataExt as _;
+    let root = Root::debian();
+    let victim = root.dir.path().join("victim");
+    std::fs::write(&victim, "the test's own file\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let victim_before = std::fs::metadata(&victim).unwrap();
+    let log = root.path(LOG_FILE);
+    let plant = || {
+        std::fs::remove_file(&log).unwrap();
+        std::os::unix::fs::symlink(&victim, &log).unwrap();
+    };
+    let assert_victim_untouched = |what: &str| {
+        let now = std::fs::metadata(&victim).unwrap();
+        assert_eq!(
+            now.mode() & 0o7777,
+            0o600,
+            "{what}: mode changed through the link"
+        );
+        assert_eq!(
+            (now.uid(), now.gid()),
+            (victim_before.uid(), victim_before.gid()),
+            "{what}: owner changed through the link"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "the test's own file\n",
+            "{what}: written through the link"
+        );
+    };
+
+    // A log with the wrong mode: the plan sets it, and meanwhile the log becomes a link.
+    std::fs::write(&log, "").unwrap();
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let options = root.options();
+    let plan = plan_install(&options, &machine()).unwrap();
+    assert!(
+        matches!(plan.change_for(&log), Some(Change::SetAttributes { .. })),
+        "{plan:?}"
+    );
+    plant();
+    let error = apply(&plan, &root.environment(), &mut |_| {}).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}: is a symlink (put there since the plan was made); its owner and mode were left alone",
+            log.display()
+        )
+    );
+    assert_victim_untouched("set attributes");
+
+    // A log already right: only the record is appended once the rest is installed.
+    std::fs::remove_file(&log).unwrap();
+    std::fs::write(&log, "").unwrap();
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o660)).unwrap();
+    let group = nix::unistd::Group::from_name(&options.group)
+        .unwrap()
+        .unwrap();
+    std::os::unix::fs::chown(&log, Some(0), Some(group.gid.as_raw())).unwrap();
+    let plan = plan_install(&options, &machine()).unwrap();
+    assert!(plan.change_for(&log).is_none() && plan.log_record.is_some());
+    plant();
+    let outcome = apply(&plan, &root.environment(), &mut |_| {}).unwrap();
+    assert!(
+        outcome.notes.iter().any(|note| note.starts_with(&format!(
+            "could not record the installation in {}",
+            log.display()
+        ))),
+        "{:?}",
+        outcome.notes
+    );
+    assert_victim_untouched("append");
+}
+
 #[test]
 fn the_package_ships_the_default_providers() {
     assert_eq!(
