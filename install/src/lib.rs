@@ -18,6 +18,7 @@ mod files;
 mod selinux;
 pub mod sshd_config;
 mod system;
+pub mod values;
 
 pub use selinux::{
     BOOL_HOME, BOOL_PROXY, BOOL_SQUID, MODULE_NAME, MODULE_SOURCE, ModuleSource, PACKAGED_MODULE,
@@ -25,6 +26,7 @@ pub use selinux::{
 };
 pub use sshd_config::Directives;
 pub use system::{Environment, Machine};
+pub use values::ValueError;
 
 use crate::files::WriteError;
 use sshd_config::{SshdFiles, SshdPlan, Target};
@@ -50,6 +52,9 @@ pub const LOG_FILE: &str = "/var/log/opkssh.log";
 pub const CACHE_DIR: &str = "/var/cache/opkssh";
 /// The account sshd runs `opkssh verify` as, and the group that may read `/etc/opk`.
 pub const AUTH_CMD_USER: &str = "opksshuser";
+/// The comment (GECOS) of the account opkssh creates: how `uninstall-server --remove-user`
+/// tells it from an account opkssh did not create ([`Machine::is_own_account`]).
+pub const ACCOUNT_COMMENT: &str = "opkssh verifier";
 
 /// The providers the Go installer writes into an empty `/etc/opk/providers` (Google,
 /// Microsoft, GitLab, Hello; 24-hour tokens).
@@ -160,6 +165,17 @@ impl InstallOptions {
         }
     }
 
+    /// Every value checked by its rule ([`values`]), so that no plan is made from a name or
+    /// path that would say more than meant in sshd's configuration, sudoers or a command.
+    ///
+    /// # Errors
+    /// The first value that breaks its rule.
+    pub fn check(&self) -> Result<(), InstallError> {
+        check_accounts(&self.user, &self.group)?;
+        check_value("binary path", &self.install_path, values::check_command_dir)?;
+        check_value("sudoers path", &self.sudoers_path, values::check_path)
+    }
+
     /// The path sshd and sudo run.
     pub fn binary_path(&self) -> &str {
         match self.binary {
@@ -207,6 +223,52 @@ impl UninstallOptions {
             keep_selinux_module: false,
         }
     }
+}
+
+impl UninstallOptions {
+    /// Every value checked by its rule, as [`InstallOptions::check`].
+    ///
+    /// # Errors
+    /// The first value that breaks its rule.
+    pub fn check(&self) -> Result<(), InstallError> {
+        check_accounts(&self.user, &self.group)?;
+        check_value("binary path", &self.install_path, values::check_command_dir)?;
+        check_value("sudoers path", &self.sudoers_path, values::check_path)
+    }
+}
+
+fn check_value(
+    what: &'static str,
+    value: &str,
+    rule: fn(&str) -> Result<(), ValueError>,
+) -> Result<(), InstallError> {
+    rule(value).map_err(|error| InstallError::InvalidValue {
+        what,
+        value: value.to_owned(),
+        error,
+    })
+}
+
+fn check_accounts(user: &str, group: &str) -> Result<(), InstallError> {
+    check_value("user", user, values::check_account_name)?;
+    check_value("group", group, values::check_account_name)
+}
+
+/// sshd never runs verify as root, and opkssh never puts its account into root's group nor
+/// deletes either: checked against the machine, so another name for uid 0 is refused too.
+fn refuse_root(machine: &Machine, user: &str, group: &str) -> Result<(), InstallError> {
+    let root_value = |what, value: &str| InstallError::InvalidValue {
+        what,
+        value: value.to_owned(),
+        error: ValueError::Root,
+    };
+    if user == "root" || machine.users.get(user).is_some_and(|(uid, _)| *uid == 0) {
+        return Err(root_value("user", user));
+    }
+    if group == "root" || machine.groups.get(group).is_some_and(|(gid, _)| *gid == 0) {
+        return Err(root_value("group", group));
+    }
+    Ok(())
 }
 
 impl Default for UninstallOptions {
@@ -297,7 +359,7 @@ pub enum Change {
         /// Group name.
         name: String,
     },
-    /// `useradd --system --no-create-home --shell <shell> --gid <group> <name>`.
+    /// `useradd --system --no-create-home --comment <ACCOUNT_COMMENT> --shell <shell> --gid <group> <name>`.
     CreateUser {
         /// User name.
         name: String,
@@ -400,7 +462,7 @@ impl Change {
                 format!("create group {name} (groupadd --system {name})")
             }
             Self::CreateUser { name, group, shell } => format!(
-                "create user {name} (useradd --system --no-create-home --shell {shell} --gid {group} {name})"
+                "create user {name} (useradd --system --no-create-home --comment '{ACCOUNT_COMMENT}' --shell {shell} --gid {group} {name})"
             ),
             Self::AddToGroup { user, group } => {
                 format!("add user {user} to group {group} (usermod -aG {group} {user})")
@@ -571,6 +633,16 @@ impl Plan {
 /// Why installing or uninstalling failed. Every variant names the file or command.
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
+    /// An option's value breaks its rule ([`values`]); nothing was planned.
+    #[error("{what} {value:?}: {error}")]
+    InvalidValue {
+        /// Which option.
+        what: &'static str,
+        /// Its value.
+        value: String,
+        /// The rule it breaks.
+        error: ValueError,
+    },
     /// A file could not be read or changed.
     #[error("{path}: {source}")]
     Io {
@@ -643,6 +715,16 @@ pub enum InstallError {
     SelinuxTools {
         /// The missing tools.
         missing: String,
+    },
+    /// The account exists and opkssh did not create it, so it does not change it.
+    #[error(
+        "{user} is an existing account opkssh did not create, so opkssh does not change it: add it to group {group} yourself (usermod -aG {group} {user}) and run again, or let opkssh create its own account"
+    )]
+    ForeignAccount {
+        /// The account.
+        user: String,
+        /// The group it is not in.
+        group: String,
     },
     /// Accounts are only changed on the real machine.
     #[error("user accounts can only be changed when installing into / (plan asks to {0})")]
@@ -1120,9 +1202,12 @@ fn sshd_changes(layout: &Layout, state: &SshdState, sshd: SshdPlan, plan: &mut P
 /// What `install-server` would change on this machine.
 ///
 /// # Errors
-/// A file that cannot be read or is not what it must be, no sudo for home policies, or an
-/// sshd configuration opkssh cannot take precedence in.
+/// An option that breaks its rule ([`InstallOptions::check`]), a file that cannot be read or is
+/// not what it must be, no sudo for home policies, or an sshd configuration opkssh cannot take
+/// precedence in.
 pub fn plan_install(options: &InstallOptions, machine: &Machine) -> Result<Plan, InstallError> {
+    options.check()?;
+    refuse_root(machine, &options.user, &options.group)?;
     let layout = &options.layout;
     let packaged = options.binary == Binary::Packaged;
     let mut plan = Plan::default();
@@ -1140,7 +1225,14 @@ pub fn plan_install(options: &InstallOptions, machine: &Machine) -> Result<Plan,
             group: options.group.clone(),
             shell: machine.nologin.clone(),
         }),
+        // An account opkssh did not create is used as it is, never changed.
         Some(_) if !machine.is_member(&options.user, &options.group) => {
+            if !machine.is_own_account(&options.user) {
+                return Err(InstallError::ForeignAccount {
+                    user: options.user.clone(),
+                    group: options.group.clone(),
+                });
+            }
             plan.changes.push(Change::AddToGroup {
                 user: options.user.clone(),
                 group: options.group.clone(),
@@ -1302,8 +1394,11 @@ pub fn plan_install(options: &InstallOptions, machine: &Machine) -> Result<Plan,
 /// the cache, and as asked the binary, the account, `/etc/opk` and the log.
 ///
 /// # Errors
-/// A file that cannot be read or is not what it must be.
+/// An option that breaks its rule ([`UninstallOptions::check`]), or a file that cannot be read
+/// or is not what it must be.
 pub fn plan_uninstall(options: &UninstallOptions, machine: &Machine) -> Result<Plan, InstallError> {
+    options.check()?;
+    refuse_root(machine, &options.user, &options.group)?;
     let layout = &options.layout;
     let mut plan = Plan::default();
 
@@ -1368,16 +1463,32 @@ pub fn plan_uninstall(options: &UninstallOptions, machine: &Machine) -> Result<P
             tree: false,
         });
     }
+    // Only what opkssh created goes: root, the distribution's system accounts and people's
+    // accounts stay even when named, with a warning.
     if options.remove_user {
         if machine.users.contains_key(&options.user) {
-            plan.changes.push(Change::DeleteUser {
-                name: options.user.clone(),
-            });
+            if machine.is_own_account(&options.user) {
+                plan.changes.push(Change::DeleteUser {
+                    name: options.user.clone(),
+                });
+            } else {
+                plan.warnings.push(format!(
+                    "kept user {}: opkssh did not create it (not a system account with the comment '{ACCOUNT_COMMENT}'); delete it yourself if it should go",
+                    options.user
+                ));
+            }
         }
         if machine.gid(&options.group).is_some() {
-            plan.changes.push(Change::DeleteGroup {
-                name: options.group.clone(),
-            });
+            if machine.is_own_group(&options.group, &options.user) {
+                plan.changes.push(Change::DeleteGroup {
+                    name: options.group.clone(),
+                });
+            } else {
+                plan.warnings.push(format!(
+                    "kept group {}: opkssh cannot tell it created it; delete it yourself if it should go",
+                    options.group
+                ));
+            }
         }
     }
     if !options.purge {

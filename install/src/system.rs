@@ -2,13 +2,14 @@
 //! `visudo`, `sshd`), and carrying out each [`Change`].
 
 use super::{
-    Attributes, Change, Existing, InstallError, Layout, Owner, SSHD_CONFIG, Validation, io_error,
+    ACCOUNT_COMMENT, AUTH_CMD_USER, Attributes, Change, Existing, InstallError, Layout, Owner,
+    SSHD_CONFIG, Validation, io_error,
 };
 use crate::files;
 use crate::selinux::{self, SelinuxHost};
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -27,6 +28,11 @@ pub struct Machine {
     pub users: BTreeMap<String, (u32, u32)>,
     /// Group name → (gid, supplementary members).
     pub groups: BTreeMap<String, (u32, Vec<String>)>,
+    /// User name → its comment (GECOS), where it has one.
+    pub comments: BTreeMap<String, String>,
+    /// `UID_MIN`: accounts below it are system accounts (0 in a `Machine` built by hand: then
+    /// no existing account counts as opkssh's own).
+    pub uid_min: u32,
     /// Whether sudo is installed.
     pub sudo: bool,
     /// The shell given to a new system account.
@@ -47,6 +53,7 @@ impl Machine {
                 .map_or("/bin/false", |shell| shell)
                 .to_owned(),
             selinux: SelinuxHost::probe(layout),
+            uid_min: policy::login_defs::uid_min(),
             ..Self::default()
         };
         for name in std::iter::once(&"root").chain(names) {
@@ -54,6 +61,9 @@ impl Machine {
                 machine
                     .users
                     .insert((*name).to_owned(), (user.uid.as_raw(), user.gid.as_raw()));
+                if let Ok(comment) = user.gecos.into_string() {
+                    machine.comments.insert((*name).to_owned(), comment);
+                }
             }
             if let Ok(Some(group)) = nix::unistd::Group::from_name(name) {
                 machine
@@ -78,6 +88,32 @@ impl Machine {
             .get(name)
             .map(|(gid, _)| *gid)
             .or_else(|| name.parse().ok())
+    }
+
+    /// Whether `name` is the account opkssh made for the verifier, the only existing account
+    /// it changes or deletes. `useradd --system` gave it a uid between 1 and `UID_MIN`, and
+    /// opkssh's useradd gave it the comment [`ACCOUNT_COMMENT`]; an account named
+    /// [`AUTH_CMD_USER`] counts too, since the Go installer creates it under that name without
+    /// a comment. Root, the distribution's system accounts (daemon, sshd, nobody…) and
+    /// people's accounts are none of these.
+    pub fn is_own_account(&self, name: &str) -> bool {
+        let Some((uid, _)) = self.users.get(name) else {
+            return false;
+        };
+        let system = *uid != 0 && *uid < self.uid_min;
+        let marked = self
+            .comments
+            .get(name)
+            .is_some_and(|comment| comment == ACCOUNT_COMMENT);
+        system && (marked || name == AUTH_CMD_USER)
+    }
+
+    /// Whether `group` is the group opkssh made with its account: not root's, and named
+    /// [`AUTH_CMD_USER`] or as opkssh's own account `user` (`groups` has no comment to mark it
+    /// by, so a group of another name is left alone).
+    pub fn is_own_group(&self, group: &str, user: &str) -> bool {
+        self.gid(group).is_some_and(|gid| gid != 0)
+            && (group == AUTH_CMD_USER || (group == user && self.is_own_account(user)))
     }
 
     /// Whether `user` is in `group`, as its primary group or a supplementary one.
@@ -345,6 +381,36 @@ fn restore(path: &Path, existing: &Existing) -> Result<(), InstallError> {
         .map_err(InstallError::from)
 }
 
+/// Gives the file or folder at `path` its owner, then its mode, through one descriptor opened
+/// without following a symlink: path-based `chown`/`chmod` follow one, so whoever can write to
+/// the folder (a group-writable `/var/log`) could swap the log for a link to `/etc/shadow`
+/// between the plan's check and this change, and have it handed to opkssh's group.
+fn set_attributes(path: &Path, mode: u32, (uid, gid): (u32, u32)) -> Result<(), InstallError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        // No blocking on a FIFO put in its place; it is refused below.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|error| match error.raw_os_error() {
+            Some(libc::ELOOP) => InstallError::Unexpected {
+                path: path.to_owned(),
+                reason: "is a symlink (put there since the plan was made); its owner and mode were left alone".into(),
+            },
+            _ => io_error(path)(error),
+        })?;
+    let file_type = file.metadata().map_err(io_error(path))?.file_type();
+    if !(file_type.is_file() || file_type.is_dir()) {
+        return Err(InstallError::Unexpected {
+            path: path.to_owned(),
+            reason: "is neither a regular file nor a folder; its owner and mode were left alone"
+                .into(),
+        });
+    }
+    std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(io_error(path))?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(io_error(path))
+}
+
 /// Carries out one change.
 pub(crate) fn apply_change(change: &Change, environment: &Environment) -> Result<(), InstallError> {
     match change {
@@ -354,6 +420,8 @@ pub(crate) fn apply_change(change: &Change, environment: &Environment) -> Result
             &[
                 "--system",
                 "--no-create-home",
+                "--comment",
+                ACCOUNT_COMMENT,
                 "--shell",
                 shell,
                 "--gid",
@@ -363,15 +431,13 @@ pub(crate) fn apply_change(change: &Change, environment: &Environment) -> Result
         ),
         Change::AddToGroup { user, group } => run("usermod", &["-aG", group, user]),
         Change::CreateDir { path, mode, owner } => {
-            let (uid, gid) = resolve(owner)?;
+            let owner = resolve(owner)?;
             // Private until it has its owner, then its mode.
             std::fs::DirBuilder::new()
                 .mode(0o700)
                 .create(path)
                 .map_err(io_error(path))?;
-            std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io_error(path))?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
-                .map_err(io_error(path))
+            set_attributes(path, *mode, owner)
         }
         Change::WriteFile {
             path,
@@ -392,12 +458,7 @@ pub(crate) fn apply_change(change: &Change, environment: &Environment) -> Result
         }
         Change::SetAttributes {
             path, mode, owner, ..
-        } => {
-            let (uid, gid) = resolve(owner)?;
-            std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io_error(path))?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
-                .map_err(io_error(path))
-        }
+        } => set_attributes(path, *mode, resolve(owner)?),
         Change::Remove { path, tree, .. } => {
             let result = if *tree {
                 std::fs::remove_dir_all(path)
@@ -456,9 +517,15 @@ pub(crate) fn roll_back(done: &[&Change]) -> Vec<String> {
     problems
 }
 
-/// Appends one timestamped line to the log.
+/// Appends one timestamped line to the log, never through a symlink put in its place.
 pub(crate) fn append_log(path: &Path, record: &str) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new().append(true).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
     let line = format!(
         "{} {record}\n",
         verifier::log::timestamp(std::time::SystemTime::now())

@@ -139,12 +139,14 @@ impl Root {
 
 /// The running user's name and primary group name.
 fn me() -> (String, String) {
-    let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
-        .unwrap()
-        .unwrap();
-    let group = nix::unistd::Group::from_gid(nix::unistd::getegid())
-        .unwrap()
-        .unwrap();
+    // Root is never the verifier's account; run as root, the files go to nobody instead.
+    let uid = if nix::unistd::geteuid().is_root() {
+        nix::unistd::User::from_name("nobody").unwrap().unwrap().uid
+    } else {
+        nix::unistd::geteuid()
+    };
+    let user = nix::unistd::User::from_uid(uid).unwrap().unwrap();
+    let group = nix::unistd::Group::from_gid(user.gid).unwrap().unwrap();
     (user.name, group.name)
 }
 
@@ -269,27 +271,45 @@ fn install_then_nothing_to_do_then_uninstall_restores() {
     let before = root.snapshot();
     let options = root.options();
     let (user, group) = me();
-    let uid = nix::unistd::geteuid().as_raw();
-    let gid = nix::unistd::getegid().as_raw();
+    let uid_of = |name: &str| {
+        nix::unistd::User::from_name(name)
+            .unwrap()
+            .unwrap()
+            .uid
+            .as_raw()
+    };
+    let gid_of = |name: &str| {
+        nix::unistd::Group::from_name(name)
+            .unwrap()
+            .unwrap()
+            .gid
+            .as_raw()
+    };
+    let (root_uid, root_gid) = (0, gid_of("root"));
+    let (uid, gid) = (uid_of(&user), gid_of(&group));
     let plan = root.install(&options);
     assert!(!plan.is_empty());
 
     // The tree on disk, with modes and owners.
-    for (path, mode) in [
-        (BINARY_PATH, 0o755),
-        (CONFIG_DIR, 0o750),
-        ("/etc/opk/policy.d", 0o750),
-        ("/etc/opk/auth_id", 0o640),
-        ("/etc/opk/config.yml", 0o640),
-        ("/etc/opk/providers", 0o640),
-        (LOG_FILE, 0o660),
-        (CACHE_DIR, 0o700),
-        (SUDOERS_FILE, 0o440),
-        ("/etc/ssh/sshd_config.d/60-opk-ssh.conf", 0o644),
+    for (path, mode, owner) in [
+        (BINARY_PATH, 0o755, (root_uid, gid)),
+        (CONFIG_DIR, 0o750, (root_uid, gid)),
+        ("/etc/opk/policy.d", 0o750, (root_uid, gid)),
+        ("/etc/opk/auth_id", 0o640, (root_uid, gid)),
+        ("/etc/opk/config.yml", 0o640, (root_uid, gid)),
+        ("/etc/opk/providers", 0o640, (root_uid, gid)),
+        (LOG_FILE, 0o660, (root_uid, gid)),
+        (CACHE_DIR, 0o700, (uid, gid)),
+        (SUDOERS_FILE, 0o440, (root_uid, root_gid)),
+        (
+            "/etc/ssh/sshd_config.d/60-opk-ssh.conf",
+            0o644,
+            (root_uid, root_gid),
+        ),
     ] {
         let metadata = std::fs::metadata(root.path(path)).unwrap();
         assert_eq!(metadata.mode() & 0o7777, mode, "{path}");
-        assert_eq!((metadata.uid(), metadata.gid()), (uid, gid), "{path}");
+        assert_eq!((metadata.uid(), metadata.gid()), owner, "{path}");
     }
     assert_eq!(std::fs::read(root.path(BINARY_PATH)).unwrap(), BINARY);
     assert_eq!(root.read("/etc/opk/providers"), DEFAULT_PROVIDERS);
@@ -640,8 +660,9 @@ fn accounts_are_not_touched_outside_the_real_root() {
     assert!(!root.path(CONFIG_DIR).exists(), "applied before refusing");
 }
 
-/// A refused sshd configuration is rolled back, with the real `sshd -t`. The account name with
-/// a space makes `AuthorizedKeysCommandUser` take two arguments, which sshd refuses.
+/// A refused sshd configuration is rolled back, with the real `sshd -t`. The planned drop-in is
+/// given an `AuthorizedKeysCommandUser` with two arguments, which sshd refuses (planning itself
+/// refuses such a name: `invalid_values_plan_nothing`).
 #[test]
 fn sshd_rejecting_the_change_restores_its_files() {
     let sshd = Path::new("/usr/sbin/sshd");
@@ -668,30 +689,20 @@ fn sshd_rejecting_the_change_restores_its_files() {
         ..root.environment()
     };
     assert_eq!(environment.sshd_test(), Some(Ok(())));
-    let (_, group) = me();
     let options = InstallOptions {
-        user: "opkssh user".into(),
-        group,
         home_policy: HomePolicy::Off,
         ..root.options()
     };
-    let mut machine = machine();
-    machine.users.insert("opkssh user".into(), (0, 0));
-    machine
-        .groups
-        .values_mut()
-        .for_each(|(_, members)| members.push("opkssh user".into()));
-    let plan = plan_install(&options, &machine).unwrap();
-    let cache = plan.change_for(&root.path(CACHE_DIR)).cloned();
-    let plan = Plan {
-        // The cache would belong to the pretend account: leave it out.
-        changes: plan
-            .changes
-            .into_iter()
-            .filter(|change| Some(change) != cache.as_ref())
-            .collect(),
-        ..plan
-    };
+    let mut plan = plan_install(&options, &machine()).unwrap();
+    let user_line = format!("AuthorizedKeysCommandUser {}", options.user);
+    for change in &mut plan.sshd_changes {
+        if let Change::WriteFile { contents, .. } = change {
+            let text = String::from_utf8(contents.clone()).unwrap();
+            *contents = text
+                .replace(&user_line, "AuthorizedKeysCommandUser opkssh user")
+                .into_bytes();
+        }
+    }
     let error = apply(&plan, &environment, &mut |_| {}).unwrap_err();
     let message = error.to_string();
     assert!(
@@ -701,6 +712,294 @@ fn sshd_rejecting_the_change_restores_its_files() {
     assert_eq!(root.read(SSHD_CONFIG), original);
     // The other files stay installed; a fixed run would continue from there.
     assert!(root.path("/etc/opk/providers").exists());
+}
+
+/// Issue 18 item 6, at the library: an account name or path that would say more than meant in
+/// sshd's configuration, sudoers or a command is refused before anything is planned.
+#[test]
+fn invalid_values_plan_nothing() {
+    let root = Root::debian();
+    let injected = InstallOptions {
+        user: "opksshuser\nPermitRootLogin yes".into(),
+        ..root.options()
+    };
+    let error = plan_install(&injected, &machine()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "user \"opksshuser\\nPermitRootLogin yes\": must be an account name: a lowercase letter or _, then up to 31 lowercase letters, digits, _ or -"
+    );
+    let relative = InstallOptions {
+        sudoers_path: "etc/sudoers.d/opkssh".into(),
+        ..root.options()
+    };
+    assert!(matches!(
+        plan_install(&relative, &machine()),
+        Err(InstallError::InvalidValue {
+            what: "sudoers path",
+            error: ValueError::NotAbsolute,
+            ..
+        })
+    ));
+    let uninstall = UninstallOptions {
+        group: "opk\tgroup".into(),
+        remove_user: true,
+        ..root.uninstall_options()
+    };
+    assert!(matches!(
+        plan_uninstall(&uninstall, &machine()),
+        Err(InstallError::InvalidValue { what: "group", .. })
+    ));
+}
+
+/// A machine with root, the distribution's system accounts, a person, and accounts opkssh made
+/// (by name, as Go makes it, or by its comment).
+fn machine_with_accounts() -> Machine {
+    let mut machine = Machine {
+        sudo: true,
+        nologin: "/usr/sbin/nologin".into(),
+        uid_min: 1000,
+        ..Machine::default()
+    };
+    for (name, uid, comment) in [
+        ("root", 0, "root"),
+        ("toor", 0, ""),
+        ("daemon", 1, "daemon"),
+        ("sshd", 105, ""),
+        ("alice", 1001, "Alice"),
+        ("opksshuser", 998, ""),
+        ("fleetverify", 997, ACCOUNT_COMMENT),
+        ("lookalike", 1002, ACCOUNT_COMMENT),
+    ] {
+        machine.users.insert(name.into(), (uid, uid));
+        machine.comments.insert(name.into(), comment.into());
+        machine.groups.insert(name.into(), (uid, Vec::new()));
+    }
+    machine.groups.insert("sudo".into(), (27, Vec::new()));
+    machine
+}
+
+fn uninstall_plan(user: &str, group: &str) -> Result<Plan, InstallError> {
+    let root = Root::debian();
+    let options = UninstallOptions {
+        remove_user: true,
+        user: user.into(),
+        group: group.into(),
+        ..root.uninstall_options()
+    };
+    plan_uninstall(&options, &machine_with_accounts())
+}
+
+fn account_changes(plan: &Plan) -> Vec<String> {
+    plan.all_changes()
+        .filter(|change| {
+            matches!(
+                change,
+                Change::DeleteUser { .. }
+                    | Change::DeleteGroup { .. }
+                    | Change::CreateUser { .. }
+                    | Change::CreateGroup { .. }
+                    | Change::AddToGroup { .. }
+            )
+        })
+        .map(Change::summary)
+        .collect()
+}
+
+/// Issue 18 item 6: `OPKSSH_INSTALL_AUTH_CMD_USER=root uninstall-server --remove-user` planned
+/// `userdel root`. Root is refused outright (under any name), and only the account opkssh
+/// created is deleted: system accounts and people's accounts stay, with a warning.
+#[test]
+fn remove_user_never_deletes_root_or_an_account_opkssh_did_not_create() {
+    for (user, group) in [
+        ("root", "opksshuser"),
+        ("toor", "toor"),
+        ("opksshuser", "root"),
+    ] {
+        let error = uninstall_plan(user, group).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                InstallError::InvalidValue {
+                    error: ValueError::Root,
+                    ..
+                }
+            ),
+            "{user}:{group}: {error}"
+        );
+    }
+    for user in ["daemon", "sshd", "alice", "lookalike"] {
+        let plan = uninstall_plan(user, user).unwrap();
+        assert_eq!(account_changes(&plan), Vec::<String>::new(), "{user}");
+        assert!(
+            plan.warnings.iter().any(|warning| warning
+                .starts_with(&format!("kept user {user}: opkssh did not create it"))),
+            "{user}: {:?}",
+            plan.warnings
+        );
+    }
+    // Its own account goes, with its group; another group it was given stays.
+    let plan = uninstall_plan("opksshuser", "opksshuser").unwrap();
+    assert_eq!(
+        account_changes(&plan),
+        [
+            "delete user opksshuser (userdel opksshuser)",
+            "delete group opksshuser (groupdel opksshuser, if userdel left it)"
+        ]
+    );
+    let plan = uninstall_plan("fleetverify", "fleetverify").unwrap();
+    assert_eq!(account_changes(&plan).len(), 2, "{plan:?}");
+    let plan = uninstall_plan("fleetverify", "sudo").unwrap();
+    assert_eq!(
+        account_changes(&plan),
+        ["delete user fleetverify (userdel fleetverify)"]
+    );
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.starts_with("kept group sudo"))
+    );
+}
+
+/// install-server creates its own account, adds only that one to the group, uses another
+/// existing account as it is, and never runs verify as root.
+#[test]
+fn install_changes_only_its_own_account_and_never_uses_root() {
+    let root = Root::debian();
+    let plan_for = |user: &str, group: &str, machine: &Machine| {
+        let options = InstallOptions {
+            user: user.into(),
+            group: group.into(),
+            ..root.options()
+        };
+        plan_install(&options, machine)
+    };
+    let machine = machine_with_accounts();
+    for (user, group) in [
+        ("root", "opksshuser"),
+        ("toor", "opksshuser"),
+        ("newverify", "root"),
+    ] {
+        assert!(
+            matches!(
+                plan_for(user, group, &machine),
+                Err(InstallError::InvalidValue {
+                    error: ValueError::Root,
+                    ..
+                })
+            ),
+            "{user}:{group}"
+        );
+    }
+    for user in ["daemon", "alice", "lookalike"] {
+        let error = plan_for(user, "opksshuser", &machine).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{user} is an existing account opkssh did not create, so opkssh does not change it: add it to group opksshuser yourself (usermod -aG opksshuser {user}) and run again, or let opkssh create its own account"
+            )
+        );
+    }
+    let mut member = machine.clone();
+    member
+        .groups
+        .get_mut("opksshuser")
+        .unwrap()
+        .1
+        .push("daemon".into());
+    let plan = plan_for("daemon", "opksshuser", &member).unwrap();
+    assert_eq!(account_changes(&plan), Vec::<String>::new());
+    let plan = plan_for("fleetverify", "opksshuser", &machine).unwrap();
+    assert_eq!(
+        account_changes(&plan),
+        ["add user fleetverify to group opksshuser (usermod -aG opksshuser fleetverify)"]
+    );
+    let plan = plan_for("newverify", "newverify", &machine).unwrap();
+    assert_eq!(
+        account_changes(&plan),
+        [
+            "create group newverify (groupadd --system newverify)",
+            "create user newverify (useradd --system --no-create-home --comment 'opkssh verifier' --shell /usr/sbin/nologin --gid newverify newverify)"
+        ]
+    );
+}
+
+/// Issue 18 item 6 (a review idea): the log's owner and mode were set by path, following a
+/// symlink that someone able to write to `/var/log` swaps in between the plan and the change.
+/// Here the link points at a file the test owns: neither its mode, owner nor contents change,
+/// and the installation record is not appended through it either.
+#[test]
+fn a_symlink_planted_at_the_log_is_not_chowned_chmodded_or_appended_through() {
+    use std::os::unix::fs::MetadataExt as _;
+    let root = Root::debian();
+    let victim = root.dir.path().join("victim");
+    std::fs::write(&victim, "the test's own file\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let victim_before = std::fs::metadata(&victim).unwrap();
+    let log = root.path(LOG_FILE);
+    let plant = || {
+        std::fs::remove_file(&log).unwrap();
+        std::os::unix::fs::symlink(&victim, &log).unwrap();
+    };
+    let assert_victim_untouched = |what: &str| {
+        let now = std::fs::metadata(&victim).unwrap();
+        assert_eq!(
+            now.mode() & 0o7777,
+            0o600,
+            "{what}: mode changed through the link"
+        );
+        assert_eq!(
+            (now.uid(), now.gid()),
+            (victim_before.uid(), victim_before.gid()),
+            "{what}: owner changed through the link"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "the test's own file\n",
+            "{what}: written through the link"
+        );
+    };
+
+    // A log with the wrong mode: the plan sets it, and meanwhile the log becomes a link.
+    std::fs::write(&log, "").unwrap();
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let options = root.options();
+    let plan = plan_install(&options, &machine()).unwrap();
+    assert!(
+        matches!(plan.change_for(&log), Some(Change::SetAttributes { .. })),
+        "{plan:?}"
+    );
+    plant();
+    let error = apply(&plan, &root.environment(), &mut |_| {}).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}: is a symlink (put there since the plan was made); its owner and mode were left alone",
+            log.display()
+        )
+    );
+    assert_victim_untouched("set attributes");
+
+    // A log already right: only the record is appended once the rest is installed.
+    std::fs::remove_file(&log).unwrap();
+    std::fs::write(&log, "").unwrap();
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o660)).unwrap();
+    let group = nix::unistd::Group::from_name(&options.group)
+        .unwrap()
+        .unwrap();
+    std::os::unix::fs::chown(&log, Some(0), Some(group.gid.as_raw())).unwrap();
+    let plan = plan_install(&options, &machine()).unwrap();
+    assert!(plan.change_for(&log).is_none() && plan.log_record.is_some());
+    plant();
+    let outcome = apply(&plan, &root.environment(), &mut |_| {}).unwrap();
+    assert!(
+        outcome.notes.iter().any(|note| note.starts_with(&format!(
+            "could not record the installation in {}",
+            log.display()
+        ))),
+        "{:?}",
+        outcome.notes
+    );
+    assert_victim_untouched("append");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! User-facing errors: every library error becomes one `Error: <message>` line on stderr and
-//! exit status 1, as in the Go tool (behaviour.md §1).
+//! exit status 1, as in the Go tool (behaviour.md §1); a refused flag or variable value exits 2.
 
 use std::fmt;
 
@@ -25,6 +25,20 @@ pub(crate) enum CliError {
     /// Command-line usage error.
     #[error("{0}")]
     Usage(String),
+    /// A flag's or an environment variable's value refused before anything was done (the
+    /// message names it): exit status 2.
+    #[error("{0}")]
+    InvalidValue(String),
+}
+
+impl CliError {
+    /// The exit status: 2 for a refused value, else 1 as in the Go tool.
+    pub(crate) fn exit_code(&self) -> std::process::ExitCode {
+        match self {
+            Self::InvalidValue(_) => std::process::ExitCode::from(2),
+            _ => std::process::ExitCode::FAILURE,
+        }
+    }
 }
 
 /// A policy command's failure: printed by `main` as `Error: <message>`, exit 1. The lead's

@@ -33,9 +33,7 @@ fn main() -> ExitCode {
         Some(Command::Demo(args)) => commands::demo::run(&args),
         Some(Command::Explain(args)) => commands::explain::run(&args),
         Some(Command::Inspect(args)) => commands::inspect::run(&args),
-        Some(Command::InstallServer(args)) => {
-            commands::install_server::run_install(&args).map_err(CliError::from)
-        }
+        Some(Command::InstallServer(args)) => commands::install_server::run_install(&args),
         Some(Command::Login(args)) => commands::login::run(&args),
         Some(Command::Logout(args)) => commands::logout::run(&args),
         Some(Command::Man(args)) => commands::docs::man(&args).map_err(CliError::from),
@@ -44,9 +42,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Readhome(args)) => commands::readhome::run(&args).map_err(CliError::from),
         Some(Command::Ssh(args)) => commands::ssh::run(&args),
-        Some(Command::UninstallServer(args)) => {
-            commands::install_server::run_uninstall(&args).map_err(CliError::from)
-        }
+        Some(Command::UninstallServer(args)) => commands::install_server::run_uninstall(&args),
         Some(Command::Verify(args)) => commands::verify::run(&args),
         None => Err(CliError::Usage("no command given".into())),
     };
@@ -54,7 +50,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("Error: {error}");
-            ExitCode::FAILURE
+            error.exit_code()
         }
     }
 }

@@ -162,6 +162,27 @@ fn opkssh_in(
     }
 }
 
+/// `opkssh <args> --root <root>` with exactly `vars` set, expected to fail: its exit status,
+/// stdout and stderr.
+fn refused(root: &Path, args: &[&str], vars: &[(&str, &str)]) -> (i32, String, String) {
+    let mut command = Command::cargo_bin("opkssh").unwrap();
+    for name in GO_VARIABLES {
+        command.env_remove(name);
+    }
+    let output = command
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
 fn dry_run(root: &Path, extra: &[&str], vars: &[(&str, &str)]) -> String {
     let mut args = vec!["install-server", "--dry-run"];
     args.extend_from_slice(extra);
@@ -220,7 +241,7 @@ fn go_variables_account_sudoers_and_binary_location() {
     );
     assert_has(
         &out,
-        "create user fleetverify (useradd --system --no-create-home --shell /bin/false --gid fleetgroup fleetverify)",
+        "create user fleetverify (useradd --system --no-create-home --comment 'opkssh verifier' --shell /bin/false --gid fleetgroup fleetverify)",
     );
     assert_has(
         &out,
@@ -264,16 +285,15 @@ fn go_variables_account_sudoers_and_binary_location() {
     );
 
     // sshd and sudo need an absolute path.
-    let error = opkssh_in(
+    let (code, stdout, stderr) = refused(
         root.path(),
         &["install-server", "--dry-run"],
         &[("OPKSSH_INSTALL_DIR", "opt/bin")],
-        None,
-    )
-    .unwrap_err();
+    );
+    assert_eq!((code, stdout.as_str()), (2, ""));
     assert_eq!(
-        error,
-        "Error: OPKSSH_INSTALL_DIR=opt/bin: must be an absolute path without spaces (sshd runs the binary from it)\n"
+        stderr,
+        "Error: OPKSSH_INSTALL_DIR=\"opt/bin\": must be an absolute path\n"
     );
 }
 
@@ -282,13 +302,8 @@ fn go_variables_home_policy_restart_and_flags_win() {
     let root = root_with_sudo();
     let out = dry_run(root.path(), &[], &[("OPKSSH_INSTALL_HOME_POLICY", "false")]);
     assert_lacks(&out, "sudoers");
-    // As the script's `== true`: anything but "true" is false, with a warning here.
-    let out = dry_run(root.path(), &[], &[("OPKSSH_INSTALL_HOME_POLICY", "yes")]);
-    assert_lacks(&out, "sudoers");
-    assert_has(
-        &out,
-        "warning: OPKSSH_INSTALL_HOME_POLICY=yes is read as false",
-    );
+    // The script reads anything but "true" as false; here only true and false are booleans
+    // (bad_values_exit_2_naming_the_variable).
     let out = dry_run(root.path(), &[], &[("OPKSSH_INSTALL_HOME_POLICY", "true")]);
     assert_has(&out, "sudoers.d/opkssh (new file");
     // Empty is unset (`${VAR:-true}`).
@@ -371,6 +386,201 @@ fn go_variable_overwrite_active_config() {
     );
     assert_has(&out, "00-keys.conf (replaces the current file");
     assert_has(&out, "    -AuthorizedKeysCommand /usr/bin/other %u");
+}
+
+/// Issue 18 item 6: a newline in the account name wrote `PermitRootLogin yes` into the planned
+/// sshd drop-in (and exited 0). The value is refused before anything is planned or printed.
+#[test]
+fn auth_cmd_user_with_a_newline_injects_no_sshd_directive() {
+    let root = root_with_sudo();
+    let before = listing(root.path());
+    let binary = root.path().join("opkssh-to-install").display().to_string();
+    for command in ["install-server", "uninstall-server"] {
+        let (code, stdout, stderr) = refused(
+            root.path(),
+            &[command, "--dry-run"],
+            &[
+                (
+                    "OPKSSH_INSTALL_AUTH_CMD_USER",
+                    "opksshuser\nPermitRootLogin yes",
+                ),
+                ("OPKSSH_INSTALL_LOCAL_INSTALL_FILE", &binary),
+            ],
+        );
+        assert_eq!(code, 2, "{command}: {stdout}{stderr}");
+        assert_eq!(stdout, "", "{command} planned or printed something");
+        assert_eq!(
+            stderr,
+            "Error: OPKSSH_INSTALL_AUTH_CMD_USER=\"opksshuser\\nPermitRootLogin yes\": must be an account name: a lowercase letter or _, then up to 31 lowercase letters, digits, _ or -\n",
+            "{command}"
+        );
+    }
+    assert_eq!(listing(root.path()), before);
+}
+
+/// Issue 18 item 6: `OPKSSH_INSTALL_AUTH_CMD_USER=root uninstall-server --remove-user` planned
+/// `userdel root`. Root is refused (exit 2, nothing planned), and a system account opkssh did
+/// not create is kept with a warning, on this machine's real account database.
+#[test]
+fn remove_user_never_plans_deleting_root_or_a_system_account() {
+    let root = root_with_sudo();
+    let commands: [&[&str]; 2] = [
+        &["uninstall-server", "--dry-run", "--remove-user"],
+        &["install-server", "--dry-run"],
+    ];
+    for command in commands {
+        let (code, stdout, stderr) = refused(
+            root.path(),
+            command,
+            &[("OPKSSH_INSTALL_AUTH_CMD_USER", "root")],
+        );
+        assert_eq!(code, 2, "{command:?}: {stdout}{stderr}");
+        assert_eq!(stdout, "", "{command:?} planned or printed something");
+        assert_eq!(
+            stderr,
+            "Error: OPKSSH_INSTALL_AUTH_CMD_USER=\"root\": must not be root's account or group: sshd never runs opkssh verify as root, and opkssh never changes or deletes root\n"
+        );
+    }
+    let (code, stdout, stderr) = refused(
+        root.path(),
+        &["uninstall-server", "--dry-run", "--remove-user"],
+        &[("OPKSSH_INSTALL_AUTH_CMD_GROUP", "root")],
+    );
+    assert_eq!((code, stdout.as_str()), (2, ""), "{stderr}");
+    for system_account in ["daemon", "bin", "sys"] {
+        if !matches!(nix::unistd::User::from_name(system_account), Ok(Some(_))) {
+            continue;
+        }
+        let out = opkssh_in(
+            root.path(),
+            &["uninstall-server", "--dry-run", "--remove-user"],
+            &[
+                ("OPKSSH_INSTALL_AUTH_CMD_USER", system_account),
+                ("OPKSSH_INSTALL_AUTH_CMD_GROUP", system_account),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_lacks(&out, "userdel");
+        assert_lacks(&out, "groupdel");
+        assert_has(
+            &out,
+            &format!("warning: kept user {system_account}: opkssh did not create it"),
+        );
+    }
+}
+
+/// Every variable and flag is checked by its kind before planning: exit 2, naming it, nothing
+/// printed on stdout.
+#[test]
+fn bad_values_exit_2_naming_the_variable() {
+    let root = root_with_sudo();
+    let binary = root.path().join("opkssh-to-install").display().to_string();
+    let cases: [(&str, &str, &str); 12] = [
+        (
+            "OPKSSH_INSTALL_SUDOERS_PATH",
+            "etc/sudoers.d/opkssh",
+            "must be an absolute path",
+        ),
+        (
+            "OPKSSH_INSTALL_LOCAL_INSTALL_FILE",
+            "opkssh",
+            "must be an absolute path",
+        ),
+        (
+            "OPKSSH_LOCAL_TE_FILE",
+            "./opkssh.te",
+            "must be an absolute path",
+        ),
+        (
+            "OPKSSH_INSTALL_SUDOERS_PATH",
+            "/etc/sudoers.d/opkssh\nroot ALL=(ALL) ALL",
+            "must not contain control characters",
+        ),
+        (
+            "OPKSSH_INSTALL_SUDOERS_PATH",
+            "/etc/sudoers.d/../shadow",
+            "must not contain a .. component",
+        ),
+        (
+            "OPKSSH_INSTALL_DIR",
+            "/usr/local/bin\u{1b}[2J",
+            "must not contain control characters",
+        ),
+        (
+            "OPKSSH_INSTALL_DIR",
+            "/opt/my tools",
+            "must not contain spaces",
+        ),
+        (
+            "OPKSSH_INSTALL_BINARY_NAME",
+            "../opkssh",
+            "must be a file name",
+        ),
+        ("OPKSSH_INSTALL_HOME_POLICY", "yes", "must be true or false"),
+        ("OPKSSH_INSTALL_RESTART_SSH", "1", "must be true or false"),
+        (
+            "OPKSSH_INSTALL_SELINUX_ENABLE_SQUID",
+            "TRUE",
+            "must be true or false",
+        ),
+        (
+            "OPKSSH_INSTALL_AUTH_CMD_GROUP",
+            "opk group",
+            "must be an account name",
+        ),
+    ];
+    for (name, value, reason) in cases {
+        for command in ["install-server", "uninstall-server"] {
+            let mut vars = vec![(name, value)];
+            if name != "OPKSSH_INSTALL_LOCAL_INSTALL_FILE" {
+                vars.push(("OPKSSH_INSTALL_LOCAL_INSTALL_FILE", &binary));
+            }
+            let (code, stdout, stderr) = refused(root.path(), &[command, "--dry-run"], &vars);
+            assert_eq!(code, 2, "{command} {name}={value:?}: {stdout}{stderr}");
+            assert_eq!(stdout, "", "{command} {name}={value:?}");
+            assert!(
+                stderr.starts_with(&format!("Error: {name}={value:?}: {reason}")),
+                "{command} {name}={value:?}: {stderr}"
+            );
+        }
+    }
+    // Flags too: a control character in a file name given by hand.
+    let (code, stdout, stderr) = refused(
+        root.path(),
+        &[
+            "install-server",
+            "--dry-run",
+            "--install-from",
+            "/tmp/opk\nssh",
+        ],
+        &[],
+    );
+    assert_eq!((code, stdout.as_str()), (2, ""), "{stderr}");
+    assert_eq!(
+        stderr,
+        "Error: --install-from=\"/tmp/opk\\nssh\": must not contain control characters\n"
+    );
+    let (code, _, stderr) = refused(
+        Path::new("relative-root"),
+        &["install-server", "--dry-run"],
+        &[],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.starts_with("Error: --root=\"relative-root\": must be an absolute path"),
+        "{stderr}"
+    );
+    // Empty is unset, and true/false are the booleans.
+    dry_run(
+        root.path(),
+        &[],
+        &[
+            ("OPKSSH_INSTALL_SUDOERS_PATH", ""),
+            ("OPKSSH_INSTALL_HOME_POLICY", "false"),
+            ("OPKSSH_INSTALL_RESTART_SSH", "true"),
+        ],
+    );
 }
 
 /// A root where SELinux is enabled, and stand-ins for semodule, setsebool, getsebool and
@@ -725,11 +935,13 @@ fn selinux_sources_opt_out_and_missing_tools() {
 
 /// The running user's name and primary group name.
 fn me() -> (String, String) {
-    let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
-        .unwrap()
-        .unwrap();
-    let group = nix::unistd::Group::from_gid(nix::unistd::getegid())
-        .unwrap()
-        .unwrap();
+    // Root is never the verifier's account; run as root, the files go to nobody instead.
+    let uid = if nix::unistd::geteuid().is_root() {
+        nix::unistd::User::from_name("nobody").unwrap().unwrap().uid
+    } else {
+        nix::unistd::geteuid()
+    };
+    let user = nix::unistd::User::from_uid(uid).unwrap().unwrap();
+    let group = nix::unistd::Group::from_gid(user.gid).unwrap().unwrap();
     (user.name, group.name)
 }

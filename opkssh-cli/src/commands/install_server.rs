@@ -3,15 +3,17 @@
 //! [`opk_install`]; this prints the plan (`--dry-run`) or applies it.
 //!
 //! The Go script's `OPKSSH_INSTALL_*` variables are read with its meanings (a flag wins over
-//! its variable), so fleet automation written for the script works unchanged.
+//! its variable), so fleet automation written for the script works unchanged. Every variable
+//! and flag value is checked first ([`install::values`]); a bad one exits 2, naming it, before
+//! anything is planned.
 
-use crate::error::CommandError;
+use crate::error::{CliError, CommandError};
 use opk_install as install;
 use opk_install::{
     Binary, Environment, HomePolicy, InstallOptions, Layout, Machine, Plan, SelinuxOptions,
-    UninstallOptions,
+    UninstallOptions, ValueError, values,
 };
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// `opkssh install-server`.
@@ -67,7 +69,7 @@ pub(crate) struct UninstallServerArgs {
     /// Also remove /etc/opk (policy, providers, config) and /var/log/opkssh.log
     #[arg(long = "purge")]
     pub(crate) purge: bool,
-    /// Also delete the opksshuser account and group
+    /// Also delete the verify account and group, if opkssh created them (never root)
     #[arg(long = "remove-user")]
     pub(crate) remove_user: bool,
     /// Keep /usr/local/bin/opkssh
@@ -90,7 +92,7 @@ pub(crate) struct UninstallServerArgs {
     pub(crate) root: PathBuf,
 }
 
-/// The Go script's environment overrides (its names and defaults), read once.
+/// The Go script's environment overrides (its names and defaults), read and checked once.
 #[derive(Debug, Default)]
 struct GoVariables {
     /// `(name, value)` of each variable set to a non-empty value, for the administrator.
@@ -98,93 +100,112 @@ struct GoVariables {
     values: std::collections::BTreeMap<&'static str, String>,
 }
 
-const GO_VARIABLES: [&str; 12] = [
-    "OPKSSH_INSTALL_AUTH_CMD_USER",
-    "OPKSSH_INSTALL_AUTH_CMD_GROUP",
-    "OPKSSH_INSTALL_SUDOERS_PATH",
-    "OPKSSH_INSTALL_HOME_POLICY",
-    "OPKSSH_INSTALL_RESTART_SSH",
-    "OPKSSH_INSTALL_OVERWRITE_ACTIVE_CONFIG",
-    "OPKSSH_INSTALL_LOCAL_INSTALL_FILE",
-    "OPKSSH_INSTALL_DIR",
-    "OPKSSH_INSTALL_BINARY_NAME",
-    "OPKSSH_INSTALL_SELINUX_ENABLE_PROXY",
-    "OPKSSH_INSTALL_SELINUX_ENABLE_SQUID",
-    "OPKSSH_LOCAL_TE_FILE",
+/// What a variable holds, and so the rule its value must pass.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Account,
+    Path,
+    CommandDir,
+    FileName,
+    Boolean,
+}
+
+const GO_VARIABLES: [(&str, Kind); 12] = [
+    ("OPKSSH_INSTALL_AUTH_CMD_USER", Kind::Account),
+    ("OPKSSH_INSTALL_AUTH_CMD_GROUP", Kind::Account),
+    ("OPKSSH_INSTALL_SUDOERS_PATH", Kind::Path),
+    ("OPKSSH_INSTALL_HOME_POLICY", Kind::Boolean),
+    ("OPKSSH_INSTALL_RESTART_SSH", Kind::Boolean),
+    ("OPKSSH_INSTALL_OVERWRITE_ACTIVE_CONFIG", Kind::Boolean),
+    ("OPKSSH_INSTALL_LOCAL_INSTALL_FILE", Kind::Path),
+    ("OPKSSH_INSTALL_DIR", Kind::CommandDir),
+    ("OPKSSH_INSTALL_BINARY_NAME", Kind::FileName),
+    ("OPKSSH_INSTALL_SELINUX_ENABLE_PROXY", Kind::Boolean),
+    ("OPKSSH_INSTALL_SELINUX_ENABLE_SQUID", Kind::Boolean),
+    ("OPKSSH_LOCAL_TE_FILE", Kind::Path),
 ];
 
+/// A value refused before anything is planned, named by its variable or flag (exit 2). The
+/// value is shown quoted and escaped, so a control character in it reaches no terminal.
+fn invalid(name: &str, value: &str, error: ValueError) -> CliError {
+    CliError::InvalidValue(format!("{name}={value:?}: {error}"))
+}
+
+fn check(kind: Kind, value: &str) -> Result<(), ValueError> {
+    match kind {
+        Kind::Account => values::check_account_name(value),
+        Kind::Path => values::check_path(value),
+        Kind::CommandDir => values::check_command_dir(value),
+        Kind::FileName => values::check_file_name(value),
+        Kind::Boolean => values::parse_boolean(value).map(drop),
+    }
+}
+
 impl GoVariables {
-    fn read() -> Self {
+    /// Reads every variable and checks each set one by its rule, before anything else runs.
+    fn read() -> Result<Self, CliError> {
         let mut variables = Self::default();
-        for name in GO_VARIABLES {
+        for (name, kind) in GO_VARIABLES {
             // As the script's `${VAR:-default}`: set but empty means the default.
-            if let Some(value) = std::env::var_os(name)
-                .map(|value| value.to_string_lossy().into_owned())
-                .filter(|value| !value.is_empty())
-            {
-                variables.used.push((name, value.clone()));
-                variables.values.insert(name, value);
-            }
+            let Some(raw) = std::env::var_os(name).filter(|value| !value.is_empty()) else {
+                continue;
+            };
+            let value = raw
+                .to_str()
+                .ok_or_else(|| invalid(name, &raw.to_string_lossy(), ValueError::NotUtf8))?;
+            check(kind, value).map_err(|error| invalid(name, value, error))?;
+            variables.used.push((name, value.to_owned()));
+            variables.values.insert(name, value.to_owned());
         }
-        variables
+        Ok(variables)
     }
 
     fn text(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(String::as_str)
     }
 
-    /// The script tests `[[ "$VAR" == true ]]`: only `true` is true, anything else false.
+    /// A boolean variable (already checked to be `true` or `false`), or `default` when unset.
     fn flag(&self, name: &str, default: bool) -> bool {
-        self.text(name).map_or(default, |value| value == "true")
+        self.text(name)
+            .and_then(|value| values::parse_boolean(value).ok())
+            .unwrap_or(default)
     }
 
-    /// Values the script would read as false without meaning it (`yes`, `1`, …).
-    fn warnings(&self) -> Vec<String> {
-        self.used
-            .iter()
-            .filter(|(name, value)| {
-                matches!(
-                    *name,
-                    "OPKSSH_INSTALL_HOME_POLICY"
-                        | "OPKSSH_INSTALL_RESTART_SSH"
-                        | "OPKSSH_INSTALL_OVERWRITE_ACTIVE_CONFIG"
-                        | "OPKSSH_INSTALL_SELINUX_ENABLE_PROXY"
-                        | "OPKSSH_INSTALL_SELINUX_ENABLE_SQUID"
-                ) && value != "true"
-                    && value != "false"
-            })
-            .map(|(name, value)| {
-                format!("{name}={value} is read as false (only \"true\" is true, as for install-linux.sh)")
-            })
-            .collect()
-    }
-
-    /// `$OPKSSH_INSTALL_DIR/$OPKSSH_INSTALL_BINARY_NAME`, checked: sshd and sudo need an
-    /// absolute path without spaces.
-    fn install_path(&self) -> Result<String, CommandError> {
+    /// `$OPKSSH_INSTALL_DIR/$OPKSSH_INSTALL_BINARY_NAME` (both checked when read).
+    fn install_path(&self) -> String {
         let dir = self.text("OPKSSH_INSTALL_DIR").unwrap_or("/usr/local/bin");
         let name = self.text("OPKSSH_INSTALL_BINARY_NAME").unwrap_or("opkssh");
-        if !dir.starts_with('/') || dir.contains(char::is_whitespace) {
-            return Err(CommandError::new(format!(
-                "OPKSSH_INSTALL_DIR={dir}: must be an absolute path without spaces (sshd runs the binary from it)"
-            )));
-        }
-        if name.contains('/') || name.contains(char::is_whitespace) || name == "." || name == ".." {
-            return Err(CommandError::new(format!(
-                "OPKSSH_INSTALL_BINARY_NAME={name}: must be a file name without / or spaces"
-            )));
-        }
-        Ok(format!("{}/{name}", dir.trim_end_matches('/')))
+        format!("{}/{name}", dir.trim_end_matches('/'))
     }
 
     fn print_used(&self) {
         for (name, value) in &self.used {
             println!("using {name}={value}");
         }
-        for warning in self.warnings() {
-            println!("warning: {warning}");
-        }
     }
+}
+
+/// A file named by a flag: control characters are refused, and a relative path is taken from
+/// the working directory (typed by hand, unlike the variables, which automation sets and which
+/// must be absolute).
+fn checked_flag_path(flag: &str, path: &Path) -> Result<PathBuf, CliError> {
+    let text = path
+        .to_str()
+        .ok_or_else(|| invalid(flag, &path.to_string_lossy(), ValueError::NotUtf8))?;
+    if text.chars().any(char::is_control) {
+        return Err(invalid(flag, text, ValueError::ControlCharacter));
+    }
+    std::path::absolute(path)
+        .map_err(|error| CliError::InvalidValue(format!("{flag}={text:?}: {error}")))
+}
+
+/// The hidden `--root`: a path like any other the installer writes under.
+fn checked_root(root: &Path) -> Result<PathBuf, CliError> {
+    let text = root
+        .to_str()
+        .ok_or_else(|| invalid("--root", &root.to_string_lossy(), ValueError::NotUtf8))?;
+    values::check_path(text).map_err(|error| invalid("--root", text, error))?;
+    Ok(root.to_owned())
 }
 
 fn require_root(layout: &Layout, dry_run: bool, command: &str) -> Result<(), CommandError> {
@@ -198,6 +219,29 @@ fn require_root(layout: &Layout, dry_run: bool, command: &str) -> Result<(), Com
 
 fn failed(error: install::InstallError) -> CommandError {
     CommandError::new(error.to_string())
+}
+
+/// A planning failure; a value the plan refuses (root's account, for one) exits 2 named by its
+/// variable, as a value refused when read.
+fn planning_failed(error: install::InstallError, variables: &GoVariables) -> CliError {
+    match error {
+        install::InstallError::InvalidValue { what, value, error } => {
+            let name = match what {
+                "user" => "OPKSSH_INSTALL_AUTH_CMD_USER",
+                "group" => "OPKSSH_INSTALL_AUTH_CMD_GROUP",
+                "sudoers path" => "OPKSSH_INSTALL_SUDOERS_PATH",
+                // The binary path is made of two variables, both checked when read.
+                _ => return CliError::InvalidValue(format!("{what} {value:?}: {error}")),
+            };
+            let default = if variables.text(name).is_some() {
+                ""
+            } else {
+                " (the default)"
+            };
+            CliError::InvalidValue(format!("{name}={value:?}{default}: {error}"))
+        }
+        other => failed(other).into(),
+    }
 }
 
 fn print_dry_run(command: &str, plan: &Plan, reload: bool) {
@@ -250,10 +294,20 @@ fn apply(
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn run_install(args: &InstallServerArgs) -> Result<ExitCode, CommandError> {
-    let variables = GoVariables::read();
-    variables.print_used();
-    let local_file = args.install_from.clone().or_else(|| {
+pub(crate) fn run_install(args: &InstallServerArgs) -> Result<ExitCode, CliError> {
+    let variables = GoVariables::read()?;
+    let root = checked_root(&args.root)?;
+    let install_from = args
+        .install_from
+        .as_deref()
+        .map(|path| checked_flag_path("--install-from", path))
+        .transpose()?;
+    let install_te_from = args
+        .install_te_from
+        .as_deref()
+        .map(|path| checked_flag_path("--install-te-from", path))
+        .transpose()?;
+    let local_file = install_from.or_else(|| {
         variables
             .text("OPKSSH_INSTALL_LOCAL_INSTALL_FILE")
             .map(PathBuf::from)
@@ -279,7 +333,8 @@ pub(crate) fn run_install(args: &InstallServerArgs) -> Result<ExitCode, CommandE
             return Err(CommandError::new(format!(
                 "{}: the file to install does not exist",
                 file.display()
-            )));
+            ))
+            .into());
         }
         Binary::Copy(file.clone())
     } else {
@@ -288,11 +343,9 @@ pub(crate) fn run_install(args: &InstallServerArgs) -> Result<ExitCode, CommandE
         })?)
     };
     let mut options = InstallOptions::new(binary);
-    options.layout = Layout {
-        root: args.root.clone(),
-    };
+    options.layout = Layout { root };
     if !args.from_package {
-        options.install_path = variables.install_path()?;
+        options.install_path = variables.install_path();
     }
     if let Some(user) = variables.text("OPKSSH_INSTALL_AUTH_CMD_USER") {
         user.clone_into(&mut options.user);
@@ -311,9 +364,7 @@ pub(crate) fn run_install(args: &InstallServerArgs) -> Result<ExitCode, CommandE
             || variables.flag("OPKSSH_INSTALL_SELINUX_ENABLE_SQUID", false),
         proxy: args.selinux_enable_proxy
             || variables.flag("OPKSSH_INSTALL_SELINUX_ENABLE_PROXY", false),
-        te_file: args
-            .install_te_from
-            .clone()
+        te_file: install_te_from
             .or_else(|| variables.text("OPKSSH_LOCAL_TE_FILE").map(PathBuf::from)),
     };
     if let Some(te) = &options.selinux.te_file
@@ -323,7 +374,8 @@ pub(crate) fn run_install(args: &InstallServerArgs) -> Result<ExitCode, CommandE
         return Err(CommandError::new(format!(
             "{}: the SELinux type enforcement file does not exist",
             te.display()
-        )));
+        ))
+        .into());
     }
     options.home_policy =
         if args.no_home_policy || !variables.flag("OPKSSH_INSTALL_HOME_POLICY", true) {
@@ -335,33 +387,34 @@ pub(crate) fn run_install(args: &InstallServerArgs) -> Result<ExitCode, CommandE
         };
     require_root(&options.layout, args.dry_run, "opkssh install-server")?;
     let machine = Machine::probe(&options.layout, &[&options.user, &options.group]);
-    let plan = install::plan_install(&options, &machine).map_err(failed)?;
+    let plan = install::plan_install(&options, &machine)
+        .map_err(|error| planning_failed(error, &variables))?;
+    variables.print_used();
     let reload = !args.no_sshd_restart && variables.flag("OPKSSH_INSTALL_RESTART_SSH", true);
     if args.dry_run {
         print_dry_run("opkssh install-server", &plan, reload);
         return Ok(ExitCode::SUCCESS);
     }
     let environment = Environment::probe(options.layout.clone(), reload);
-    apply(
+    Ok(apply(
         "opkssh install-server",
         &plan,
         &environment,
         "opkssh install-server: already installed as asked, nothing changed",
-    )
+    )?)
 }
 
-pub(crate) fn run_uninstall(args: &UninstallServerArgs) -> Result<ExitCode, CommandError> {
+pub(crate) fn run_uninstall(args: &UninstallServerArgs) -> Result<ExitCode, CliError> {
+    // The same variables name what install-server set up.
+    let variables = GoVariables::read()?;
     let mut options = UninstallOptions::new();
     options.layout = Layout {
-        root: args.root.clone(),
+        root: checked_root(&args.root)?,
     };
     options.purge = args.purge;
     options.remove_user = args.remove_user;
     options.remove_binary = !args.keep_binary && !args.from_package;
     options.keep_selinux_module = args.no_selinux;
-    // The same variables name what install-server set up.
-    let variables = GoVariables::read();
-    variables.print_used();
     if let Some(user) = variables.text("OPKSSH_INSTALL_AUTH_CMD_USER") {
         user.clone_into(&mut options.user);
     }
@@ -371,20 +424,22 @@ pub(crate) fn run_uninstall(args: &UninstallServerArgs) -> Result<ExitCode, Comm
     if let Some(path) = variables.text("OPKSSH_INSTALL_SUDOERS_PATH") {
         path.clone_into(&mut options.sudoers_path);
     }
-    options.install_path = variables.install_path()?;
+    options.install_path = variables.install_path();
     require_root(&options.layout, args.dry_run, "opkssh uninstall-server")?;
     let machine = Machine::probe(&options.layout, &[&options.user, &options.group]);
-    let plan = install::plan_uninstall(&options, &machine).map_err(failed)?;
+    let plan = install::plan_uninstall(&options, &machine)
+        .map_err(|error| planning_failed(error, &variables))?;
+    variables.print_used();
     let reload = !args.no_sshd_restart && variables.flag("OPKSSH_INSTALL_RESTART_SSH", true);
     if args.dry_run {
         print_dry_run("opkssh uninstall-server", &plan, reload);
         return Ok(ExitCode::SUCCESS);
     }
     let environment = Environment::probe(options.layout.clone(), reload);
-    apply(
+    Ok(apply(
         "opkssh uninstall-server",
         &plan,
         &environment,
         "opkssh uninstall-server: nothing of opkssh's server setup is left, nothing changed",
-    )
+    )?)
 }
