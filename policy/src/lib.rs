@@ -62,7 +62,9 @@
 //! - principal templates: a row `* %u@example.com <issuer>` lets `alice@example.com` in as
 //!   `alice` only ([`Template`]); Go compares `*` with the login name, so it never matches
 //!   such a row, and a fleet that mixes Go and Rust servers stays safe (Go just denies);
-//!   `%u` in a row with any other principal is refused, not read literally;
+//!   `%u` in a row with any other principal is refused, not read literally; the account name
+//!   is compared byte for byte (`Alice` is another account), only the rest of an email
+//!   template ignores ASCII case;
 //! - `oidc-refreshed`, the spelling upstream's docs use, is accepted as `oidc_refreshed`.
 
 #![forbid(unsafe_code)]

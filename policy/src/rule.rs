@@ -519,7 +519,8 @@ pub const TEMPLATE_MARK: &str = "%u";
 ///
 /// Only two forms, where one substitution gives one exact comparison:
 /// - an email with `%u` in its local part (`%u@example.com`, `%u.adm@example.com`), compared
-///   with the `email` claim only (never `sub`), ignoring ASCII case as email rows do; no
+///   with the `email` claim only (never `sub`): the account name byte for byte (a token for
+///   `alice@example.com` is not `Alice`), the rest ignoring ASCII case as email rows do; no
 ///   Unicode folding, so no look-alike (`ſ`, the Kelvin sign) reaches an account name;
 /// - `oidc:<claim>:<value>` with `%u` in the value (`oidc:sub:%u`, `oidc:groups:ssh-%u`),
 ///   compared exactly, as claim rows are.
@@ -651,6 +652,25 @@ impl Template {
         })
     }
 
+    /// Whether `email` is the expansion for `principal`: the account name byte for byte,
+    /// since Linux account names are case-sensitive and `Alice` can be another person than
+    /// `alice`; the text around it ignoring ASCII case, as email rows do. Always false for a
+    /// claim template.
+    fn email_matches(&self, principal: &str, email: &str) -> bool {
+        let Self::Email { before, after } = self else {
+            return false;
+        };
+        let Some((head, rest)) = email.as_bytes().split_at_checked(before.len()) else {
+            return false;
+        };
+        let Some((name, tail)) = rest.split_at_checked(principal.len()) else {
+            return false;
+        };
+        head.eq_ignore_ascii_case(before.as_bytes())
+            && name == principal.as_bytes()
+            && tail.eq_ignore_ascii_case(after.as_bytes())
+    }
+
     fn value(&self, principal: &str) -> String {
         match self {
             Self::Email { before, after } | Self::Claim { before, after, .. } => {
@@ -677,13 +697,21 @@ pub fn match_template(template: &Template, principal: &str, claims: &ClaimSet) -
                         )
                     } else if claims.email.is_empty() {
                         (None, format!("no email claim (needs {expanded})"))
-                    } else if claims.email.eq_ignore_ascii_case(&expanded) {
+                    } else if template.email_matches(principal, &claims.email) {
                         if let Some(note) = email_verified_note(&expanded, claims) {
                             notes.push(note);
                         }
                         (
                             Some(MatchKind::Email),
                             format!("email {} matches {expanded}", claims.email),
+                        )
+                    } else if claims.email.eq_ignore_ascii_case(&expanded) {
+                        (
+                            None,
+                            format!(
+                                "email {} differs from {expanded} in the case of the account name, which is compared exactly",
+                                claims.email
+                            ),
                         )
                     } else {
                         (None, format!("email {} != {expanded}", claims.email))
@@ -985,6 +1013,41 @@ mod tests {
         assert_eq!(
             lint_template("root", "%u@example.com")[0].severity,
             Severity::Error
+        );
+    }
+
+    #[test]
+    fn email_templates_compare_the_account_name_with_case() {
+        let claims = |email: &str| {
+            ClaimSet::from_object(
+                json!({"email": email, "email_verified": true})
+                    .as_object()
+                    .unwrap(),
+            )
+        };
+        let template = Template::parse("x.%u.adm@example.com").unwrap();
+        let matched = |principal: &str, email: &str| {
+            match_template(&template, principal, &claims(email))
+                .matched
+                .is_some()
+        };
+        assert!(matched("alice", "x.alice.adm@example.com"));
+        // Only the text around the account name ignores case.
+        assert!(matched("alice", "X.alice.ADM@Example.COM"));
+        for (principal, email) in [
+            ("Alice", "x.alice.adm@example.com"),
+            ("ALICE", "x.alice.adm@example.com"),
+            ("alice", "x.ALICE.adm@example.com"),
+            ("alice", "x.Alice.adm@example.com"),
+            ("alice", "x.alice.adm@example.co"),
+            ("alice", "x.alic"),
+            ("alice", ""),
+        ] {
+            assert!(!matched(principal, email), "{principal} {email}");
+        }
+        assert_eq!(
+            match_template(&template, "Alice", &claims("x.alice.adm@example.com")).reason,
+            "email x.alice.adm@example.com differs from x.Alice.adm@example.com in the case of the account name, which is compared exactly"
         );
     }
 

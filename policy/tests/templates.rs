@@ -76,18 +76,32 @@ fn template_rows_admit_exactly_the_named_account() {
 
 #[test]
 fn case_rules_follow_email_and_claim_rows() {
-    // Email: ASCII case is ignored on both sides, as email rows ignore it.
-    let upper = claims("Alice@Example.COM", "s");
-    assert!(allows(&upper, "alice", "%u@example.com"));
-    assert!(allows(
-        &claims("alice@example.com", "s"),
-        "Alice",
+    // Email: the account name is compared byte for byte, since `Alice` and `ALICE` can be
+    // other people's accounts than `alice`; the rest ignores ASCII case, as email rows do.
+    let alice = claims("alice@example.com", "s");
+    assert!(allows(&alice, "alice", "%u@example.com"));
+    assert!(!allows(&alice, "Alice", "%u@example.com"));
+    assert!(!allows(&alice, "ALICE", "%u@example.com"));
+    assert!(!allows(
+        &claims("ALICE@example.com", "s"),
+        "alice",
+        "%u@example.com"
+    ));
+    assert!(!allows(
+        &claims("Alice@Example.COM", "s"),
+        "alice",
         "%u@example.com"
     ));
     assert!(allows(
-        &claims("alice@example.com", "s"),
+        &claims("alice@Example.COM", "s"),
         "alice",
-        "%u@EXAMPLE.com"
+        "%u@example.com"
+    ));
+    assert!(allows(&alice, "alice", "%u@EXAMPLE.com"));
+    assert!(allows(
+        &claims("ALICE@example.com", "s"),
+        "ALICE",
+        "%u@example.com"
     ));
     // ... but no Unicode folding: `ſ` (long s) and the Kelvin sign fold to s and k in email
     // rows; they must not reach the accounts `stan` and `kim`.

@@ -27,6 +27,7 @@ mod policy_files;
 mod principal;
 mod signature;
 mod size;
+mod template;
 mod time;
 
 use opk_core::b64;
