@@ -8,7 +8,7 @@
 //! # Use from `verify`
 //! ```no_run
 //! use opk_core::verify::VerifiedPkToken;
-//! use policy::{ConfigDir, Enforcer, HomeAccess, PolicyInput, SshRequest};
+//! use policy::{AccountFacts, ConfigDir, Enforcer, HomeAccess, PolicyInput, SshRequest};
 //!
 //! fn decide(token: &VerifiedPkToken, principal: &str, log: &mut Vec<String>) -> bool {
 //!     let dir = ConfigDir::new(policy::DEFAULT_CONFIG_DIR);
@@ -25,11 +25,14 @@
 //!         .with_deny_lists(config.deny_lists())
 //!         .with_env_vars(config.env_vars.clone())
 //!         .with_home_access(HomeAccess::sudo(program));
-//!     let input = PolicyInput::new(token, principal).with_ssh(SshRequest {
-//!         cert_b64: "%k".into(),
-//!         key_type: "%t".into(),
-//!         extra_args: Vec::new(),
-//!     });
+//!     let input = PolicyInput::new(token, principal)
+//!         .with_ssh(SshRequest {
+//!             cert_b64: "%k".into(),
+//!             key_type: "%t".into(),
+//!             extra_args: Vec::new(),
+//!         })
+//!         // Template rows grant only people's accounts; without facts they grant nothing.
+//!         .with_account_facts(AccountFacts::of_system(principal));
 //!     let evaluation = enforcer.evaluate(&input);
 //!     log.extend(evaluation.notes);
 //!     // Every step, e.g. "fail  auth_id row /etc/opk/auth_id:3: principal root != alice".
@@ -64,13 +67,16 @@
 //!   such a row, and a fleet that mixes Go and Rust servers stays safe (Go just denies);
 //!   `%u` in a row with any other principal is refused, not read literally; the account name
 //!   is compared byte for byte (`Alice` is another account), only the rest of an email
-//!   template ignores ASCII case;
+//!   template ignores ASCII case; a template never grants root, an account below `UID_MIN`
+//!   ([`login_defs`]), the account verify runs as, or an account that does not exist
+//!   ([`AccountFacts`]); rows naming those accounts still grant them;
 //! - `oidc-refreshed`, the spelling upstream's docs use, is accepted as `oidc_refreshed`.
 
 #![forbid(unsafe_code)]
 #![deny(unused_must_use)]
 #![warn(missing_docs)]
 
+pub mod account;
 pub mod atomic_file;
 pub mod audit;
 pub mod auth_id;
@@ -88,6 +94,7 @@ pub mod rule;
 pub mod server_config;
 pub mod table;
 
+pub use account::{Account, AccountFacts, TemplateRefusal};
 pub use auth_id::{AuthIdFile, AuthRow};
 pub use decision::{
     AllowProof, Check, Decision, Evaluation, Outcome, PolicyInput, SshRequest, Step, Trace,

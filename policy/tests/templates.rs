@@ -4,7 +4,8 @@
 
 use policy::audit::{self, Status};
 use policy::{
-    AuthIdFile, Check, DenyLists, MatchKind, Outcome, PolicyInput, Template, evaluate_rows,
+    Account, AccountFacts, AuthIdFile, Check, DenyLists, MatchKind, Outcome, PolicyInput, Template,
+    evaluate_rows,
 };
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -16,11 +17,33 @@ fn claims(email: &str, sub: &str) -> Value {
            "groups": ["ssh-alice", "ops"], "preferred_username": "alice"})
 }
 
+/// A machine's facts: root, `daemon` (uid 1), the verify account `opksshuser` (uid 998, as
+/// `useradd --system` makes it), `ghost` who does not exist, and people from uid 1000 up.
+fn facts(principal: &str) -> AccountFacts {
+    AccountFacts {
+        account: match principal {
+            "root" => Account::Uid(0),
+            "daemon" => Account::Uid(1),
+            "opksshuser" => Account::Uid(998),
+            "ghost" => Account::Missing,
+            _ => Account::Uid(1001),
+        },
+        uid_min: 1000,
+        verify_accounts: vec!["opksshuser".to_owned()],
+        verify_uid: Some(998),
+    }
+}
+
+fn input(claims: &Value, principal: &str) -> PolicyInput<'static> {
+    PolicyInput::danger_from_claims(claims.as_object().unwrap().clone(), principal)
+        .with_account_facts(facts(principal))
+}
+
 fn evaluate(claims: &Value, principal: &str, auth_id: &str) -> policy::Evaluation {
     let path = PathBuf::from("/etc/opk/auth_id");
     let file = AuthIdFile::parse_for(auth_id.as_bytes(), &path, principal);
     evaluate_rows(
-        &PolicyInput::danger_from_claims(claims.as_object().unwrap().clone(), principal),
+        &input(claims, principal),
         &DenyLists::default(),
         Path::new("/etc/opk/config.yml"),
         file.rows(),
@@ -292,13 +315,7 @@ fn explain_says_the_row_was_a_template_and_what_it_expanded_to() {
 fn template_rows_match_userinfo_claims_too() {
     let path = PathBuf::from("/etc/opk/auth_id");
     let file = AuthIdFile::parse(format!("* %u@example.com {ISSUER}\n").as_bytes(), &path);
-    let input = PolicyInput::danger_from_claims(
-        json!({"iss": ISSUER, "sub": "s"})
-            .as_object()
-            .unwrap()
-            .clone(),
-        "alice",
-    );
+    let input = input(&json!({"iss": ISSUER, "sub": "s"}), "alice");
     let evaluate = |userinfo: &str| {
         evaluate_rows(
             &input.clone().with_userinfo(userinfo.to_owned()),
@@ -326,7 +343,7 @@ fn deny_users_still_wins_over_a_template() {
     let file = AuthIdFile::parse(format!("* %u@example.com {ISSUER}\n").as_bytes(), &path);
     let token = claims("root@example.com", "s");
     let evaluation = evaluate_rows(
-        &PolicyInput::danger_from_claims(token.as_object().unwrap().clone(), "root"),
+        &input(&token, "root"),
         &DenyLists {
             emails: Vec::new(),
             users: vec!["root".to_owned()],
@@ -378,10 +395,7 @@ fn a_home_template_row_applies_to_its_owner_only() {
     // %u is always the owner: alice's token gets in as alice...
     let evaluate_home = |email: &str| {
         evaluate_rows(
-            &PolicyInput::danger_from_claims(
-                claims(email, "s").as_object().unwrap().clone(),
-                "alice",
-            ),
+            &input(&claims(email, "s"), "alice"),
             &DenyLists::default(),
             Path::new("/etc/opk/config.yml"),
             home.rows(),
@@ -454,4 +468,109 @@ fn audit_understands_template_rows() {
         )
     );
     assert_eq!(home[1].status, Status::Warning);
+}
+
+#[test]
+fn templates_never_grant_root_system_accounts_or_the_verify_account() {
+    let template = format!("* %u@example.com {ISSUER}\n");
+    for (principal, why) in [
+        ("root", "a template never grants root"),
+        (
+            "daemon",
+            "a template never grants a system account (uid 1, below UID_MIN 1000 of /etc/login.defs)",
+        ),
+        (
+            "opksshuser",
+            "a template never grants the account opkssh verify runs as",
+        ),
+        (
+            "ghost",
+            "a template never grants an account that does not exist",
+        ),
+    ] {
+        let token = claims(&format!("{principal}@example.com"), "s");
+        let evaluation = evaluate(&token, principal, &template);
+        assert!(!evaluation.decision.is_allow(), "{principal}");
+        // explain names the row and the rule that refused it...
+        let step = &evaluation.decision.trace().steps[1];
+        assert_eq!(step.outcome, Outcome::Fail);
+        let shown = step.to_string();
+        assert!(
+            shown.starts_with(&format!(
+                "fail  auth_id row /etc/opk/auth_id:1: %u@example.com (template, %u = {principal}: {principal}@example.com) matched the id token claims (email {principal}@example.com matches {principal}@example.com), but {principal} is refused: {why}"
+            )),
+            "{shown}"
+        );
+        // ... and so does the deciding step, which verify logs at info level.
+        let trace = evaluation.decision.trace();
+        assert_eq!(trace.check, Check::NoMatch);
+        assert!(
+            trace
+                .detail
+                .contains(&format!("; template row /etc/opk/auth_id:1 refused: {why}")),
+            "{}",
+            trace.detail
+        );
+        // The refused match's email_verified warning is moot.
+        assert!(evaluation.notes.is_empty(), "{:?}", evaluation.notes);
+
+        // A row naming the account still grants it, even after the template.
+        let explicit = format!("{template}{principal} {principal}@example.com {ISSUER}\n");
+        let evaluation = evaluate(&token, principal, &explicit);
+        assert!(evaluation.decision.is_allow(), "{principal} explicit");
+        assert_eq!(
+            evaluation.decision.trace().check,
+            Check::Row(MatchKind::Email)
+        );
+    }
+    // Another name for uid 0 is root too.
+    let toor = PolicyInput::danger_from_claims(
+        claims("toor@example.com", "s").as_object().unwrap().clone(),
+        "toor",
+    )
+    .with_account_facts(AccountFacts {
+        account: Account::Uid(0),
+        ..facts("toor")
+    });
+    let path = PathBuf::from("/etc/opk/auth_id");
+    let file = AuthIdFile::parse(template.as_bytes(), &path);
+    let evaluation = evaluate_rows(
+        &toor,
+        &DenyLists::default(),
+        Path::new("/etc/opk/config.yml"),
+        file.rows(),
+        std::slice::from_ref(&path),
+    );
+    assert!(!evaluation.decision.is_allow());
+    // A row for someone else still reads as not matching, not as refused.
+    let evaluation = evaluate(&claims("alice@example.com", "s"), "root", &template);
+    assert!(
+        evaluation.decision.trace().steps[1]
+            .detail
+            .ends_with("does not match (id token: email alice@example.com != root@example.com)"),
+        "{:?}",
+        evaluation.decision.trace().steps
+    );
+}
+
+#[test]
+fn without_account_facts_no_template_grants() {
+    let path = PathBuf::from("/etc/opk/auth_id");
+    let file = AuthIdFile::parse(format!("* %u@example.com {ISSUER}\n").as_bytes(), &path);
+    let token = claims("alice@example.com", "s");
+    let evaluation = evaluate_rows(
+        &PolicyInput::danger_from_claims(token.as_object().unwrap().clone(), "alice"),
+        &DenyLists::default(),
+        Path::new("/etc/opk/config.yml"),
+        file.rows(),
+        std::slice::from_ref(&path),
+    );
+    assert!(!evaluation.decision.is_allow());
+    assert!(
+        evaluation.decision.trace().detail.ends_with(
+            "refused: a template grants no account it cannot look up (no account facts were given to the policy)"
+        ),
+        "{}",
+        evaluation.decision.trace().detail
+    );
 }

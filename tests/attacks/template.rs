@@ -68,3 +68,94 @@ fn template_token_email_in_another_case() {
     let domain = template_host(&format!("{LOGIN_USER}@EXAMPLE.com"));
     allowed_as(&domain, LOGIN_USER);
 }
+
+/// One catch-all row is "everyone gets their own account": not root, not a system account,
+/// not the account verify runs as. Refused at info level (the verify summary line) and in
+/// `explain`, naming the row and the rule; a row naming the account still grants it.
+fn refused_through_a_template_granted_by_a_row(principal: &str, rule: &str) {
+    let host = template_host(&format!("{principal}@example.com"));
+    let issuer = host.server.issuer().to_owned();
+    let row = format!("{}:1", host.etc().join("auth_id").display());
+    let (allowed, log) = host.verify_as(principal, &[]);
+    assert!(!allowed, "ATTACK ACCEPTED as {principal}\n{log}");
+    let summary = format!("template row {row} refused: {rule}");
+    assert!(
+        log.lines()
+            .any(|line| line.contains("failed to verify: deny") && line.contains(&summary)),
+        "expected {summary:?} in the summary line of\n{log}"
+    );
+
+    let certificate = host.certificate_file();
+    let explain = host.opkssh(&[
+        "explain",
+        "--config-dir",
+        host.etc().to_str().unwrap(),
+        "--cache-dir",
+        host.dir.path().join("cache").to_str().unwrap(),
+        principal,
+        certificate.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&explain.stdout);
+    let step = format!(
+        "fail  auth_id row {row}: %u@example.com (template, %u = {principal}: {principal}@example.com) matched the id token claims (email {principal}@example.com matches {principal}@example.com), but {principal} is refused: {rule}"
+    );
+    assert!(text.contains(&step), "expected {step:?} in\n{text}");
+
+    host.write_etc(
+        "auth_id",
+        &format!("* %u@example.com {issuer}\n{principal} {principal}@example.com {issuer}\n"),
+    );
+    allowed_as(&host, principal);
+}
+
+#[test]
+fn template_grants_root() {
+    if !gate() {
+        return;
+    }
+    refused_through_a_template_granted_by_a_row("root", "a template never grants root");
+}
+
+#[test]
+fn template_grants_a_system_account() {
+    if !gate() {
+        return;
+    }
+    let uid_min = policy::login_defs::uid_min();
+    let daemon = nix::unistd::User::from_name("daemon").unwrap().unwrap();
+    refused_through_a_template_granted_by_a_row(
+        "daemon",
+        &format!(
+            "a template never grants a system account (uid {}, below UID_MIN {uid_min} of /etc/login.defs)",
+            daemon.uid
+        ),
+    );
+}
+
+/// `opksshuser` holds the `readhome` sudo rule.
+#[test]
+fn template_grants_the_verify_account() {
+    if !gate() {
+        return;
+    }
+    e2e::ensure_users();
+    refused_through_a_template_granted_by_a_row(
+        e2e::AKC_USER,
+        "a template never grants the account opkssh verify runs as",
+    );
+}
+
+/// A template names an account by a token's email; an account that is not there is not
+/// granted (and home policies, plugins and sshd never see a made-up name through one).
+#[test]
+fn template_grants_an_account_that_does_not_exist() {
+    if !gate() {
+        return;
+    }
+    let host = template_host("nobody-has-this-account@example.com");
+    denied_as(
+        &host,
+        "nobody-has-this-account",
+        "a template never grants an account that does not exist",
+    );
+}

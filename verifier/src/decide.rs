@@ -11,9 +11,9 @@ use crate::jwks_cache::{CacheSettings, Freshness};
 use crate::log::{Level, Log};
 use crate::pipeline::{self, AuthorizedKeysLine, Denial, Request, Settings};
 use policy::{
-    AuthIdFile, Check, ConfigDir, Decision, DenyLists, Enforcer, Evaluation, FileError,
-    FileErrorKind, HomeAccess, Location, Outcome, PolicyInput, Providers, SshRequest, Step, Trace,
-    TraceSource,
+    AccountFacts, AuthIdFile, Check, ConfigDir, Decision, DenyLists, Enforcer, Evaluation,
+    FileError, FileErrorKind, HomeAccess, Location, Outcome, PolicyInput, Providers, SshRequest,
+    Step, Trace, TraceSource,
 };
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -347,11 +347,13 @@ fn decide_steps(
         .with_env_vars(config.env_vars.clone())
         .with_max_policy_size(config.max_policy_size())
         .with_home_access(HomeAccess::sudo(program));
-    let mut input = PolicyInput::new(&verified.token, attempt.principal).with_ssh(SshRequest {
-        cert_b64: attempt.key_base64.to_owned(),
-        key_type: attempt.key_type.to_owned(),
-        extra_args: attempt.extra.to_vec(),
-    });
+    let mut input = PolicyInput::new(&verified.token, attempt.principal)
+        .with_ssh(SshRequest {
+            cert_b64: attempt.key_base64.to_owned(),
+            key_type: attempt.key_type.to_owned(),
+            extra_args: attempt.extra.to_vec(),
+        })
+        .with_account_facts(AccountFacts::of_system(attempt.principal));
     if let Some(userinfo) = &verified.userinfo {
         input = input.with_userinfo(serde_json::Value::Object(userinfo.clone()).to_string());
     }
