@@ -5,7 +5,7 @@ use crate::account::AccountFacts;
 use crate::auth_id::AuthRow;
 use crate::error::Location;
 use crate::rule::{
-    ClaimSet, MatchKind, TEMPLATE_MARK, TEMPLATE_PRINCIPAL, Template, go_equal_fold,
+    ClaimSet, ClaimSource, MatchKind, TEMPLATE_MARK, TEMPLATE_PRINCIPAL, Template, go_equal_fold,
     match_identity, match_template,
 };
 use crate::server_config::DenyLists;
@@ -426,6 +426,9 @@ pub enum Decision {
     Allow {
         /// What matched.
         matched: Trace,
+        /// The claims the deciding row matched: the ID token's or the userinfo response's
+        /// (a plugin's allow counts as the ID token's).
+        source: ClaimSource,
         /// Evidence that the policy, not the caller, decided.
         proof: AllowProof,
     },
@@ -676,6 +679,7 @@ pub fn match_rows(
                 return Evaluation {
                     decision: Decision::Allow {
                         matched: Trace::ending_with(steps, matched),
+                        source: set.source(),
                         proof: AllowProof::new(),
                     },
                     notes,
@@ -765,5 +769,5 @@ fn parse_userinfo(text: &str) -> Result<ClaimSet, String> {
             ));
         }
     }
-    Ok(ClaimSet::from_object(&object))
+    Ok(ClaimSet::from_object(&object).with_source(ClaimSource::Userinfo))
 }

@@ -69,7 +69,10 @@
 //!   is compared byte for byte (`Alice` is another account), only the rest of an email
 //!   template ignores ASCII case; a template never grants root, an account below `UID_MIN`
 //!   ([`login_defs`]), the account verify runs as, or an account that does not exist
-//!   ([`AccountFacts`]); rows naming those accounts still grant them;
+//!   ([`AccountFacts`]); rows naming those accounts still grant them; an email template does
+//!   not match when the provider sets `email_verified` to anything but true (Go and email
+//!   rows only warn), and `add` and `audit` warn about templates over claims users choose
+//!   themselves (`preferred_username`, `nickname`, `name`, ...);
 //! - `oidc-refreshed`, the spelling upstream's docs use, is accepted as `oidc_refreshed`.
 
 #![forbid(unsafe_code)]
@@ -105,7 +108,7 @@ pub use error::{FileError, FileErrorKind, Location};
 pub use home::HomeAccess;
 pub use providers::{ProviderRow, Providers};
 pub use rule::{
-    ClaimSet, Identity, Lint, MatchKind, Severity, TEMPLATE_MARK, TEMPLATE_PRINCIPAL, Template,
-    is_safe_principal, match_identity, match_template,
+    ClaimSet, ClaimSource, Identity, Lint, MatchKind, Severity, TEMPLATE_MARK, TEMPLATE_PRINCIPAL,
+    Template, is_safe_principal, match_identity, match_template,
 };
 pub use server_config::{DenyLists, ServerConfig, parse_duration, parse_size};

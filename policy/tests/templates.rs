@@ -4,8 +4,8 @@
 
 use policy::audit::{self, Status};
 use policy::{
-    Account, AccountFacts, AuthIdFile, Check, DenyLists, MatchKind, Outcome, PolicyInput, Template,
-    evaluate_rows,
+    Account, AccountFacts, AuthIdFile, Check, ClaimSource, DenyLists, MatchKind, Outcome,
+    PolicyInput, Template, evaluate_rows,
 };
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -334,6 +334,62 @@ fn template_rows_match_userinfo_claims_too() {
         !evaluate(r#"{"sub":"s","email":"bob@example.com"}"#)
             .decision
             .is_allow()
+    );
+    // The decision says which claims let the login in, for the log's identity; the warning
+    // names the userinfo email and the userinfo response.
+    let evaluation = evaluate(r#"{"sub":"s","email":"alice@example.com"}"#);
+    let policy::Decision::Allow { source, .. } = evaluation.decision else {
+        panic!("denied");
+    };
+    assert_eq!(source, ClaimSource::Userinfo);
+    assert_eq!(
+        evaluation.notes,
+        [
+            "warning: policy \"alice@example.com\" matched on email \"alice@example.com\" but the userinfo response has no email_verified claim, consider matching on sub instead (/etc/opk/auth_id:1)"
+        ]
+    );
+    // Unverified at userinfo: no template grants.
+    let evaluation =
+        evaluate(r#"{"sub":"s","email":"alice@example.com","email_verified":"false"}"#);
+    assert!(!evaluation.decision.is_allow());
+    assert!(
+        evaluation.decision.trace().steps[1].detail.contains(
+            "userinfo: email alice@example.com matches alice@example.com, but the userinfo response sets email_verified to false: a template never grants on an unverified email"
+        ),
+        "{:?}",
+        evaluation.decision.trace().steps
+    );
+}
+
+#[test]
+fn templates_do_not_grant_on_an_email_the_id_token_calls_unverified() {
+    for verified in [json!(false), json!("false")] {
+        let mut token = claims("alice@example.com", "s");
+        token["email_verified"] = verified.clone();
+        let evaluation = evaluate(&token, "alice", &format!("* %u@example.com {ISSUER}\n"));
+        assert!(!evaluation.decision.is_allow(), "{verified}");
+        // An explicit row for the same email keeps Go's warning-only rule.
+        let evaluation = evaluate(
+            &token,
+            "alice",
+            &format!("alice alice@example.com {ISSUER}\n"),
+        );
+        assert!(evaluation.decision.is_allow(), "{verified}");
+        assert_eq!(evaluation.notes.len(), 1);
+    }
+    let mut token = claims("alice@example.com", "s");
+    token.as_object_mut().unwrap().remove("email_verified");
+    let evaluation = evaluate(&token, "alice", &format!("* %u@example.com {ISSUER}\n"));
+    assert!(evaluation.decision.is_allow());
+    let policy::Decision::Allow { source, .. } = evaluation.decision else {
+        panic!("denied");
+    };
+    assert_eq!(source, ClaimSource::IdToken);
+    assert_eq!(
+        evaluation.notes,
+        [
+            "warning: policy \"alice@example.com\" matched on email \"alice@example.com\" but the ID Token has no email_verified claim, consider matching on sub instead (/etc/opk/auth_id:1)"
+        ]
     );
 }
 

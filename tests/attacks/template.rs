@@ -4,7 +4,8 @@
 //! ([`LOGIN_USER`], a real account with a uid at or above `UID_MIN`).
 
 use crate::binary::{Host, gate};
-use opkssh_tests::e2e::{self, LOGIN_USER};
+use opkssh_tests::e2e::{self, IssuerServer, LOGIN_USER};
+use opkssh_tests::mint::mint_with_access_token;
 use serde_json::json;
 
 /// A host whose login is for `email`, with the template row as its only `auth_id` row.
@@ -157,5 +158,120 @@ fn template_grants_an_account_that_does_not_exist() {
         &host,
         "nobody-has-this-account",
         "a template never grants an account that does not exist",
+    );
+}
+
+/// A template turns any email into an account, so an email the provider itself calls
+/// unverified (`false`, or the string `"false"`) grants nothing through one.
+#[test]
+fn template_email_verified_false() {
+    if !gate() {
+        return;
+    }
+    e2e::ensure_users();
+    for verified in [json!(false), json!("false")] {
+        let host = Host::with_claims(|claims| {
+            claims["email"] = json!(format!("{LOGIN_USER}@example.com"));
+            claims["email_verified"] = verified.clone();
+        });
+        host.write_etc(
+            "auth_id",
+            &format!("* %u@example.com {}\n", host.server.issuer()),
+        );
+        denied_as(
+            &host,
+            LOGIN_USER,
+            "but the ID Token sets email_verified to false: a template never grants on an unverified email",
+        );
+    }
+}
+
+/// Control: Entra ID sends no `email_verified`, so a missing claim still matches, with the
+/// warning naming the email and the token it came from.
+#[test]
+fn template_email_verified_missing_control() {
+    if !gate() {
+        return;
+    }
+    e2e::ensure_users();
+    let host = Host::with_claims(|claims| {
+        claims["email"] = json!(format!("{LOGIN_USER}@example.com"));
+        claims.as_object_mut().unwrap().remove("email_verified");
+    });
+    host.write_etc(
+        "auth_id",
+        &format!("* %u@example.com {}\n", host.server.issuer()),
+    );
+    let log = allowed_as(&host, LOGIN_USER);
+    let warning = format!(
+        "matched on email \"{LOGIN_USER}@example.com\" but the ID Token has no email_verified claim"
+    );
+    assert!(log.contains(&warning), "expected {warning:?} in\n{log}");
+}
+
+/// An ID token for another address, and a userinfo response (for the certificate's access
+/// token) naming [`LOGIN_USER`] with `verified` as its `email_verified`, if any.
+fn userinfo_host(verified: Option<serde_json::Value>) -> Host {
+    let server = IssuerServer::start_custom().unwrap();
+    let issuer = server.issuer().to_owned();
+    let minted = mint_with_access_token(
+        &issuer,
+        "attack-client",
+        "someone@old.example",
+        Some("access-token-of-e2euser"),
+        |claims| claims["sub"] = json!("sub-e2euser"),
+    )
+    .unwrap();
+    let discovery = json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{issuer}/jwks.json"),
+        "userinfo_endpoint": format!("{issuer}{}", e2e::USERINFO_PATH),
+    });
+    server.set_documents(
+        discovery.to_string().as_bytes(),
+        minted.jwks_json.as_bytes(),
+    );
+    let mut userinfo = json!({"sub": "sub-e2euser", "email": format!("{LOGIN_USER}@example.com")});
+    if let Some(verified) = verified {
+        userinfo["email_verified"] = verified;
+    }
+    server.set_userinfo(userinfo.to_string().as_bytes());
+    let host = Host::serving(server, minted);
+    host.write_etc("auth_id", &format!("* %u@example.com {issuer}\n"));
+    host
+}
+
+/// A template matched through the userinfo email: the summary line names that email and
+/// where it came from, not the ID token's email, and so does the `email_verified` warning.
+#[test]
+fn template_matched_through_userinfo_is_logged_as_the_userinfo_email() {
+    if !gate() {
+        return;
+    }
+    e2e::ensure_users();
+    let host = userinfo_host(None);
+    let issuer = host.server.issuer().to_owned();
+    let log = allowed_as(&host, LOGIN_USER);
+    let summary = format!(
+        "allow principal={LOGIN_USER} identity={LOGIN_USER}@example.com (from userinfo) issuer={issuer} "
+    );
+    assert!(log.contains(&summary), "expected {summary:?} in\n{log}");
+    let warning = format!(
+        "matched on email \"{LOGIN_USER}@example.com\" but the userinfo response has no email_verified claim"
+    );
+    assert!(log.contains(&warning), "expected {warning:?} in\n{log}");
+}
+
+/// The userinfo response calling its email unverified refuses the template too.
+#[test]
+fn template_userinfo_email_verified_false() {
+    if !gate() {
+        return;
+    }
+    e2e::ensure_users();
+    denied_as(
+        &userinfo_host(Some(json!(false))),
+        LOGIN_USER,
+        "but the userinfo response sets email_verified to false: a template never grants on an unverified email",
     );
 }

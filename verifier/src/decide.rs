@@ -11,9 +11,9 @@ use crate::jwks_cache::{CacheSettings, Freshness};
 use crate::log::{Level, Log};
 use crate::pipeline::{self, AuthorizedKeysLine, Denial, Request, Settings};
 use policy::{
-    AccountFacts, AuthIdFile, Check, ConfigDir, Decision, DenyLists, Enforcer, Evaluation,
-    FileError, FileErrorKind, HomeAccess, Location, Outcome, PolicyInput, Providers, SshRequest,
-    Step, Trace, TraceSource,
+    AccountFacts, AuthIdFile, Check, ClaimSource, ConfigDir, Decision, DenyLists, Enforcer,
+    Evaluation, FileError, FileErrorKind, HomeAccess, Location, Outcome, PolicyInput, Providers,
+    SshRequest, Step, Trace, TraceSource,
 };
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -65,7 +65,8 @@ pub enum ServerFiles {
 pub struct Verdict {
     /// The sshd line, on allow only.
     pub line: Option<AuthorizedKeysLine>,
-    /// `email issuer=…` (or `sub:…`), `-` before the token verified.
+    /// `email issuer=…` (or `sub:…`), `-` before the token verified; `email (from userinfo)
+    /// issuer=…` when the deciding row matched the userinfo claims.
     pub identity: String,
     /// The deciding step and every step taken.
     pub trace: Trace,
@@ -363,7 +364,21 @@ fn decide_steps(
     };
     notes.extend(evaluation.notes);
     let matched = match evaluation.decision {
-        Decision::Allow { matched, .. } => {
+        Decision::Allow {
+            matched, source, ..
+        } => {
+            // The log names the identity that was let in: a row that matched the userinfo
+            // claims let in the userinfo email, not the ID token's.
+            if source == ClaimSource::Userinfo
+                && let Some(userinfo) = &verified.userinfo
+            {
+                let who = userinfo
+                    .get("email")
+                    .and_then(serde_json::Value::as_str)
+                    .filter(|email| !email.is_empty())
+                    .map_or_else(|| format!("sub:{}", claims.subject()), str::to_owned);
+                *identity = format!("{who} (from userinfo) issuer={}", claims.issuer());
+            }
             let step = matched.deciding_step(Outcome::Pass);
             steps.extend(matched.steps);
             step
