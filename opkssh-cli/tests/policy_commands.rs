@@ -518,7 +518,58 @@ fn symlinked_home_policy_is_refused_by_verify_policy() {
     assert_eq!(file.rows().len(), 1);
 }
 
+/// `preferred_username`, `nickname` and `name` are names most providers let users pick: a
+/// template over one gives an account to whoever picks its name. Written, with a warning.
+#[test]
+fn add_warns_about_templates_over_user_chosen_claims() {
+    let tree = Tree::new("");
+    for claim in ["preferred_username", "nickname", "name"] {
+        let output = tree.run(&["add", "*", &format!("oidc:{claim}:%u"), "google"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains(&format!(
+                "warning: template over the claim \"{claim}\", which most providers let users choose or change themselves"
+            )),
+            "{claim}: {}",
+            stderr(&output)
+        );
+    }
+    // A template over sub, or a verified email, gets no such warning.
+    for identity in ["oidc:sub:%u", "%u@example.com"] {
+        let output = tree.run(&["add", "*", identity, "google"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(!stderr(&output).contains("warning"), "{}", stderr(&output));
+    }
+}
+
 // --------------------------------------------------------------------------------- audit
+
+#[test]
+fn audit_warns_about_templates_over_user_chosen_claims() {
+    let tree = Tree::new(&format!(
+        "* oidc:preferred_username:%u {GOOGLE}\n* oidc:nickname:%u {GOOGLE}\n* oidc:name:%u {GOOGLE}\n* oidc:sub:%u {GOOGLE}\n"
+    ));
+    let output = tree.run(&["audit", "--skip-user-policy"]);
+    let out = stdout(&output);
+    let auth = tree.auth_id().display().to_string();
+    for (line, claim) in [(1, "preferred_username"), (2, "nickname"), (3, "name")] {
+        let tag = format!("[{auth}:{line}]");
+        let row = out.lines().find(|row| row.ends_with(&tag));
+        assert!(
+            row.is_some_and(|row| row.contains("WARNING")
+                && row.contains(&format!(
+                    "template over the claim \"{claim}\", which most providers let users choose"
+                ))),
+            "line {line} ({claim}) not warned about:\n{out}"
+        );
+    }
+    let tag = format!("[{auth}:4]");
+    assert!(
+        out.lines()
+            .any(|row| row.ends_with(&tag) && row.contains("SUCCESS")),
+        "{out}"
+    );
+}
 
 #[test]
 fn audit_clean_tree_exits_zero() {

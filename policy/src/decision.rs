@@ -1,10 +1,11 @@
 //! The allow/deny decision (behaviour.md §4.2; Go: policy/enforcer.go `CheckPolicy`), with a
 //! trace of which file and line matched or which check failed.
 
+use crate::account::AccountFacts;
 use crate::auth_id::AuthRow;
 use crate::error::Location;
 use crate::rule::{
-    ClaimSet, MatchKind, TEMPLATE_MARK, TEMPLATE_PRINCIPAL, Template, go_equal_fold,
+    ClaimSet, ClaimSource, MatchKind, TEMPLATE_MARK, TEMPLATE_PRINCIPAL, Template, go_equal_fold,
     match_identity, match_template,
 };
 use crate::server_config::DenyLists;
@@ -24,6 +25,7 @@ pub struct PolicyInput<'a> {
     principal: String,
     userinfo: Option<String>,
     ssh: SshRequest,
+    accounts: AccountFacts,
 }
 
 /// What sshd passed to `verify`, handed on to plugins.
@@ -46,6 +48,7 @@ impl<'a> PolicyInput<'a> {
             principal: principal.to_owned(),
             userinfo: None,
             ssh: SshRequest::default(),
+            accounts: AccountFacts::unknown(),
         }
     }
 
@@ -58,7 +61,21 @@ impl<'a> PolicyInput<'a> {
             principal: principal.to_owned(),
             userinfo: None,
             ssh: SshRequest::default(),
+            accounts: AccountFacts::unknown(),
         }
+    }
+
+    /// Adds the system's facts about the principal's account, which template rows are
+    /// checked against. Without them every template row is refused.
+    #[must_use]
+    pub fn with_account_facts(mut self, facts: AccountFacts) -> Self {
+        self.accounts = facts;
+        self
+    }
+
+    /// The facts about the principal's account.
+    pub fn account_facts(&self) -> &AccountFacts {
+        &self.accounts
     }
 
     /// Adds the userinfo endpoint's JSON response. An empty response counts as none, as in
@@ -409,6 +426,9 @@ pub enum Decision {
     Allow {
         /// What matched.
         matched: Trace,
+        /// The claims the deciding row matched: the ID token's or the userinfo response's
+        /// (a plugin's allow counts as the ID token's).
+        source: ClaimSource,
         /// Evidence that the policy, not the caller, decided.
         proof: AllowProof,
     },
@@ -536,6 +556,7 @@ pub fn match_rows(
         }
     };
     let issuer = input.issuer();
+    let mut template_refusals = Vec::new();
     for row in rows {
         let source = || TraceSource::Row(row.location.clone());
         // Go checks this inside the loop, so it only denies when there is a row.
@@ -616,13 +637,30 @@ pub fn match_rows(
             ),
             None => row.identity.clone(),
         };
+        let refusal = expansion
+            .as_ref()
+            .and_then(|_| input.account_facts().template_refusal(input.principal()));
         let mut reasons = Vec::new();
+        let mut refused = false;
         for (which, set) in [("id token", Some(&claims)), ("userinfo", userinfo.as_ref())] {
             let Some(set) = set else { continue };
             let result = match &expansion {
                 Some((parsed, _)) => match_template(parsed, input.principal(), set),
                 None => match_identity(&row.identity, set),
             };
+            // Checked only once the row matches, so a row for someone else still reads as
+            // not matching; the warnings of a refused match are moot.
+            if let (Some(_), Some(refusal)) = (result.matched, &refusal) {
+                let why = format!(
+                    "{shown} matched the {which} claims ({}), but {} is refused: {refusal}",
+                    result.reason,
+                    input.principal()
+                );
+                template_refusals.push(format!("template row {} refused: {refusal}", row.location));
+                steps.push(Step::fail(Check::Rule, source(), why));
+                refused = true;
+                break;
+            }
             notes.extend(
                 result
                     .notes
@@ -641,12 +679,16 @@ pub fn match_rows(
                 return Evaluation {
                     decision: Decision::Allow {
                         matched: Trace::ending_with(steps, matched),
+                        source: set.source(),
                         proof: AllowProof::new(),
                     },
                     notes,
                 };
             }
             reasons.push(format!("{which}: {}", result.reason));
+        }
+        if refused {
+            continue;
         }
         steps.push(Step::fail(
             Check::Rule,
@@ -658,12 +700,19 @@ pub fn match_rows(
         .iter()
         .map(|path| path.display().to_string())
         .collect();
+    // A template that matched but may not grant is the real story of this denial: it goes
+    // into the deciding step, which verify logs at info level.
+    let refusals = if template_refusals.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", template_refusals.join("; "))
+    };
     deny(
         Step::fail(
             Check::NoMatch,
             TraceSource::Files(files.to_vec()),
             format!(
-                "no policy to allow {} with (issuer={issuer}) to assume {}, check policy config at {}",
+                "no policy to allow {} with (issuer={issuer}) to assume {}, check policy config at {}{refusals}",
                 claims.email(),
                 input.principal(),
                 files_text.join(", ")
@@ -720,5 +769,5 @@ fn parse_userinfo(text: &str) -> Result<ClaimSet, String> {
             ));
         }
     }
-    Ok(ClaimSet::from_object(&object))
+    Ok(ClaimSet::from_object(&object).with_source(ClaimSource::Userinfo))
 }

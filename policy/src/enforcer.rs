@@ -306,6 +306,7 @@ impl Enforcer {
                     .push("Access granted by policy plugin".to_owned());
                 Decision::Allow {
                     matched: Trace::ending_with(steps, allowed),
+                    source: crate::rule::ClaimSource::IdToken,
                     proof: AllowProof::new(),
                 }
             }

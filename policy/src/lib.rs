@@ -8,7 +8,7 @@
 //! # Use from `verify`
 //! ```no_run
 //! use opk_core::verify::VerifiedPkToken;
-//! use policy::{ConfigDir, Enforcer, HomeAccess, PolicyInput, SshRequest};
+//! use policy::{AccountFacts, ConfigDir, Enforcer, HomeAccess, PolicyInput, SshRequest};
 //!
 //! fn decide(token: &VerifiedPkToken, principal: &str, log: &mut Vec<String>) -> bool {
 //!     let dir = ConfigDir::new(policy::DEFAULT_CONFIG_DIR);
@@ -25,11 +25,14 @@
 //!         .with_deny_lists(config.deny_lists())
 //!         .with_env_vars(config.env_vars.clone())
 //!         .with_home_access(HomeAccess::sudo(program));
-//!     let input = PolicyInput::new(token, principal).with_ssh(SshRequest {
-//!         cert_b64: "%k".into(),
-//!         key_type: "%t".into(),
-//!         extra_args: Vec::new(),
-//!     });
+//!     let input = PolicyInput::new(token, principal)
+//!         .with_ssh(SshRequest {
+//!             cert_b64: "%k".into(),
+//!             key_type: "%t".into(),
+//!             extra_args: Vec::new(),
+//!         })
+//!         // Template rows grant only people's accounts; without facts they grant nothing.
+//!         .with_account_facts(AccountFacts::of_system(principal));
 //!     let evaluation = enforcer.evaluate(&input);
 //!     log.extend(evaluation.notes);
 //!     // Every step, e.g. "fail  auth_id row /etc/opk/auth_id:3: principal root != alice".
@@ -62,13 +65,21 @@
 //! - principal templates: a row `* %u@example.com <issuer>` lets `alice@example.com` in as
 //!   `alice` only ([`Template`]); Go compares `*` with the login name, so it never matches
 //!   such a row, and a fleet that mixes Go and Rust servers stays safe (Go just denies);
-//!   `%u` in a row with any other principal is refused, not read literally;
+//!   `%u` in a row with any other principal is refused, not read literally; the account name
+//!   is compared byte for byte (`Alice` is another account), only the rest of an email
+//!   template ignores ASCII case; a template never grants root, an account below `UID_MIN`
+//!   ([`login_defs`]), the account verify runs as, or an account that does not exist
+//!   ([`AccountFacts`]); rows naming those accounts still grant them; an email template does
+//!   not match when the provider sets `email_verified` to anything but true (Go and email
+//!   rows only warn), and `add` and `audit` warn about templates over claims users choose
+//!   themselves (`preferred_username`, `nickname`, `name`, ...);
 //! - `oidc-refreshed`, the spelling upstream's docs use, is accepted as `oidc_refreshed`.
 
 #![forbid(unsafe_code)]
 #![deny(unused_must_use)]
 #![warn(missing_docs)]
 
+pub mod account;
 pub mod atomic_file;
 pub mod audit;
 pub mod auth_id;
@@ -86,6 +97,7 @@ pub mod rule;
 pub mod server_config;
 pub mod table;
 
+pub use account::{Account, AccountFacts, TemplateRefusal};
 pub use auth_id::{AuthIdFile, AuthRow};
 pub use decision::{
     AllowProof, Check, Decision, Evaluation, Outcome, PolicyInput, SshRequest, Step, Trace,
@@ -96,7 +108,7 @@ pub use error::{FileError, FileErrorKind, Location};
 pub use home::HomeAccess;
 pub use providers::{ProviderRow, Providers};
 pub use rule::{
-    ClaimSet, Identity, Lint, MatchKind, Severity, TEMPLATE_MARK, TEMPLATE_PRINCIPAL, Template,
-    is_safe_principal, match_identity, match_template,
+    ClaimSet, ClaimSource, Identity, Lint, MatchKind, Severity, TEMPLATE_MARK, TEMPLATE_PRINCIPAL,
+    Template, is_safe_principal, match_identity, match_template,
 };
 pub use server_config::{DenyLists, ServerConfig, parse_duration, parse_size};

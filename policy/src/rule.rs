@@ -20,6 +20,37 @@ pub struct ClaimSet {
     email: String,
     sub: String,
     values: BTreeMap<String, Vec<String>>,
+    source: ClaimSource,
+}
+
+/// Where a set of claims came from, for the log lines that quote them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClaimSource {
+    /// The verified ID token.
+    #[default]
+    IdToken,
+    /// The userinfo endpoint's response for the certificate's access token.
+    Userinfo,
+}
+
+impl std::fmt::Display for ClaimSource {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            Self::IdToken => "ID Token",
+            Self::Userinfo => "userinfo response",
+        })
+    }
+}
+
+/// What `email_verified` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EmailVerified {
+    /// `true` or `"true"`, in any case.
+    True,
+    /// The claim is absent (Entra ID never sends it).
+    Missing,
+    /// Anything else: `false`, `"false"`, `null`, an empty list; the first value, or `[]`.
+    Not(String),
 }
 
 impl ClaimSet {
@@ -54,6 +85,32 @@ impl ClaimSet {
             email: text("email"),
             sub: text("sub"),
             values,
+            source: ClaimSource::IdToken,
+        }
+    }
+
+    /// The same claims, from `source`.
+    #[must_use]
+    pub fn with_source(mut self, source: ClaimSource) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// Where the claims came from.
+    pub fn source(&self) -> ClaimSource {
+        self.source
+    }
+
+    fn email_verified(&self) -> EmailVerified {
+        match self
+            .values
+            .get("email_verified")
+            .map(|values| values.first())
+        {
+            None => EmailVerified::Missing,
+            Some(Some(value)) if value.eq_ignore_ascii_case("true") => EmailVerified::True,
+            Some(Some(value)) => EmailVerified::Not(value.clone()),
+            Some(None) => EmailVerified::Not("[]".to_owned()),
         }
     }
 
@@ -422,17 +479,32 @@ fn email_suffix_matches(email: &str, suffix: &str) -> bool {
         || before.ends_with('.')
 }
 
+/// The warning for an email match without a verified email, naming the email and the claims
+/// it came from.
 fn email_verified_note(attribute: &str, claims: &ClaimSet) -> Option<String> {
+    let source = claims.source;
     match claims.values("email_verified").first() {
         None => Some(format!(
-            "warning: policy {attribute:?} matched on email {:?} but the ID Token has no email_verified claim, consider matching on sub instead",
+            "warning: policy {attribute:?} matched on email {:?} but the {source} has no email_verified claim, consider matching on sub instead",
             claims.email
         )),
         Some(value) if !value.eq_ignore_ascii_case("true") => Some(format!(
-            "warning: policy {attribute:?} matched on email {:?} but the ID Token sets email_verified to {value:?}, consider matching on sub instead",
+            "warning: policy {attribute:?} matched on email {:?} but the {source} sets email_verified to {value:?}, consider matching on sub instead",
             claims.email
         )),
         Some(_) => None,
+    }
+}
+
+/// Why a template that matched an email does not grant: the provider says the email is not
+/// verified. `None` when it is verified or says nothing (that match only warns).
+fn template_unverified(claims: &ClaimSet) -> Option<String> {
+    match claims.email_verified() {
+        EmailVerified::True | EmailVerified::Missing => None,
+        EmailVerified::Not(value) => Some(format!(
+            "but the {} sets email_verified to {value}: a template never grants on an unverified email",
+            claims.source
+        )),
     }
 }
 
@@ -519,10 +591,16 @@ pub const TEMPLATE_MARK: &str = "%u";
 ///
 /// Only two forms, where one substitution gives one exact comparison:
 /// - an email with `%u` in its local part (`%u@example.com`, `%u.adm@example.com`), compared
-///   with the `email` claim only (never `sub`), ignoring ASCII case as email rows do; no
+///   with the `email` claim only (never `sub`): the account name byte for byte (a token for
+///   `alice@example.com` is not `Alice`), the rest ignoring ASCII case as email rows do; no
 ///   Unicode folding, so no look-alike (`ſ`, the Kelvin sign) reaches an account name;
 /// - `oidc:<claim>:<value>` with `%u` in the value (`oidc:sub:%u`, `oidc:groups:ssh-%u`),
 ///   compared exactly, as claim rows are.
+///
+/// A template turns any email into an account, so it is stricter than an email row: it does not
+/// match when the provider sets `email_verified` to anything but true (a missing claim only
+/// warns, as Entra ID sends none), for `oidc:email:` templates too. Templates over claims that
+/// users choose themselves ([`USER_CHOSEN_CLAIMS`]) get a warning from `add` and `audit`.
 ///
 /// Suffix (`oidc-match-end:email:`) and glob (`repo:`) rows cannot be templates: a suffix
 /// `%u@example.com` would let `malice@example.com` in as `alice`.
@@ -651,6 +729,25 @@ impl Template {
         })
     }
 
+    /// Whether `email` is the expansion for `principal`: the account name byte for byte,
+    /// since Linux account names are case-sensitive and `Alice` can be another person than
+    /// `alice`; the text around it ignoring ASCII case, as email rows do. Always false for a
+    /// claim template.
+    fn email_matches(&self, principal: &str, email: &str) -> bool {
+        let Self::Email { before, after } = self else {
+            return false;
+        };
+        let Some((head, rest)) = email.as_bytes().split_at_checked(before.len()) else {
+            return false;
+        };
+        let Some((name, tail)) = rest.split_at_checked(principal.len()) else {
+            return false;
+        };
+        head.eq_ignore_ascii_case(before.as_bytes())
+            && name == principal.as_bytes()
+            && tail.eq_ignore_ascii_case(after.as_bytes())
+    }
+
     fn value(&self, principal: &str) -> String {
         match self {
             Self::Email { before, after } | Self::Claim { before, after, .. } => {
@@ -677,13 +774,23 @@ pub fn match_template(template: &Template, principal: &str, claims: &ClaimSet) -
                         )
                     } else if claims.email.is_empty() {
                         (None, format!("no email claim (needs {expanded})"))
-                    } else if claims.email.eq_ignore_ascii_case(&expanded) {
-                        if let Some(note) = email_verified_note(&expanded, claims) {
-                            notes.push(note);
+                    } else if template.email_matches(principal, &claims.email) {
+                        let matches = format!("email {} matches {expanded}", claims.email);
+                        if let Some(why) = template_unverified(claims) {
+                            (None, format!("{matches}, {why}"))
+                        } else {
+                            if let Some(note) = email_verified_note(&expanded, claims) {
+                                notes.push(note);
+                            }
+                            (Some(MatchKind::Email), matches)
                         }
+                    } else if claims.email.eq_ignore_ascii_case(&expanded) {
                         (
-                            Some(MatchKind::Email),
-                            format!("email {} matches {expanded}", claims.email),
+                            None,
+                            format!(
+                                "email {} differs from {expanded} in the case of the account name, which is compared exactly",
+                                claims.email
+                            ),
                         )
                     } else {
                         (None, format!("email {} != {expanded}", claims.email))
@@ -691,11 +798,16 @@ pub fn match_template(template: &Template, principal: &str, claims: &ClaimSet) -
                 }
                 Template::Claim { name, .. } => {
                     let values = claims.values(name);
+                    let contains = format!("claim {name} contains {value}");
+                    // `oidc:email:%u@example.com` is an email template too.
+                    let unverified = (name == "email")
+                        .then(|| template_unverified(claims))
+                        .flatten();
                     if values.contains(&value) {
-                        (
-                            Some(MatchKind::Claim),
-                            format!("claim {name} contains {value}"),
-                        )
+                        match unverified {
+                            Some(why) => (None, format!("{contains}, {why}")),
+                            None => (Some(MatchKind::Claim), contains),
+                        }
                     } else if values.is_empty() {
                         (None, format!("claim {name} not present (needs {value})"))
                     } else {
@@ -715,11 +827,30 @@ pub fn match_template(template: &Template, principal: &str, claims: &ClaimSet) -
     }
 }
 
+/// Profile claims the OpenID Connect spec does not make unique or stable, and that most
+/// providers let users set or change themselves (Keycloak and Authentik usernames, a GitLab
+/// or Google display name): a template over one gives an account to whoever names themselves
+/// after it.
+pub const USER_CHOSEN_CLAIMS: [&str; 6] = [
+    "preferred_username",
+    "nickname",
+    "name",
+    "given_name",
+    "family_name",
+    "middle_name",
+];
+
 /// Lints the pairing of a row's principal and identity: a [`TEMPLATE_PRINCIPAL`] row needs a
-/// usable [`Template`], and `%u` anywhere else is refused rather than read literally.
+/// usable [`Template`], and `%u` anywhere else is refused rather than read literally. A
+/// template over a [`USER_CHOSEN_CLAIMS`] claim is a warning.
 pub fn lint_template(principal: &str, identity: &str) -> Vec<Lint> {
     if principal == TEMPLATE_PRINCIPAL {
         return match Template::parse(identity) {
+            Ok(Template::Claim { name, .. }) if USER_CHOSEN_CLAIMS.contains(&name.as_str()) => {
+                vec![Lint::warning(format!(
+                    "template over the claim {name:?}, which most providers let users choose or change themselves: whoever sets it to an account's name gets that account; match on sub, a verified email (%u@example.com) or a claim only the provider's admins set (oidc:groups:ssh-%u)"
+                ))]
+            }
             Ok(_) => Vec::new(),
             Err(why) => vec![Lint::error(format!(
                 "principal * makes a template row, but {why}; verify never matches it"
@@ -854,7 +985,7 @@ pub fn lint_identity(attribute: &str) -> Vec<Lint> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     #[test]
     fn go_float_formats() {
@@ -986,6 +1117,158 @@ mod tests {
             lint_template("root", "%u@example.com")[0].severity,
             Severity::Error
         );
+    }
+
+    #[test]
+    fn email_templates_compare_the_account_name_with_case() {
+        let claims = |email: &str| {
+            ClaimSet::from_object(
+                json!({"email": email, "email_verified": true})
+                    .as_object()
+                    .unwrap(),
+            )
+        };
+        let template = Template::parse("x.%u.adm@example.com").unwrap();
+        let matched = |principal: &str, email: &str| {
+            match_template(&template, principal, &claims(email))
+                .matched
+                .is_some()
+        };
+        assert!(matched("alice", "x.alice.adm@example.com"));
+        // Only the text around the account name ignores case.
+        assert!(matched("alice", "X.alice.ADM@Example.COM"));
+        for (principal, email) in [
+            ("Alice", "x.alice.adm@example.com"),
+            ("ALICE", "x.alice.adm@example.com"),
+            ("alice", "x.ALICE.adm@example.com"),
+            ("alice", "x.Alice.adm@example.com"),
+            ("alice", "x.alice.adm@example.co"),
+            ("alice", "x.alic"),
+            ("alice", ""),
+        ] {
+            assert!(!matched(principal, email), "{principal} {email}");
+        }
+        assert_eq!(
+            match_template(&template, "Alice", &claims("x.alice.adm@example.com")).reason,
+            "email x.alice.adm@example.com differs from x.Alice.adm@example.com in the case of the account name, which is compared exactly"
+        );
+    }
+
+    #[test]
+    fn templates_refuse_emails_the_provider_says_are_unverified() {
+        let claims = |verified: Value, source: ClaimSource| {
+            let mut object = json!({"email": "alice@example.com", "groups": ["ssh-alice"]});
+            if !verified.is_null() || source == ClaimSource::Userinfo {
+                object["email_verified"] = verified;
+            }
+            ClaimSet::from_object(object.as_object().unwrap()).with_source(source)
+        };
+        let email = Template::parse("%u@example.com").unwrap();
+        let claim = Template::parse("oidc:email:%u@example.com").unwrap();
+        let groups = Template::parse("oidc:groups:ssh-%u").unwrap();
+        for template in [&email, &claim] {
+            for value in [
+                json!(false),
+                json!("false"),
+                json!("FALSE"),
+                json!(0),
+                json!([]),
+            ] {
+                let result = match_template(
+                    template,
+                    "alice",
+                    &claims(value.clone(), ClaimSource::IdToken),
+                );
+                assert_eq!(result.matched, None, "{template:?} {value}");
+                assert!(
+                    result
+                        .reason
+                        .contains("but the ID Token sets email_verified to ")
+                        && result
+                            .reason
+                            .ends_with(": a template never grants on an unverified email"),
+                    "{}",
+                    result.reason
+                );
+            }
+            // Userinfo says so: named as the userinfo response.
+            let result = match_template(
+                template,
+                "alice",
+                &claims(json!(false), ClaimSource::Userinfo),
+            );
+            assert_eq!(result.matched, None);
+            assert!(
+                result
+                    .reason
+                    .contains("but the userinfo response sets email_verified to false")
+            );
+            for value in [json!(true), json!("true"), json!("True")] {
+                let result =
+                    match_template(template, "alice", &claims(value, ClaimSource::IdToken));
+                assert!(result.matched.is_some());
+                assert!(result.notes.is_empty(), "{:?}", result.notes);
+            }
+        }
+        // Missing: matches with the warning, naming the email and where it came from.
+        let result = match_template(&email, "alice", &claims(Value::Null, ClaimSource::IdToken));
+        assert_eq!(result.matched, Some(MatchKind::Email));
+        assert_eq!(
+            result.notes,
+            [
+                "warning: policy \"alice@example.com\" matched on email \"alice@example.com\" but the ID Token has no email_verified claim, consider matching on sub instead"
+            ]
+        );
+        let object = json!({"email": "alice@example.com"});
+        let userinfo =
+            ClaimSet::from_object(object.as_object().unwrap()).with_source(ClaimSource::Userinfo);
+        assert_eq!(
+            match_template(&email, "alice", &userinfo).notes,
+            [
+                "warning: policy \"alice@example.com\" matched on email \"alice@example.com\" but the userinfo response has no email_verified claim, consider matching on sub instead"
+            ]
+        );
+        // Only email templates care.
+        assert!(
+            match_template(
+                &groups,
+                "alice",
+                &claims(json!(false), ClaimSource::IdToken)
+            )
+            .matched
+            .is_some()
+        );
+        // Explicit email rows keep Go's warning-only behaviour.
+        let explicit = match_identity(
+            "alice@example.com",
+            &claims(json!(false), ClaimSource::IdToken),
+        );
+        assert_eq!(explicit.matched, Some(MatchKind::Email));
+        assert_eq!(explicit.notes.len(), 1);
+    }
+
+    #[test]
+    fn templates_over_user_chosen_claims_warn() {
+        for claim in USER_CHOSEN_CLAIMS {
+            let lints = lint_template("*", &format!("oidc:{claim}:%u"));
+            assert_eq!(lints.len(), 1, "{claim}");
+            assert_eq!(lints[0].severity, Severity::Warning);
+            assert!(lints[0].message.starts_with(&format!(
+                "template over the claim \"{claim}\", which most providers let users choose"
+            )));
+        }
+        for identity in [
+            "oidc:sub:%u",
+            "oidc:groups:ssh-%u",
+            "%u@example.com",
+            "oidc:email:%u@example.com",
+        ] {
+            assert_eq!(
+                lint_template("*", identity),
+                Vec::<Lint>::new(),
+                "{identity}"
+            );
+        }
     }
 
     #[test]

@@ -4,7 +4,8 @@
 
 use policy::audit::{self, Status};
 use policy::{
-    AuthIdFile, Check, DenyLists, MatchKind, Outcome, PolicyInput, Template, evaluate_rows,
+    Account, AccountFacts, AuthIdFile, Check, ClaimSource, DenyLists, MatchKind, Outcome,
+    PolicyInput, Template, evaluate_rows,
 };
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -16,11 +17,33 @@ fn claims(email: &str, sub: &str) -> Value {
            "groups": ["ssh-alice", "ops"], "preferred_username": "alice"})
 }
 
+/// A machine's facts: root, `daemon` (uid 1), the verify account `opksshuser` (uid 998, as
+/// `useradd --system` makes it), `ghost` who does not exist, and people from uid 1000 up.
+fn facts(principal: &str) -> AccountFacts {
+    AccountFacts {
+        account: match principal {
+            "root" => Account::Uid(0),
+            "daemon" => Account::Uid(1),
+            "opksshuser" => Account::Uid(998),
+            "ghost" => Account::Missing,
+            _ => Account::Uid(1001),
+        },
+        uid_min: 1000,
+        verify_accounts: vec!["opksshuser".to_owned()],
+        verify_uid: Some(998),
+    }
+}
+
+fn input(claims: &Value, principal: &str) -> PolicyInput<'static> {
+    PolicyInput::danger_from_claims(claims.as_object().unwrap().clone(), principal)
+        .with_account_facts(facts(principal))
+}
+
 fn evaluate(claims: &Value, principal: &str, auth_id: &str) -> policy::Evaluation {
     let path = PathBuf::from("/etc/opk/auth_id");
     let file = AuthIdFile::parse_for(auth_id.as_bytes(), &path, principal);
     evaluate_rows(
-        &PolicyInput::danger_from_claims(claims.as_object().unwrap().clone(), principal),
+        &input(claims, principal),
         &DenyLists::default(),
         Path::new("/etc/opk/config.yml"),
         file.rows(),
@@ -76,18 +99,32 @@ fn template_rows_admit_exactly_the_named_account() {
 
 #[test]
 fn case_rules_follow_email_and_claim_rows() {
-    // Email: ASCII case is ignored on both sides, as email rows ignore it.
-    let upper = claims("Alice@Example.COM", "s");
-    assert!(allows(&upper, "alice", "%u@example.com"));
-    assert!(allows(
-        &claims("alice@example.com", "s"),
-        "Alice",
+    // Email: the account name is compared byte for byte, since `Alice` and `ALICE` can be
+    // other people's accounts than `alice`; the rest ignores ASCII case, as email rows do.
+    let alice = claims("alice@example.com", "s");
+    assert!(allows(&alice, "alice", "%u@example.com"));
+    assert!(!allows(&alice, "Alice", "%u@example.com"));
+    assert!(!allows(&alice, "ALICE", "%u@example.com"));
+    assert!(!allows(
+        &claims("ALICE@example.com", "s"),
+        "alice",
+        "%u@example.com"
+    ));
+    assert!(!allows(
+        &claims("Alice@Example.COM", "s"),
+        "alice",
         "%u@example.com"
     ));
     assert!(allows(
-        &claims("alice@example.com", "s"),
+        &claims("alice@Example.COM", "s"),
         "alice",
-        "%u@EXAMPLE.com"
+        "%u@example.com"
+    ));
+    assert!(allows(&alice, "alice", "%u@EXAMPLE.com"));
+    assert!(allows(
+        &claims("ALICE@example.com", "s"),
+        "ALICE",
+        "%u@example.com"
     ));
     // ... but no Unicode folding: `ſ` (long s) and the Kelvin sign fold to s and k in email
     // rows; they must not reach the accounts `stan` and `kim`.
@@ -278,13 +315,7 @@ fn explain_says_the_row_was_a_template_and_what_it_expanded_to() {
 fn template_rows_match_userinfo_claims_too() {
     let path = PathBuf::from("/etc/opk/auth_id");
     let file = AuthIdFile::parse(format!("* %u@example.com {ISSUER}\n").as_bytes(), &path);
-    let input = PolicyInput::danger_from_claims(
-        json!({"iss": ISSUER, "sub": "s"})
-            .as_object()
-            .unwrap()
-            .clone(),
-        "alice",
-    );
+    let input = input(&json!({"iss": ISSUER, "sub": "s"}), "alice");
     let evaluate = |userinfo: &str| {
         evaluate_rows(
             &input.clone().with_userinfo(userinfo.to_owned()),
@@ -304,6 +335,62 @@ fn template_rows_match_userinfo_claims_too() {
             .decision
             .is_allow()
     );
+    // The decision says which claims let the login in, for the log's identity; the warning
+    // names the userinfo email and the userinfo response.
+    let evaluation = evaluate(r#"{"sub":"s","email":"alice@example.com"}"#);
+    let policy::Decision::Allow { source, .. } = evaluation.decision else {
+        panic!("denied");
+    };
+    assert_eq!(source, ClaimSource::Userinfo);
+    assert_eq!(
+        evaluation.notes,
+        [
+            "warning: policy \"alice@example.com\" matched on email \"alice@example.com\" but the userinfo response has no email_verified claim, consider matching on sub instead (/etc/opk/auth_id:1)"
+        ]
+    );
+    // Unverified at userinfo: no template grants.
+    let evaluation =
+        evaluate(r#"{"sub":"s","email":"alice@example.com","email_verified":"false"}"#);
+    assert!(!evaluation.decision.is_allow());
+    assert!(
+        evaluation.decision.trace().steps[1].detail.contains(
+            "userinfo: email alice@example.com matches alice@example.com, but the userinfo response sets email_verified to false: a template never grants on an unverified email"
+        ),
+        "{:?}",
+        evaluation.decision.trace().steps
+    );
+}
+
+#[test]
+fn templates_do_not_grant_on_an_email_the_id_token_calls_unverified() {
+    for verified in [json!(false), json!("false")] {
+        let mut token = claims("alice@example.com", "s");
+        token["email_verified"] = verified.clone();
+        let evaluation = evaluate(&token, "alice", &format!("* %u@example.com {ISSUER}\n"));
+        assert!(!evaluation.decision.is_allow(), "{verified}");
+        // An explicit row for the same email keeps Go's warning-only rule.
+        let evaluation = evaluate(
+            &token,
+            "alice",
+            &format!("alice alice@example.com {ISSUER}\n"),
+        );
+        assert!(evaluation.decision.is_allow(), "{verified}");
+        assert_eq!(evaluation.notes.len(), 1);
+    }
+    let mut token = claims("alice@example.com", "s");
+    token.as_object_mut().unwrap().remove("email_verified");
+    let evaluation = evaluate(&token, "alice", &format!("* %u@example.com {ISSUER}\n"));
+    assert!(evaluation.decision.is_allow());
+    let policy::Decision::Allow { source, .. } = evaluation.decision else {
+        panic!("denied");
+    };
+    assert_eq!(source, ClaimSource::IdToken);
+    assert_eq!(
+        evaluation.notes,
+        [
+            "warning: policy \"alice@example.com\" matched on email \"alice@example.com\" but the ID Token has no email_verified claim, consider matching on sub instead (/etc/opk/auth_id:1)"
+        ]
+    );
 }
 
 #[test]
@@ -312,7 +399,7 @@ fn deny_users_still_wins_over_a_template() {
     let file = AuthIdFile::parse(format!("* %u@example.com {ISSUER}\n").as_bytes(), &path);
     let token = claims("root@example.com", "s");
     let evaluation = evaluate_rows(
-        &PolicyInput::danger_from_claims(token.as_object().unwrap().clone(), "root"),
+        &input(&token, "root"),
         &DenyLists {
             emails: Vec::new(),
             users: vec!["root".to_owned()],
@@ -364,10 +451,7 @@ fn a_home_template_row_applies_to_its_owner_only() {
     // %u is always the owner: alice's token gets in as alice...
     let evaluate_home = |email: &str| {
         evaluate_rows(
-            &PolicyInput::danger_from_claims(
-                claims(email, "s").as_object().unwrap().clone(),
-                "alice",
-            ),
+            &input(&claims(email, "s"), "alice"),
             &DenyLists::default(),
             Path::new("/etc/opk/config.yml"),
             home.rows(),
@@ -440,4 +524,109 @@ fn audit_understands_template_rows() {
         )
     );
     assert_eq!(home[1].status, Status::Warning);
+}
+
+#[test]
+fn templates_never_grant_root_system_accounts_or_the_verify_account() {
+    let template = format!("* %u@example.com {ISSUER}\n");
+    for (principal, why) in [
+        ("root", "a template never grants root"),
+        (
+            "daemon",
+            "a template never grants a system account (uid 1, below UID_MIN 1000 of /etc/login.defs)",
+        ),
+        (
+            "opksshuser",
+            "a template never grants the account opkssh verify runs as",
+        ),
+        (
+            "ghost",
+            "a template never grants an account that does not exist",
+        ),
+    ] {
+        let token = claims(&format!("{principal}@example.com"), "s");
+        let evaluation = evaluate(&token, principal, &template);
+        assert!(!evaluation.decision.is_allow(), "{principal}");
+        // explain names the row and the rule that refused it...
+        let step = &evaluation.decision.trace().steps[1];
+        assert_eq!(step.outcome, Outcome::Fail);
+        let shown = step.to_string();
+        assert!(
+            shown.starts_with(&format!(
+                "fail  auth_id row /etc/opk/auth_id:1: %u@example.com (template, %u = {principal}: {principal}@example.com) matched the id token claims (email {principal}@example.com matches {principal}@example.com), but {principal} is refused: {why}"
+            )),
+            "{shown}"
+        );
+        // ... and so does the deciding step, which verify logs at info level.
+        let trace = evaluation.decision.trace();
+        assert_eq!(trace.check, Check::NoMatch);
+        assert!(
+            trace
+                .detail
+                .contains(&format!("; template row /etc/opk/auth_id:1 refused: {why}")),
+            "{}",
+            trace.detail
+        );
+        // The refused match's email_verified warning is moot.
+        assert!(evaluation.notes.is_empty(), "{:?}", evaluation.notes);
+
+        // A row naming the account still grants it, even after the template.
+        let explicit = format!("{template}{principal} {principal}@example.com {ISSUER}\n");
+        let evaluation = evaluate(&token, principal, &explicit);
+        assert!(evaluation.decision.is_allow(), "{principal} explicit");
+        assert_eq!(
+            evaluation.decision.trace().check,
+            Check::Row(MatchKind::Email)
+        );
+    }
+    // Another name for uid 0 is root too.
+    let toor = PolicyInput::danger_from_claims(
+        claims("toor@example.com", "s").as_object().unwrap().clone(),
+        "toor",
+    )
+    .with_account_facts(AccountFacts {
+        account: Account::Uid(0),
+        ..facts("toor")
+    });
+    let path = PathBuf::from("/etc/opk/auth_id");
+    let file = AuthIdFile::parse(template.as_bytes(), &path);
+    let evaluation = evaluate_rows(
+        &toor,
+        &DenyLists::default(),
+        Path::new("/etc/opk/config.yml"),
+        file.rows(),
+        std::slice::from_ref(&path),
+    );
+    assert!(!evaluation.decision.is_allow());
+    // A row for someone else still reads as not matching, not as refused.
+    let evaluation = evaluate(&claims("alice@example.com", "s"), "root", &template);
+    assert!(
+        evaluation.decision.trace().steps[1]
+            .detail
+            .ends_with("does not match (id token: email alice@example.com != root@example.com)"),
+        "{:?}",
+        evaluation.decision.trace().steps
+    );
+}
+
+#[test]
+fn without_account_facts_no_template_grants() {
+    let path = PathBuf::from("/etc/opk/auth_id");
+    let file = AuthIdFile::parse(format!("* %u@example.com {ISSUER}\n").as_bytes(), &path);
+    let token = claims("alice@example.com", "s");
+    let evaluation = evaluate_rows(
+        &PolicyInput::danger_from_claims(token.as_object().unwrap().clone(), "alice"),
+        &DenyLists::default(),
+        Path::new("/etc/opk/config.yml"),
+        file.rows(),
+        std::slice::from_ref(&path),
+    );
+    assert!(!evaluation.decision.is_allow());
+    assert!(
+        evaluation.decision.trace().detail.ends_with(
+            "refused: a template grants no account it cannot look up (no account facts were given to the policy)"
+        ),
+        "{}",
+        evaluation.decision.trace().detail
+    );
 }

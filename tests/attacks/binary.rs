@@ -112,8 +112,26 @@ impl Host {
         (output.status.code() == Some(0), log)
     }
 
+    /// verify for the account `principal` (sshd's `%u`), with extra flags; the log is what
+    /// this run wrote.
+    pub fn verify_as(&self, principal: &str, flags: &[&str]) -> (bool, String) {
+        let (output, log) = self.verify_output_as(principal, flags);
+        (output.status.code() == Some(0), log)
+    }
+
     /// [`Host::verify_with`] with the whole process output (stdout, stderr, exit code).
     pub fn verify_output(&self, flags: &[&str]) -> (std::process::Output, String) {
+        self.verify_output_as("alice", flags)
+    }
+
+    /// [`Host::verify_as`] with the whole process output (stdout, stderr, exit code).
+    pub fn verify_output_as(
+        &self,
+        principal: &str,
+        flags: &[&str],
+    ) -> (std::process::Output, String) {
+        let log_path = self.dir.path().join("opkssh.log");
+        let before = std::fs::metadata(&log_path).map_or(0, |meta| meta.len());
         let (key_type, key_b64) = self.minted.type_and_base64();
         let output = Command::new(e2e::target_binary("opkssh"))
             .arg("verify")
@@ -124,11 +142,16 @@ impl Host {
             .arg("--log-file")
             .arg(self.dir.path().join("opkssh.log"))
             .args(flags)
-            .args(["alice", key_b64, key_type])
+            .args([principal, key_b64, key_type])
             .env_clear()
             .output()
             .unwrap();
-        let log = std::fs::read_to_string(self.dir.path().join("opkssh.log")).unwrap_or_default();
+        let log = std::fs::read(&log_path).unwrap_or_default();
+        let log = String::from_utf8_lossy(
+            log.get(usize::try_from(before).unwrap()..)
+                .unwrap_or_default(),
+        )
+        .into_owned();
         let allowed = output.status.code() == Some(0);
         assert_eq!(allowed, !output.stdout.is_empty(), "{output:?}");
         (output, log)

@@ -28,6 +28,7 @@ mod principal;
 mod proxy;
 mod signature;
 mod size;
+mod template;
 mod time;
 
 use opk_core::b64;

@@ -11,9 +11,9 @@ use crate::jwks_cache::{CacheSettings, Freshness};
 use crate::log::{Level, Log};
 use crate::pipeline::{self, AuthorizedKeysLine, Denial, Request, Settings};
 use policy::{
-    AuthIdFile, Check, ConfigDir, Decision, DenyLists, Enforcer, Evaluation, FileError,
-    FileErrorKind, HomeAccess, Location, Outcome, PolicyInput, Providers, SshRequest, Step, Trace,
-    TraceSource,
+    AccountFacts, AuthIdFile, Check, ClaimSource, ConfigDir, Decision, DenyLists, Enforcer,
+    Evaluation, FileError, FileErrorKind, HomeAccess, Location, Outcome, PolicyInput, Providers,
+    SshRequest, Step, Trace, TraceSource,
 };
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -65,7 +65,8 @@ pub enum ServerFiles {
 pub struct Verdict {
     /// The sshd line, on allow only.
     pub line: Option<AuthorizedKeysLine>,
-    /// `email issuer=…` (or `sub:…`), `-` before the token verified.
+    /// `email issuer=…` (or `sub:…`), `-` before the token verified; `email (from userinfo)
+    /// issuer=…` when the deciding row matched the userinfo claims.
     pub identity: String,
     /// The deciding step and every step taken.
     pub trace: Trace,
@@ -347,11 +348,13 @@ fn decide_steps(
         .with_env_vars(config.env_vars.clone())
         .with_max_policy_size(config.max_policy_size())
         .with_home_access(HomeAccess::sudo(program));
-    let mut input = PolicyInput::new(&verified.token, attempt.principal).with_ssh(SshRequest {
-        cert_b64: attempt.key_base64.to_owned(),
-        key_type: attempt.key_type.to_owned(),
-        extra_args: attempt.extra.to_vec(),
-    });
+    let mut input = PolicyInput::new(&verified.token, attempt.principal)
+        .with_ssh(SshRequest {
+            cert_b64: attempt.key_base64.to_owned(),
+            key_type: attempt.key_type.to_owned(),
+            extra_args: attempt.extra.to_vec(),
+        })
+        .with_account_facts(AccountFacts::of_system(attempt.principal));
     if let Some(userinfo) = &verified.userinfo {
         input = input.with_userinfo(serde_json::Value::Object(userinfo.clone()).to_string());
     }
@@ -361,7 +364,21 @@ fn decide_steps(
     };
     notes.extend(evaluation.notes);
     let matched = match evaluation.decision {
-        Decision::Allow { matched, .. } => {
+        Decision::Allow {
+            matched, source, ..
+        } => {
+            // The log names the identity that was let in: a row that matched the userinfo
+            // claims let in the userinfo email, not the ID token's.
+            if source == ClaimSource::Userinfo
+                && let Some(userinfo) = &verified.userinfo
+            {
+                let who = userinfo
+                    .get("email")
+                    .and_then(serde_json::Value::as_str)
+                    .filter(|email| !email.is_empty())
+                    .map_or_else(|| format!("sub:{}", claims.subject()), str::to_owned);
+                *identity = format!("{who} (from userinfo) issuer={}", claims.issuer());
+            }
             let step = matched.deciding_step(Outcome::Pass);
             steps.extend(matched.steps);
             step
