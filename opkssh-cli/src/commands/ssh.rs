@@ -1,9 +1,14 @@
-//! `opkssh ssh [OPTIONS] [--] <ssh args…>` (upstream openpubkey/opkssh#72): run the system
+//! `opkssh ssh [OPTIONS] <ssh args…>` (upstream openpubkey/opkssh#72): run the system
 //! `ssh` with the opkssh identity, logging in first when the key or certificate is missing or
 //! the ID token expires within `--min-valid`. The login is this same binary's `opkssh login`
 //! (browser, device flow, agent as its flags and the client config say), run as a child with
 //! its output on stderr, so ssh's stdout stays the remote command's; then `ssh` replaces this
 //! process, so the exit status is ssh's.
+//!
+//! The arguments split as `sudo` and `env` split theirs: opkssh's options come first, and the
+//! first argument that is not one of them starts ssh's, which are passed on exactly as written,
+//! a `--` included. clap alone would swallow the user's `--` (and with it ssh's protection of a
+//! host name that starts with `-`), so [`mark_ssh_arguments`] finds the split first.
 
 use crate::error::CliError;
 use opk_client::check::{self, Problem};
@@ -40,7 +45,14 @@ pub(crate) struct SshArgs {
     /// For the login: client config file (default: ~/.opk/config.yml).
     #[arg(long, value_name = "FILE")]
     pub(crate) config_path: Option<PathBuf>,
-    /// Arguments for ssh (host, command, ssh options), after `--` if they start with `-`.
+    /// For the login: principals to put in the certificate (opkssh login --principals).
+    #[arg(long, value_name = "LIST")]
+    pub(crate) principals: Vec<String>,
+    /// For the login: ecdsa or ed25519 (opkssh login -t; here `-t` is ssh's).
+    #[arg(long, value_name = "TYPE")]
+    pub(crate) key_type: Option<String>,
+    /// ssh's arguments, passed on as written: the first argument that is not an option above
+    /// starts them (`-p 2222 host`, `-- "$host" command`).
     #[arg(
         required = true,
         trailing_var_arg = true,
@@ -48,6 +60,70 @@ pub(crate) struct SshArgs {
         value_name = "SSH_ARGS"
     )]
     pub(crate) ssh_args: Vec<OsString>,
+}
+
+/// Marks where ssh's arguments start in a whole command line (program name first) by putting
+/// a `--` there for clap to consume, so the user's own `--`, if any, reaches ssh. Other
+/// subcommands' command lines come back as they were.
+pub(crate) fn mark_ssh_arguments(mut command_line: Vec<OsString>) -> Vec<OsString> {
+    // The program's own options take no value, so the subcommand is its first non-option.
+    let subcommand = command_line
+        .iter()
+        .enumerate()
+        .skip(1)
+        .find(|(_, argument)| !argument.as_encoded_bytes().starts_with(b"-"))
+        .map(|(index, argument)| (index, argument == "ssh"));
+    let Some((index, true)) = subcommand else {
+        return command_line;
+    };
+    let rest = command_line.get(index + 1..).unwrap_or_default();
+    let start = index + 1 + count_opkssh_options(rest);
+    command_line.insert(start.min(command_line.len()), OsString::from("--"));
+    command_line
+}
+
+/// How many of `arguments` (those after `ssh`) are opkssh's options and their values, going
+/// by the clap definition so the two cannot disagree.
+fn count_opkssh_options(arguments: &[OsString]) -> usize {
+    use clap::Args as _;
+    let mut command = SshArgs::augment_args(clap::Command::new("ssh"));
+    command.build();
+    let takes_value = |argument: &clap::Arg| argument.get_action().takes_values();
+    let mut count = 0;
+    while let Some(argument) = arguments.get(count) {
+        let bytes = argument.as_encoded_bytes();
+        let known = if let Some(long) = bytes.strip_prefix(b"--").filter(|long| !long.is_empty()) {
+            let (name, inline_value) = match long.iter().position(|&byte| byte == b'=') {
+                Some(equals) => (long.get(..equals).unwrap_or_default(), true),
+                None => (long, false),
+            };
+            command
+                .get_arguments()
+                .find(|known| {
+                    known
+                        .get_long()
+                        .is_some_and(|known| known.as_bytes() == name)
+                })
+                .map(|known| takes_value(known) && !inline_value)
+        } else if let [b'-', short] = bytes {
+            command
+                .get_arguments()
+                .find(|known| {
+                    known
+                        .get_short()
+                        .is_some_and(|known| u32::from(known) == u32::from(*short))
+                })
+                .map(takes_value)
+        } else {
+            None
+        };
+        match known {
+            Some(true) => count += 2,
+            Some(false) => count += 1,
+            None => break,
+        }
+    }
+    count.min(arguments.len())
 }
 
 fn parse_duration(value: &str) -> Result<Duration, String> {
@@ -104,6 +180,12 @@ fn log_in(args: &SshArgs) -> Result<(), CliError> {
     if let Some(config) = &args.config_path {
         login.arg("--config-path").arg(config);
     }
+    for principals in &args.principals {
+        login.arg(format!("--principals={principals}"));
+    }
+    if let Some(key_type) = &args.key_type {
+        login.arg(format!("--key-type={key_type}"));
+    }
     if let Some(alias) = &args.alias {
         login.arg(alias);
     }
@@ -150,4 +232,73 @@ pub(crate) fn run(args: &SshArgs) -> Result<ExitCode, CliError> {
         .args(&args.ssh_args)
         .exec();
     Err(fail(format!("cannot run ssh: {error}")))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure
+
+    use super::*;
+
+    fn marked(command_line: &str) -> String {
+        let words = command_line.split(' ').map(OsString::from).collect();
+        let marked: Vec<String> = mark_ssh_arguments(words)
+            .into_iter()
+            .map(|word| word.into_string().unwrap())
+            .collect();
+        marked.join(" ")
+    }
+
+    #[test]
+    fn the_first_argument_opkssh_does_not_know_starts_ssh_arguments() {
+        assert_eq!(
+            marked("opkssh ssh host uptime"),
+            "opkssh ssh -- host uptime"
+        );
+        assert_eq!(
+            marked("opkssh ssh -p 2222 host"),
+            "opkssh ssh -- -p 2222 host"
+        );
+        assert_eq!(
+            marked("opkssh ssh --key K -o BatchMode=yes host"),
+            "opkssh ssh --key K -- -o BatchMode=yes host"
+        );
+        assert_eq!(
+            marked("opkssh ssh --key=K --device -t host"),
+            "opkssh ssh --key=K --device -- -t host"
+        );
+        // opkssh's option names after the host are the remote command's.
+        assert_eq!(
+            marked("opkssh ssh --alias a host --key K"),
+            "opkssh ssh --alias a -- host --key K"
+        );
+    }
+
+    #[test]
+    fn the_users_double_dash_goes_to_ssh() {
+        assert_eq!(
+            marked("opkssh ssh --key K -- -oProxyCommand=x true"),
+            "opkssh ssh --key K -- -- -oProxyCommand=x true"
+        );
+        assert_eq!(marked("opkssh ssh -- host"), "opkssh ssh -- -- host");
+        // A value is taken whole, whatever it looks like.
+        assert_eq!(
+            marked("opkssh ssh --alias -- host"),
+            "opkssh ssh --alias -- -- host"
+        );
+    }
+
+    #[test]
+    fn help_and_a_missing_value_stay_opkssh_s() {
+        assert_eq!(marked("opkssh ssh --help"), "opkssh ssh --help --");
+        assert_eq!(marked("opkssh ssh -h"), "opkssh ssh -h --");
+        assert_eq!(marked("opkssh ssh --key"), "opkssh ssh --key --");
+    }
+
+    #[test]
+    fn other_commands_are_left_alone() {
+        assert_eq!(marked("opkssh login -- x"), "opkssh login -- x");
+        assert_eq!(marked("opkssh --version ssh"), "opkssh --version ssh --");
+        assert_eq!(marked("opkssh help ssh"), "opkssh help ssh");
+    }
 }
