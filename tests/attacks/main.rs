@@ -27,6 +27,7 @@ mod policy_files;
 mod principal;
 mod signature;
 mod size;
+mod ssh_command;
 mod time;
 
 use opk_core::b64;

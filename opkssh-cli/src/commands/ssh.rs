@@ -159,6 +159,14 @@ fn why(problem: &Problem) -> String {
     }
 }
 
+/// `--flag=value` as one argument, so login cannot read a value that starts with `-` as a flag.
+fn flag_with_value(flag: &str, value: impl AsRef<std::ffi::OsStr>) -> OsString {
+    let mut argument = OsString::from(flag);
+    argument.push("=");
+    argument.push(value);
+    argument
+}
+
 /// Runs `opkssh login` with the login flags given to `opkssh ssh`, its output on stderr.
 fn log_in(args: &SshArgs) -> Result<(), CliError> {
     let exe =
@@ -166,10 +174,10 @@ fn log_in(args: &SshArgs) -> Result<(), CliError> {
     let mut login = Command::new(exe);
     login.arg("login");
     if let Some(key) = &args.key {
-        login.arg("-i").arg(key);
+        login.arg(flag_with_value("--private-key-file", key));
     }
     if let Some(provider) = &args.provider {
-        login.arg("--provider").arg(provider);
+        login.arg(flag_with_value("--provider", provider));
     }
     if args.device {
         login.arg("--device");
@@ -178,16 +186,17 @@ fn log_in(args: &SshArgs) -> Result<(), CliError> {
         login.arg("--disable-browser-open");
     }
     if let Some(config) = &args.config_path {
-        login.arg("--config-path").arg(config);
+        login.arg(flag_with_value("--config-path", config));
     }
     for principals in &args.principals {
-        login.arg(format!("--principals={principals}"));
+        login.arg(flag_with_value("--principals", principals));
     }
     if let Some(key_type) = &args.key_type {
-        login.arg(format!("--key-type={key_type}"));
+        login.arg(flag_with_value("--key-type", key_type));
     }
     if let Some(alias) = &args.alias {
-        login.arg(alias);
+        // After `--`, so an alias such as `--create-config` stays an alias.
+        login.arg("--").arg(alias);
     }
     let stderr = std::io::stderr()
         .as_fd()
