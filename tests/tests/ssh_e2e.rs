@@ -203,3 +203,31 @@ fn attack_host_that_looks_like_an_ssh_option_after_double_dash() {
     assert!(!run.status.success(), "{run:?}");
     assert!(!run.stderr.contains("logging in"), "{run:?}");
 }
+
+/// Issue 18 item 7: `--key` went to ssh as `-o CertificateFile=<path>`, which ssh splits at a
+/// space and `%`-expands, so a key in `~/my keys/` or named `100%d` was not offered (or ssh
+/// refused the option). Each key here is logged in to and its certificate gets ssh in.
+#[test]
+fn attack_key_path_with_a_space_or_a_percent_sign() {
+    let Some(e2e) = E2e::require() else { return };
+    let (op, server, home) = setup(&e2e, None);
+    for (dir, name) in [("100%d", "id%h%%"), ("my keys", "id_ecdsa")] {
+        let dir = home.join(dir);
+        std::fs::create_dir(&dir).unwrap();
+        let key = dir.join(name);
+        let mut ssh_args = ssh_options(&server);
+        ssh_args.extend([format!("{LOGIN_USER}@127.0.0.1"), "id".into(), "-un".into()]);
+        let run = opkssh_ssh_with(
+            &home,
+            &op,
+            &["--key", key.to_str().unwrap()],
+            &ssh_args,
+            true,
+        );
+        assert_got_in(&run, &server);
+        assert!(
+            key.with_file_name(format!("{name}-cert.pub")).exists(),
+            "{run:?}"
+        );
+    }
+}

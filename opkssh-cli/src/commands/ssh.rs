@@ -15,8 +15,9 @@ use opk_client::check::{self, Problem};
 use opk_client::{duration, placement};
 use std::ffi::OsString;
 use std::os::fd::AsFd as _;
+use std::os::unix::ffi::OsStringExt as _;
 use std::os::unix::process::CommandExt as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, SystemTime};
 
@@ -215,7 +216,49 @@ fn log_in(args: &SshArgs) -> Result<(), CliError> {
     }
 }
 
+/// `-o <keyword>="<path>"` for ssh, for any path ssh can be given. ssh splits an `-o` value
+/// at spaces unless quoted, expands `%` tokens and `${VAR}` in IdentityFile and
+/// CertificateFile, and a leading `~` (ssh_config(5)); `-i` would stat the path before the
+/// `%` expansion, so no escape works there. So: an absolute path, in double quotes, `%`
+/// doubled; what no quoting carries through every ssh version (`"`, `\`, `${`, control
+/// characters) is refused.
+fn ssh_config_option(keyword: &str, path: &Path) -> Result<OsString, CliError> {
+    let path = std::path::absolute(path)
+        .map_err(|error| fail(format!("cannot resolve {}: {error}", path.display())))?;
+    let bytes = path.as_os_str().as_encoded_bytes();
+    let unusable = if bytes.iter().any(u8::is_ascii_control) {
+        Some("a control character")
+    } else if bytes.contains(&b'"') {
+        Some("a double quote")
+    } else if bytes.contains(&b'\\') {
+        Some("a backslash")
+    } else if bytes.windows(2).any(|pair| pair == b"${") {
+        Some("`${`")
+    } else {
+        None
+    };
+    if let Some(what) = unusable {
+        return Err(fail(format!(
+            "ssh cannot be given the path {path:?}: it contains {what}; move the key to a \
+             plain path or link one to it"
+        )));
+    }
+    let mut option = format!("{keyword}=\"").into_bytes();
+    for &byte in bytes {
+        if byte == b'%' {
+            option.push(b'%');
+        }
+        option.push(byte);
+    }
+    option.push(b'"');
+    Ok(OsString::from_vec(option))
+}
+
 pub(crate) fn run(args: &SshArgs) -> Result<ExitCode, CliError> {
+    if let Some(key) = &args.key {
+        // Before any login: a key ssh cannot be given is refused now, not after it.
+        ssh_config_option("IdentityFile", key)?;
+    }
     let candidates = candidates(args)?;
     let usable = match check::check(&candidates, args.min_valid, SystemTime::now()) {
         Ok(usable) => usable,
@@ -231,13 +274,11 @@ pub(crate) fn run(args: &SshArgs) -> Result<ExitCode, CliError> {
             })?
         }
     };
-    let mut certificate_option = OsString::from("CertificateFile=");
-    certificate_option.push(usable.certificate.as_os_str());
     let error = Command::new("ssh")
-        .arg("-i")
-        .arg(&usable.key)
         .arg("-o")
-        .arg(certificate_option)
+        .arg(ssh_config_option("IdentityFile", &usable.key)?)
+        .arg("-o")
+        .arg(ssh_config_option("CertificateFile", &usable.certificate)?)
         .args(&args.ssh_args)
         .exec();
     Err(fail(format!("cannot run ssh: {error}")))
@@ -302,6 +343,40 @@ mod tests {
         assert_eq!(marked("opkssh ssh --help"), "opkssh ssh --help --");
         assert_eq!(marked("opkssh ssh -h"), "opkssh ssh -h --");
         assert_eq!(marked("opkssh ssh --key"), "opkssh ssh --key --");
+    }
+
+    fn option(path: &str) -> Result<String, CliError> {
+        ssh_config_option("CertificateFile", Path::new(path))
+            .map(|option| option.into_string().unwrap())
+    }
+
+    #[test]
+    fn key_paths_reach_ssh_quoted_with_percent_doubled() {
+        assert_eq!(
+            option("/home/a b/id 100%d-cert.pub").unwrap(),
+            "CertificateFile=\"/home/a b/id 100%%d-cert.pub\""
+        );
+        assert_eq!(
+            option("/home/it's #1/k").unwrap(),
+            "CertificateFile=\"/home/it's #1/k\""
+        );
+        // Never a leading `~` for ssh to expand.
+        assert!(
+            option("~other/k")
+                .unwrap()
+                .starts_with("CertificateFile=\"/")
+        );
+    }
+
+    #[test]
+    fn key_paths_ssh_cannot_take_are_refused() {
+        for path in ["/a\"b", "/a\\b", "/${HOME}/k", "/a\nb"] {
+            let error = option(path).unwrap_err().to_string();
+            assert!(
+                error.contains("ssh cannot be given the path"),
+                "{path}: {error}"
+            );
+        }
     }
 
     #[test]
