@@ -14,7 +14,8 @@ use error::CliError;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let command_line = commands::ssh::mark_ssh_arguments(std::env::args_os().collect());
+    let cli = match Cli::try_parse_from(command_line) {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
     };

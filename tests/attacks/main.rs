@@ -28,6 +28,7 @@ mod principal;
 mod proxy;
 mod signature;
 mod size;
+mod ssh_command;
 mod template;
 mod time;
 

@@ -1,17 +1,23 @@
-//! `opkssh ssh [OPTIONS] [--] <ssh args…>` (upstream openpubkey/opkssh#72): run the system
+//! `opkssh ssh [OPTIONS] <ssh args…>` (upstream openpubkey/opkssh#72): run the system
 //! `ssh` with the opkssh identity, logging in first when the key or certificate is missing or
 //! the ID token expires within `--min-valid`. The login is this same binary's `opkssh login`
 //! (browser, device flow, agent as its flags and the client config say), run as a child with
 //! its output on stderr, so ssh's stdout stays the remote command's; then `ssh` replaces this
 //! process, so the exit status is ssh's.
+//!
+//! The arguments split as `sudo` and `env` split theirs: opkssh's options come first, and the
+//! first argument that is not one of them starts ssh's, which are passed on exactly as written,
+//! a `--` included. clap alone would swallow the user's `--` (and with it ssh's protection of a
+//! host name that starts with `-`), so [`mark_ssh_arguments`] finds the split first.
 
 use crate::error::CliError;
 use opk_client::check::{self, Problem};
 use opk_client::{duration, placement};
 use std::ffi::OsString;
 use std::os::fd::AsFd as _;
+use std::os::unix::ffi::OsStringExt as _;
 use std::os::unix::process::CommandExt as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, SystemTime};
 
@@ -40,7 +46,14 @@ pub(crate) struct SshArgs {
     /// For the login: client config file (default: ~/.opk/config.yml).
     #[arg(long, value_name = "FILE")]
     pub(crate) config_path: Option<PathBuf>,
-    /// Arguments for ssh (host, command, ssh options), after `--` if they start with `-`.
+    /// For the login: principals to put in the certificate (opkssh login --principals).
+    #[arg(long, value_name = "LIST")]
+    pub(crate) principals: Vec<String>,
+    /// For the login: ecdsa or ed25519 (opkssh login -t; here `-t` is ssh's).
+    #[arg(long, value_name = "TYPE")]
+    pub(crate) key_type: Option<String>,
+    /// ssh's arguments, passed on as written: the first argument that is not an option above
+    /// starts them (`-p 2222 host`, `-- "$host" command`).
     #[arg(
         required = true,
         trailing_var_arg = true,
@@ -48,6 +61,70 @@ pub(crate) struct SshArgs {
         value_name = "SSH_ARGS"
     )]
     pub(crate) ssh_args: Vec<OsString>,
+}
+
+/// Marks where ssh's arguments start in a whole command line (program name first) by putting
+/// a `--` there for clap to consume, so the user's own `--`, if any, reaches ssh. Other
+/// subcommands' command lines come back as they were.
+pub(crate) fn mark_ssh_arguments(mut command_line: Vec<OsString>) -> Vec<OsString> {
+    // The program's own options take no value, so the subcommand is its first non-option.
+    let subcommand = command_line
+        .iter()
+        .enumerate()
+        .skip(1)
+        .find(|(_, argument)| !argument.as_encoded_bytes().starts_with(b"-"))
+        .map(|(index, argument)| (index, argument == "ssh"));
+    let Some((index, true)) = subcommand else {
+        return command_line;
+    };
+    let rest = command_line.get(index + 1..).unwrap_or_default();
+    let start = index + 1 + count_opkssh_options(rest);
+    command_line.insert(start.min(command_line.len()), OsString::from("--"));
+    command_line
+}
+
+/// How many of `arguments` (those after `ssh`) are opkssh's options and their values, going
+/// by the clap definition so the two cannot disagree.
+fn count_opkssh_options(arguments: &[OsString]) -> usize {
+    use clap::Args as _;
+    let mut command = SshArgs::augment_args(clap::Command::new("ssh"));
+    command.build();
+    let takes_value = |argument: &clap::Arg| argument.get_action().takes_values();
+    let mut count = 0;
+    while let Some(argument) = arguments.get(count) {
+        let bytes = argument.as_encoded_bytes();
+        let known = if let Some(long) = bytes.strip_prefix(b"--").filter(|long| !long.is_empty()) {
+            let (name, inline_value) = match long.iter().position(|&byte| byte == b'=') {
+                Some(equals) => (long.get(..equals).unwrap_or_default(), true),
+                None => (long, false),
+            };
+            command
+                .get_arguments()
+                .find(|known| {
+                    known
+                        .get_long()
+                        .is_some_and(|known| known.as_bytes() == name)
+                })
+                .map(|known| takes_value(known) && !inline_value)
+        } else if let [b'-', short] = bytes {
+            command
+                .get_arguments()
+                .find(|known| {
+                    known
+                        .get_short()
+                        .is_some_and(|known| u32::from(known) == u32::from(*short))
+                })
+                .map(takes_value)
+        } else {
+            None
+        };
+        match known {
+            Some(true) => count += 2,
+            Some(false) => count += 1,
+            None => break,
+        }
+    }
+    count.min(arguments.len())
 }
 
 fn parse_duration(value: &str) -> Result<Duration, String> {
@@ -83,6 +160,14 @@ fn why(problem: &Problem) -> String {
     }
 }
 
+/// `--flag=value` as one argument, so login cannot read a value that starts with `-` as a flag.
+fn flag_with_value(flag: &str, value: impl AsRef<std::ffi::OsStr>) -> OsString {
+    let mut argument = OsString::from(flag);
+    argument.push("=");
+    argument.push(value);
+    argument
+}
+
 /// Runs `opkssh login` with the login flags given to `opkssh ssh`, its output on stderr.
 fn log_in(args: &SshArgs) -> Result<(), CliError> {
     let exe =
@@ -90,10 +175,10 @@ fn log_in(args: &SshArgs) -> Result<(), CliError> {
     let mut login = Command::new(exe);
     login.arg("login");
     if let Some(key) = &args.key {
-        login.arg("-i").arg(key);
+        login.arg(flag_with_value("--private-key-file", key));
     }
     if let Some(provider) = &args.provider {
-        login.arg("--provider").arg(provider);
+        login.arg(flag_with_value("--provider", provider));
     }
     if args.device {
         login.arg("--device");
@@ -102,10 +187,17 @@ fn log_in(args: &SshArgs) -> Result<(), CliError> {
         login.arg("--disable-browser-open");
     }
     if let Some(config) = &args.config_path {
-        login.arg("--config-path").arg(config);
+        login.arg(flag_with_value("--config-path", config));
+    }
+    for principals in &args.principals {
+        login.arg(flag_with_value("--principals", principals));
+    }
+    if let Some(key_type) = &args.key_type {
+        login.arg(flag_with_value("--key-type", key_type));
     }
     if let Some(alias) = &args.alias {
-        login.arg(alias);
+        // After `--`, so an alias such as `--create-config` stays an alias.
+        login.arg("--").arg(alias);
     }
     let stderr = std::io::stderr()
         .as_fd()
@@ -124,7 +216,49 @@ fn log_in(args: &SshArgs) -> Result<(), CliError> {
     }
 }
 
+/// `-o <keyword>="<path>"` for ssh, for any path ssh can be given. ssh splits an `-o` value
+/// at spaces unless quoted, expands `%` tokens and `${VAR}` in IdentityFile and
+/// CertificateFile, and a leading `~` (ssh_config(5)); `-i` would stat the path before the
+/// `%` expansion, so no escape works there. So: an absolute path, in double quotes, `%`
+/// doubled; what no quoting carries through every ssh version (`"`, `\`, `${`, control
+/// characters) is refused.
+fn ssh_config_option(keyword: &str, path: &Path) -> Result<OsString, CliError> {
+    let path = std::path::absolute(path)
+        .map_err(|error| fail(format!("cannot resolve {}: {error}", path.display())))?;
+    let bytes = path.as_os_str().as_encoded_bytes();
+    let unusable = if bytes.iter().any(u8::is_ascii_control) {
+        Some("a control character")
+    } else if bytes.contains(&b'"') {
+        Some("a double quote")
+    } else if bytes.contains(&b'\\') {
+        Some("a backslash")
+    } else if bytes.windows(2).any(|pair| pair == b"${") {
+        Some("`${`")
+    } else {
+        None
+    };
+    if let Some(what) = unusable {
+        return Err(fail(format!(
+            "ssh cannot be given the path {path:?}: it contains {what}; move the key to a \
+             plain path or link one to it"
+        )));
+    }
+    let mut option = format!("{keyword}=\"").into_bytes();
+    for &byte in bytes {
+        if byte == b'%' {
+            option.push(b'%');
+        }
+        option.push(byte);
+    }
+    option.push(b'"');
+    Ok(OsString::from_vec(option))
+}
+
 pub(crate) fn run(args: &SshArgs) -> Result<ExitCode, CliError> {
+    if let Some(key) = &args.key {
+        // Before any login: a key ssh cannot be given is refused now, not after it.
+        ssh_config_option("IdentityFile", key)?;
+    }
     let candidates = candidates(args)?;
     let usable = match check::check(&candidates, args.min_valid, SystemTime::now()) {
         Ok(usable) => usable,
@@ -140,14 +274,115 @@ pub(crate) fn run(args: &SshArgs) -> Result<ExitCode, CliError> {
             })?
         }
     };
-    let mut certificate_option = OsString::from("CertificateFile=");
-    certificate_option.push(usable.certificate.as_os_str());
     let error = Command::new("ssh")
-        .arg("-i")
-        .arg(&usable.key)
         .arg("-o")
-        .arg(certificate_option)
+        .arg(ssh_config_option("IdentityFile", &usable.key)?)
+        .arg("-o")
+        .arg(ssh_config_option("CertificateFile", &usable.certificate)?)
         .args(&args.ssh_args)
         .exec();
     Err(fail(format!("cannot run ssh: {error}")))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure
+
+    use super::*;
+
+    fn marked(command_line: &str) -> String {
+        let words = command_line.split(' ').map(OsString::from).collect();
+        let marked: Vec<String> = mark_ssh_arguments(words)
+            .into_iter()
+            .map(|word| word.into_string().unwrap())
+            .collect();
+        marked.join(" ")
+    }
+
+    #[test]
+    fn the_first_argument_opkssh_does_not_know_starts_ssh_arguments() {
+        assert_eq!(
+            marked("opkssh ssh host uptime"),
+            "opkssh ssh -- host uptime"
+        );
+        assert_eq!(
+            marked("opkssh ssh -p 2222 host"),
+            "opkssh ssh -- -p 2222 host"
+        );
+        assert_eq!(
+            marked("opkssh ssh --key K -o BatchMode=yes host"),
+            "opkssh ssh --key K -- -o BatchMode=yes host"
+        );
+        assert_eq!(
+            marked("opkssh ssh --key=K --device -t host"),
+            "opkssh ssh --key=K --device -- -t host"
+        );
+        // opkssh's option names after the host are the remote command's.
+        assert_eq!(
+            marked("opkssh ssh --alias a host --key K"),
+            "opkssh ssh --alias a -- host --key K"
+        );
+    }
+
+    #[test]
+    fn the_users_double_dash_goes_to_ssh() {
+        assert_eq!(
+            marked("opkssh ssh --key K -- -oProxyCommand=x true"),
+            "opkssh ssh --key K -- -- -oProxyCommand=x true"
+        );
+        assert_eq!(marked("opkssh ssh -- host"), "opkssh ssh -- -- host");
+        // A value is taken whole, whatever it looks like.
+        assert_eq!(
+            marked("opkssh ssh --alias -- host"),
+            "opkssh ssh --alias -- -- host"
+        );
+    }
+
+    #[test]
+    fn help_and_a_missing_value_stay_opkssh_s() {
+        assert_eq!(marked("opkssh ssh --help"), "opkssh ssh --help --");
+        assert_eq!(marked("opkssh ssh -h"), "opkssh ssh -h --");
+        assert_eq!(marked("opkssh ssh --key"), "opkssh ssh --key --");
+    }
+
+    fn option(path: &str) -> Result<String, CliError> {
+        ssh_config_option("CertificateFile", Path::new(path))
+            .map(|option| option.into_string().unwrap())
+    }
+
+    #[test]
+    fn key_paths_reach_ssh_quoted_with_percent_doubled() {
+        assert_eq!(
+            option("/home/a b/id 100%d-cert.pub").unwrap(),
+            "CertificateFile=\"/home/a b/id 100%%d-cert.pub\""
+        );
+        assert_eq!(
+            option("/home/it's #1/k").unwrap(),
+            "CertificateFile=\"/home/it's #1/k\""
+        );
+        // Never a leading `~` for ssh to expand.
+        assert!(
+            option("~other/k")
+                .unwrap()
+                .starts_with("CertificateFile=\"/")
+        );
+    }
+
+    #[test]
+    fn key_paths_ssh_cannot_take_are_refused() {
+        for path in ["/a\"b", "/a\\b", "/${HOME}/k", "/a\nb"] {
+            let error = option(path).unwrap_err().to_string();
+            assert!(
+                error.contains("ssh cannot be given the path"),
+                "{path}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_commands_are_left_alone() {
+        assert_eq!(marked("opkssh login -- x"), "opkssh login -- x");
+        assert_eq!(marked("opkssh --version ssh"), "opkssh --version ssh --");
+        assert_eq!(marked("opkssh help ssh"), "opkssh help ssh");
+    }
 }
