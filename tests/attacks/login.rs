@@ -18,6 +18,7 @@ use opkssh_tests::login::LoginProcess;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -185,8 +186,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts a login whose client config names the provider with `redirect_uri`.
-fn start_login_with(op: &LyingOp, redirect_uri: &str, extra: &[&str]) -> PendingLogin {
+/// A home whose client config names the provider with `redirect_uri`.
+fn home_for(op: &LyingOp, redirect_uri: &str) -> tempfile::TempDir {
     let home = tempfile::tempdir().unwrap();
     std::fs::create_dir(home.path().join(".opk")).unwrap();
     std::fs::write(
@@ -197,11 +198,19 @@ fn start_login_with(op: &LyingOp, redirect_uri: &str, extra: &[&str]) -> Pending
         ),
     )
     .unwrap();
-    let key = home.path().join("id_key");
-    let mut args = vec!["-i", key.to_str().unwrap()];
-    args.extend_from_slice(extra);
+    home
+}
+
+/// Starts `opkssh login <args> lying` in `home`, stopped where it waits for the browser.
+fn start_login_in(
+    op: &LyingOp,
+    home: tempfile::TempDir,
+    args: &[&str],
+    env: &[(&str, &OsStr)],
+) -> PendingLogin {
+    let mut args = args.to_vec();
     args.push("lying");
-    let mut process = LoginProcess::start(home.path(), &args, &[]);
+    let mut process = LoginProcess::start(home.path(), &args, env);
     let login_url = process.auth_url();
     let response = e2e::loopback_agent().get(&login_url).call().unwrap();
     let location = response.headers()["location"].to_str().unwrap().to_owned();
@@ -220,6 +229,16 @@ fn start_login_with(op: &LyingOp, redirect_uri: &str, extra: &[&str]) -> Pending
         home,
         request,
     }
+}
+
+/// Starts a login with `-i <home>/id_key` whose client config names the provider with
+/// `redirect_uri`.
+fn start_login_with(op: &LyingOp, redirect_uri: &str, extra: &[&str]) -> PendingLogin {
+    let home = home_for(op, redirect_uri);
+    let key = home.path().join("id_key");
+    let mut args = vec!["-i", key.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    start_login_in(op, home, &args, &[])
 }
 
 fn start_login(op: &LyingOp, extra: &[&str]) -> PendingLogin {
@@ -597,4 +616,128 @@ fn refreshed_id_token_signed_by_a_stranger() {
     });
     assert!(output.contains("id token"), "{output}");
     assert_eq!(before, after, "the certificate was rewritten");
+}
+
+/// An honest login without `-i` in `home`: the key pair lands on the default names.
+fn default_login(op: &LyingOp, home: tempfile::TempDir) -> (bool, String, tempfile::TempDir) {
+    let login = start_login_in(op, home, &[], &[]);
+    op.answer_with(vec![op.sign(&op.claims(login.param("nonce")))]);
+    assert_eq!(login.honest_callback(), 200);
+    login.end()
+}
+
+/// What a user gets from `ssh-keygen -t ecdsa -f <path>`: their own key, not opkssh's.
+fn ssh_keygen(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(format!("{}.pub", path.display()));
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ecdsa", "-N", "", "-C", "alice@laptop", "-f"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+}
+
+/// A home where an earlier opkssh login wrote `~/.ssh/id_ecdsa` and its certificate (comment
+/// `openpubkey`), then the user ran `ssh-keygen` into `id_ecdsa`: the certificate is stale.
+fn home_with_own_key_beside_a_stale_certificate(op: &LyingOp) -> tempfile::TempDir {
+    let redirect_uri = format!("http://localhost:{}/login-callback", free_port());
+    let (succeeded, output, home) = default_login(op, home_for(op, &redirect_uri));
+    assert!(succeeded, "{output}");
+    let ssh = home.path().join(".ssh");
+    let stale = std::fs::read_to_string(ssh.join("id_ecdsa-cert.pub")).unwrap();
+    assert!(stale.ends_with(" openpubkey"), "{stale}");
+    ssh_keygen(&ssh.join("id_ecdsa"));
+    home
+}
+
+/// The files under `~/.ssh`, by name, with their contents.
+fn ssh_files(home: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(home.join(".ssh"))
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .map(|entry| {
+            (
+                entry.file_name().to_string_lossy().into_owned(),
+                std::fs::read(entry.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn users_own_key_beside_a_stale_openpubkey_certificate() {
+    let Some(op) = gated() else { return };
+    let home = home_with_own_key_beside_a_stale_certificate(&op);
+    let ssh = home.path().join(".ssh");
+    let own_key = std::fs::read(ssh.join("id_ecdsa")).unwrap();
+    let own_public = std::fs::read(ssh.join("id_ecdsa.pub")).unwrap();
+    let stale = std::fs::read(ssh.join("id_ecdsa-cert.pub")).unwrap();
+
+    let (succeeded, output, home) = default_login(&op, home);
+    assert!(succeeded, "{output}");
+    // The user's key and what sits beside it are untouched; the login took the next name,
+    // as it does for any key that is not opkssh's.
+    assert_eq!(
+        std::fs::read(ssh.join("id_ecdsa")).unwrap(),
+        own_key,
+        "{output}"
+    );
+    assert_eq!(std::fs::read(ssh.join("id_ecdsa.pub")).unwrap(), own_public);
+    assert_eq!(std::fs::read(ssh.join("id_ecdsa-cert.pub")).unwrap(), stale);
+    let written = ssh.join("id_ecdsa_sk-cert.pub");
+    assert!(
+        output.contains(&format!(
+            "Writing opk ssh public key to {}",
+            written.display()
+        )),
+        "{output}"
+    );
+    let certificate = OpksshCertificate::from_line(&std::fs::read_to_string(&written).unwrap());
+    let key = opk_core::sshcert::private_key_from_openssh(
+        &std::fs::read_to_string(ssh.join("id_ecdsa_sk")).unwrap(),
+    )
+    .unwrap();
+    assert!(certificate.unwrap().matches_upk(&key.public_key()));
+    drop(home);
+}
+
+#[test]
+fn users_own_keys_on_every_default_name() {
+    let Some(op) = gated() else { return };
+    let home = home_with_own_key_beside_a_stale_certificate(&op);
+    let ssh = home.path().join(".ssh");
+    // The user also generated `id_ecdsa_sk` over an earlier opkssh pair.
+    std::fs::copy(
+        ssh.join("id_ecdsa-cert.pub"),
+        ssh.join("id_ecdsa_sk-cert.pub"),
+    )
+    .unwrap();
+    ssh_keygen(&ssh.join("id_ecdsa_sk"));
+    let before = ssh_files(home.path());
+
+    let (succeeded, output, home) = default_login(&op, home);
+    assert!(!succeeded, "{output}");
+    assert_eq!(ssh_files(home.path()), before, "{output}");
+    // The refusal says which files were kept, why, and what to do instead.
+    for expected in [
+        "Error: no default ssh key file free for openpubkey",
+        &format!(
+            "private key {} does not match certificate {}-cert.pub",
+            ssh.join("id_ecdsa").display(),
+            ssh.join("id_ecdsa").display()
+        ),
+        &format!(
+            "private key {} does not match",
+            ssh.join("id_ecdsa_sk").display()
+        ),
+        "-i <path>",
+    ] {
+        assert!(
+            output.contains(expected),
+            "expected `{expected}`:\n{output}"
+        );
+    }
 }
