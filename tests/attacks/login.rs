@@ -46,6 +46,8 @@ struct Answers {
     id_tokens: Vec<String>,
     /// Form bodies posted to the token endpoint.
     token_requests: Vec<String>,
+    /// Once `id_tokens` is used up: the error answered (HTTP 400).
+    refusal: Option<Value>,
 }
 
 /// An OpenID provider on loopback whose ID tokens the test writes.
@@ -115,6 +117,11 @@ impl LyingOp {
     fn answer_with(&self, id_tokens: Vec<String>) {
         self.answers.lock().unwrap().id_tokens = id_tokens;
     }
+
+    /// Answers the token endpoint with this OAuth error (HTTP 400).
+    fn refuse_with(&self, error: Value) {
+        self.answers.lock().unwrap().refusal = Some(error);
+    }
 }
 
 fn serve(mut stream: TcpStream, discovery: &str, jwks: &str, answers: &Mutex<Answers>) {
@@ -149,16 +156,20 @@ fn serve(mut stream: TcpStream, discovery: &str, jwks: &str, answers: &Mutex<Ans
             answers
                 .token_requests
                 .push(String::from_utf8_lossy(&body).into_owned());
-            if answers.id_tokens.is_empty() {
-                (400, json!({"error": "invalid_grant"}).to_string())
-            } else {
-                let id_token = answers.id_tokens.remove(0);
+            let id_token = (!answers.id_tokens.is_empty()).then(|| answers.id_tokens.remove(0));
+            if let Some(id_token) = id_token {
                 (
                     200,
                     json!({"id_token": id_token, "access_token": "at", "token_type": "Bearer",
                            "refresh_token": "rt", "expires_in": 3600})
                     .to_string(),
                 )
+            } else {
+                let refusal = answers
+                    .refusal
+                    .clone()
+                    .unwrap_or_else(|| json!({"error": "invalid_grant"}));
+                (400, refusal.to_string())
             }
         }
         _ => (404, "{}".to_owned()),
@@ -740,4 +751,180 @@ fn users_own_keys_on_every_default_name() {
             "expected `{expected}`:\n{output}"
         );
     }
+}
+
+/// Claim values that would draw on a terminal or start lines of their own: ESC sequences, CR,
+/// LF, a C1 control, a paragraph separator and bidi overrides. Each injected line starts with
+/// `FAKE`.
+const HOSTILE_EMAIL: &str = "alice\u{1b}[2K\r\u{202e}@example.com\nFAKE email line";
+const HOSTILE_SUB: &str = "alice\u{1b}]0;owned\u{7}\u{9b}1m\r\nFAKE sub line\u{2066}";
+const HOSTILE_AUD: &str = "evil\u{1b}[1G\r\nopenpubkey FAKE aud line\u{2029}\u{202e}";
+
+/// Panics unless `text` (output or a file, `what`) holds no raw control, separator or bidi
+/// character other than its own line ends, and every `FAKE` in it follows a visible `\n`
+/// escape instead of starting a line.
+fn assert_nothing_raw(what: &str, text: &str) {
+    let raw: Vec<char> = text
+        .chars()
+        .filter(|&c| opk_core::escape::needs_escape(c) && c != '\\' && c != '\n')
+        .collect();
+    assert!(raw.is_empty(), "{what}: raw {raw:?} in:\n{text}");
+    for line in text.lines() {
+        assert!(
+            !line.trim_start().starts_with("FAKE") && !line.starts_with("openpubkey FAKE"),
+            "{what}: an injected line:\n{text}"
+        );
+    }
+    let escaped = text.matches("\\nFAKE").count() + text.matches("\\nopenpubkey FAKE").count();
+    assert_eq!(text.matches("FAKE").count(), escaped, "{what}:\n{text}");
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// OpenSSH's `ssh-agent` in the foreground on a socket in `dir`; killed on drop.
+struct SshAgent {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl SshAgent {
+    fn start(dir: &Path) -> Self {
+        let socket = dir.join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("e2e: ssh-agent (openssh-client) must be installed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "ssh-agent made no socket");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Self { child, socket }
+    }
+}
+
+impl Drop for SshAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn claims_with_terminal_controls_and_line_breaks() {
+    let Some(op) = gated() else { return };
+    let redirect_uri = format!("http://localhost:{}/login-callback", free_port());
+    let home = home_for(&op, &redirect_uri);
+    // The identity directory, whose certificate comment carries the audience.
+    let configured = Command::new(e2e::target_binary("opkssh"))
+        .args(["login", "--configure"])
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(configured.status.success(), "{configured:?}");
+    let agent_dir = tempfile::tempdir().unwrap();
+    let agent = SshAgent::start(agent_dir.path());
+
+    let login = start_login_in(
+        &op,
+        home,
+        &["--print-id-token", "--inspect-cert"],
+        &[("SSH_AUTH_SOCK", agent.socket.as_os_str())],
+    );
+    let mut claims = op.claims(login.param("nonce"));
+    claims["email"] = json!(HOSTILE_EMAIL);
+    claims["sub"] = json!(HOSTILE_SUB);
+    // The hostile audience comes first, as the one shown and written; ours is in the list.
+    claims["aud"] = json!([HOSTILE_AUD, CLIENT_ID]);
+    claims["azp"] = json!(CLIENT_ID);
+    op.answer_with(vec![op.sign(&claims)]);
+    assert_eq!(login.honest_callback(), 200);
+    let (succeeded, output, home) = login.end();
+    assert!(succeeded, "{output}");
+
+    assert_nothing_raw("output", &output);
+    let line = |text| opk_core::escape::line(text).into_owned();
+    let identity = format!(
+        "{} {} {} {}",
+        line(HOSTILE_EMAIL),
+        line(HOSTILE_SUB),
+        op.issuer,
+        line(HOSTILE_AUD)
+    );
+    assert!(
+        output.contains(&identity),
+        "expected `{identity}`:\n{output}"
+    );
+
+    let written = files_under(&home.path().join(".ssh"));
+    for file in &written {
+        assert_nothing_raw(
+            &file.display().to_string(),
+            &std::fs::read_to_string(file).unwrap(),
+        );
+    }
+    let certificate = written
+        .iter()
+        .find(|file| file.to_string_lossy().ends_with("-cert.pub"))
+        .unwrap_or_else(|| panic!("no certificate in {written:?}"));
+    let text = std::fs::read_to_string(certificate).unwrap();
+    assert!(!text.contains('\n'), "{text}");
+    assert!(
+        text.ends_with(&format!(
+            "  openpubkey: {} {}",
+            op.issuer,
+            line(HOSTILE_AUD)
+        )),
+        "{text}"
+    );
+
+    let held = opk_client::agent::Agent::connect(&agent.socket)
+        .unwrap()
+        .identities()
+        .unwrap();
+    assert_eq!(held.len(), 1, "{held:?}");
+    let comment = String::from_utf8(held[0].comment.clone()).unwrap();
+    assert_nothing_raw("agent comment", &comment);
+    assert_eq!(
+        comment,
+        format!("openpubkey {} {}", op.issuer, line(HOSTILE_EMAIL))
+    );
+}
+
+#[test]
+fn token_endpoint_error_description_with_terminal_controls() {
+    let Some(op) = gated() else { return };
+    let description = "\u{1b}[2K\r\u{202e}code expired\u{9b}31m\nFAKE error line";
+    op.refuse_with(json!({
+        "error": "invalid_grant\u{1b}[1G",
+        "error_description": description,
+    }));
+    let login = start_login(&op, &[]);
+    let _ = login.honest_callback();
+    let (succeeded, output, home) = login.end();
+    assert!(!succeeded, "{output}");
+    assert_nothing_raw("output", &output);
+    let shown = opk_core::escape::line(description);
+    assert!(
+        output.contains(shown.as_ref()),
+        "expected `{shown}`:\n{output}"
+    );
+    assert!(!home.path().join("id_key").exists());
 }

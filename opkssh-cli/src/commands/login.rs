@@ -17,6 +17,7 @@ use opk_client::{
     login, pretty_id_token,
 };
 use opk_core::device::DeviceAuthorization;
+use opk_core::escape;
 use opk_core::jws::SigningKey;
 use opk_core::pktoken::PkToken;
 use opk_core::sshcert::{
@@ -265,7 +266,10 @@ pub(crate) fn run(args: &LoginArgs) -> Result<ExitCode, CliError> {
     let mut out = Output::new(args.log_dir.as_deref());
     out.disable_browser_open = args.disable_browser_open;
     out.qr = !args.no_qr;
-    let result = run_inner(args, &mut out);
+    // A login's errors quote the provider (a token endpoint's `error_description`, a claim), so
+    // the message is escaped once here, for the log line and for `Error: …` alike.
+    let result = run_inner(args, &mut out)
+        .map_err(|error| CliError::Usage(escape::line(&error.to_string()).into_owned()));
     if let Err(error) = &result {
         out.log(&format!("Error executing login command: {error}"));
     }
