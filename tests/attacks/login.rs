@@ -46,7 +46,10 @@ struct Answers {
     id_tokens: Vec<String>,
     /// Form bodies posted to the token endpoint.
     token_requests: Vec<String>,
-    /// Once `id_tokens` is used up: the error answered (HTTP 400).
+    /// Once `id_tokens` is used up: makes each further ID token (a provider that keeps
+    /// refreshing).
+    mint: Option<Box<dyn FnMut() -> String + Send>>,
+    /// Once `id_tokens` is used up and nothing mints: the error answered (HTTP 400).
     refusal: Option<Value>,
 }
 
@@ -118,9 +121,31 @@ impl LyingOp {
         self.answers.lock().unwrap().id_tokens = id_tokens;
     }
 
+    /// Once the queued ID tokens are used up, answers every refresh with `claims` signed
+    /// afresh, issued now and expiring `lifetime` seconds later.
+    fn mint_with(&self, claims: Value, lifetime: i64) {
+        let key = self.key.clone();
+        self.answers.lock().unwrap().mint = Some(Box::new(move || {
+            let mut claims = claims.clone();
+            claims["iat"] = json!(now());
+            claims["exp"] = json!(now() + lifetime);
+            Jws::sign(
+                &format!(r#"{{"alg":"ES256","kid":"{KID}","typ":"JWT"}}"#),
+                &b64::encode_url(claims.to_string()),
+                &key,
+            )
+            .unwrap()
+            .to_compact()
+        }));
+    }
+
     /// Answers the token endpoint with this OAuth error (HTTP 400).
     fn refuse_with(&self, error: Value) {
         self.answers.lock().unwrap().refusal = Some(error);
+    }
+
+    fn token_requests(&self) -> usize {
+        self.answers.lock().unwrap().token_requests.len()
     }
 }
 
@@ -156,7 +181,11 @@ fn serve(mut stream: TcpStream, discovery: &str, jwks: &str, answers: &Mutex<Ans
             answers
                 .token_requests
                 .push(String::from_utf8_lossy(&body).into_owned());
-            let id_token = (!answers.id_tokens.is_empty()).then(|| answers.id_tokens.remove(0));
+            let id_token = if answers.id_tokens.is_empty() {
+                answers.mint.as_mut().map(|mint| mint())
+            } else {
+                Some(answers.id_tokens.remove(0))
+            };
             if let Some(id_token) = id_token {
                 (
                     200,
@@ -560,15 +589,16 @@ fn redirect_uri_on_a_look_alike_of_localhost() {
     assert!(text.contains("localhost.attacker.com"), "{text}");
 }
 
-/// `--auto-refresh` with a first token that needs refreshing within a second or two; the
-/// refresh answers `refreshed`. Returns the certificate before, after, and the output.
+/// `--auto-refresh` with a first token due for refreshing at once (so the refresh comes after
+/// the loop's minimum interval); the refresh answers `refreshed`. Returns the certificate
+/// before, after, and the output.
 fn auto_refresh_with(
     op: &LyingOp,
     refreshed: impl FnOnce(&Value) -> String,
 ) -> (String, String, String) {
     let login = start_login(op, &["--auto-refresh"]);
     let mut claims = op.claims(login.param("nonce"));
-    // Refreshes start 60 s before exp.
+    // Refreshes start 60 s before exp, and no sooner than the minimum interval.
     claims["exp"] = json!(now() + 61);
     let mut fresh = claims.clone();
     fresh.as_object_mut().unwrap().remove("nonce");
@@ -927,4 +957,69 @@ fn token_endpoint_error_description_with_terminal_controls() {
         "expected `{shown}`:\n{output}"
     );
     assert!(!home.path().join("id_key").exists());
+}
+
+/// The refresh loop's minimum interval between two ID tokens (docs/client.md).
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Runs `opkssh login --auto-refresh` for about `window` against a provider whose login ID
+/// token lives `first_lifetime` seconds and every refreshed one `lifetime` seconds. Returns
+/// how many refreshes the provider saw, how long the login ran at most, and the output.
+fn refreshes_within(
+    op: &LyingOp,
+    first_lifetime: i64,
+    lifetime: i64,
+    window: Duration,
+) -> (usize, Duration, String) {
+    let started = Instant::now();
+    let mut login = start_login(op, &["--auto-refresh"]);
+    let mut claims = op.claims(login.param("nonce"));
+    claims["exp"] = json!(now() + first_lifetime);
+    let mut fresh = claims.clone();
+    fresh.as_object_mut().unwrap().remove("nonce");
+    op.answer_with(vec![op.sign(&claims)]);
+    op.mint_with(fresh, lifetime);
+    assert_eq!(login.honest_callback(), 200);
+    login.process.wait_for("Keys generated for identity");
+    std::thread::sleep(window.saturating_sub(started.elapsed()));
+    login.process.kill();
+    let ran = started.elapsed();
+    let (_, output, _) = login.end();
+    // The first request was the code grant.
+    (op.token_requests().saturating_sub(1), ran, output)
+}
+
+#[test]
+fn auto_refresh_with_id_tokens_that_live_20_seconds() {
+    let Some(op) = gated() else { return };
+    let (refreshes, ran, output) = refreshes_within(&op, 20, 20, Duration::from_secs(15));
+    // One ID token per minimum interval at most, each starting after the login.
+    let most = usize::try_from(ran.as_secs() / MIN_REFRESH_INTERVAL.as_secs()).unwrap();
+    assert!(
+        refreshes <= most,
+        "{refreshes} refreshes in {ran:?} (at most {most}):\n{}",
+        output.lines().take(40).collect::<Vec<_>>().join("\n")
+    );
+    // And the loop does keep a 20 s token fresh.
+    assert!(refreshes >= 1, "no refresh in {ran:?}:\n{output}");
+    assert!(output.contains("Refreshing id_token..."), "{output}");
+}
+
+#[test]
+fn auto_refresh_when_the_provider_hands_back_tokens_near_expiry() {
+    let Some(op) = gated() else { return };
+    let (refreshes, ran, output) = refreshes_within(&op, 5, 5, Duration::from_secs(25));
+    // Each token is gone before the next refresh may come, so the waits double from the
+    // minimum interval: refresh k comes at least MIN_REFRESH_INTERVAL · (2^k − 1) after the
+    // login.
+    let mut most = 0;
+    while MIN_REFRESH_INTERVAL.as_secs() * ((1 << (most + 1)) - 1) <= ran.as_secs() {
+        most += 1;
+    }
+    assert!(
+        refreshes <= most,
+        "{refreshes} refreshes in {ran:?} (at most {most}):\n{}",
+        output.lines().take(40).collect::<Vec<_>>().join("\n")
+    );
+    assert!(refreshes >= 1, "no refresh in {ran:?}:\n{output}");
 }

@@ -588,18 +588,19 @@ fn finish(
                 "{issuer} does not support auto-refresh (it returned no refresh token)"
             )));
         }
+        let mut schedule = login::RefreshSchedule::default();
         loop {
-            let expiry = login::current_expiry(&session.pk_token).unwrap_or(0);
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |since| {
                     i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
                 });
-            let wait = u64::try_from(expiry.saturating_sub(60).saturating_sub(now)).unwrap_or(0);
+            let wait = schedule.next_wait(login::current_expiry(&session.pk_token), now);
             out.log(&format!(
-                "Waiting for {wait}s before attempting to refresh id_token..."
+                "Waiting for {}s before attempting to refresh id_token...",
+                wait.as_secs()
             ));
-            std::thread::sleep(Duration::from_secs(wait));
+            std::thread::sleep(wait);
             out.log("Refreshing id_token...");
             login::refresh(session, http).map_err(fail)?;
             let access_token = if with_access_token {
