@@ -107,11 +107,10 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// The comment for display: invalid UTF-8 replaced, control characters escaped.
+    /// The comment for display: invalid UTF-8 replaced, then escaped as all outside text is
+    /// ([`opk_core::escape::line`]).
     pub fn printable_comment(&self) -> String {
-        String::from_utf8_lossy(&self.comment)
-            .escape_debug()
-            .to_string()
+        opk_core::escape::line(&String::from_utf8_lossy(&self.comment)).into_owned()
     }
 }
 

@@ -10,6 +10,7 @@
 use crate::agent::{Agent, AgentError, CertificateIdentity, Identity};
 use crate::login::current_expiry;
 use opk_core::claims::Claims;
+use opk_core::escape;
 use opk_core::jws::SigningKey;
 use opk_core::pktoken::PkToken;
 use opk_core::sshcert::ssh_key::{Certificate, HashAlg, public::KeyData};
@@ -176,12 +177,13 @@ pub fn stale(
         .collect()
 }
 
-/// The comment of an opkssh identity in the agent: `openpubkey <issuer> <email or sub>`.
+/// The comment of an opkssh identity in the agent: `openpubkey <issuer> <email or sub>`, the
+/// claims escaped ([`opk_core::escape::line`]) since `ssh-add -l` prints comments as they are.
 pub fn identity_comment(claims: &Claims) -> String {
     format!(
         "openpubkey {} {}",
-        claims.issuer(),
-        claims.email().unwrap_or_else(|| claims.subject())
+        escape::line(claims.issuer()),
+        escape::line(claims.email().unwrap_or_else(|| claims.subject()))
     )
 }
 
@@ -475,6 +477,17 @@ mod tests {
         assert_eq!(
             identity_comment(&claims),
             "openpubkey https://op.example 1234"
+        );
+        let claims = Claims::from_object(
+            serde_json::json!({"iss": "https://op.example", "sub": "x\r\nopenpubkey\u{1b}[2K\u{202e}", "aud": "c"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        )
+        .unwrap();
+        assert_eq!(
+            identity_comment(&claims),
+            "openpubkey https://op.example x\\r\\nopenpubkey\\x1b[2K\\u{202e}"
         );
     }
 }

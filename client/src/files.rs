@@ -56,8 +56,10 @@ pub fn write_atomic_owned(
 /// Both files are written and flushed before either is renamed into place, key first, so a
 /// reader never sees a certificate without its key and the two renames are all that separates
 /// the old pair from the new one. A crash exactly between them leaves the new key beside the
-/// old certificate: `ssh` ignores a certificate that does not match its key, and the next login
-/// replaces both, since the old certificate still marks the slot as opkssh's.
+/// old certificate: `ssh` ignores a certificate that does not match its key. Under `-i` and in
+/// the identity directory the next login replaces both; a default name in `~/.ssh` is then
+/// left alone like any key whose certificate does not match it ([`crate::placement`]), since
+/// nothing tells that case apart from a user's own key beside a stale certificate.
 ///
 /// # Errors
 /// [`WriteError`].

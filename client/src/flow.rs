@@ -7,6 +7,7 @@ use crate::login::{BrowserProvider, LoginError, Session};
 use crate::{ci, device, login};
 use opk_core::claims::Claims;
 use opk_core::device::DeviceAuthorization;
+use opk_core::escape;
 use opk_core::jws::SigningKey;
 use opk_core::pktoken::PkToken;
 use opk_core::sshcert::{
@@ -175,26 +176,28 @@ pub fn audience_string(claims: &Claims) -> String {
     }
 }
 
-/// Go's `IdentityString`.
+/// Go's `IdentityString`, each claim escaped ([`escape::line`]): the OP chooses them, and a
+/// control or line break in one must not redraw the terminal or add a line.
 pub fn identity_string(claims: &Claims) -> String {
     let audience = audience_string(claims);
+    let audience = escape::line(&audience);
+    let subject = escape::line(claims.subject());
+    let issuer = escape::line(claims.issuer());
     match claims.email() {
         Some(email) => format!(
-            "Email, sub, issuer, audience: \n{email} {} {} {audience}",
-            claims.subject(),
-            claims.issuer()
+            "Email, sub, issuer, audience: \n{} {subject} {issuer} {audience}",
+            escape::line(email)
         ),
         None => format!(
             "WARNING: Email claim is missing from ID token. Policies based on email will not \
              work.\nCheck if your client ID has the email scope configured in ~/.opk/config.yml \
-             (scopes: openid email).\nSub, issuer, audience: \n{} {} {audience}",
-            claims.subject(),
-            claims.issuer()
+             (scopes: openid email).\nSub, issuer, audience: \n{subject} {issuer} {audience}"
         ),
     }
 }
 
-/// Go's `PrettyIdToken`: a fixed subset of claims, indented JSON.
+/// Go's `PrettyIdToken`: a fixed subset of claims, indented JSON, with the characters a
+/// terminal acts on that JSON leaves raw (C1, bidi controls) escaped ([`escape::json`]).
 pub fn pretty_id_token(claims: &Claims) -> String {
     const SHOWN: [&str; 12] = [
         "iss",
@@ -215,9 +218,8 @@ pub fn pretty_id_token(claims: &Claims) -> String {
         .iter()
         .filter_map(|name| {
             object.get(*name).map(|value| {
-                let rendered = serde_json::to_string_pretty(value)
-                    .unwrap_or_default()
-                    .replace('\n', "\n  ");
+                let rendered = serde_json::to_string_pretty(value).unwrap_or_default();
+                let rendered = escape::json(&rendered).replace('\n', "\n  ");
                 format!("  \"{name}\": {rendered}")
             })
         })

@@ -368,6 +368,55 @@ pub fn refresh(session: &mut Session, http: &HttpClient) -> Result<(), LoginErro
     Ok(())
 }
 
+/// The shortest wait between two ID tokens under `--auto-refresh`: a provider whose tokens
+/// live under a minute, or that hands back a token about to expire, is asked again no sooner.
+pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+/// The longest wait the back-off reaches while the provider keeps handing back tokens that
+/// expire within [`MIN_REFRESH_INTERVAL`].
+pub const MAX_REFRESH_BACKOFF: Duration = Duration::from_secs(300);
+/// How long before `exp` a refresh is due, as in Go.
+const REFRESH_LEAD_SECS: i64 = 60;
+
+/// When `--auto-refresh` asks for the next ID token: a minute before the current one expires
+/// (as Go), never sooner than [`MIN_REFRESH_INTERVAL`] after the last one, and, while the
+/// provider keeps handing back tokens that expire within that interval (or none with an
+/// `exp`), after a wait that doubles each time up to [`MAX_REFRESH_BACKOFF`]. A token that
+/// lives longer than the interval starts the back-off over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshSchedule {
+    /// The wait after the next token that expires within the minimum interval.
+    backoff: Duration,
+}
+
+impl Default for RefreshSchedule {
+    fn default() -> Self {
+        Self {
+            backoff: MIN_REFRESH_INTERVAL,
+        }
+    }
+}
+
+impl RefreshSchedule {
+    /// How long to wait before the next refresh, given the `exp` of the token just obtained
+    /// ([`current_expiry`]) and the time now, both in seconds since the epoch.
+    pub fn next_wait(&mut self, expiry: Option<i64>, now: i64) -> Duration {
+        let remaining = expiry.map(|expiry| expiry.saturating_sub(now));
+        let minimum = i64::try_from(MIN_REFRESH_INTERVAL.as_secs()).unwrap_or(i64::MAX);
+        match remaining {
+            Some(remaining) if remaining > minimum => {
+                self.backoff = MIN_REFRESH_INTERVAL;
+                let due = u64::try_from(remaining.saturating_sub(REFRESH_LEAD_SECS)).unwrap_or(0);
+                Duration::from_secs(due).max(MIN_REFRESH_INTERVAL)
+            }
+            _ => {
+                let wait = self.backoff;
+                self.backoff = self.backoff.saturating_mul(2).min(MAX_REFRESH_BACKOFF);
+                wait
+            }
+        }
+    }
+}
+
 /// The `exp` that governs the next refresh: the refreshed ID token's, if there is one, else
 /// the original's. Go reads the refreshed token's *header* here and so never advances
 /// (wire-format.md §6.3); this reads its payload.
@@ -375,5 +424,58 @@ pub fn current_expiry(pk_token: &PkToken) -> Option<i64> {
     match pk_token.refreshed_id_token() {
         Some((_, claims)) => claims.expires_at(),
         None => pk_token.claims().expires_at(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn waits(schedule: &mut RefreshSchedule, lifetimes: &[Option<i64>]) -> Vec<u64> {
+        lifetimes
+            .iter()
+            .map(|lifetime| {
+                schedule
+                    .next_wait(lifetime.map(|lifetime| NOW + lifetime), NOW)
+                    .as_secs()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn refresh_comes_a_minute_before_exp() {
+        let mut schedule = RefreshSchedule::default();
+        assert_eq!(waits(&mut schedule, &[Some(3600), Some(75)]), [3540, 15]);
+    }
+
+    #[test]
+    fn short_lived_tokens_wait_the_minimum_interval() {
+        let mut schedule = RefreshSchedule::default();
+        assert_eq!(
+            waits(&mut schedule, &[Some(20), Some(61), Some(11), Some(20)]),
+            [10, 10, 10, 10]
+        );
+    }
+
+    #[test]
+    fn tokens_near_expiry_back_off_until_a_good_one() {
+        let mut schedule = RefreshSchedule::default();
+        let near = [
+            Some(5),
+            Some(0),
+            Some(-30),
+            None,
+            Some(10),
+            Some(2),
+            Some(1),
+            Some(3),
+        ];
+        assert_eq!(
+            waits(&mut schedule, &near),
+            [10, 20, 40, 80, 160, 300, 300, 300]
+        );
+        assert_eq!(waits(&mut schedule, &[Some(3600), Some(5)]), [3540, 10]);
     }
 }

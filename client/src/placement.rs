@@ -17,9 +17,13 @@ pub const INCLUDE_LINE: &str = "Include ~/.ssh/opkssh/config";
 /// Why the keys could not be placed or removed.
 #[derive(Debug, thiserror::Error)]
 pub enum PlacementError {
-    /// Every default name holds a key opkssh did not write.
-    #[error("no default ssh key file free for openpubkey")]
-    NoFreeName,
+    /// Every default name holds a key opkssh did not write: each skipped key file and why.
+    #[error(
+        "no default ssh key file free for openpubkey ({}); opkssh never overwrites a key it did \
+         not write: log in with -i <path> to write elsewhere",
+        skipped_list(.0)
+    )]
+    NoFreeName(Vec<Skipped>),
     /// Writing failed.
     #[error(transparent)]
     Write(#[from] WriteError),
@@ -35,6 +39,23 @@ pub enum PlacementError {
     /// A logout check failed.
     #[error("{0}")]
     NotOurs(String),
+}
+
+/// A default key name that holds a key opkssh did not write, and why it counts as the user's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The private key file.
+    pub key_path: PathBuf,
+    /// The check that failed ([`check_default_pair`]).
+    pub reason: String,
+}
+
+fn skipped_list(skipped: &[Skipped]) -> String {
+    skipped
+        .iter()
+        .map(|skipped| format!("{}: {}", skipped.key_path.display(), skipped.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PlacementError + '_ {
@@ -59,38 +80,37 @@ pub fn default_names(kind: UserKeyType) -> [&'static str; 2] {
     }
 }
 
-/// Whether `<key>-cert.pub` is a certificate whose comment says opkssh wrote it: exactly
-/// `openpubkey` for the default names (`exact`), or starting with it (logout, identity dir).
-fn written_by_opkssh(key_path: &Path, exact: bool) -> bool {
-    let Ok(text) = std::fs::read_to_string(cert_path(key_path)) else {
-        return false;
-    };
-    OpksshCertificate::from_line(&text).is_ok_and(|certificate| {
-        if exact {
-            certificate.comment() == DEFAULT_CERT_COMMENT
-        } else {
-            certificate.comment().starts_with(DEFAULT_CERT_COMMENT)
-        }
-    })
-}
-
 /// The first usable default name in `ssh_dir` (§2.2.7): a name with no private key, or one
-/// whose certificate parses with the comment `openpubkey`. A key without such a certificate
-/// is skipped and never touched.
+/// whose certificate parses with the comment `openpubkey` *and* is the certificate of that
+/// private key. A key without such a certificate is skipped and never touched: a stale
+/// `openpubkey` certificate beside a key the user generated since (`ssh-keygen` into the same
+/// name) does not make the key opkssh's.
 ///
 /// # Errors
-/// [`PlacementError::NoFreeName`].
+/// [`PlacementError::NoFreeName`] naming every skipped key and why.
 pub fn choose_default(ssh_dir: &Path, kind: UserKeyType) -> Result<PathBuf, PlacementError> {
+    let mut skipped = Vec::new();
     for name in default_names(kind) {
         let key_path = ssh_dir.join(name);
         if std::fs::symlink_metadata(&key_path).is_err() {
             return Ok(key_path);
         }
-        if written_by_opkssh(&key_path, true) {
-            return Ok(key_path);
+        match check_default_pair(&key_path) {
+            Ok(()) => return Ok(key_path),
+            Err(reason) => skipped.push(Skipped { key_path, reason }),
         }
     }
-    Err(PlacementError::NoFreeName)
+    Err(PlacementError::NoFreeName(skipped))
+}
+
+/// Whether an existing default name may be overwritten: its certificate's comment is exactly
+/// `openpubkey` and the private key is that certificate's key (the check logout makes, with
+/// Go's exact comment for the default names).
+///
+/// # Errors
+/// Why not, in words.
+fn check_default_pair(key_path: &Path) -> Result<(), String> {
+    check_pair_with(key_path, |comment| comment == DEFAULT_CERT_COMMENT)
 }
 
 /// The identity-directory file name for an issuer and audience (§2.2.9): the issuer without
@@ -239,9 +259,13 @@ pub fn write(
             CertComment::Default,
         )?),
         Destination::Default(path) => {
-            let exists = std::fs::symlink_metadata(path).is_ok();
-            if exists && !written_by_opkssh(path, true) {
-                return Err(PlacementError::NoFreeName);
+            if std::fs::symlink_metadata(path).is_ok()
+                && let Err(reason) = check_default_pair(path)
+            {
+                return Err(PlacementError::NoFreeName(vec![Skipped {
+                    key_path: path.clone(),
+                    reason,
+                }]));
             }
             Ok(write_identity(
                 path,
@@ -283,43 +307,40 @@ fn add_identity_file(config: &Path, key_path: &Path) -> Result<(), PlacementErro
 /// # Errors
 /// [`PlacementError::NotOurs`] saying which check failed.
 pub fn check_pair(key_path: &Path) -> Result<(), PlacementError> {
+    check_pair_with(key_path, |comment| {
+        comment.starts_with(DEFAULT_CERT_COMMENT)
+    })
+    .map_err(PlacementError::NotOurs)
+}
+
+/// The pair checks of [`check_pair`], with the rule for the certificate's comment.
+fn check_pair_with(key_path: &Path, comment_is_ours: impl Fn(&str) -> bool) -> Result<(), String> {
     let cert = cert_path(key_path);
     let text = std::fs::read_to_string(&cert).map_err(|error| {
-        PlacementError::NotOurs(format!(
+        format!(
             "could not read certificate file {}: {error}",
             cert.display()
-        ))
+        )
     })?;
-    let certificate = OpksshCertificate::from_line(&text).map_err(|error| {
-        PlacementError::NotOurs(format!(
-            "could not parse certificate {}: {error}",
-            cert.display()
-        ))
-    })?;
-    if !certificate.comment().starts_with(DEFAULT_CERT_COMMENT) {
-        return Err(PlacementError::NotOurs(format!(
-            "{} was not generated by opkssh",
-            cert.display()
-        )));
+    let certificate = OpksshCertificate::from_line(&text)
+        .map_err(|error| format!("could not parse certificate {}: {error}", cert.display()))?;
+    if !comment_is_ours(certificate.comment()) {
+        return Err(format!("{} was not generated by opkssh", cert.display()));
     }
-    let pem = std::fs::read_to_string(key_path).map_err(|error| {
-        PlacementError::NotOurs(format!(
-            "could not read private key {}: {error}",
-            key_path.display()
-        ))
-    })?;
+    let pem = std::fs::read_to_string(key_path)
+        .map_err(|error| format!("could not read private key {}: {error}", key_path.display()))?;
     let key = UserKeyFile::from_openssh(&pem).map_err(|error| {
-        PlacementError::NotOurs(format!(
+        format!(
             "could not parse private key {}: {error}",
             key_path.display()
-        ))
+        )
     })?;
     if !certificate.matches_upk(&key.key().public_key()) {
-        return Err(PlacementError::NotOurs(format!(
+        return Err(format!(
             "private key {} does not match certificate {}",
             key_path.display(),
             cert.display()
-        )));
+        ));
     }
     Ok(())
 }

@@ -20,6 +20,7 @@ use opkssh_tests::login::LoginProcess;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -52,6 +53,11 @@ struct Answers {
     device_answer: Option<Value>,
     /// Form bodies posted to the device authorization endpoint.
     device_requests: Vec<String>,
+    /// Once `id_tokens` is used up: makes each further ID token (a provider that keeps
+    /// refreshing).
+    mint: Option<Box<dyn FnMut() -> String + Send>>,
+    /// Once `id_tokens` is used up and nothing mints: the error answered (HTTP 400).
+    refusal: Option<Value>,
 }
 
 /// An OpenID provider on loopback whose ID tokens the test writes.
@@ -128,6 +134,33 @@ impl LyingOp {
     fn answer_with(&self, id_tokens: Vec<String>) {
         self.answers.lock().unwrap().id_tokens = id_tokens;
     }
+
+    /// Once the queued ID tokens are used up, answers every refresh with `claims` signed
+    /// afresh, issued now and expiring `lifetime` seconds later.
+    fn mint_with(&self, claims: Value, lifetime: i64) {
+        let key = self.key.clone();
+        self.answers.lock().unwrap().mint = Some(Box::new(move || {
+            let mut claims = claims.clone();
+            claims["iat"] = json!(now());
+            claims["exp"] = json!(now() + lifetime);
+            Jws::sign(
+                &format!(r#"{{"alg":"ES256","kid":"{KID}","typ":"JWT"}}"#),
+                &b64::encode_url(claims.to_string()),
+                &key,
+            )
+            .unwrap()
+            .to_compact()
+        }));
+    }
+
+    /// Answers the token endpoint with this OAuth error (HTTP 400).
+    fn refuse_with(&self, error: Value) {
+        self.answers.lock().unwrap().refusal = Some(error);
+    }
+
+    fn token_requests(&self) -> usize {
+        self.answers.lock().unwrap().token_requests.len()
+    }
 }
 
 fn serve(mut stream: TcpStream, discovery: &str, jwks: &str, answers: &Mutex<Answers>) {
@@ -163,18 +196,26 @@ fn serve(mut stream: TcpStream, discovery: &str, jwks: &str, answers: &Mutex<Ans
                 .token_requests
                 .push(String::from_utf8_lossy(&body).into_owned());
             let device_grant = String::from_utf8_lossy(&body).contains("device_code=");
-            if answers.id_tokens.is_empty() && device_grant {
-                (400, json!({"error": "authorization_pending"}).to_string())
-            } else if answers.id_tokens.is_empty() {
-                (400, json!({"error": "invalid_grant"}).to_string())
+            let id_token = if answers.id_tokens.is_empty() {
+                answers.mint.as_mut().map(|mint| mint())
             } else {
-                let id_token = answers.id_tokens.remove(0);
+                Some(answers.id_tokens.remove(0))
+            };
+            if let Some(id_token) = id_token {
                 (
                     200,
                     json!({"id_token": id_token, "access_token": "at", "token_type": "Bearer",
                            "refresh_token": "rt", "expires_in": 3600})
                     .to_string(),
                 )
+            } else if device_grant {
+                (400, json!({"error": "authorization_pending"}).to_string())
+            } else {
+                let refusal = answers
+                    .refusal
+                    .clone()
+                    .unwrap_or_else(|| json!({"error": "invalid_grant"}));
+                (400, refusal.to_string())
             }
         }
         "/device" => {
@@ -212,8 +253,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts a login whose client config names the provider with `redirect_uri`.
-fn start_login_with(op: &LyingOp, redirect_uri: &str, extra: &[&str]) -> PendingLogin {
+/// A home whose client config names the provider with `redirect_uri`.
+fn home_for(op: &LyingOp, redirect_uri: &str) -> tempfile::TempDir {
     let home = tempfile::tempdir().unwrap();
     std::fs::create_dir(home.path().join(".opk")).unwrap();
     std::fs::write(
@@ -224,11 +265,19 @@ fn start_login_with(op: &LyingOp, redirect_uri: &str, extra: &[&str]) -> Pending
         ),
     )
     .unwrap();
-    let key = home.path().join("id_key");
-    let mut args = vec!["-i", key.to_str().unwrap()];
-    args.extend_from_slice(extra);
+    home
+}
+
+/// Starts `opkssh login <args> lying` in `home`, stopped where it waits for the browser.
+fn start_login_in(
+    op: &LyingOp,
+    home: tempfile::TempDir,
+    args: &[&str],
+    env: &[(&str, &OsStr)],
+) -> PendingLogin {
+    let mut args = args.to_vec();
     args.push("lying");
-    let mut process = LoginProcess::start(home.path(), &args, &[]);
+    let mut process = LoginProcess::start(home.path(), &args, env);
     let login_url = process.auth_url();
     PendingLogin {
         process,
@@ -252,6 +301,16 @@ fn authorization_request(op: &LyingOp, login_url: &str) -> HashMap<String, Strin
         .filter_map(|pair| pair.split_once('='))
         .map(|(name, value)| (name.to_owned(), percent_decode(value)))
         .collect()
+}
+
+/// Starts a login with `-i <home>/id_key` whose client config names the provider with
+/// `redirect_uri`.
+fn start_login_with(op: &LyingOp, redirect_uri: &str, extra: &[&str]) -> PendingLogin {
+    let home = home_for(op, redirect_uri);
+    let key = home.path().join("id_key");
+    let mut args = vec!["-i", key.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    start_login_in(op, home, &args, &[])
 }
 
 fn start_login(op: &LyingOp, extra: &[&str]) -> PendingLogin {
@@ -833,19 +892,11 @@ fn redirect_uri_on_a_look_alike_of_localhost() {
 }
 
 /// A home whose client config names `op` as `lying`, with a free loopback redirect URI.
-fn home_for(op: &LyingOp) -> tempfile::TempDir {
-    let home = tempfile::tempdir().unwrap();
-    std::fs::create_dir(home.path().join(".opk")).unwrap();
-    std::fs::write(
-        home.path().join(".opk").join("config.yml"),
-        format!(
-            "providers:\n  - alias: lying\n    issuer: {}\n    client_id: {CLIENT_ID}\n    scopes: openid email\n    redirect_uris:\n      - http://localhost:{}/login-callback\n",
-            op.issuer,
-            free_port()
-        ),
+fn home_with_free_port(op: &LyingOp) -> tempfile::TempDir {
+    home_for(
+        op,
+        &format!("http://localhost:{}/login-callback", free_port()),
     )
-    .unwrap();
-    home
 }
 
 /// Runs `opkssh login <args> lying` to its end (`--timeout 3`, so a login that wrongly goes on
@@ -868,7 +919,7 @@ fn login_to_the_end(home: &Path, args: &[&str]) -> (bool, String) {
 /// before the browser is opened, naming the field, and write nothing.
 fn assert_discovery_refused(field: &str, url: impl FnOnce(&str) -> String, reason: &str) {
     let op = LyingOp::start_with(|document, issuer| document[field] = json!(url(issuer)));
-    let home = home_for(&op);
+    let home = home_with_free_port(&op);
     let (succeeded, output) = login_to_the_end(home.path(), &[]);
     assert!(!succeeded, "login accepted it:\n{output}");
     assert!(
@@ -923,15 +974,16 @@ fn discovery_endpoints_over_plain_http_to_another_host() {
     );
 }
 
-/// `--auto-refresh` with a first token that needs refreshing within a second or two; the
-/// refresh answers `refreshed`. Returns the certificate before, after, and the output.
+/// `--auto-refresh` with a first token due for refreshing at once (so the refresh comes after
+/// the loop's minimum interval); the refresh answers `refreshed`. Returns the certificate
+/// before, after, and the output.
 fn auto_refresh_with(
     op: &LyingOp,
     refreshed: impl FnOnce(&Value) -> String,
 ) -> (String, String, String) {
     let login = start_login(op, &["--auto-refresh"]);
     let mut claims = op.claims(login.param("nonce"));
-    // Refreshes start 60 s before exp.
+    // Refreshes start 60 s before exp, and no sooner than the minimum interval.
     claims["exp"] = json!(now() + 61);
     let mut fresh = claims.clone();
     fresh.as_object_mut().unwrap().remove("nonce");
@@ -1085,7 +1137,7 @@ fn device_answer(op: &LyingOp, edit: impl FnOnce(&mut Value)) -> Value {
 fn device_fixture_logs_in_with_the_commitment_as_nonce() {
     let Some(op) = gated() else { return };
     op.answers.lock().unwrap().device_answer = Some(device_answer(&op, |_| {}));
-    let home = home_for(&op);
+    let home = home_with_free_port(&op);
     let key = home.path().join("id_key");
     let mut login = LoginProcess::start(
         home.path(),
@@ -1117,7 +1169,7 @@ fn device_fixture_logs_in_with_the_commitment_as_nonce() {
 /// telling the user anything to open or type, and write nothing.
 fn assert_device_refused(op: &LyingOp, answer: Value, reason: &str) {
     op.answers.lock().unwrap().device_answer = Some(answer);
-    let home = home_for(op);
+    let home = home_with_free_port(op);
     let (succeeded, output) = login_to_the_end(home.path(), &["--device"]);
     assert!(!succeeded, "login accepted it:\n{output}");
     assert!(output.contains(reason), "expected `{reason}`:\n{output}");
@@ -1176,4 +1228,369 @@ fn device_qr_code_to_another_host() {
             op.issuer
         ),
     );
+}
+
+/// An honest login without `-i` in `home`: the key pair lands on the default names.
+fn default_login(op: &LyingOp, home: tempfile::TempDir) -> (bool, String, tempfile::TempDir) {
+    let login = start_login_in(op, home, &[], &[]);
+    op.answer_with(vec![op.sign(&op.claims(login.param("nonce")))]);
+    assert_eq!(login.honest_callback(), 200);
+    login.end()
+}
+
+/// What a user gets from `ssh-keygen -t ecdsa -f <path>`: their own key, not opkssh's.
+fn ssh_keygen(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(format!("{}.pub", path.display()));
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ecdsa", "-N", "", "-C", "alice@laptop", "-f"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+}
+
+/// A home where an earlier opkssh login wrote `~/.ssh/id_ecdsa` and its certificate (comment
+/// `openpubkey`), then the user ran `ssh-keygen` into `id_ecdsa`: the certificate is stale.
+fn home_with_own_key_beside_a_stale_certificate(op: &LyingOp) -> tempfile::TempDir {
+    let redirect_uri = format!("http://localhost:{}/login-callback", free_port());
+    let (succeeded, output, home) = default_login(op, home_for(op, &redirect_uri));
+    assert!(succeeded, "{output}");
+    let ssh = home.path().join(".ssh");
+    let stale = std::fs::read_to_string(ssh.join("id_ecdsa-cert.pub")).unwrap();
+    assert!(stale.ends_with(" openpubkey"), "{stale}");
+    ssh_keygen(&ssh.join("id_ecdsa"));
+    home
+}
+
+/// The files under `~/.ssh`, by name, with their contents.
+fn ssh_files(home: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(home.join(".ssh"))
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .map(|entry| {
+            (
+                entry.file_name().to_string_lossy().into_owned(),
+                std::fs::read(entry.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn users_own_key_beside_a_stale_openpubkey_certificate() {
+    let Some(op) = gated() else { return };
+    let home = home_with_own_key_beside_a_stale_certificate(&op);
+    let ssh = home.path().join(".ssh");
+    let own_key = std::fs::read(ssh.join("id_ecdsa")).unwrap();
+    let own_public = std::fs::read(ssh.join("id_ecdsa.pub")).unwrap();
+    let stale = std::fs::read(ssh.join("id_ecdsa-cert.pub")).unwrap();
+
+    let (succeeded, output, home) = default_login(&op, home);
+    assert!(succeeded, "{output}");
+    // The user's key and what sits beside it are untouched; the login took the next name,
+    // as it does for any key that is not opkssh's.
+    assert_eq!(
+        std::fs::read(ssh.join("id_ecdsa")).unwrap(),
+        own_key,
+        "{output}"
+    );
+    assert_eq!(std::fs::read(ssh.join("id_ecdsa.pub")).unwrap(), own_public);
+    assert_eq!(std::fs::read(ssh.join("id_ecdsa-cert.pub")).unwrap(), stale);
+    let written = ssh.join("id_ecdsa_sk-cert.pub");
+    assert!(
+        output.contains(&format!(
+            "Writing opk ssh public key to {}",
+            written.display()
+        )),
+        "{output}"
+    );
+    let certificate = OpksshCertificate::from_line(&std::fs::read_to_string(&written).unwrap());
+    let key = opk_core::sshcert::private_key_from_openssh(
+        &std::fs::read_to_string(ssh.join("id_ecdsa_sk")).unwrap(),
+    )
+    .unwrap();
+    assert!(certificate.unwrap().matches_upk(&key.public_key()));
+    drop(home);
+}
+
+#[test]
+fn users_own_keys_on_every_default_name() {
+    let Some(op) = gated() else { return };
+    let home = home_with_own_key_beside_a_stale_certificate(&op);
+    let ssh = home.path().join(".ssh");
+    // The user also generated `id_ecdsa_sk` over an earlier opkssh pair.
+    std::fs::copy(
+        ssh.join("id_ecdsa-cert.pub"),
+        ssh.join("id_ecdsa_sk-cert.pub"),
+    )
+    .unwrap();
+    ssh_keygen(&ssh.join("id_ecdsa_sk"));
+    let before = ssh_files(home.path());
+
+    let (succeeded, output, home) = default_login(&op, home);
+    assert!(!succeeded, "{output}");
+    assert_eq!(ssh_files(home.path()), before, "{output}");
+    // The refusal says which files were kept, why, and what to do instead.
+    for expected in [
+        "Error: no default ssh key file free for openpubkey",
+        &format!(
+            "private key {} does not match certificate {}-cert.pub",
+            ssh.join("id_ecdsa").display(),
+            ssh.join("id_ecdsa").display()
+        ),
+        &format!(
+            "private key {} does not match",
+            ssh.join("id_ecdsa_sk").display()
+        ),
+        "-i <path>",
+    ] {
+        assert!(
+            output.contains(expected),
+            "expected `{expected}`:\n{output}"
+        );
+    }
+}
+
+/// Claim values that would draw on a terminal or start lines of their own: ESC sequences, CR,
+/// LF, a C1 control, a paragraph separator and bidi overrides. Each injected line starts with
+/// `FAKE`.
+const HOSTILE_EMAIL: &str = "alice\u{1b}[2K\r\u{202e}@example.com\nFAKE email line";
+const HOSTILE_SUB: &str = "alice\u{1b}]0;owned\u{7}\u{9b}1m\r\nFAKE sub line\u{2066}";
+const HOSTILE_AUD: &str = "evil\u{1b}[1G\r\nopenpubkey FAKE aud line\u{2029}\u{202e}";
+
+/// Panics unless `text` (output or a file, `what`) holds no raw control, separator or bidi
+/// character other than its own line ends, and every `FAKE` in it follows a visible `\n`
+/// escape instead of starting a line.
+fn assert_nothing_raw(what: &str, text: &str) {
+    let raw: Vec<char> = text
+        .chars()
+        .filter(|&c| opk_core::escape::needs_escape(c) && c != '\\' && c != '\n')
+        .collect();
+    assert!(raw.is_empty(), "{what}: raw {raw:?} in:\n{text}");
+    for line in text.lines() {
+        assert!(
+            !line.trim_start().starts_with("FAKE") && !line.starts_with("openpubkey FAKE"),
+            "{what}: an injected line:\n{text}"
+        );
+    }
+    let escaped = text.matches("\\nFAKE").count() + text.matches("\\nopenpubkey FAKE").count();
+    assert_eq!(text.matches("FAKE").count(), escaped, "{what}:\n{text}");
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// OpenSSH's `ssh-agent` in the foreground on a socket in `dir`; killed on drop.
+struct SshAgent {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl SshAgent {
+    fn start(dir: &Path) -> Self {
+        let socket = dir.join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("e2e: ssh-agent (openssh-client) must be installed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "ssh-agent made no socket");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Self { child, socket }
+    }
+}
+
+impl Drop for SshAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn claims_with_terminal_controls_and_line_breaks() {
+    let Some(op) = gated() else { return };
+    let redirect_uri = format!("http://localhost:{}/login-callback", free_port());
+    let home = home_for(&op, &redirect_uri);
+    // The identity directory, whose certificate comment carries the audience.
+    let configured = Command::new(e2e::target_binary("opkssh"))
+        .args(["login", "--configure"])
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(configured.status.success(), "{configured:?}");
+    let agent_dir = tempfile::tempdir().unwrap();
+    let agent = SshAgent::start(agent_dir.path());
+
+    let login = start_login_in(
+        &op,
+        home,
+        &["--print-id-token", "--inspect-cert"],
+        &[("SSH_AUTH_SOCK", agent.socket.as_os_str())],
+    );
+    let mut claims = op.claims(login.param("nonce"));
+    claims["email"] = json!(HOSTILE_EMAIL);
+    claims["sub"] = json!(HOSTILE_SUB);
+    // The hostile audience comes first, as the one shown and written; ours is in the list.
+    claims["aud"] = json!([HOSTILE_AUD, CLIENT_ID]);
+    claims["azp"] = json!(CLIENT_ID);
+    op.answer_with(vec![op.sign(&claims)]);
+    assert_eq!(login.honest_callback(), 200);
+    let (succeeded, output, home) = login.end();
+    assert!(succeeded, "{output}");
+
+    assert_nothing_raw("output", &output);
+    let line = |text| opk_core::escape::line(text).into_owned();
+    let identity = format!(
+        "{} {} {} {}",
+        line(HOSTILE_EMAIL),
+        line(HOSTILE_SUB),
+        op.issuer,
+        line(HOSTILE_AUD)
+    );
+    assert!(
+        output.contains(&identity),
+        "expected `{identity}`:\n{output}"
+    );
+
+    let written = files_under(&home.path().join(".ssh"));
+    for file in &written {
+        assert_nothing_raw(
+            &file.display().to_string(),
+            &std::fs::read_to_string(file).unwrap(),
+        );
+    }
+    let certificate = written
+        .iter()
+        .find(|file| file.to_string_lossy().ends_with("-cert.pub"))
+        .unwrap_or_else(|| panic!("no certificate in {written:?}"));
+    let text = std::fs::read_to_string(certificate).unwrap();
+    assert!(!text.contains('\n'), "{text}");
+    assert!(
+        text.ends_with(&format!(
+            "  openpubkey: {} {}",
+            op.issuer,
+            line(HOSTILE_AUD)
+        )),
+        "{text}"
+    );
+
+    let held = opk_client::agent::Agent::connect(&agent.socket)
+        .unwrap()
+        .identities()
+        .unwrap();
+    assert_eq!(held.len(), 1, "{held:?}");
+    let comment = String::from_utf8(held[0].comment.clone()).unwrap();
+    assert_nothing_raw("agent comment", &comment);
+    assert_eq!(
+        comment,
+        format!("openpubkey {} {}", op.issuer, line(HOSTILE_EMAIL))
+    );
+}
+
+#[test]
+fn token_endpoint_error_description_with_terminal_controls() {
+    let Some(op) = gated() else { return };
+    let description = "\u{1b}[2K\r\u{202e}code expired\u{9b}31m\nFAKE error line";
+    op.refuse_with(json!({
+        "error": "invalid_grant\u{1b}[1G",
+        "error_description": description,
+    }));
+    let login = start_login(&op, &[]);
+    let _ = login.honest_callback();
+    let (succeeded, output, home) = login.end();
+    assert!(!succeeded, "{output}");
+    assert_nothing_raw("output", &output);
+    let shown = opk_core::escape::line(description);
+    assert!(
+        output.contains(shown.as_ref()),
+        "expected `{shown}`:\n{output}"
+    );
+    assert!(!home.path().join("id_key").exists());
+}
+
+/// The refresh loop's minimum interval between two ID tokens (docs/client.md).
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Runs `opkssh login --auto-refresh` for about `window` against a provider whose login ID
+/// token lives `first_lifetime` seconds and every refreshed one `lifetime` seconds. Returns
+/// how many refreshes the provider saw, how long the login ran at most, and the output.
+fn refreshes_within(
+    op: &LyingOp,
+    first_lifetime: i64,
+    lifetime: i64,
+    window: Duration,
+) -> (usize, Duration, String) {
+    let started = Instant::now();
+    let mut login = start_login(op, &["--auto-refresh"]);
+    let mut claims = op.claims(login.param("nonce"));
+    claims["exp"] = json!(now() + first_lifetime);
+    let mut fresh = claims.clone();
+    fresh.as_object_mut().unwrap().remove("nonce");
+    op.answer_with(vec![op.sign(&claims)]);
+    op.mint_with(fresh, lifetime);
+    assert_eq!(login.honest_callback(), 200);
+    login.process.wait_for("Keys generated for identity");
+    std::thread::sleep(window.saturating_sub(started.elapsed()));
+    login.process.kill();
+    let ran = started.elapsed();
+    let (_, output, _) = login.end();
+    // The first request was the code grant.
+    (op.token_requests().saturating_sub(1), ran, output)
+}
+
+#[test]
+fn auto_refresh_with_id_tokens_that_live_20_seconds() {
+    let Some(op) = gated() else { return };
+    let (refreshes, ran, output) = refreshes_within(&op, 20, 20, Duration::from_secs(15));
+    // One ID token per minimum interval at most, each starting after the login.
+    let most = usize::try_from(ran.as_secs() / MIN_REFRESH_INTERVAL.as_secs()).unwrap();
+    assert!(
+        refreshes <= most,
+        "{refreshes} refreshes in {ran:?} (at most {most}):\n{}",
+        output.lines().take(40).collect::<Vec<_>>().join("\n")
+    );
+    // And the loop does keep a 20 s token fresh.
+    assert!(refreshes >= 1, "no refresh in {ran:?}:\n{output}");
+    assert!(output.contains("Refreshing id_token..."), "{output}");
+}
+
+#[test]
+fn auto_refresh_when_the_provider_hands_back_tokens_near_expiry() {
+    let Some(op) = gated() else { return };
+    let (refreshes, ran, output) = refreshes_within(&op, 5, 5, Duration::from_secs(25));
+    // Each token is gone before the next refresh may come, so the waits double from the
+    // minimum interval: refresh k comes at least MIN_REFRESH_INTERVAL · (2^k − 1) after the
+    // login.
+    let mut most = 0;
+    while MIN_REFRESH_INTERVAL.as_secs() * ((1 << (most + 1)) - 1) <= ran.as_secs() {
+        most += 1;
+    }
+    assert!(
+        refreshes <= most,
+        "{refreshes} refreshes in {ran:?} (at most {most}):\n{}",
+        output.lines().take(40).collect::<Vec<_>>().join("\n")
+    );
+    assert!(refreshes >= 1, "no refresh in {ran:?}:\n{output}");
 }

@@ -50,7 +50,8 @@ pub enum CertComment<'a> {
     /// `<type> <base64> openpubkey`, no newline: the `-i` file and the `~/.ssh/id_*` files.
     Default,
     /// `<type> <base64>  openpubkey: <issuer> <audience>`, with two spaces and no newline: the
-    /// `~/.ssh/opkssh/` identity files.
+    /// `~/.ssh/opkssh/` identity files. Issuer and audience are escaped ([`crate::escape::line`])
+    /// so that a line break in a claim cannot add lines to the file.
     IdentityDir {
         /// The ID token's `iss`.
         issuer: &'a str,
@@ -183,9 +184,11 @@ impl OpksshCertificate {
             CertComment::None => head + "\n",
             CertComment::Default => head + " openpubkey",
             // The comment itself starts with a space, hence two (§6.3 item 2).
-            CertComment::IdentityDir { issuer, audience } => {
-                format!("{head}  openpubkey: {issuer} {audience}")
-            }
+            CertComment::IdentityDir { issuer, audience } => format!(
+                "{head}  openpubkey: {} {}",
+                crate::escape::line(issuer),
+                crate::escape::line(audience)
+            ),
         }
     }
 

@@ -17,6 +17,7 @@ use opk_client::{
     login, pretty_id_token,
 };
 use opk_core::device::DeviceAuthorization;
+use opk_core::escape;
 use opk_core::jws::SigningKey;
 use opk_core::pktoken::PkToken;
 use opk_core::sshcert::{
@@ -265,7 +266,10 @@ pub(crate) fn run(args: &LoginArgs) -> Result<ExitCode, CliError> {
     let mut out = Output::new(args.log_dir.as_deref());
     out.disable_browser_open = args.disable_browser_open;
     out.qr = !args.no_qr;
-    let result = run_inner(args, &mut out);
+    // A login's errors quote the provider (a token endpoint's `error_description`, a claim), so
+    // the message is escaped once here, for the log line and for `Error: …` alike.
+    let result = run_inner(args, &mut out)
+        .map_err(|error| CliError::Usage(escape::line(&error.to_string()).into_owned()));
     if let Err(error) = &result {
         out.log(&format!("Error executing login command: {error}"));
     }
@@ -580,18 +584,19 @@ fn finish(
                 "{issuer} does not support auto-refresh (it returned no refresh token)"
             )));
         }
+        let mut schedule = login::RefreshSchedule::default();
         loop {
-            let expiry = login::current_expiry(&session.pk_token).unwrap_or(0);
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |since| {
                     i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
                 });
-            let wait = u64::try_from(expiry.saturating_sub(60).saturating_sub(now)).unwrap_or(0);
+            let wait = schedule.next_wait(login::current_expiry(&session.pk_token), now);
             out.log(&format!(
-                "Waiting for {wait}s before attempting to refresh id_token..."
+                "Waiting for {}s before attempting to refresh id_token...",
+                wait.as_secs()
             ));
-            std::thread::sleep(Duration::from_secs(wait));
+            std::thread::sleep(wait);
             out.log("Refreshing id_token...");
             login::refresh(session, http).map_err(fail)?;
             let access_token = if with_access_token {
