@@ -40,11 +40,11 @@ pub enum OidcError {
     #[error("token response is malformed: {0}")]
     TokenResponse(String),
     /// The OP answered with an OAuth error. Both texts are the OP's (or whoever reached the
-    /// callback), so they are shown through [`crate::escape::line`].
+    /// callback) and are kept as sent: whoever shows this error escapes it
+    /// ([`crate::escape::line`]), once, where it is shown.
     #[error(
-        "the OpenID provider refused: {}{}",
-        crate::escape::line(error),
-        description.as_deref().map(|text| format!(" ({})", crate::escape::line(text))).unwrap_or_default()
+        "the OpenID provider refused: {error}{}",
+        description.as_deref().map(|text| format!(" ({text})")).unwrap_or_default()
     )]
     Refused {
         /// The `error` code.
@@ -122,10 +122,11 @@ pub fn check_provider_url(url: &str) -> Result<(), UrlProblem> {
     }
 }
 
-/// A provider's URL in an error message: escaped, and cut to a readable length.
+/// A provider's URL in an error message, cut to a readable length (escaped where the message is
+/// shown, like every text from outside).
 fn shown_url(url: &str) -> String {
     const SHOWN: usize = 200;
-    let mut shown: String = crate::escape::line(url).chars().take(SHOWN).collect();
+    let mut shown: String = url.chars().take(SHOWN).collect();
     if url.chars().count() > SHOWN {
         shown.push_str("...");
     }
@@ -494,10 +495,9 @@ fn check_authorized_party(claims: &Claims, client_id: &str) -> Result<(), String
             _ => Ok(()),
         },
         Some(Value::String(azp)) if azp == client_id => Ok(()),
-        Some(Value::String(azp)) => Err(format!(
-            "azp `{}` is another client than `{client_id}`",
-            crate::escape::line(azp)
-        )),
+        Some(Value::String(azp)) => {
+            Err(format!("azp `{azp}` is another client than `{client_id}`"))
+        }
         Some(_) => Err("azp is not a string".into()),
     }
 }
@@ -658,7 +658,7 @@ mod tests {
             })
         );
         assert_eq!(
-            refused.unwrap_err().to_string(),
+            crate::escape::line(&refused.unwrap_err().to_string()),
             "the OpenID provider refused: access_denied (no\\x1b[2K\\rway)"
         );
         let body = request.token_request_body("abc", "cid", None);
@@ -717,7 +717,7 @@ mod tests {
             .to_compact();
             check_id_token(&token, "https://op", "cid", Some("n"), &jwks, now)
                 .map(|_| ())
-                .map_err(|error| error.to_string())
+                .map_err(|error| crate::escape::line(&error.to_string()).into_owned())
         };
         use serde_json::json;
         assert_eq!(check(json!("cid"), None), Ok(()));
@@ -801,12 +801,13 @@ mod tests {
                 }
             }
         }
-        // The message names the field and shows the value escaped, never raw.
+        // The message names the field and the value, which is shown through the one escaping
+        // rule where the message is shown.
         let message = parse("authorization_endpoint", "http://localhost:8080/a\r\nX: y")
             .unwrap_err()
             .to_string();
         assert_eq!(
-            message,
+            crate::escape::line(&message),
             "discovery document's authorization_endpoint `http://localhost:8080/a\\r\\nX: y` \
              has a space, a control character or a character outside visible ASCII"
         );
