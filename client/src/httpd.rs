@@ -50,7 +50,7 @@ impl Request {
     }
 }
 
-/// Reads one request from `stream`, which has [`REQUEST_DEADLINE`] to send all of it.
+/// Reads one request from `stream`, which has 10 seconds to send all of it.
 ///
 /// # Errors
 /// A malformed or oversized request, a request not complete in time, or an I/O failure.

@@ -46,7 +46,7 @@ pub enum PlacementError {
 pub struct Skipped {
     /// The private key file.
     pub key_path: PathBuf,
-    /// The check that failed ([`check_default_pair`]).
+    /// The check that failed.
     pub reason: String,
 }
 
