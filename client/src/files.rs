@@ -56,10 +56,10 @@ pub fn write_atomic_owned(
 /// Both files are written and flushed before either is renamed into place, key first, so a
 /// reader never sees a certificate without its key and the two renames are all that separates
 /// the old pair from the new one. A crash exactly between them leaves the new key beside the
-/// old certificate: `ssh` ignores a certificate that does not match its key. Under `-i` and in
-/// the identity directory the next login replaces both; a default name in `~/.ssh` is then
-/// left alone like any key whose certificate does not match it ([`crate::placement`]), since
-/// nothing tells that case apart from a user's own key beside a stale certificate.
+/// old certificate: `ssh` ignores a certificate that does not match its key. The next login
+/// replaces both: under `-i` and in the identity directory by name, and on a default name in
+/// `~/.ssh` because the key file carries opkssh's comment ([`crate::placement`]), which a key
+/// the user generated into that name does not.
 ///
 /// # Errors
 /// [`WriteError`].

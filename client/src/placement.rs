@@ -5,7 +5,9 @@
 
 use crate::files::{WriteError, write_atomic, write_identity};
 use opk_core::jws::SigningKey;
-use opk_core::sshcert::{CertComment, OpksshCertificate, UserKeyFile, UserKeyType};
+use opk_core::sshcert::{
+    CertComment, OpksshCertificate, PRIVATE_KEY_COMMENT, UserKeyFile, UserKeyType,
+};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
@@ -105,12 +107,40 @@ pub fn choose_default(ssh_dir: &Path, kind: UserKeyType) -> Result<PathBuf, Plac
 
 /// Whether an existing default name may be overwritten: its certificate's comment is exactly
 /// `openpubkey` and the private key is that certificate's key (the check logout makes, with
-/// Go's exact comment for the default names).
+/// Go's exact comment for the default names), or the private key file is one opkssh wrote
+/// (its own comment is `openpubkey cert`, wire-format.md §6.3) beside an `openpubkey`
+/// certificate: what a login killed between its two renames leaves ([`write_identity`]).
+/// `ssh-keygen` writes `user@host` there unless told otherwise, so a key the user generated
+/// into the name stays theirs.
 ///
 /// # Errors
 /// Why not, in words.
 fn check_default_pair(key_path: &Path) -> Result<(), String> {
-    check_pair_with(key_path, |comment| comment == DEFAULT_CERT_COMMENT)
+    let mismatch = match check_pair_with(key_path, |comment| comment == DEFAULT_CERT_COMMENT) {
+        Ok(()) => return Ok(()),
+        Err(mismatch) => mismatch,
+    };
+    if certificate_comment(key_path).as_deref() == Some(DEFAULT_CERT_COMMENT)
+        && key_file_written_by_opkssh(key_path)
+    {
+        return Ok(());
+    }
+    Err(mismatch)
+}
+
+/// The comment of the certificate beside `key_path`, if it parses.
+fn certificate_comment(key_path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(cert_path(key_path)).ok()?;
+    let certificate = OpksshCertificate::from_line(&text).ok()?;
+    Some(certificate.comment().to_owned())
+}
+
+/// Whether the private key file at `key_path` carries the comment opkssh writes into its keys.
+fn key_file_written_by_opkssh(key_path: &Path) -> bool {
+    std::fs::read_to_string(key_path)
+        .ok()
+        .and_then(|pem| UserKeyFile::from_openssh(&pem).ok())
+        .is_some_and(|key| key.comment() == PRIVATE_KEY_COMMENT.as_bytes())
 }
 
 /// The identity-directory file name for an issuer and audience (§2.2.9): the issuer without

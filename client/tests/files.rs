@@ -111,3 +111,53 @@ fn atomic_write_replaces_content_and_mode() {
     assert_eq!(mode(&path), 0o640);
     assert!(write_atomic(&dir.path().join("missing/f"), b"x", 0o600).is_err());
 }
+
+fn certificate_for(key: &opk_core::jws::SigningKey) -> OpksshCertificate {
+    build_certificate(CertificateRequest {
+        key,
+        key_id: "alice@example.com",
+        principals: Principals::Default,
+        pk_token: "not-verified-here",
+        access_token: None,
+    })
+    .unwrap()
+}
+
+/// A login killed between its two renames leaves its new key beside its old certificate; the
+/// next login takes the name back (the key file carries opkssh's comment). A key the user made
+/// with `ssh-keygen` beside a stale opkssh certificate is never taken.
+#[test]
+fn a_torn_opkssh_pair_is_reused_and_a_users_own_key_is_not() {
+    use opk_client::placement::choose_default;
+    let dir = tempfile::tempdir().unwrap();
+    let ssh = dir.path();
+    let id_ecdsa = ssh.join("id_ecdsa");
+    let old = generate_user_key(UserKeyType::Ecdsa).unwrap();
+    write_identity(
+        &id_ecdsa,
+        &old,
+        &certificate_for(&old),
+        CertComment::Default,
+    )
+    .unwrap();
+    assert_eq!(choose_default(ssh, UserKeyType::Ecdsa).unwrap(), id_ecdsa);
+
+    // The torn pair: a new opkssh key file, the old certificate.
+    let new = generate_user_key(UserKeyType::Ecdsa).unwrap();
+    let pem = opk_core::sshcert::private_key_to_openssh(&new).unwrap();
+    write_atomic(&id_ecdsa, pem.as_bytes(), 0o600).unwrap();
+    assert_eq!(choose_default(ssh, UserKeyType::Ecdsa).unwrap(), id_ecdsa);
+
+    // The user's own key in the same name: skipped, so the next default name is chosen.
+    std::fs::remove_file(&id_ecdsa).unwrap();
+    let keygen = ssh_keygen()
+        .args(["-q", "-t", "ecdsa", "-N", "", "-f"])
+        .arg(&id_ecdsa)
+        .output()
+        .unwrap();
+    assert!(keygen.status.success(), "{keygen:?}");
+    assert_eq!(
+        choose_default(ssh, UserKeyType::Ecdsa).unwrap(),
+        ssh.join("id_ecdsa_sk")
+    );
+}
