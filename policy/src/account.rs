@@ -11,6 +11,10 @@ use std::fmt;
 /// holds the `readhome` sudo rule.
 pub const VERIFY_ACCOUNT: &str = "opksshuser";
 
+/// The kernel's overflow uid, `nobody`'s on Linux: above `UID_MIN`, yet nobody's own account,
+/// and file systems map unknown owners to it.
+pub const OVERFLOW_UID: u32 = 65534;
+
 /// The principal's account in the user database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Account {
@@ -92,6 +96,7 @@ impl AccountFacts {
                 uid: *uid,
                 uid_min: self.uid_min,
             }),
+            Account::Uid(OVERFLOW_UID) => Some(TemplateRefusal::Nobody),
             Account::Uid(_) => None,
         }
     }
@@ -111,6 +116,8 @@ pub enum TemplateRefusal {
         /// `UID_MIN`.
         uid_min: u32,
     },
+    /// `nobody`: the overflow uid ([`OVERFLOW_UID`]).
+    Nobody,
     /// No such account.
     NoAccount,
     /// The account could not be looked up.
@@ -130,6 +137,10 @@ impl fmt::Display for TemplateRefusal {
                 formatter,
                 "a template never grants a system account (uid {uid}, below UID_MIN {uid_min} of {}); write a row naming it",
                 login_defs::LOGIN_DEFS
+            ),
+            Self::Nobody => write!(
+                formatter,
+                "a template never grants nobody's account (uid {OVERFLOW_UID}); write a row naming it"
             ),
             Self::NoAccount => {
                 formatter.write_str("a template never grants an account that does not exist")
@@ -184,6 +195,12 @@ mod tests {
                 uid_min: 1000
             })
         );
+        // nobody sits above UID_MIN on Debian and Red Hat alike.
+        assert_eq!(
+            facts(Account::Uid(OVERFLOW_UID)).template_refusal("nobody"),
+            Some(TemplateRefusal::Nobody)
+        );
+        assert_eq!(facts(Account::Uid(65533)).template_refusal("big"), None);
         assert_eq!(
             facts(Account::Missing).template_refusal("alice"),
             Some(TemplateRefusal::NoAccount)

@@ -68,7 +68,7 @@
 //!   `%u` in a row with any other principal is refused, not read literally; the account name
 //!   is compared byte for byte (`Alice` is another account), only the rest of an email
 //!   template ignores ASCII case; a template never grants root, an account below `UID_MIN`
-//!   ([`login_defs`]), the account verify runs as, or an account that does not exist
+//!   ([`login_defs`]), `nobody`, the account verify runs as, or an account that does not exist
 //!   ([`AccountFacts`]); rows naming those accounts still grant them; an email template does
 //!   not match when the provider sets `email_verified` to anything but true (Go and email
 //!   rows only warn), and `add` and `audit` warn about templates over claims users choose

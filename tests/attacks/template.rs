@@ -133,6 +133,18 @@ fn template_grants_a_system_account() {
     );
 }
 
+/// `nobody` (the overflow uid 65534) is above `UID_MIN`, yet no person's account.
+#[test]
+fn template_grants_nobody() {
+    if !gate() {
+        return;
+    }
+    refused_through_a_template_granted_by_a_row(
+        "nobody",
+        "a template never grants nobody's account (uid 65534)",
+    );
+}
+
 /// `opksshuser` holds the `readhome` sudo rule.
 #[test]
 fn template_grants_the_verify_account() {
