@@ -253,19 +253,20 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A home whose client config names the provider with `redirect_uri`.
-fn home_for(op: &LyingOp, redirect_uri: &str) -> tempfile::TempDir {
+/// A home whose `~/.opk/config.yml` is `config`.
+fn home_with_client_config(config: &str) -> tempfile::TempDir {
     let home = tempfile::tempdir().unwrap();
     std::fs::create_dir(home.path().join(".opk")).unwrap();
-    std::fs::write(
-        home.path().join(".opk").join("config.yml"),
-        format!(
-            "providers:\n  - alias: lying\n    issuer: {}\n    client_id: {CLIENT_ID}\n    scopes: openid email\n    redirect_uris:\n      - {redirect_uri}\n",
-            op.issuer
-        ),
-    )
-    .unwrap();
+    std::fs::write(home.path().join(".opk").join("config.yml"), config).unwrap();
     home
+}
+
+/// A home whose client config names the provider with `redirect_uri`.
+fn home_for(op: &LyingOp, redirect_uri: &str) -> tempfile::TempDir {
+    home_with_client_config(&format!(
+        "providers:\n  - alias: lying\n    issuer: {}\n    client_id: {CLIENT_ID}\n    scopes: openid email\n    redirect_uris:\n      - {redirect_uri}\n",
+        op.issuer
+    ))
 }
 
 /// Starts `opkssh login <args> lying` in `home`, stopped where it waits for the browser.
@@ -793,17 +794,11 @@ fn slow_client_at_the_callback_cannot_outlast_the_timeout() {
 #[test]
 fn chooser_page_through_another_host_name_or_method() {
     let Some(op) = gated() else { return };
-    let home = tempfile::tempdir().unwrap();
-    std::fs::create_dir(home.path().join(".opk")).unwrap();
-    std::fs::write(
-        home.path().join(".opk").join("config.yml"),
-        format!(
-            "default_provider: webchooser\nproviders:\n  - alias: lying\n    issuer: {}\n    client_id: {CLIENT_ID}\n    scopes: openid email\n    redirect_uris:\n      - http://localhost:{}/login-callback\n  - alias: other\n    issuer: https://op.invalid\n    client_id: x\n",
-            op.issuer,
-            free_port()
-        ),
-    )
-    .unwrap();
+    let home = home_with_client_config(&format!(
+        "default_provider: webchooser\nproviders:\n  - alias: lying\n    issuer: {}\n    client_id: {CLIENT_ID}\n    scopes: openid email\n    redirect_uris:\n      - http://localhost:{}/login-callback\n  - alias: other\n    issuer: https://op.invalid\n    client_id: x\n",
+        op.issuer,
+        free_port()
+    ));
     let key = home.path().join("id_key");
     let mut process = LoginProcess::start(home.path(), &["-i", key.to_str().unwrap()], &[]);
     let chooser_url = process.auth_url();
@@ -863,17 +858,11 @@ fn chooser_page_through_another_host_name_or_method() {
 fn redirect_uri_on_a_look_alike_of_localhost() {
     let Some(op) = gated() else { return };
     // openpubkey#375: a prefix check let `localhost.attacker.com` through.
-    let home = tempfile::tempdir().unwrap();
-    std::fs::create_dir(home.path().join(".opk")).unwrap();
-    std::fs::write(
-        home.path().join(".opk").join("config.yml"),
-        format!(
-            "providers:\n  - alias: lying\n    issuer: {}\n    client_id: {CLIENT_ID}\n    scopes: openid\n    redirect_uris:\n      - http://localhost.attacker.com:{}/login-callback\n",
-            op.issuer,
-            free_port()
-        ),
-    )
-    .unwrap();
+    let home = home_with_client_config(&format!(
+        "providers:\n  - alias: lying\n    issuer: {}\n    client_id: {CLIENT_ID}\n    scopes: openid\n    redirect_uris:\n      - http://localhost.attacker.com:{}/login-callback\n",
+        op.issuer,
+        free_port()
+    ));
     let output = Command::new(e2e::target_binary("opkssh"))
         .args(["login", "--disable-browser-open", "lying"])
         .env("HOME", home.path())
@@ -1068,16 +1057,10 @@ fn login_through_an_unparsable_proxy_with_a_password() {
             }
         };
 
-        let home = tempfile::tempdir().unwrap();
-        std::fs::create_dir(home.path().join(".opk")).unwrap();
-        std::fs::write(
-            home.path().join(".opk").join("config.yml"),
-            format!(
-                "providers:\n  - alias: remote\n    issuer: https://opk-issuer.test\n    client_id: {CLIENT_ID}\n    scopes: openid\n    redirect_uris:\n      - http://localhost:{}/login-callback\n",
-                free_port()
-            ),
-        )
-        .unwrap();
+        let home = home_with_client_config(&format!(
+            "providers:\n  - alias: remote\n    issuer: https://opk-issuer.test\n    client_id: {CLIENT_ID}\n    scopes: openid\n    redirect_uris:\n      - http://localhost:{}/login-callback\n",
+            free_port()
+        ));
         let output = Command::new(e2e::target_binary("opkssh"))
             .args(["login", "--disable-browser-open", "remote"])
             .env("HOME", home.path())
@@ -1101,17 +1084,11 @@ fn login_through_an_unparsable_proxy_with_a_password() {
             "{proxy}: {printed}"
         );
 
-        let home = tempfile::tempdir().unwrap();
-        std::fs::create_dir(home.path().join(".opk")).unwrap();
-        std::fs::write(
-            home.path().join(".opk").join("config.yml"),
-            format!(
-                "providers:\n  - alias: lying\n    issuer: {}\n    client_id: {CLIENT_ID}\n    scopes: openid\n    redirect_uris:\n      - http://localhost:{}/login-callback\n",
-                op.issuer,
-                free_port()
-            ),
-        )
-        .unwrap();
+        let home = home_with_client_config(&format!(
+            "providers:\n  - alias: lying\n    issuer: {}\n    client_id: {CLIENT_ID}\n    scopes: openid\n    redirect_uris:\n      - http://localhost:{}/login-callback\n",
+            op.issuer,
+            free_port()
+        ));
         let mut login = LoginProcess::start(home.path(), &["lying"], &env);
         // The authorization URL comes from the provider's discovery document: it was fetched.
         let url = login.auth_url();
