@@ -157,8 +157,8 @@ impl LoginArgs {
             AgentUse::Only
         } else if self.agent {
             AgentUse::Required
-        } else if std::env::var_os(opk_client::agent::AUTH_SOCK_ENV).is_some_and(|v| !v.is_empty())
-        {
+        } else if opk_os::agent::default_agent_path().is_some() {
+            // $SSH_AUTH_SOCK, or on Windows Win32-OpenSSH's pipe.
             AgentUse::BestEffort
         } else {
             AgentUse::Off
