@@ -2,7 +2,7 @@
 //! functions and never asks which system it runs on.
 //!
 //! - [`atomic_file`]: replacing a file so that a crash leaves the old or the new one;
-//! - [`file`]: owners and modes of files, opens that neither follow a symlink nor block;
+//! - [`file`](mod@file): owners and modes of files, opens that neither follow a symlink nor block;
 //! - [`account`]: users and groups;
 //! - [`dirs`]: the home, configuration, cache and log folders;
 //! - [`agent`]: the connection to the ssh-agent;

@@ -124,7 +124,7 @@ impl FileErrorKind {
     }
 }
 
-/// Why a file does not meet its [`Requirement`].
+/// Why a file does not meet its requirement (`perms::Requirement`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PermError {
     /// The last component is a symlink.
