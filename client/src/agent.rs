@@ -1,7 +1,8 @@
 //! A small ssh-agent client (draft-miller-ssh-agent): list the agent's identities, add an
 //! opkssh certificate with its private key under a lifetime, remove an identity.
 //!
-//! Only the messages opkssh needs are spoken, over the Unix socket named by `$SSH_AUTH_SOCK`.
+//! Only the messages opkssh needs are spoken, over the Unix socket named by `$SSH_AUTH_SOCK`
+//! (on Windows, Win32-OpenSSH's named pipe when it is not set: [`opk_os::agent`]).
 //! The agent is outside data: every read is bounded by [`MAX_MESSAGE_LEN`] and [`IO_TIMEOUT`],
 //! and a reply that breaks the format is a [`AgentError`], never a panic.
 //!
@@ -11,14 +12,14 @@
 use opk_core::jws::SigningKey;
 use opk_core::sshcert::OpksshCertificate;
 use opk_core::sshcert::ssh_key::encoding::{self, Decode as _, Encode as _, Reader as _};
+use opk_os::agent::AgentStream;
 use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// The environment variable naming the agent's socket.
-pub const AUTH_SOCK_ENV: &str = "SSH_AUTH_SOCK";
+pub const AUTH_SOCK_ENV: &str = opk_os::agent::AUTH_SOCK_ENV;
 
 /// Longest agent message accepted or sent, length prefix excluded. OpenSSH's agent uses the
 /// same 256 KiB bound, and an opkssh certificate is at most that long (`MAX_CERT_LINE_LEN`).
@@ -392,18 +393,19 @@ fn closed_or_io(error: std::io::Error) -> AgentError {
 /// A connection to a running agent.
 #[derive(Debug)]
 pub struct Agent {
-    stream: UnixStream,
+    stream: AgentStream,
 }
 
 impl Agent {
-    /// Connects to the agent named by `$SSH_AUTH_SOCK`.
+    /// Connects to the agent named by `$SSH_AUTH_SOCK` (on Windows, when it is not set,
+    /// Win32-OpenSSH's agent).
     ///
     /// # Errors
     /// [`AgentError::NotSet`], [`AgentError::Unreachable`].
     pub fn from_env() -> Result<Self, AgentError> {
-        match std::env::var_os(AUTH_SOCK_ENV) {
-            Some(path) if !path.is_empty() => Self::connect(Path::new(&path)),
-            _ => Err(AgentError::NotSet),
+        match opk_os::agent::default_agent_path() {
+            Some(path) => Self::connect(&path),
+            None => Err(AgentError::NotSet),
         }
     }
 
@@ -416,13 +418,7 @@ impl Agent {
             path: path.to_owned(),
             source,
         };
-        let stream = UnixStream::connect(path).map_err(unreachable)?;
-        stream
-            .set_read_timeout(Some(IO_TIMEOUT))
-            .map_err(unreachable)?;
-        stream
-            .set_write_timeout(Some(IO_TIMEOUT))
-            .map_err(unreachable)?;
+        let stream = AgentStream::connect(path, IO_TIMEOUT).map_err(unreachable)?;
         Ok(Self { stream })
     }
 
@@ -438,7 +434,8 @@ impl Agent {
         }
     }
 
-    /// Adds a certificate and its private key.
+    /// Adds a certificate and its private key. Where the agent refuses lifetimes
+    /// (Win32-OpenSSH's), the identity goes in without one ([`opk_os::agent::lifetime_for`]).
     ///
     /// # Errors
     /// [`AgentError::Refused`] if the agent declines, and the other errors of a request.
@@ -446,7 +443,11 @@ impl Agent {
         &mut self,
         identity: &CertificateIdentity<'_>,
     ) -> Result<(), AgentError> {
-        match self.call(&Request::AddCertificate(*identity))? {
+        let identity = CertificateIdentity {
+            lifetime: opk_os::agent::lifetime_for(opk_os::System::CURRENT, identity.lifetime),
+            ..*identity
+        };
+        match self.call(&Request::AddCertificate(identity))? {
             Reply::Success => Ok(()),
             Reply::Failure => Err(AgentError::Refused("add the certificate")),
             other => Err(unexpected(&other, "adding an identity")),

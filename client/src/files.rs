@@ -1,10 +1,10 @@
-//! Writing files so that nothing is lost: every write goes through [`policy::atomic_file`] (a
+//! Writing files so that nothing is lost: every write goes through [`opk_os::atomic_file`] (a
 //! temporary file in the target's folder, created with its final mode so a private key is never
 //! readable by others, flushed to disk, then renamed over the target).
 
 use opk_core::jws::SigningKey;
 use opk_core::sshcert::{CertComment, CertError, OpksshCertificate, private_key_to_openssh};
-use policy::atomic_file::{self, AtomicWriteError, FileMode};
+use opk_os::atomic_file::{self, AtomicWriteError, FileMode};
 use std::path::{Path, PathBuf};
 
 /// Mode of a private key file, as Go and OpenSSH require.
@@ -24,7 +24,7 @@ pub enum WriteError {
 }
 
 /// Replaces `path` with `contents` atomically, the new file having exactly `mode`
-/// ([`policy::atomic_file`]: the old file or the new one survives a crash, never a mix).
+/// ([`opk_os::atomic_file`]: the old file or the new one survives a crash, never a mix).
 ///
 /// # Errors
 /// [`WriteError`] naming the file.
@@ -43,7 +43,7 @@ pub fn write_atomic_owned(
     mode: u32,
     owner: Option<(u32, u32)>,
 ) -> Result<(), WriteError> {
-    Ok(policy::atomic_file::replace(
+    Ok(atomic_file::replace(
         path,
         contents,
         FileMode { mode, owner },

@@ -8,7 +8,6 @@ use opk_core::jws::SigningKey;
 use opk_core::sshcert::{
     CertComment, OpksshCertificate, PRIVATE_KEY_COMMENT, UserKeyFile, UserKeyType,
 };
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 /// The comment of a certificate opkssh wrote in `~/.ssh` or at `-i`.
@@ -165,9 +164,9 @@ pub fn identity_dir_name(issuer: &str, audience: &str) -> String {
     out
 }
 
-/// The user's home directory.
+/// The user's home directory (`%USERPROFILE%` on Windows).
 pub fn home_dir() -> Option<PathBuf> {
-    std::env::home_dir().filter(|home| !home.as_os_str().is_empty())
+    opk_os::dirs::home_dir()
 }
 
 /// `~/.ssh/opkssh`.
@@ -205,8 +204,9 @@ pub fn configure_identity_dir(home: &Path) -> Result<(), PlacementError> {
     };
     if !existing.contains(INCLUDE_LINE) {
         let mode = std::fs::metadata(&ssh_config)
-            .map(|metadata| metadata.permissions().mode() & 0o7777)
-            .unwrap_or(0o600);
+            .ok()
+            .and_then(|metadata| opk_os::file::attributes(&metadata).ok())
+            .map_or(0o600, |attributes| attributes.mode);
         write_atomic(
             &ssh_config,
             format!("{INCLUDE_LINE}\n\n{existing}").as_bytes(),
@@ -221,7 +221,7 @@ fn create_dir(path: &Path, mode: u32) -> Result<(), PlacementError> {
         return Ok(());
     }
     std::fs::create_dir_all(path).map_err(io(path))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io(path))
+    opk_os::file::set_mode(path, mode).map_err(io(path))
 }
 
 /// Where a login's files go.

@@ -1,10 +1,10 @@
-//! The installer's file writes, each through [`policy::atomic_file`]: the new file has its final
+//! The installer's file writes, each through [`opk_os::atomic_file`]: the new file has its final
 //! mode and owner before it is renamed over the target, so it never appears with others.
 
-use policy::atomic_file::FileMode;
+use opk_os::atomic_file::FileMode;
 use std::path::Path;
 
-pub(crate) use policy::atomic_file::AtomicWriteError as WriteError;
+pub(crate) use opk_os::atomic_file::AtomicWriteError as WriteError;
 
 /// Replaces `path` with `contents` atomically, owned by `owner` when given (needs root).
 pub(crate) fn write_atomic_owned(
@@ -13,5 +13,5 @@ pub(crate) fn write_atomic_owned(
     mode: u32,
     owner: Option<(u32, u32)>,
 ) -> Result<(), WriteError> {
-    policy::atomic_file::replace(path, contents, FileMode { mode, owner })
+    opk_os::atomic_file::replace(path, contents, FileMode { mode, owner })
 }

@@ -18,6 +18,7 @@ mod files;
 mod selinux;
 pub mod sshd_config;
 mod system;
+mod tools;
 pub mod values;
 
 pub use selinux::{
@@ -31,7 +32,6 @@ pub use values::ValueError;
 use crate::files::WriteError;
 use sshd_config::{SshdFiles, SshdPlan, Target};
 use std::fmt;
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 /// Where the Go installer puts the binary; sshd's line and the sudoers rule name it.
@@ -324,12 +324,16 @@ pub struct Attributes {
 }
 
 impl Attributes {
-    fn of(metadata: &std::fs::Metadata) -> Self {
-        Self {
-            mode: metadata.mode() & 0o7777,
-            uid: metadata.uid(),
-            gid: metadata.gid(),
-        }
+    /// The attributes in `metadata` of `path`; an error where the system has no Unix owners
+    /// and modes.
+    fn of(metadata: &std::fs::Metadata, path: &Path) -> Result<Self, InstallError> {
+        let attributes = opk_os::file::attributes(metadata)
+            .map_err(|unsupported| io_error(path)(unsupported.into()))?;
+        Ok(Self {
+            mode: attributes.mode,
+            uid: attributes.uid,
+            gid: attributes.gid,
+        })
     }
 }
 
@@ -761,7 +765,7 @@ fn read_existing(path: &Path) -> Result<Option<Existing>, InstallError> {
     let contents = std::fs::read(path).map_err(io_error(path))?;
     Ok(Some(Existing {
         contents,
-        attributes: Attributes::of(&metadata),
+        attributes: Attributes::of(&metadata, path)?,
     }))
 }
 
@@ -775,7 +779,10 @@ fn read_text(existing: &Existing, path: &Path) -> Result<String, InstallError> {
 /// `Some(attributes)` of an existing path (not following a final symlink).
 fn attributes_of(path: &Path) -> Result<Option<(Attributes, std::fs::FileType)>, InstallError> {
     match std::fs::symlink_metadata(path) {
-        Ok(metadata) => Ok(Some((Attributes::of(&metadata), metadata.file_type()))),
+        Ok(metadata) => Ok(Some((
+            Attributes::of(&metadata, path)?,
+            metadata.file_type(),
+        ))),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(io_error(path)(error)),
     }

@@ -7,7 +7,7 @@
 //! Outside `/` (tests) the tools are looked up on `PATH` only, never in the system folders, so
 //! that a test's stand-ins are run and the machine's real policy is never touched.
 
-use crate::system::{run_program, tool_path};
+use crate::tools::{run_program, tool_path};
 use crate::{InstallError, Layout, io_error};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -156,14 +156,12 @@ struct WorkDir(PathBuf);
 
 impl WorkDir {
     fn new() -> Result<Self, InstallError> {
-        use std::os::unix::fs::DirBuilderExt as _;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.subsec_nanos());
         let path =
             std::env::temp_dir().join(format!("opkssh-selinux-{}-{nanos}", std::process::id()));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
+        opk_os::file::dir_builder(0o700)
             .create(&path)
             .map_err(io_error(&path))?;
         Ok(Self(path))

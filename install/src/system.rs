@@ -7,15 +7,12 @@ use super::{
 };
 use crate::files;
 use crate::selinux::{self, SelinuxHost};
+use crate::tools::{output_text, run_program, tool_path};
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// Folders searched for system tools, so that a maintainer script's or sudo's `PATH` does
-/// not matter.
-const TOOL_DIRS: [&str; 4] = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
 const SUDO_PATHS: [&str; 3] = ["/usr/bin/sudo", "/bin/sudo", "/usr/local/bin/sudo"];
 const NOLOGIN_SHELLS: [&str; 2] = ["/usr/sbin/nologin", "/sbin/nologin"];
 const SSHD_PID_FILES: [&str; 2] = ["/run/sshd.pid", "/var/run/sshd.pid"];
@@ -57,18 +54,18 @@ impl Machine {
             ..Self::default()
         };
         for name in std::iter::once(&"root").chain(names) {
-            if let Ok(Some(user)) = nix::unistd::User::from_name(name) {
+            if let Ok(Some(user)) = opk_os::account::user_by_name(name) {
                 machine
                     .users
-                    .insert((*name).to_owned(), (user.uid.as_raw(), user.gid.as_raw()));
-                if let Ok(comment) = user.gecos.into_string() {
+                    .insert((*name).to_owned(), (user.uid, user.gid));
+                if let Some(comment) = user.comment {
                     machine.comments.insert((*name).to_owned(), comment);
                 }
             }
-            if let Ok(Some(group)) = nix::unistd::Group::from_name(name) {
+            if let Ok(Some(group)) = opk_os::account::group_by_name(name) {
                 machine
                     .groups
-                    .insert((*name).to_owned(), (group.gid.as_raw(), group.mem));
+                    .insert((*name).to_owned(), (group.gid, group.members));
             }
         }
         machine
@@ -249,10 +246,7 @@ impl Environment {
             if !comm.trim().starts_with("sshd") {
                 continue;
             }
-            return match nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGHUP,
-            ) {
+            return match opk_os::process::hang_up(pid) {
                 Ok(()) => format!("reloaded sshd (SIGHUP to pid {pid} from {pid_file})"),
                 Err(error) => format!("warning: SIGHUP to sshd pid {pid}: {error}"),
             };
@@ -261,69 +255,17 @@ impl Environment {
     }
 }
 
-/// A system tool by name, from the usual folders.
-pub(crate) fn tool_path(name: &str) -> Option<PathBuf> {
-    TOOL_DIRS
-        .iter()
-        .map(|dir| Path::new(dir).join(name))
-        .find(|path| path.is_file())
-}
-
-pub(crate) fn output_text(output: &std::process::Output) -> String {
-    let mut text = String::from_utf8_lossy(&output.stderr).trim().to_owned();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !stdout.trim().is_empty() {
-        if !text.is_empty() {
-            text.push_str("; ");
-        }
-        text.push_str(stdout.trim());
-    }
-    if text.is_empty() {
-        text = format!("exit status {}", output.status);
-    }
-    text
-}
-
 fn run(name: &str, args: &[&str]) -> Result<(), InstallError> {
     let program = tool_path(name).unwrap_or_else(|| PathBuf::from(name));
     let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
     run_program(&program, name, &args)
 }
 
-/// Runs `program` (shown as `name` in errors) with `args`, no stdin; an error names the
-/// command line and carries its output.
-pub(crate) fn run_program(
-    program: &Path,
-    name: &str,
-    args: &[&std::ffi::OsStr],
-) -> Result<(), InstallError> {
-    let command_line = std::iter::once(name.to_owned())
-        .chain(args.iter().map(|arg| arg.to_string_lossy().into_owned()))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let output = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|error| InstallError::Command {
-            command: command_line.clone(),
-            output: format!("{}: {error}", program.display()),
-        })?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(InstallError::Command {
-            command: command_line,
-            output: output_text(&output),
-        })
-    }
-}
-
 fn resolve(owner: &Owner) -> Result<(u32, u32), InstallError> {
     let uid = match owner.user.parse() {
         Ok(uid) => uid,
-        Err(_) => match nix::unistd::User::from_name(&owner.user) {
-            Ok(Some(user)) => user.uid.as_raw(),
+        Err(_) => match opk_os::account::user_by_name(&owner.user) {
+            Ok(Some(user)) => user.uid,
             _ => {
                 return Err(InstallError::NoAccount {
                     kind: "user",
@@ -334,8 +276,8 @@ fn resolve(owner: &Owner) -> Result<(u32, u32), InstallError> {
     };
     let gid = match owner.group.parse() {
         Ok(gid) => gid,
-        Err(_) => match nix::unistd::Group::from_name(&owner.group) {
-            Ok(Some(group)) => group.gid.as_raw(),
+        Err(_) => match opk_os::account::group_by_name(&owner.group) {
+            Ok(Some(group)) => group.gid,
             _ => {
                 return Err(InstallError::NoAccount {
                     kind: "group",
@@ -386,19 +328,15 @@ fn restore(path: &Path, existing: &Existing) -> Result<(), InstallError> {
 /// the folder (a group-writable `/var/log`) could swap the log for a link to `/etc/shadow`
 /// between the plan's check and this change, and have it handed to opkssh's group.
 fn set_attributes(path: &Path, mode: u32, (uid, gid): (u32, u32)) -> Result<(), InstallError> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        // No blocking on a FIFO put in its place; it is refused below.
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|error| match error.raw_os_error() {
-            Some(libc::ELOOP) => InstallError::Unexpected {
-                path: path.to_owned(),
-                reason: "is a symlink (put there since the plan was made); its owner and mode were left alone".into(),
-            },
-            _ => io_error(path)(error),
-        })?;
-    let file_type = file.metadata().map_err(io_error(path))?.file_type();
+    // No blocking on a FIFO put in its place; it is refused below.
+    let (file, metadata) = opk_os::file::open_for_reading(path, true).map_err(|error| match error {
+        opk_os::file::OpenError::Symlink => InstallError::Unexpected {
+            path: path.to_owned(),
+            reason: "is a symlink (put there since the plan was made); its owner and mode were left alone".into(),
+        },
+        opk_os::file::OpenError::Io(error) => io_error(path)(error),
+    })?;
+    let file_type = metadata.file_type();
     if !(file_type.is_file() || file_type.is_dir()) {
         return Err(InstallError::Unexpected {
             path: path.to_owned(),
@@ -406,9 +344,7 @@ fn set_attributes(path: &Path, mode: u32, (uid, gid): (u32, u32)) -> Result<(), 
                 .into(),
         });
     }
-    std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(io_error(path))?;
-    file.set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(io_error(path))
+    opk_os::file::set_owner_and_mode(&file, Some((uid, gid)), mode).map_err(io_error(path))
 }
 
 /// Carries out one change.
@@ -433,8 +369,7 @@ pub(crate) fn apply_change(change: &Change, environment: &Environment) -> Result
         Change::CreateDir { path, mode, owner } => {
             let owner = resolve(owner)?;
             // Private until it has its owner, then its mode.
-            std::fs::DirBuilder::new()
-                .mode(0o700)
+            opk_os::file::dir_builder(0o700)
                 .create(path)
                 .map_err(io_error(path))?;
             set_attributes(path, *mode, owner)
@@ -478,7 +413,7 @@ pub(crate) fn apply_change(change: &Change, environment: &Environment) -> Result
         Change::SelinuxRelabel { paths } => selinux::relabel(&environment.layout, paths),
         Change::SelinuxRemoveModule => selinux::remove_module(&environment.layout),
         Change::DeleteGroup { name } => {
-            if matches!(nix::unistd::Group::from_name(name), Ok(Some(_))) {
+            if matches!(opk_os::account::group_by_name(name), Ok(Some(_))) {
                 run("groupdel", &[name])
             } else {
                 Ok(())
@@ -519,16 +454,16 @@ pub(crate) fn roll_back(done: &[&Change]) -> Vec<String> {
 
 /// Appends one timestamped line to the log, never through a symlink put in its place.
 pub(crate) fn append_log(path: &Path, record: &str) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
+    let mut file = opk_os::file::Guards::CAREFUL
+        .options()
         .append(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)?;
     if !file.metadata()?.is_file() {
         return Err(std::io::Error::other("not a regular file"));
     }
     let line = format!(
         "{} {record}\n",
-        verifier::log::timestamp(std::time::SystemTime::now())
+        opk_os::time::timestamp(std::time::SystemTime::now())
     );
     file.write_all(line.as_bytes())
 }

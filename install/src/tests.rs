@@ -8,7 +8,7 @@
 use super::sshd_config::{BLOCK_BEGIN, DISABLED_MARK, DROP_IN_HEADER};
 use super::*;
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 
 const DEBIAN_SSHD_CONFIG: &str = "# See sshd_config(5).\n\nInclude /etc/ssh/sshd_config.d/*.conf\n\nKbdInteractiveAuthentication no\nUsePAM yes\nX11Forwarding yes\nPrintMotd no\nAcceptEnv LANG LC_*\nSubsystem\tsftp\t/usr/lib/openssh/sftp-server\n";
 const BINARY: &[u8] = b"\x7fELF pretend opkssh binary\0";
@@ -91,7 +91,7 @@ impl Root {
             layout: self.layout.clone(),
             accounts: false,
             sshd: None,
-            visudo: system::tool_path("visudo"),
+            visudo: crate::tools::tool_path("visudo"),
             reload: false,
         }
     }
@@ -140,13 +140,13 @@ impl Root {
 /// The running user's name and primary group name.
 fn me() -> (String, String) {
     // Root is never the verifier's account; run as root, the files go to nobody instead.
-    let uid = if nix::unistd::geteuid().is_root() {
-        nix::unistd::User::from_name("nobody").unwrap().unwrap().uid
+    let uid = if opk_os::account::is_root() {
+        opk_os::account::user_id("nobody").unwrap()
     } else {
-        nix::unistd::geteuid()
+        opk_os::account::effective_uid().unwrap()
     };
-    let user = nix::unistd::User::from_uid(uid).unwrap().unwrap();
-    let group = nix::unistd::Group::from_gid(user.gid).unwrap().unwrap();
+    let user = opk_os::account::user_by_uid(uid).unwrap().unwrap();
+    let group = opk_os::account::group_by_gid(user.gid).unwrap().unwrap();
     (user.name, group.name)
 }
 
@@ -271,20 +271,8 @@ fn install_then_nothing_to_do_then_uninstall_restores() {
     let before = root.snapshot();
     let options = root.options();
     let (user, group) = me();
-    let uid_of = |name: &str| {
-        nix::unistd::User::from_name(name)
-            .unwrap()
-            .unwrap()
-            .uid
-            .as_raw()
-    };
-    let gid_of = |name: &str| {
-        nix::unistd::Group::from_name(name)
-            .unwrap()
-            .unwrap()
-            .gid
-            .as_raw()
-    };
+    let uid_of = |name: &str| opk_os::account::user_id(name).unwrap();
+    let gid_of = |name: &str| opk_os::account::group_id(name).unwrap();
     let (root_uid, root_gid) = (0, gid_of("root"));
     let (uid, gid) = (uid_of(&user), gid_of(&group));
     let plan = root.install(&options);
@@ -569,7 +557,7 @@ fn sudoers_rule_is_added_beside_other_rules_and_taken_out_again() {
 
 #[test]
 fn visudo_rejects_a_broken_sudoers_rule() {
-    let Some(visudo) = system::tool_path("visudo") else {
+    let Some(visudo) = crate::tools::tool_path("visudo") else {
         eprintln!("SKIP: visudo is not installed");
         return;
     };
@@ -983,10 +971,8 @@ fn a_symlink_planted_at_the_log_is_not_chowned_chmodded_or_appended_through() {
     std::fs::remove_file(&log).unwrap();
     std::fs::write(&log, "").unwrap();
     std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o660)).unwrap();
-    let group = nix::unistd::Group::from_name(&options.group)
-        .unwrap()
-        .unwrap();
-    std::os::unix::fs::chown(&log, Some(0), Some(group.gid.as_raw())).unwrap();
+    let gid = opk_os::account::group_id(&options.group).unwrap();
+    std::os::unix::fs::chown(&log, Some(0), Some(gid)).unwrap();
     let plan = plan_install(&options, &machine()).unwrap();
     assert!(plan.change_for(&log).is_none() && plan.log_record.is_some());
     plant();

@@ -472,7 +472,7 @@ fn emsa_pkcs1_v15_sha256(identity: &[u8], n_bytes: usize) -> Result<Vec<u8>, GqE
 
 /// RFC 7638 SHA-256 thumbprint of an RSA key, B64U: the GQ header's `jkt` (§4.2).
 pub(crate) fn rsa_jwk_thumbprint(key: &PublicKey) -> String {
-    crate::jwk::PublicKey::Rsa(key.clone()).thumbprint()
+    crate::rsa_jwk::thumbprint(key)
 }
 
 fn b64_decode_strict(text: &str) -> Option<Vec<u8>> {

@@ -6,7 +6,6 @@
 
 use crate::b64;
 use crate::jws::Algorithm;
-use rsa::traits::PublicKeyParts as _;
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
@@ -79,10 +78,7 @@ impl PublicKey {
                     b64::encode_url(key.to_bytes())
                 )
             }
-            Self::Rsa(key) => {
-                let (n, e) = rsa_members(key);
-                format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#)
-            }
+            Self::Rsa(key) => crate::rsa_jwk::thumbprint_input(key),
         }
     }
 
@@ -111,7 +107,7 @@ impl PublicKey {
                 object.insert("x".into(), b64::encode_url(key.to_bytes()).into());
             }
             Self::Rsa(key) => {
-                let (n, e) = rsa_members(key);
+                let (n, e) = crate::rsa_jwk::members(key);
                 object.insert("e".into(), e.into());
                 object.insert("kty".into(), "RSA".into());
                 object.insert("n".into(), n.into());
@@ -176,18 +172,6 @@ fn ec_coordinates(key: &p256::ecdsa::VerifyingKey) -> (String, String) {
     let x = bytes.get(1..33).unwrap_or_default();
     let y = bytes.get(33..65).unwrap_or_default();
     (b64::encode_url(x), b64::encode_url(y))
-}
-
-fn rsa_members(key: &rsa::PublicKey) -> (String, String) {
-    let minimal = |value: &rsa::BoxedUint| {
-        let bytes = value.to_be_bytes();
-        let first = bytes
-            .iter()
-            .position(|byte| *byte != 0)
-            .unwrap_or(bytes.len());
-        b64::encode_url(bytes.get(first..).unwrap_or_default())
-    };
-    (minimal(key.n().as_ref()), minimal(key.e()))
 }
 
 fn string_member<'a>(

@@ -34,5 +34,6 @@ pub mod jwk;
 pub mod jws;
 pub mod oidc;
 pub mod pktoken;
+mod rsa_jwk;
 pub mod sshcert;
 pub mod verify;

@@ -4,7 +4,7 @@
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ConfigDirArg {
     /// Directory holding providers, auth_id, config.yml and policy.d.
-    #[arg(long = "config-dir", value_name = "DIR", default_value = policy::DEFAULT_CONFIG_DIR)]
+    #[arg(long = "config-dir", value_name = "DIR", default_value_os_t = opk_os::dirs::config_dir())]
     pub(crate) config_dir: std::path::PathBuf,
 }
 

@@ -8,7 +8,7 @@ mod commands;
 mod error;
 mod report;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, Parser as _};
 use cli::{Cli, Command};
 use error::CliError;
 use std::process::ExitCode;
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         Some(Command::Check(args)) => commands::check::run(&args),
         Some(Command::Client(args)) => commands::client::run(&args),
         Some(Command::Completions(args)) => {
-            commands::docs::completions(&args).map_err(CliError::from)
+            commands::docs::completions(&args, Cli::command()).map_err(CliError::from)
         }
         Some(Command::Demo(args)) => commands::demo::run(&args),
         Some(Command::Explain(args)) => commands::explain::run(&args),
@@ -37,7 +37,9 @@ fn main() -> ExitCode {
         Some(Command::InstallServer(args)) => commands::install_server::run_install(&args),
         Some(Command::Login(args)) => commands::login::run(&args),
         Some(Command::Logout(args)) => commands::logout::run(&args),
-        Some(Command::Man(args)) => commands::docs::man(&args).map_err(CliError::from),
+        Some(Command::Man(args)) => {
+            commands::docs::man(&args, Cli::command()).map_err(CliError::from)
+        }
         Some(Command::Permissions(args)) => {
             commands::permissions::run(&args).map_err(CliError::from)
         }

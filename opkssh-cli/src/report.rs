@@ -4,9 +4,9 @@
 use crate::error::CliError;
 use opk_core::pktoken::PkToken;
 use opk_core::sshcert::OpksshCertificate;
+use opk_os::time::rfc3339;
 use serde_json::{Value, json};
 use std::time::{SystemTime, UNIX_EPOCH};
-use verifier::log::rfc3339;
 
 /// Certificate files are one line; anything larger is not a certificate.
 const MAX_INPUT: u64 = 512 * 1024;

@@ -171,7 +171,7 @@ fn forgejo_actions_login_is_gq_signed_and_verifies() {
         text(&outside)
     );
 
-    if !nix::unistd::geteuid().is_root() {
+    if !opk_os::account::is_root() {
         eprintln!(
             "SKIP verify of the Forgejo certificate: verify requires root-owned policy files"
         );

@@ -14,7 +14,7 @@ fn opkssh() -> Command {
 }
 
 fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
+    opk_os::account::is_root()
 }
 
 #[test]

@@ -448,7 +448,7 @@ fn remove_user_never_plans_deleting_root_or_a_system_account() {
     );
     assert_eq!((code, stdout.as_str()), (2, ""), "{stderr}");
     for system_account in ["daemon", "bin", "sys"] {
-        if !matches!(nix::unistd::User::from_name(system_account), Ok(Some(_))) {
+        if !matches!(opk_os::account::user_by_name(system_account), Ok(Some(_))) {
             continue;
         }
         let out = opkssh_in(
@@ -936,12 +936,12 @@ fn selinux_sources_opt_out_and_missing_tools() {
 /// The running user's name and primary group name.
 fn me() -> (String, String) {
     // Root is never the verifier's account; run as root, the files go to nobody instead.
-    let uid = if nix::unistd::geteuid().is_root() {
-        nix::unistd::User::from_name("nobody").unwrap().unwrap().uid
+    let uid = if opk_os::account::is_root() {
+        opk_os::account::user_id("nobody").unwrap()
     } else {
-        nix::unistd::geteuid()
+        opk_os::account::effective_uid().unwrap()
     };
-    let user = nix::unistd::User::from_uid(uid).unwrap().unwrap();
-    let group = nix::unistd::Group::from_gid(user.gid).unwrap().unwrap();
+    let user = opk_os::account::user_by_uid(uid).unwrap().unwrap();
+    let group = opk_os::account::group_by_gid(user.gid).unwrap().unwrap();
     (user.name, group.name)
 }

@@ -358,7 +358,7 @@ fn fifty_concurrent_adds_give_fifty_rows() {
             entry
                 .file_name()
                 .to_string_lossy()
-                .contains(policy::atomic_file::TEMPORARY_MARKER)
+                .contains(opk_os::atomic_file::TEMPORARY_MARKER)
         })
         .count();
     assert_eq!(leftovers, 0);

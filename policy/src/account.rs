@@ -55,23 +55,23 @@ impl AccountFacts {
     /// `UID_MIN` from `/etc/login.defs`, and the verify accounts ([`VERIFY_ACCOUNT`] and the
     /// account this process runs as).
     pub fn of_system(principal: &str) -> Self {
-        let account = match nix::unistd::User::from_name(principal) {
-            Ok(Some(user)) => Account::Uid(user.uid.as_raw()),
+        let account = match opk_os::account::user_by_name(principal) {
+            Ok(Some(user)) => Account::Uid(user.uid),
             Ok(None) => Account::Missing,
             Err(error) => Account::Unknown(error.to_string()),
         };
-        let euid = nix::unistd::geteuid();
+        let euid = opk_os::account::effective_uid();
         let mut verify_accounts = vec![VERIFY_ACCOUNT.to_owned()];
-        if let Ok(Some(user)) = nix::unistd::User::from_uid(euid)
-            && user.name != VERIFY_ACCOUNT
+        if let Some(name) = euid.and_then(opk_os::account::user_name)
+            && name != VERIFY_ACCOUNT
         {
-            verify_accounts.push(user.name);
+            verify_accounts.push(name);
         }
         Self {
             account,
             uid_min: login_defs::uid_min(),
             verify_accounts,
-            verify_uid: Some(euid.as_raw()),
+            verify_uid: euid,
         }
     }
 

@@ -183,16 +183,17 @@ fn replace(
     old: &std::fs::Metadata,
     before_rename: impl FnOnce() -> std::io::Result<()>,
 ) -> Result<(), EditError> {
-    crate::atomic_file::replace_with(
-        path,
-        content,
-        crate::atomic_file::FileMode::of(old),
-        before_rename,
-    )
-    .map_err(|error| EditError::Io {
-        action: error.step,
-        path: error.path,
-        source: error.source,
+    let mode = opk_os::atomic_file::FileMode::of(old).map_err(|unsupported| EditError::Io {
+        action: "failed to read the owner and mode of",
+        path: path.to_owned(),
+        source: unsupported.into(),
+    })?;
+    opk_os::atomic_file::replace_with(path, content, mode, before_rename).map_err(|error| {
+        EditError::Io {
+            action: error.step,
+            path: error.path,
+            source: error.source,
+        }
     })
 }
 
@@ -299,7 +300,7 @@ mod tests {
         child.wait().unwrap();
         let leftover = format!(
             ".auth_id{}{}.0",
-            crate::atomic_file::TEMPORARY_MARKER,
+            opk_os::atomic_file::TEMPORARY_MARKER,
             child.id()
         );
         std::fs::write(dir.path().join(leftover), "half").unwrap();

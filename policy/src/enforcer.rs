@@ -15,8 +15,9 @@ use crate::server_config::{DenyLists, ServerConfig, VariableNames};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The default configuration directory.
-pub const DEFAULT_CONFIG_DIR: &str = "/etc/opk";
+/// The default configuration directory on Unix ([`opk_os::dirs::config_dir`] is this
+/// system's: `%ProgramData%\opk` on Windows).
+pub const DEFAULT_CONFIG_DIR: &str = opk_os::dirs::UNIX_CONFIG_DIR;
 
 /// Paths of the server files under a configuration directory.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -83,7 +83,7 @@ pub enum FileErrorKind {
     /// The file could not be read.
     Io(std::io::ErrorKind, String),
     /// The file's mode, owner or type is not the required one.
-    Permissions(crate::perms::PermError),
+    Permissions(PermError),
     /// Bad YAML.
     Yaml(String),
     /// A required field is missing or empty.
@@ -122,6 +122,83 @@ impl FileErrorKind {
     pub(crate) fn io(error: &std::io::Error) -> Self {
         Self::Io(error.kind(), error.to_string())
     }
+}
+
+/// Why a file does not meet its requirement (`perms::Requirement`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PermError {
+    /// The last component is a symlink.
+    Symlink,
+    /// Not a regular file (or not a directory where one is required).
+    WrongType,
+    /// Wrong permission bits.
+    Mode {
+        /// Allowed modes.
+        expected: &'static [u32],
+        /// Actual mode.
+        got: u32,
+    },
+    /// Wrong owner.
+    Owner {
+        /// The required uid.
+        expected: u32,
+        /// The actual uid.
+        got: u32,
+    },
+    /// Wrong group.
+    Group {
+        /// The required group name.
+        expected: &'static str,
+        /// The actual gid.
+        got: u32,
+    },
+    /// The required group does not exist on this machine.
+    NoSuchGroup(&'static str),
+    /// Owners and modes cannot be read on this system, so no rule about them is met.
+    Unsupported(opk_os::Unsupported),
+}
+
+impl fmt::Display for PermError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Symlink => formatter.write_str("is a symlink, symlinks are unsafe here"),
+            Self::WrongType => formatter.write_str(
+                "is not a regular file or directory as required (FIFOs, devices and sockets are never read)",
+            ),
+            Self::Mode { expected, got } => {
+                let expected: Vec<String> =
+                    expected.iter().map(|mode| format!("{mode:o}")).collect();
+                write!(
+                    formatter,
+                    "expected one of the following permissions [{}], got ({got:o})",
+                    expected.join(", ")
+                )
+            }
+            Self::Owner { expected, got } => write!(
+                formatter,
+                "expected owner ({}), got ({})",
+                user_name(*expected),
+                user_name(*got)
+            ),
+            Self::Group { expected, got } => write!(
+                formatter,
+                "expected group ({expected}), got ({})",
+                group_name(*got)
+            ),
+            Self::NoSuchGroup(name) => write!(formatter, "group {name} does not exist"),
+            Self::Unsupported(unsupported) => write!(formatter, "{unsupported}"),
+        }
+    }
+}
+
+/// `name`, or `uid N` when the user database has no name.
+pub(crate) fn user_name(uid: u32) -> String {
+    opk_os::account::user_name(uid).unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// A group's name, or `gid N`.
+pub(crate) fn group_name(gid: u32) -> String {
+    opk_os::account::group_name(gid).unwrap_or_else(|| format!("gid {gid}"))
 }
 
 /// The first line of a multi-line message (YAML errors come with a source snippet).

@@ -91,12 +91,12 @@ pub struct Account {
 
 /// Looks an account up by name.
 pub fn lookup(name: &str) -> Option<Account> {
-    match nix::unistd::User::from_name(name) {
+    match opk_os::account::user_by_name(name) {
         Ok(Some(user)) => Some(Account {
             name: user.name,
-            uid: user.uid.as_raw(),
-            gid: user.gid.as_raw(),
-            home: user.dir,
+            uid: user.uid,
+            gid: user.gid,
+            home: user.home,
         }),
         _ => None,
     }
@@ -131,7 +131,12 @@ pub fn read_home(username: &str) -> Result<Vec<u8>, ReadHomeError> {
         },
     })?;
     // Owner first, on the open file, and the uid must map back to the same name.
-    let owner_uid = std::os::unix::fs::MetadataExt::uid(&metadata);
+    let owner_uid = opk_os::file::attributes(&metadata)
+        .map_err(|unsupported| ReadHomeError::Io {
+            path: shown.clone(),
+            message: unsupported.to_string(),
+        })?
+        .uid;
     let owner_name = perms::user_name(owner_uid);
     if owner_uid != account.uid || owner_name != username {
         return Err(ReadHomeError::Owner {

@@ -80,7 +80,6 @@
 #![warn(missing_docs)]
 
 pub mod account;
-pub mod atomic_file;
 pub mod audit;
 pub mod auth_id;
 pub mod decision;

@@ -2,10 +2,8 @@
 //! (`fstat`), never by running `stat`, so the checked file is the file that is read.
 
 use crate::error::{FileError, FileErrorKind, Location};
-use std::fmt;
 use std::fs::{File, Metadata};
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 /// The group that may read system files (sshd's `AuthorizedKeysCommandUser`).
@@ -119,105 +117,31 @@ impl Requirement {
     }
 }
 
-/// Why a file does not meet its [`Requirement`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PermError {
-    /// The last component is a symlink.
-    Symlink,
-    /// Not a regular file (or not a directory where one is required).
-    WrongType,
-    /// Wrong permission bits.
-    Mode {
-        /// Allowed modes.
-        expected: &'static [u32],
-        /// Actual mode.
-        got: u32,
-    },
-    /// Wrong owner.
-    Owner {
-        /// The required uid.
-        expected: u32,
-        /// The actual uid.
-        got: u32,
-    },
-    /// Wrong group.
-    Group {
-        /// The required group name.
-        expected: &'static str,
-        /// The actual gid.
-        got: u32,
-    },
-    /// The required group does not exist on this machine.
-    NoSuchGroup(&'static str),
-}
-
-impl fmt::Display for PermError {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Symlink => formatter.write_str("is a symlink, symlinks are unsafe here"),
-            Self::WrongType => formatter.write_str(
-                "is not a regular file or directory as required (FIFOs, devices and sockets are never read)",
-            ),
-            Self::Mode { expected, got } => {
-                let expected: Vec<String> =
-                    expected.iter().map(|mode| format!("{mode:o}")).collect();
-                write!(
-                    formatter,
-                    "expected one of the following permissions [{}], got ({got:o})",
-                    expected.join(", ")
-                )
-            }
-            Self::Owner { expected, got } => write!(
-                formatter,
-                "expected owner ({}), got ({})",
-                user_name(*expected),
-                user_name(*got)
-            ),
-            Self::Group { expected, got } => write!(
-                formatter,
-                "expected group ({expected}), got ({})",
-                group_name(*got)
-            ),
-            Self::NoSuchGroup(name) => write!(formatter, "group {name} does not exist"),
-        }
-    }
-}
+pub use crate::error::PermError;
 
 /// `name (uid N)` or `uid N` when the user database has no name.
 pub fn user_name(uid: u32) -> String {
-    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-        Ok(Some(user)) => user.name,
-        _ => format!("uid {uid}"),
-    }
+    crate::error::user_name(uid)
 }
 
 /// A group's name, or `gid N`.
 pub fn group_name(gid: u32) -> String {
-    match nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)) {
-        Ok(Some(group)) => group.name,
-        _ => format!("gid {gid}"),
-    }
+    crate::error::group_name(gid)
 }
 
-/// The effective uid of this process.
+/// The effective uid of this process (`u32::MAX`, nobody's, where there are no uids).
 pub fn effective_uid() -> u32 {
-    nix::unistd::geteuid().as_raw()
+    opk_os::account::effective_uid().unwrap_or(u32::MAX)
 }
 
 /// The uid of a user name.
 pub fn user_id(name: &str) -> Option<u32> {
-    match nix::unistd::User::from_name(name) {
-        Ok(Some(user)) => Some(user.uid.as_raw()),
-        _ => None,
-    }
+    opk_os::account::user_id(name)
 }
 
 /// The gid of a group name.
 pub fn group_id(name: &str) -> Option<u32> {
-    match nix::unistd::Group::from_name(name) {
-        Ok(Some(group)) => Some(group.gid.as_raw()),
-        _ => None,
-    }
+    opk_os::account::group_id(name)
 }
 
 /// Checks metadata against a requirement (the symlink rule is checked at open time).
@@ -233,31 +157,33 @@ pub fn check(metadata: &Metadata, requirement: &Requirement) -> Result<(), PermE
     if !right_type {
         return Err(PermError::WrongType);
     }
+    // Where owners and modes cannot be read, no rule about them is met.
+    let attributes = opk_os::file::attributes(metadata).map_err(PermError::Unsupported)?;
     let expected_uid = match requirement.owner {
         Owner::Any => None,
         Owner::Root => Some(0),
         Owner::Uid(uid) => Some(uid),
     };
     if let Some(expected) = expected_uid
-        && metadata.uid() != expected
+        && attributes.uid != expected
     {
         return Err(PermError::Owner {
             expected,
-            got: metadata.uid(),
+            got: attributes.uid,
         });
     }
     if let GroupOwner::Named(name) = requirement.group {
         let Some(gid) = group_id(name) else {
             return Err(PermError::NoSuchGroup(name));
         };
-        if metadata.gid() != gid {
+        if attributes.gid != gid {
             return Err(PermError::Group {
                 expected: name,
-                got: metadata.gid(),
+                got: attributes.gid,
             });
         }
     }
-    let mode = metadata.mode() & 0o7777;
+    let mode = attributes.mode;
     if !requirement.modes.contains(&mode) {
         return Err(PermError::Mode {
             expected: requirement.modes,
@@ -311,26 +237,16 @@ pub const DEFAULT_MAX_POLICY_SIZE: u64 = 64 * 1024 * 1024;
 /// [`PermError::WrongType`] for anything but a regular file, [`FileErrorKind::Io`] otherwise.
 pub fn open(path: &Path, no_symlink: bool) -> Result<(File, Metadata), FileError> {
     let location = Location::file(path);
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    if no_symlink {
-        options.custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
-    } else {
-        options.custom_flags(libc::O_NONBLOCK);
-    }
-    let file: File = options.open(path).map_err(|error| {
-        if no_symlink && error.raw_os_error() == Some(libc::ELOOP) {
-            FileError::new(
+    let (file, metadata) =
+        opk_os::file::open_for_reading(path, no_symlink).map_err(|error| match error {
+            opk_os::file::OpenError::Symlink => FileError::new(
                 location.clone(),
                 FileErrorKind::Permissions(PermError::Symlink),
-            )
-        } else {
-            FileError::new(location.clone(), FileErrorKind::io(&error))
-        }
-    })?;
-    let metadata = file
-        .metadata()
-        .map_err(|error| FileError::new(location.clone(), FileErrorKind::io(&error)))?;
+            ),
+            opk_os::file::OpenError::Io(error) => {
+                FileError::new(location.clone(), FileErrorKind::io(&error))
+            }
+        })?;
     if !metadata.is_file() {
         return Err(FileError::new(
             location,

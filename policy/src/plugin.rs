@@ -17,7 +17,6 @@ use opk_core::b64;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -499,8 +498,8 @@ pub(crate) fn execute(
         .args(args)
         .stdin(Stdio::null())
         .stdout(writer)
-        .stderr(stderr)
-        .process_group(0);
+        .stderr(stderr);
+    opk_os::process::own_process_group(&mut command);
     for (name, _) in std::env::vars_os() {
         if name
             .to_str()
@@ -576,21 +575,18 @@ const TERMINATE_GRACE: Duration = Duration::from_millis(500);
 /// not signal itself, so a SIGKILL alone would kill sudo and leave its root child running.
 /// SIGKILL after [`TERMINATE_GRACE`] for whatever ignored it.
 fn kill_group(child: &mut std::process::Child) {
-    let group = i32::try_from(child.id())
-        .ok()
-        .map(nix::unistd::Pid::from_raw);
-    if let Some(group) = group {
-        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now().checked_add(TERMINATE_GRACE);
-        while deadline.is_some_and(|deadline| Instant::now() < deadline) {
-            if !matches!(child.try_wait(), Ok(None)) {
-                // Reaped (or unwaitable): its pid may be reused, so no more group signals.
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(5));
+    use opk_os::process::{Stop, signal_group};
+    let group = child.id();
+    signal_group(group, Stop::Ask);
+    let deadline = Instant::now().checked_add(TERMINATE_GRACE);
+    while deadline.is_some_and(|deadline| Instant::now() < deadline) {
+        if !matches!(child.try_wait(), Ok(None)) {
+            // Reaped (or unwaitable): its pid may be reused, so no more group signals.
+            return;
         }
-        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        std::thread::sleep(Duration::from_millis(5));
     }
+    signal_group(group, Stop::Force);
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -43,7 +43,6 @@ use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -266,9 +265,9 @@ impl E2e {
         fs::create_dir(&dir).unwrap_or_else(|e| panic!("e2e: creating {}: {e}", dir.display()));
         self.installed.lock().unwrap().push(dir.clone());
         let (uid, gid) = user_ids(user);
-        std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+        opk_os::file::set_owner(&dir, Some(uid), Some(gid))
             .unwrap_or_else(|e| panic!("e2e: chown {}: {e}", dir.display()));
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        opk_os::file::set_mode(&dir, 0o700).unwrap();
         dir
     }
 
@@ -287,9 +286,9 @@ impl E2e {
             let path = dir.join(name);
             fs::write(&path, contents)
                 .unwrap_or_else(|e| panic!("e2e: writing {}: {e}", path.display()));
-            std::os::unix::fs::chown(&path, Some(0), gid)
+            opk_os::file::set_owner(&path, Some(0), gid)
                 .unwrap_or_else(|e| panic!("e2e: chown {}: {e}", path.display()));
-            fs::set_permissions(&path, fs::Permissions::from_mode(*mode)).unwrap();
+            opk_os::file::set_mode(&path, *mode).unwrap();
         }
         check_root_owned_path(&dir).unwrap_or_else(|e| panic!("e2e: {e:#}"));
         dir
@@ -333,8 +332,8 @@ impl Drop for E2e {
 
 fn check_prerequisites() {
     let mut missing = Vec::new();
-    match fs::metadata("/proc/self") {
-        Ok(meta) if meta.uid() == 0 => {}
+    match fs::metadata("/proc/self").map(|meta| opk_os::file::attributes(&meta)) {
+        Ok(Ok(attributes)) if attributes.uid == 0 => {}
         _ => missing.push("root (the e2e tests create users and run sshd)".to_owned()),
     }
     if !Path::new(SSHD).is_file() {
@@ -391,12 +390,12 @@ fn make_root_dir(dir: &Path) {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => panic!("e2e: creating {}: {e}", d.display()),
         }
-        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+        opk_os::file::set_mode(d, 0o755).unwrap();
     }
     if dir == Path::new(PRIVSEP_DIR) || dir.starts_with(LIBEXEC) {
         let meta = fs::metadata(dir).unwrap();
-        if meta.mode() & 0o022 != 0 {
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+        if opk_os::file::attributes(&meta).unwrap().mode & 0o022 != 0 {
+            opk_os::file::set_mode(dir, 0o755).unwrap();
         }
     }
 }
@@ -410,19 +409,20 @@ pub fn check_root_owned_path(path: &Path) -> Result<()> {
     let mut cursor = Some(path);
     while let Some(p) = cursor {
         let meta = fs::metadata(p).with_context(|| format!("stat {}", p.display()))?;
-        if meta.uid() != 0 {
+        let meta = opk_os::file::attributes(&meta).with_context(|| format!("{}", p.display()))?;
+        if meta.uid != 0 {
             bail!(
                 "{} is owned by uid {}, sshd needs root for every component of {}",
                 p.display(),
-                meta.uid(),
+                meta.uid,
                 path.display()
             );
         }
-        if meta.mode() & 0o022 != 0 {
+        if meta.mode & 0o022 != 0 {
             bail!(
                 "{} has mode {:o} (group/world-writable); sshd refuses {}",
                 p.display(),
-                meta.mode() & 0o7777,
+                meta.mode,
                 path.display()
             );
         }
@@ -1680,7 +1680,7 @@ impl VerifyServer {
 /// Writes a private key for `ssh -i` (mode 0600, as ssh demands) and returns its path.
 pub fn write_private_key(path: &Path, contents: &[u8]) -> PathBuf {
     fs::write(path, contents).unwrap_or_else(|e| panic!("e2e: writing {}: {e}", path.display()));
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
+    opk_os::file::set_mode(path, 0o600).unwrap();
     path.to_path_buf()
 }
 

@@ -9,10 +9,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure
 
 use opk_core::sshcert::{OpksshCertificate, UserKeyFile};
+use opk_os::atomic_file::TEMPORARY_MARKER;
 use opkssh_tests::e2e::{self, IssuerServer, Op};
 use opkssh_tests::login::LoginProcess;
 use opkssh_tests::mint::{Minted, mint};
-use policy::atomic_file::TEMPORARY_MARKER;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};

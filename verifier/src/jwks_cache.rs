@@ -12,9 +12,8 @@ use crate::http::{FetchError, LazyHttp, allowed_url};
 use opk_core::jwk::Jwks;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Read as _;
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -316,8 +315,7 @@ impl<'a> JwksCache<'a> {
                 ));
                 return false;
             }
-            let mut builder = std::fs::DirBuilder::new();
-            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            let builder = opk_os::file::dir_builder(0o700);
             // Concurrent cold starts race to create it; losing that race is fine, the checks
             // below then judge the folder the winner made.
             match builder.create(dir) {
@@ -343,9 +341,12 @@ impl<'a> JwksCache<'a> {
     }
 }
 
-/// Owned by the effective user and not writable by group or others.
+/// Owned by the effective user and not writable by group or others (never, where owners and
+/// modes cannot be read).
 pub(crate) fn secure(metadata: &std::fs::Metadata) -> bool {
-    metadata.uid() == nix::unistd::geteuid().as_raw() && metadata.permissions().mode() & 0o022 == 0
+    opk_os::file::attributes(metadata).is_ok_and(|attributes| {
+        Some(attributes.uid) == opk_os::account::effective_uid() && attributes.mode & 0o022 == 0
+    })
 }
 
 fn knows_kid(entry: &Entry, kid: Option<&str>) -> bool {
@@ -372,13 +373,7 @@ fn to_keys(entry: &Entry, freshness: Freshness, issuer: &str) -> Result<IssuerKe
 /// never waiting (a FIFO in an entry's place opens at once and fails the caller's
 /// `is_file` check instead of holding verify).
 pub(crate) fn open_cache_file(path: &Path) -> Option<(File, std::fs::Metadata)> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
-    let metadata = file.metadata().ok()?;
-    Some((file, metadata))
+    opk_os::file::open_for_reading(path, true).ok()
 }
 
 /// Reads an entry if the file is secure, well-formed and for this issuer (a hash collision or a
@@ -419,20 +414,24 @@ fn read_entry(path: &Path, issuer: &str, notes: &mut Notes) -> Option<Entry> {
 /// Writes an entry atomically, readable by the cache's owner only.
 fn write_entry(path: &Path, entry: &Entry) -> std::io::Result<()> {
     let text = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
-    policy::atomic_file::replace(path, &text, policy::atomic_file::FileMode::mode(0o600))
+    opk_os::atomic_file::replace(path, &text, opk_os::atomic_file::FileMode::mode(0o600))
         .map_err(|error| std::io::Error::new(error.source.kind(), error.to_string()))
 }
 
 /// Takes the issuer's lock, waiting at most until the deadline. Without it the fetch still
 /// happens (correctness does not depend on the lock, only the request count does).
 fn lock_file(path: &Path, deadline: &Deadline, notes: &mut Notes) -> Option<File> {
-    let file = OpenOptions::new()
+    let guards = opk_os::file::Guards {
+        no_follow: true,
+        non_blocking: false,
+        create_mode: Some(0o600),
+    };
+    let file = guards
+        .options()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .ok()?;
     loop {
@@ -482,7 +481,7 @@ mod tests {
         let path = dir.path().join("0123abcd.json");
         let mut child = std::process::Command::new("true").spawn()?;
         child.wait()?;
-        let marker = policy::atomic_file::TEMPORARY_MARKER;
+        let marker = opk_os::atomic_file::TEMPORARY_MARKER;
         let dead = child.id();
         let own_leftover = format!(".0123abcd.json{marker}{dead}.0");
         let other_entrys = format!(".ffff.json{marker}{dead}.0");

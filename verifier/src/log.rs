@@ -2,11 +2,11 @@
 //! `YYYY/MM/DD HH:MM:SS message`), never stdout. If the file cannot be written, lines go to
 //! stderr and verify still decides.
 
-use std::fs::{File, OpenOptions};
+use opk_os::time::timestamp;
+use std::fs::File;
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// Verbosity, `--log-level`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -49,11 +49,14 @@ impl Log {
     /// root:opksshuser). On failure, says so on stderr once and logs to stderr.
     pub fn open(path: &Path, level: Level) -> Self {
         let existed = std::fs::symlink_metadata(path).is_ok();
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o660)
-            .open(path);
+        let file = opk_os::file::Guards {
+            create_mode: Some(0o660),
+            ..opk_os::file::Guards::default()
+        }
+        .options()
+        .append(true)
+        .create(true)
+        .open(path);
         match file {
             Ok(file) => Self {
                 file: Some(file).inspect(|file| {
@@ -103,82 +106,18 @@ impl Log {
 /// A log file verify creates as root belongs to root:opksshuser, 0660, as the installer makes
 /// it, so later verifies running as opksshuser can append.
 fn give_to_opksshuser(file: &File) {
-    if !nix::unistd::geteuid().is_root() {
+    if !opk_os::account::is_root() {
         return;
     }
-    if let Ok(Some(group)) = nix::unistd::Group::from_name("opksshuser") {
-        let _ = std::os::unix::fs::fchown(file, Some(0), Some(group.gid.as_raw()));
-        let _ = file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o660));
+    if let Some(gid) = opk_os::account::group_id("opksshuser") {
+        let _ = opk_os::file::set_file_owner(file, (0, gid));
+        let _ = opk_os::file::set_file_mode(file, 0o660);
     }
-}
-
-/// Go's log timestamp, `YYYY/MM/DD HH:MM:SS` (UTC).
-pub fn timestamp(now: SystemTime) -> String {
-    let seconds = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
-    let seconds = i64::try_from(seconds).unwrap_or(0);
-    let days = seconds.div_euclid(86_400);
-    let of_day = seconds.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}/{month:02}/{day:02} {:02}:{:02}:{:02}",
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60
-    )
-}
-
-/// Unix seconds as RFC 3339 UTC (`2026-11-26T04:15:34Z`).
-pub fn rfc3339(seconds: i64) -> String {
-    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
-    let of_day = seconds.rem_euclid(86_400);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (UTC).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let shifted = days + 719_468;
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn rfc3339_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_795_666_534), "2026-11-26T04:15:34Z");
-        assert_eq!(rfc3339(4_102_444_800), "2100-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-    }
-
-    #[test]
-    fn go_log_timestamp() {
-        assert_eq!(
-            timestamp(UNIX_EPOCH + Duration::from_secs(1_795_666_534)),
-            "2026/11/26 04:15:34"
-        );
-    }
 
     #[test]
     fn lines_are_appended_one_per_event() -> std::io::Result<()> {

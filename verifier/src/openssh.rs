@@ -7,7 +7,6 @@
 //! binary's inode, size and mtime: a warm verify costs one `stat` and one small read, and an
 //! upgraded sshd is noticed on the next verify.
 
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -102,14 +101,7 @@ pub fn cached(cache_dir: &Path, binaries: &[&str]) -> Option<OpensshVersion> {
         Some((path, meta))
     });
     let key = match &found {
-        Some((path, meta)) => format!(
-            "{} {} {} {}.{}",
-            path.display(),
-            meta.ino(),
-            meta.size(),
-            meta.mtime(),
-            meta.mtime_nsec()
-        ),
+        Some((path, meta)) => format!("{} {}", path.display(), opk_os::file::change_stamp(meta)),
         None => "none".to_owned(),
     };
     // Only a folder (and file) of ours that nobody else can write is trusted, as for the
@@ -128,10 +120,10 @@ pub fn cached(cache_dir: &Path, binaries: &[&str]) -> Option<OpensshVersion> {
     if trusted {
         let text = version.as_ref().map_or("", |version| version.text.as_str());
         // Best effort: failing to write only costs the exec again next time.
-        let _ = policy::atomic_file::replace(
+        let _ = opk_os::atomic_file::replace(
             &file,
             format!("{key}\n{text}\n").as_bytes(),
-            policy::atomic_file::FileMode::mode(0o600),
+            opk_os::atomic_file::FileMode::mode(0o600),
         );
     }
     version

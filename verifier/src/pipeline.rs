@@ -7,12 +7,12 @@
 use crate::deadline::Deadline;
 use crate::http::LazyHttp;
 use crate::jwks_cache::{CacheSettings, Freshness, IssuerKeys, JwksCache, KeysError, Notes};
-use crate::log::rfc3339;
 use opk_core::pktoken::{PkToken, PkTokenError};
 use opk_core::sshcert::{CertError, OpksshCertificate};
 use opk_core::verify::{
     Commitment, ExpirationPolicy, Provider, VerifiedPkToken, VerifyCheck, VerifyError,
 };
+use opk_os::time::rfc3339;
 use policy::{Check, Location, Step, TraceSource};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};

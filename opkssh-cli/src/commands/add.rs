@@ -11,7 +11,6 @@ use crate::error::CommandError;
 use policy::edit::{self, AddPlan};
 use policy::perms::{self, Requirement};
 use policy::rule::{self, Severity};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 // `create_new` (O_EXCL) refuses an existing symlink at the path.
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -148,7 +147,7 @@ fn refuse_never_matching(
 /// Creates `~/.opk` (0750) and `auth_id` (0600) if missing, as the calling user.
 fn create_home_file(path: &Path) -> Result<(), CommandError> {
     if let Some(dir) = path.parent() {
-        match std::fs::DirBuilder::new().mode(0o750).create(dir) {
+        match opk_os::file::dir_builder(0o750).create(dir) {
             Ok(()) => {}
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(error) => {
@@ -159,12 +158,11 @@ fn create_home_file(path: &Path) -> Result<(), CommandError> {
             }
         }
     }
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
+    let guards = opk_os::file::Guards {
+        create_mode: Some(0o600),
+        ..opk_os::file::Guards::default()
+    };
+    match guards.options().write(true).create_new(true).open(path) {
         Ok(_) => Ok(()),
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(error) => Err(CommandError::new(format!(

@@ -73,7 +73,7 @@ fn seconds(now: SystemTime) -> i64 {
 /// `2026/05/01 12:00:00 UTC`.
 fn when(at: i64) -> String {
     let time = u64::try_from(at).map_or(UNIX_EPOCH, |at| UNIX_EPOCH + Duration::from_secs(at));
-    format!("{} UTC", verifier::log::timestamp(time))
+    format!("{} UTC", opk_os::time::timestamp(time))
 }
 
 fn valid_line(usable: &Usable, now: SystemTime) -> String {

@@ -61,10 +61,9 @@ pub(crate) fn run(args: &ClientArgs) -> Result<ExitCode, CliError> {
 fn list_providers(args: &ListArgs) -> Result<ExitCode, CliError> {
     let path = match &args.config_path {
         Some(path) => path.clone(),
-        None => placement::home_dir()
-            .ok_or_else(|| fail("could not find the home directory"))?
-            .join(".opk")
-            .join("config.yml"),
+        None => opk_os::dirs::client_config_path(
+            &placement::home_dir().ok_or_else(|| fail("could not find the home directory"))?,
+        ),
     };
     let text = std::fs::read_to_string(&path).map_err(|error| {
         fail(format!(

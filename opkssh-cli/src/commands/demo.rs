@@ -75,15 +75,12 @@ impl WorkDir {
         let mut random = [0_u8; 6];
         rand_core::Rng::fill_bytes(&mut rand_core::UnwrapErr(getrandom::SysRng), &mut random);
         let path = std::env::temp_dir().join(format!("opkssh-demo-{}", hex::encode(random)));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
+        opk_os::file::dir_builder(0o700)
             .create(&path)
             .map_err(|error| fail(format!("creating {}: {error}", path.display())))?;
         Ok(Self(path))
     }
 }
-
-use std::os::unix::fs::DirBuilderExt as _;
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
@@ -133,10 +130,9 @@ fn answer_browser(url: &str) -> Result<String, String> {
 }
 
 fn current_user() -> String {
-    nix::unistd::User::from_uid(nix::unistd::getuid())
-        .ok()
-        .flatten()
-        .map_or_else(|| "demo".to_owned(), |user| user.name)
+    opk_os::account::real_uid()
+        .and_then(opk_os::account::user_name)
+        .unwrap_or_else(|| "demo".to_owned())
 }
 
 fn short(text: &str, keep: usize) -> String {
@@ -287,7 +283,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
         .trim_end()
         .split_once(' ')
         .ok_or_else(|| fail("certificate line without a space"))?;
-    let as_root = nix::unistd::geteuid().is_root();
+    let as_root = opk_os::account::is_root();
     println!(
         "6. opkssh verify {principal} <%k: {}> {key_type}",
         short(key_base64, 24)
@@ -422,7 +418,7 @@ fn write_out(
     let meta = json!({
         "cert_type": certificate.cert_type_name(),
         "client_id": op.client_id(),
-        "created": verifier::log::rfc3339(created),
+        "created": opk_os::time::rfc3339(created),
         "email": op.user().email,
         "gq": false,
         "issuer": op.issuer(),

@@ -1,9 +1,9 @@
 //! `opkssh completions <shell>` and `opkssh man`: shell completions and manual pages generated
 //! from the clap definitions in `cli.rs`, so they never drift from the real command line.
+//! `main.rs` hands the whole command line's definition in (this module does not import `cli`,
+//! which imports it).
 
-use crate::cli::Cli;
 use crate::error::CommandError;
-use clap::CommandFactory as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -29,8 +29,10 @@ fn write_failed(error: std::io::Error) -> CommandError {
     CommandError::new(format!("failed to write output: {error}"))
 }
 
-pub(crate) fn completions(args: &CompletionsArgs) -> Result<ExitCode, CommandError> {
-    let mut command = Cli::command();
+pub(crate) fn completions(
+    args: &CompletionsArgs,
+    mut command: clap::Command,
+) -> Result<ExitCode, CommandError> {
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut command, "opkssh", &mut script);
     let mut stdout = std::io::stdout().lock();
@@ -41,8 +43,7 @@ pub(crate) fn completions(args: &CompletionsArgs) -> Result<ExitCode, CommandErr
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn man(args: &ManArgs) -> Result<ExitCode, CommandError> {
-    let mut command = Cli::command();
+pub(crate) fn man(args: &ManArgs, mut command: clap::Command) -> Result<ExitCode, CommandError> {
     // Building names every subcommand as clap shows it (`opkssh-login`, `opkssh login`).
     command.build();
     match &args.out_dir {

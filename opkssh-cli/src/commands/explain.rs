@@ -29,7 +29,7 @@ pub(crate) struct ExplainArgs {
     #[arg(
         long = "cache-dir",
         value_name = "DIR",
-        default_value = "/var/cache/opkssh"
+        default_value_os_t = opk_os::dirs::cache_dir()
     )]
     pub(crate) cache_dir: PathBuf,
     /// The account the login is for (sshd's `%u`).

@@ -209,7 +209,7 @@ fn checked_root(root: &Path) -> Result<PathBuf, CliError> {
 }
 
 fn require_root(layout: &Layout, dry_run: bool, command: &str) -> Result<(), CommandError> {
-    if !dry_run && layout.is_system() && !nix::unistd::geteuid().is_root() {
+    if !dry_run && layout.is_system() && !opk_os::account::is_root() {
         return Err(CommandError::new(format!(
             "{command} must run as root (it changes /etc, system accounts and sshd); try --dry-run to see what it would do"
         )));

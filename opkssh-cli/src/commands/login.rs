@@ -37,9 +37,7 @@ fn not_for_ci(issuer: &str) -> String {
          login already needs no browser (run without --device)"
     )
 }
-use std::fs::OpenOptions;
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -159,8 +157,8 @@ impl LoginArgs {
             AgentUse::Only
         } else if self.agent {
             AgentUse::Required
-        } else if std::env::var_os(opk_client::agent::AUTH_SOCK_ENV).is_some_and(|v| !v.is_empty())
-        {
+        } else if opk_os::agent::default_agent_path().is_some() {
+            // $SSH_AUTH_SOCK, or on Windows Win32-OpenSSH's pipe.
             AgentUse::BestEffort
         } else {
             AgentUse::Off
@@ -229,12 +227,15 @@ impl Progress for Output {
 impl Output {
     pub(crate) fn new(log_dir: Option<&Path>) -> Self {
         let log_file = log_dir.and_then(|dir| {
-            OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(0o660)
-                .open(dir.join("opkssh.log"))
-                .ok()
+            opk_os::file::Guards {
+                create_mode: Some(0o660),
+                ..opk_os::file::Guards::default()
+            }
+            .options()
+            .append(true)
+            .create(true)
+            .open(dir.join("opkssh.log"))
+            .ok()
         });
         Self {
             log_file,
@@ -250,7 +251,7 @@ impl Output {
 
     /// A timestamped log line on stdout (and in the log file).
     pub(crate) fn log(&mut self, text: &str) {
-        let line = format!("{} {text}", verifier::log::timestamp(SystemTime::now()));
+        let line = format!("{} {text}", opk_os::time::timestamp(SystemTime::now()));
         println!("{line}");
         if let Some(file) = self.log_file.as_mut() {
             let _ = writeln!(file, "{line}");
@@ -301,7 +302,7 @@ fn run_inner(args: &LoginArgs, out: &mut Output) -> Result<ExitCode, CliError> {
     }
     let config_path = match &args.config_path {
         Some(path) => path.clone(),
-        None => home()?.join(".opk").join("config.yml"),
+        None => opk_os::dirs::client_config_path(&home()?),
     };
     if args.create_config {
         if config_path.exists() {

@@ -9,7 +9,6 @@ use crate::error::CommandError;
 use policy::perms::{self, OPKSSH_GROUP, Requirement};
 use serde::Serialize;
 use std::io::BufRead;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -239,21 +238,24 @@ fn report(
         problems.push(format!("{shown}: {text}"));
         result.perms_err = Some(text);
     }
-    if !json && let Ok(metadata) = std::fs::metadata(path) {
-        let mode = metadata.mode() & 0o7777;
+    if !json
+        && let Ok(metadata) = std::fs::metadata(path)
+        && let Ok(attributes) = opk_os::file::attributes(&metadata)
+    {
+        let mode = attributes.mode;
         println!(
             "{shown}: owner={} mode={mode:o}",
-            perms::user_name(metadata.uid())
+            perms::user_name(attributes.uid)
         );
         if !requirement.modes.contains(&mode)
             && let Some(expected) = requirement.modes.first()
         {
             println!("  ACL problem: expected mode {expected:o}, got {mode:o}");
         }
-        if requirement.owner == perms::Owner::Root && metadata.uid() != 0 {
+        if requirement.owner == perms::Owner::Root && attributes.uid != 0 {
             println!(
                 "  ACL problem: expected owner (root), got ({})",
-                perms::user_name(metadata.uid())
+                perms::user_name(attributes.uid)
             );
         }
     }
@@ -324,15 +326,12 @@ impl Action {
                 .open(path)
                 .map(drop)
                 .map_err(|error| format!("create {}: {error}", path.display())),
-            Self::Mkdir(path) => std::fs::DirBuilder::new()
+            Self::Mkdir(path) => opk_os::file::dir_builder(0o750)
                 .recursive(true)
-                .mode(0o750)
                 .create(path)
                 .map_err(|error| format!("mkdir {}: {error}", path.display())),
-            Self::Chmod(path, mode) => {
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
-                    .map_err(|error| format!("chmod {}: {error}", path.display()))
-            }
+            Self::Chmod(path, mode) => opk_os::file::set_mode(path, *mode)
+                .map_err(|error| format!("chmod {}: {error}", path.display())),
             Self::Chown { path, group } => {
                 let gid = match group {
                     None => 0,
@@ -340,7 +339,7 @@ impl Action {
                         format!("chown {}: group {name} does not exist", path.display())
                     })?,
                 };
-                std::os::unix::fs::chown(path, Some(0), Some(gid))
+                opk_os::file::set_owner(path, Some(0), Some(gid))
                     .map_err(|error| format!("chown {}: {error}", path.display()))
             }
         }

@@ -3,7 +3,8 @@
 //! the ID token expires within `--min-valid`. The login is this same binary's `opkssh login`
 //! (browser, device flow, agent as its flags and the client config say), run as a child with
 //! its output on stderr, so ssh's stdout stays the remote command's; then `ssh` replaces this
-//! process, so the exit status is ssh's.
+//! process (on Windows: runs as its child, and opkssh exits with its status), so the exit status
+//! is ssh's.
 //!
 //! The arguments split as `sudo` and `env` split theirs: opkssh's options come first, and the
 //! first argument that is not one of them starts ssh's, which are passed on exactly as written,
@@ -14,11 +15,8 @@ use crate::error::CliError;
 use opk_client::check::{self, Problem};
 use opk_client::{duration, placement};
 use std::ffi::OsString;
-use std::os::fd::AsFd as _;
-use std::os::unix::ffi::OsStringExt as _;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::time::{Duration, SystemTime};
 
 /// `opkssh ssh`.
@@ -199,12 +197,10 @@ fn log_in(args: &SshArgs) -> Result<(), CliError> {
         // After `--`, so an alias such as `--create-config` stays an alias.
         login.arg("--").arg(alias);
     }
-    let stderr = std::io::stderr()
-        .as_fd()
-        .try_clone_to_owned()
+    let stderr = opk_os::process::stderr_for_child()
         .map_err(|error| fail(format!("cannot run opkssh login: {error}")))?;
     let status = login
-        .stdout(Stdio::from(stderr))
+        .stdout(stderr)
         .status()
         .map_err(|error| fail(format!("cannot run opkssh login: {error}")))?;
     if status.success() {
@@ -225,7 +221,8 @@ fn log_in(args: &SshArgs) -> Result<(), CliError> {
 fn ssh_config_option(keyword: &str, path: &Path) -> Result<OsString, CliError> {
     let path = std::path::absolute(path)
         .map_err(|error| fail(format!("cannot resolve {}: {error}", path.display())))?;
-    let bytes = path.as_os_str().as_encoded_bytes();
+    let bytes = opk_os::dirs::path_for_ssh_config(opk_os::System::CURRENT, path.as_os_str());
+    let bytes = bytes.as_slice();
     let unusable = if bytes.iter().any(u8::is_ascii_control) {
         Some("a control character")
     } else if bytes.contains(&b'"') {
@@ -251,7 +248,8 @@ fn ssh_config_option(keyword: &str, path: &Path) -> Result<OsString, CliError> {
         option.push(byte);
     }
     option.push(b'"');
-    Ok(OsString::from_vec(option))
+    opk_os::os_string_from_bytes(option)
+        .ok_or_else(|| fail(format!("ssh cannot be given the path {path:?}")))
 }
 
 pub(crate) fn run(args: &SshArgs) -> Result<ExitCode, CliError> {
@@ -274,14 +272,14 @@ pub(crate) fn run(args: &SshArgs) -> Result<ExitCode, CliError> {
             })?
         }
     };
-    let error = Command::new("ssh")
-        .arg("-o")
+    let mut ssh = Command::new("ssh");
+    ssh.arg("-o")
         .arg(ssh_config_option("IdentityFile", &usable.key)?)
         .arg("-o")
         .arg(ssh_config_option("CertificateFile", &usable.certificate)?)
-        .args(&args.ssh_args)
-        .exec();
-    Err(fail(format!("cannot run ssh: {error}")))
+        .args(&args.ssh_args);
+    opk_os::process::run_in_place(&mut ssh)
+        .map_err(|error| fail(format!("cannot run ssh: {error}")))
 }
 
 #[cfg(test)]

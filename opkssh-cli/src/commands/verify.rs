@@ -35,14 +35,14 @@ pub(crate) struct VerifyArgs {
     #[arg(
         long = "log-file",
         value_name = "FILE",
-        default_value = "/var/log/opkssh.log"
+        default_value_os_t = opk_os::dirs::log_file()
     )]
     pub(crate) log_file: PathBuf,
     /// The discovery and JWKS cache shared by verify processes.
     #[arg(
         long = "cache-dir",
         value_name = "DIR",
-        default_value = "/var/cache/opkssh"
+        default_value_os_t = opk_os::dirs::cache_dir()
     )]
     pub(crate) cache_dir: PathBuf,
     /// error, warn, info or debug.

@@ -9,7 +9,6 @@
 
 use crate::error::CliError;
 use std::io::Read as _;
-use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -26,7 +25,9 @@ fn root_owned_path(path: &Path) -> bool {
     path.ancestors().all(|component| {
         component.as_os_str().is_empty()
             || std::fs::metadata(component)
-                .is_ok_and(|meta| meta.uid() == 0 && meta.mode() & 0o022 == 0)
+                .ok()
+                .and_then(|meta| opk_os::file::attributes(&meta).ok())
+                .is_some_and(|attributes| attributes.uid == 0 && attributes.mode & 0o022 == 0)
     })
 }
 
@@ -58,16 +59,14 @@ fn akc_binary() -> Result<AkcBinary, CliError> {
     rand_core::Rng::fill_bytes(&mut rand_core::UnwrapErr(getrandom::SysRng), &mut random);
     let dir = Path::new("/usr/local/libexec").join(format!("opkssh-demo-{}", hex::encode(random)));
     std::fs::create_dir_all(&dir).map_err(|error| fail(format!("{}: {error}", dir.display())))?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
-        .map_err(|error| fail(error.to_string()))?;
+    opk_os::file::set_mode(&dir, 0o755).map_err(|error| fail(error.to_string()))?;
     let guard = AkcBinary {
         path: dir.join("opkssh"),
         copied_dir: Some(dir),
     };
     std::fs::copy(&exe, &guard.path)
         .map_err(|error| fail(format!("copying {}: {error}", exe.display())))?;
-    std::fs::set_permissions(&guard.path, std::fs::Permissions::from_mode(0o755))
-        .map_err(|error| fail(error.to_string()))?;
+    opk_os::file::set_mode(&guard.path, 0o755).map_err(|error| fail(error.to_string()))?;
     if !root_owned_path(&guard.path) {
         return Err(fail(format!(
             "{} is not on a root-owned path sshd would accept",
@@ -100,7 +99,7 @@ pub(crate) fn run(
     key_path: &Path,
     cert_path: &Path,
 ) -> Result<(), CliError> {
-    if !nix::unistd::geteuid().is_root() {
+    if !opk_os::account::is_root() {
         return Err(fail("--sshd needs root (sshd must run as root)"));
     }
     if !Path::new(SSHD).exists() || Command::new("ssh").arg("-V").output().is_err() {
@@ -133,7 +132,7 @@ pub(crate) fn run(
     // sshd's privilege-separation directory (a tmpfs /run loses it on reboot).
     if !Path::new("/run/sshd").is_dir() {
         std::fs::create_dir_all("/run/sshd").map_err(|error| fail(error.to_string()))?;
-        let _ = std::fs::set_permissions("/run/sshd", std::fs::Permissions::from_mode(0o755));
+        let _ = opk_os::file::set_mode(Path::new("/run/sshd"), 0o755);
     }
     let port = free_port()?;
     let command = format!(

@@ -11,9 +11,9 @@
 //! process id (`.<name>.opkssh-tmp.<pid>.<n>`), so the next writer of the same file removes the
 //! leftovers of processes that no longer exist, and a kill loop cannot fill the folder.
 
-use std::fs::{File, OpenOptions};
+use crate::file::Guards;
+use std::fs::File;
 use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 /// What marks a temporary file of this module, between the target's name and the pid.
@@ -22,9 +22,11 @@ pub const TEMPORARY_MARKER: &str = ".opkssh-tmp.";
 /// The owner, group and mode the new file gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileMode {
-    /// Permission bits (`0o600`, `0o640`, …), set exactly, whatever the umask.
+    /// Permission bits (`0o600`, `0o640`, …), set exactly, whatever the umask (on Windows the
+    /// file keeps the ACL it inherits from its folder).
     pub mode: u32,
-    /// Owner and group; `None` keeps the writer's.
+    /// Owner and group; `None` keeps the writer's (on Windows an owner cannot be given:
+    /// the write fails).
     pub owner: Option<(u32, u32)>,
 }
 
@@ -35,12 +37,15 @@ impl FileMode {
     }
 
     /// The mode and owner of an existing file (to replace it without changing either).
-    pub fn of(metadata: &std::fs::Metadata) -> Self {
-        use std::os::unix::fs::MetadataExt as _;
-        FileMode {
-            mode: metadata.mode() & 0o7777,
-            owner: Some((metadata.uid(), metadata.gid())),
-        }
+    ///
+    /// # Errors
+    /// [`Unsupported`](crate::Unsupported) where files have no Unix owner and mode.
+    pub fn of(metadata: &std::fs::Metadata) -> Result<Self, crate::Unsupported> {
+        let attributes = crate::file::attributes(metadata)?;
+        Ok(FileMode {
+            mode: attributes.mode,
+            owner: Some((attributes.uid, attributes.gid)),
+        })
     }
 }
 
@@ -65,9 +70,9 @@ pub fn replace(path: &Path, contents: &[u8], mode: FileMode) -> Result<(), Atomi
     replace_with(path, contents, mode, || Ok(()))
 }
 
-/// [`replace`], calling `before_rename` once the new content is durable (tests use it to
-/// simulate a crash at the last moment).
-pub(crate) fn replace_with(
+/// [`replace`], calling `before_rename` once the new content is durable (a last check of the
+/// target, or a test's simulated crash at the last moment).
+pub fn replace_with(
     path: &Path,
     contents: &[u8],
     mode: FileMode,
@@ -165,11 +170,15 @@ pub fn prepare(path: &Path, contents: &[u8], mode: FileMode) -> Result<Prepared,
         let mut temporary_name = prefix.clone();
         temporary_name.push(format!(".{attempt}"));
         let temporary = dir.join(temporary_name);
-        match OpenOptions::new()
+        let guards = Guards {
+            no_follow: true,
+            non_blocking: false,
+            create_mode: Some(mode.mode & 0o777),
+        };
+        match guards
+            .options()
             .write(true)
             .create_new(true)
-            .mode(mode.mode & 0o777)
-            .custom_flags(libc::O_NOFOLLOW)
             .open(&temporary)
         {
             Ok(file) => break (temporary, file),
@@ -186,11 +195,11 @@ pub fn prepare(path: &Path, contents: &[u8], mode: FileMode) -> Result<Prepared,
     };
     // Owner first, then mode: chown clears set-id bits; the mode is then set exactly because
     // the umask may have narrowed it at creation.
-    if let Some((uid, gid)) = mode.owner {
-        std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
+    if let Some(owner) = mode.owner {
+        crate::file::set_file_owner(&file, owner)
             .map_err(fail(&prepared.temporary, "setting the owner"))?;
     }
-    file.set_permissions(std::fs::Permissions::from_mode(mode.mode))
+    crate::file::set_file_mode(&file, mode.mode)
         .map_err(fail(&prepared.temporary, "setting the mode"))?;
     file.write_all(contents)
         .map_err(fail(&prepared.temporary, "writing"))?;
@@ -211,27 +220,22 @@ fn remove_leftovers(dir: &Path, prefix: &str) {
             .to_str()
             .and_then(|name| name.strip_prefix(prefix))
             .and_then(|rest| rest.split_once('.'))
-            .and_then(|(pid, _)| pid.parse::<i32>().ok())
-            .filter(|pid| *pid > 0)
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
         else {
             continue;
         };
-        let gone = matches!(
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
-            Err(nix::errno::Errno::ESRCH)
-        );
-        if gone {
+        if crate::process::is_gone(pid) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
     use super::*;
-    use std::os::unix::fs::MetadataExt as _;
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 
     fn names(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -263,7 +267,7 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
         std::os::unix::fs::chown(&path, Some(65534), Some(65534)).ok();
         let before = std::fs::metadata(&path).unwrap();
-        replace(&path, b"row\n", FileMode::of(&before)).unwrap();
+        replace(&path, b"row\n", FileMode::of(&before).unwrap()).unwrap();
         let after = std::fs::metadata(&path).unwrap();
         assert_eq!(
             (after.mode() & 0o7777, after.uid(), after.gid()),
