@@ -1,0 +1,274 @@
+//! An `opkssh` built for another target, run through an emulator: `.ci/cross` builds it for
+//! aarch64 Linux and runs these tests with `qemu-aarch64` as the runner, so a broken arm64 build
+//! fails CI by name. `--version`, the whole `demo` (whose verify is this binary re-executed, so
+//! binfmt_misc must hand aarch64 children to qemu) and `verify` on every Go vector.
+//!
+//! `OPKSSH_FOREIGN_BIN` is the binary, `OPKSSH_FOREIGN_RUNNER` the command that runs it, split
+//! on spaces (e.g. `qemu-aarch64-static -L /usr/aarch64-linux-gnu`; empty: run it directly),
+//! and `OPKSSH_FOREIGN_TARGET` its target triple, checked against the file's header so that a
+//! wrong path cannot test the native binary instead. Without `OPKSSH_FOREIGN_BIN` every test
+//! prints `SKIP foreign: …` and passes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure
+
+use opkssh_tests::e2e::{VectorIssuers, run_with_timeout};
+use opkssh_tests::{Vector, vectors};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+/// Generous: qemu-user runs a debug build, and the machine may be busy.
+const RUN_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The foreign binary and how to run it.
+struct Foreign {
+    binary: PathBuf,
+    runner: Vec<String>,
+}
+
+impl Foreign {
+    fn require() -> Option<Self> {
+        let Some(binary) = std::env::var_os("OPKSSH_FOREIGN_BIN") else {
+            eprintln!("SKIP foreign: set OPKSSH_FOREIGN_BIN (see .ci/cross)");
+            return None;
+        };
+        let binary = PathBuf::from(binary);
+        let target = std::env::var("OPKSSH_FOREIGN_TARGET")
+            .expect("foreign: set OPKSSH_FOREIGN_TARGET to the binary's target triple");
+        check_header(&binary, &target);
+        let runner = std::env::var("OPKSSH_FOREIGN_RUNNER")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        Some(Self { binary, runner })
+    }
+
+    fn command(&self) -> Command {
+        let mut command = match self.runner.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&self.binary);
+                command
+            }
+            None => Command::new(&self.binary),
+        };
+        command.env_remove("RUST_LOG");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        run_with_timeout(self.command().args(args), RUN_TIMEOUT)
+    }
+}
+
+/// The file is an executable for `target`: an ELF for the triple's machine, or a PE for Windows.
+fn check_header(binary: &Path, target: &str) {
+    let bytes = std::fs::read(binary)
+        .unwrap_or_else(|e| panic!("foreign: reading {}: {e}", binary.display()));
+    if target.contains("-windows-") {
+        assert!(
+            bytes.starts_with(b"MZ"),
+            "foreign: {} is not a Windows executable",
+            binary.display()
+        );
+        return;
+    }
+    // ELF, 64-bit, little-endian; e_machine at offset 18.
+    let machine = match target.split('-').next() {
+        Some("aarch64") => 183_u16,
+        Some("x86_64") => 62,
+        other => panic!("foreign: no ELF machine known for {other:?}"),
+    };
+    assert!(
+        bytes.starts_with(b"\x7fELF\x02\x01"),
+        "foreign: {} is not a 64-bit little-endian ELF file",
+        binary.display()
+    );
+    let found = bytes.get(18..20).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    assert_eq!(
+        found,
+        Some(machine),
+        "foreign: {} is not built for {target}",
+        binary.display()
+    );
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn foreign_binary_prints_its_version() {
+    let Some(foreign) = Foreign::require() else {
+        return;
+    };
+    let output = foreign.run(&["--version"]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        text(&output.stdout),
+        format!("opkssh version {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// As root the demo's verify is this binary run again as a child, as sshd runs it: under
+/// qemu-user that child is an aarch64 process too.
+#[test]
+fn foreign_binary_runs_the_demo_with_verify_as_a_child() {
+    let Some(foreign) = Foreign::require() else {
+        return;
+    };
+    assert!(
+        is_root(),
+        "foreign: run as root, so the demo runs verify as a child"
+    );
+    let output = foreign.run(&["demo"]);
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    for step in [
+        "1. OpenID provider started in this process at http://localhost:",
+        "3. Browser step: http://localhost:",
+        "4. PK token: ",
+        "(this binary's verify, run as sshd runs it, with --config-dir ",
+        "   decision: allow",
+        "   verify prints for sshd: cert-authority,principals=\"opkssh-wildcard\" ecdsa-sha2-nistp256 AAAA",
+        "   and as nobody-else: deny (",
+        "Done: ",
+    ] {
+        assert!(stdout.contains(step), "missing {step:?} in:\n{stdout}");
+    }
+}
+
+/// A policy directory for one vector, as verify requires it (root-owned, 0640), plus its cache
+/// and log.
+struct Policy {
+    dir: tempfile::TempDir,
+}
+
+impl Policy {
+    fn for_vector(vector: &Vector, principal: &str) -> Self {
+        let issuer = vector.trimmed("issuer.txt").unwrap();
+        let client_id = vector.trimmed("client_id.txt").unwrap();
+        let expiration = vector.meta_str("expiration_policy").unwrap_or("oidc");
+        let email = vector.meta_str("email").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let etc = dir.path().join("etc");
+        std::fs::create_dir(&etc).unwrap();
+        for (name, contents) in [
+            ("providers", format!("{issuer} {client_id} {expiration}\n")),
+            ("auth_id", format!("{principal} {email} {issuer}\n")),
+        ] {
+            let path = etc.join(name);
+            std::fs::write(&path, contents).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        }
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `opkssh verify` with sshd's three arguments and an empty environment, as sshd runs it.
+    fn verify(&self, foreign: &Foreign, principal: &str, cert_line: &str) -> Output {
+        let (key_type, key_base64) = cert_line.trim_end().split_once(' ').unwrap();
+        let mut command = foreign.command();
+        command
+            .env_clear()
+            .arg("verify")
+            .arg("--config-dir")
+            .arg(self.path("etc"))
+            .arg("--cache-dir")
+            .arg(self.path("cache"))
+            .arg("--log-file")
+            .arg(self.path("opkssh.log"))
+            .args([principal, key_base64, key_type]);
+        run_with_timeout(&mut command, RUN_TIMEOUT)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path("opkssh.log")).unwrap_or_default()
+    }
+}
+
+fn assert_denied(output: &Output, policy: &Policy, vector: &str) {
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{vector}: {output:?}\n{}",
+        policy.log()
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "{vector}: stdout must stay empty on a denial: {output:?}"
+    );
+}
+
+#[test]
+fn foreign_binary_gets_the_documented_decision_on_every_go_vector() {
+    let Some(foreign) = Foreign::require() else {
+        return;
+    };
+    assert!(
+        is_root(),
+        "foreign: run as root: verify requires root-owned policy files"
+    );
+    let issuers = VectorIssuers::start().unwrap();
+    let accept = vectors("accept").unwrap();
+    for vector in &accept {
+        issuers.serve_vector(&vector.name).unwrap();
+        let policy = Policy::for_vector(vector, "alice");
+        let line = vector.text("cert.pub").unwrap();
+        let output = policy.verify(&foreign, "alice", &line);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}: {output:?}\n{}",
+            vector.name,
+            policy.log()
+        );
+        let certificate = opk_core::sshcert::OpksshCertificate::from_line(&line).unwrap();
+        assert_eq!(
+            text(&output.stdout),
+            format!(
+                "cert-authority,principals=\"{}\" {}\n",
+                certificate.principals().join(","),
+                certificate.signature_key_line()
+            ),
+            "{}",
+            vector.name
+        );
+        assert_denied(
+            &policy.verify(&foreign, "mallory", &line),
+            &policy,
+            &vector.name,
+        );
+    }
+    let reject = vectors("reject").unwrap();
+    for vector in &reject {
+        issuers.serve_vector(&vector.name).unwrap();
+        let policy = Policy::for_vector(vector, "alice");
+        let output = policy.verify(&foreign, "alice", &vector.text("cert.pub").unwrap());
+        assert_denied(&output, &policy, &vector.name);
+        assert!(
+            policy.log().contains("deny principal=alice"),
+            "{}: {}",
+            vector.name,
+            policy.log()
+        );
+    }
+    eprintln!(
+        "foreign: {} accept vectors allowed, {} reject vectors denied",
+        accept.len(),
+        reject.len()
+    );
+}
