@@ -6,10 +6,11 @@
 //! failed ([`MachineBackup`]); the `opksshuser` account is deleted for the run (so that the
 //! installer creates it) and recreated afterwards for the other e2e tests.
 //!
-//! The package test needs the `.deb`: `.ci/run` builds it with `cargo deb` and sets
-//! `OPKSSH_DEB`; without it that test prints SKIP. The RPM test (`OPKSSH_RPM`, built with
-//! `cargo generate-rpm`) changes nothing on the machine: it reads the package with `rpm`, runs
-//! its scriptlets with a recorder for the binary, and installs it into a scratch root.
+//! The package test needs the `.deb`: `.ci/run` builds it with `debian/build-deb` (cargo deb)
+//! and sets `OPKSSH_DEB`; without it that test prints SKIP. The RPM test (`OPKSSH_RPM`, built
+//! with `rpm/build-rpm`: rpmbuild and `opkssh.spec`) changes nothing on the machine: it reads
+//! the package with `rpm`, runs its scriptlets with a recorder for the binary, and installs it
+//! into a scratch root. `package_arches.rs` compares the arm64 packages with these.
 
 #![allow(
     clippy::unwrap_used,
@@ -661,7 +662,7 @@ fn debian_package_installs_the_server_layout_and_purges_clean() {
     let Some(e2e) = E2e::require() else { return };
     let Some(deb) = std::env::var_os("OPKSSH_DEB") else {
         eprintln!(
-            "SKIP deb: OPKSSH_DEB is not set (.ci/run builds the package with cargo deb and sets it)"
+            "SKIP deb: OPKSSH_DEB is not set (.ci/run builds the package with debian/build-deb and sets it)"
         );
         return;
     };
@@ -803,7 +804,7 @@ fn scriptlet(scripts: &str, name: &str) -> String {
 fn rpm_package_has_the_deb_files_config_and_scriptlets() {
     let Some(rpm) = std::env::var_os("OPKSSH_RPM") else {
         eprintln!(
-            "SKIP rpm: OPKSSH_RPM is not set (.ci/run builds the package with cargo generate-rpm and sets it)"
+            "SKIP rpm: OPKSSH_RPM is not set (.ci/run builds the package with rpm/build-rpm and sets it)"
         );
         return;
     };
