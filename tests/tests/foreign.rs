@@ -231,6 +231,12 @@ fn foreign_binary_checks_inspects_and_logs_out_the_demo_certificate() {
         Some(1),
         "check after logout: {output:?}"
     );
+    // A path prints as the system writes it: on Windows with single backslashes.
+    let missing = format!("missing key: {}", foreign.path(&key));
+    assert!(
+        text(&output.stderr).contains(&missing),
+        "check after logout: no {missing:?} in {output:?}"
+    );
 }
 
 /// A policy directory for one vector, as verify requires it (root-owned, 0640), plus its cache
