@@ -2,8 +2,9 @@
 //! aarch64 Linux and runs these tests with `qemu-aarch64` as the runner, and for Windows with
 //! Wine as the runner, so a broken arm64 or Windows build fails CI by name. `--version`, the
 //! whole `demo` (whose verify is, on arm64, this binary re-executed, so binfmt_misc must hand
-//! aarch64 children to qemu), `check`, `inspect` and `logout` of the demo's certificate, and
-//! (arm64 only: it needs root-owned policy files) `verify` on every Go vector.
+//! aarch64 children to qemu), `check`, `inspect` and `logout` of the demo's certificate, a
+//! real `login` against the test OP (with `OPKSSH_E2E=1`), and (arm64 only: it needs
+//! root-owned policy files) `verify` on every Go vector.
 //!
 //! `OPKSSH_FOREIGN_BIN` is the binary, `OPKSSH_FOREIGN_RUNNER` the command that runs it, split
 //! on spaces (e.g. `qemu-aarch64-static -L /usr/aarch64-linux-gnu`; empty: run it directly),
@@ -237,6 +238,51 @@ fn foreign_binary_checks_inspects_and_logs_out_the_demo_certificate() {
         text(&output.stderr).contains(&missing),
         "check after logout: no {missing:?} in {output:?}"
     );
+}
+
+/// The real `login` against the test OpenID provider (`tests/e2e/op`, needs `OPKSSH_E2E=1`),
+/// its browser step answered from Linux as the Linux tests answer it: `--disable-browser-open`
+/// (on Windows `$BROWSER` is not read) prints the URL, an HTTP client logs in as alice, and the
+/// callback reaches the login's listener inside the emulator over loopback. Then `check -i` and
+/// `logout -i` on the pair it wrote.
+#[test]
+fn foreign_binary_logs_in_against_the_test_op_and_logs_out() {
+    let Some(foreign) = Foreign::require() else {
+        return;
+    };
+    if !opkssh_tests::e2e::enabled() {
+        eprintln!("SKIP foreign login: set OPKSSH_E2E=1 (the test OP runs under node)");
+        return;
+    }
+    let op = opkssh_tests::e2e::Op::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id_ecdsa");
+    let provider = format!("{},{},,openid profile email", op.issuer(), op.client_id());
+    let mut command = foreign.command();
+    command.env_remove("SSH_AUTH_SOCK").args([
+        "login",
+        "--disable-browser-open",
+        "--provider",
+        &provider,
+        "-i",
+        &foreign.path(&key),
+    ]);
+    let mut login = opkssh_tests::login::LoginProcess::start_command(&mut command);
+    let url = login.auth_url();
+    opkssh_tests::e2e::http_login(&url, "alice").unwrap();
+    login.finish().assert_success();
+    let cert = dir.path().join("id_ecdsa-cert.pub");
+    assert!(key.is_file() && cert.is_file(), "login wrote no key pair");
+
+    let output = foreign.run(&["check", "-i", &foreign.path(&key)]);
+    assert_eq!(output.status.code(), Some(0), "check: {output:?}");
+    assert!(
+        text(&output.stdout).contains("(alice@example.com from "),
+        "check: {output:?}"
+    );
+    let output = foreign.run(&["logout", "-i", &foreign.path(&key)]);
+    assert!(output.status.success(), "logout: {output:?}");
+    assert!(!key.exists() && !cert.exists(), "logout left the key pair");
 }
 
 /// A policy directory for one vector, as verify requires it (root-owned, 0640), plus its cache
