@@ -8,6 +8,7 @@ use opk_core::jws::SigningKey;
 use opk_core::sshcert::{
     CertComment, OpksshCertificate, PRIVATE_KEY_COMMENT, UserKeyFile, UserKeyType,
 };
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 /// The comment of a certificate opkssh wrote in `~/.ssh` or at `-i`.
@@ -40,6 +41,73 @@ pub enum PlacementError {
     /// A logout check failed.
     #[error("{0}")]
     NotOurs(String),
+    /// The key's path cannot be written into `~/.ssh/opkssh/config`.
+    #[error(transparent)]
+    Unquotable(#[from] UnquotablePath),
+}
+
+/// A path no ssh_config(5) quoting carries through every ssh version.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "ssh cannot be given the path {path:?}: it contains {what}; move the key to a plain path \
+     or link one to it"
+)]
+pub struct UnquotablePath {
+    /// The path.
+    pub path: PathBuf,
+    /// What in it ssh would split or expand.
+    pub what: &'static str,
+}
+
+/// `path` as one argument of an ssh configuration line (`IdentityFile`, `-o CertificateFile=`),
+/// which ssh splits at spaces unless quoted and in which it expands `%` tokens, `${VAR}` and a
+/// leading `~` (ssh_config(5)): absolute, with `/` for `\` on Windows (which Win32-OpenSSH
+/// reads alike), in double quotes, `%` doubled.
+///
+/// # Errors
+/// [`UnquotablePath`] for what no quoting carries through every ssh version: `"`, `\`, `${`,
+/// control characters.
+pub fn ssh_config_path(path: &Path) -> Result<OsString, UnquotablePath> {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let bytes = opk_os::dirs::path_for_ssh_config(opk_os::System::CURRENT, absolute.as_os_str());
+    let unusable = if bytes.iter().any(u8::is_ascii_control) {
+        Some("a control character")
+    } else if bytes.contains(&b'"') {
+        Some("a double quote")
+    } else if bytes.contains(&b'\\') {
+        Some("a backslash")
+    } else if bytes.windows(2).any(|pair| pair == b"${") {
+        Some("`${`")
+    } else {
+        None
+    };
+    let refused = |what| UnquotablePath {
+        path: absolute.clone(),
+        what,
+    };
+    if let Some(what) = unusable {
+        return Err(refused(what));
+    }
+    let mut quoted = Vec::with_capacity(bytes.len().saturating_add(2));
+    quoted.push(b'"');
+    for byte in bytes {
+        if byte == b'%' {
+            quoted.push(b'%');
+        }
+        quoted.push(byte);
+    }
+    quoted.push(b'"');
+    opk_os::os_string_from_bytes(quoted).ok_or_else(|| refused("bytes this system cannot name"))
+}
+
+/// The `IdentityFile` line for `key_path` as opkssh writes it (quoted, [`ssh_config_path`]),
+/// and as Go's opkssh and earlier versions wrote it (the path as it is).
+fn identity_file_lines(key_path: &Path) -> Result<(Vec<u8>, String), UnquotablePath> {
+    let quoted = ssh_config_path(key_path)?;
+    let mut line = b"IdentityFile ".to_vec();
+    line.extend_from_slice(quoted.as_encoded_bytes());
+    let absolute = std::path::absolute(key_path).unwrap_or_else(|_| key_path.to_owned());
+    Ok((line, format!("IdentityFile {}", absolute.display())))
 }
 
 /// A default key name that holds a key opkssh did not write, and why it counts as the user's.
@@ -321,12 +389,18 @@ pub fn write(
 
 fn add_identity_file(config: &Path, key_path: &Path) -> Result<(), PlacementError> {
     let existing = std::fs::read_to_string(config).unwrap_or_default();
-    let absolute = std::path::absolute(key_path).unwrap_or_else(|_| key_path.to_owned());
-    let line = format!("IdentityFile {}", absolute.display());
-    if existing.contains(&absolute.display().to_string()) {
+    let (line, legacy) = identity_file_lines(key_path)?;
+    let present = existing
+        .lines()
+        .any(|written| written.as_bytes() == line.as_slice() || written == legacy);
+    if present {
         return Ok(());
     }
-    write_atomic(config, format!("{line}\n{existing}").as_bytes(), 0o600)?;
+    write_atomic(
+        config,
+        &[&line, b"\n".as_slice(), existing.as_bytes()].concat(),
+        0o600,
+    )?;
     Ok(())
 }
 
@@ -386,7 +460,8 @@ pub fn remove_pair(key_path: &Path) -> Result<PathBuf, PlacementError> {
     Ok(cert)
 }
 
-/// Removes the exact `IdentityFile <key>` line from the identity directory's config.
+/// Removes `key_path`'s `IdentityFile` line from the identity directory's config: as opkssh
+/// writes it, quoted, or as Go's opkssh and earlier versions wrote it.
 ///
 /// # Errors
 /// I/O failure.
@@ -394,10 +469,14 @@ pub fn remove_identity_file(config: &Path, key_path: &Path) -> Result<(), Placem
     let Ok(existing) = std::fs::read_to_string(config) else {
         return Ok(());
     };
-    let target = format!("IdentityFile {}", key_path.display());
+    let legacy = format!("IdentityFile {}", key_path.display());
+    let quoted = identity_file_lines(key_path).ok().map(|(line, _)| line);
     let kept: Vec<&str> = existing
         .split_inclusive('\n')
-        .filter(|line| line.trim_end_matches(['\n', '\r']) != target)
+        .filter(|line| {
+            let line = line.trim_end_matches(['\n', '\r']);
+            line != legacy && quoted.as_deref() != Some(line.as_bytes())
+        })
         .collect();
     if kept.concat() != existing {
         write_atomic(config, kept.concat().as_bytes(), 0o600)?;
@@ -432,4 +511,94 @@ pub fn logout_candidates(home: &Path) -> Vec<(PathBuf, bool)> {
         found.extend(names.into_iter().map(|path| (path, true)));
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use super::*;
+
+    #[test]
+    fn identity_file_lines_are_quoted_with_percent_doubled() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config");
+        let key = dir.path().join("John Smith").join("id_50%");
+        add_identity_file(&config, &key).unwrap();
+        add_identity_file(&config, &key).unwrap();
+        let written = std::fs::read_to_string(&config).unwrap();
+        assert_eq!(
+            written,
+            format!(
+                "IdentityFile \"{}/John Smith/id_50%%\"\n",
+                dir.path().display()
+            )
+        );
+        remove_identity_file(&config, &key).unwrap();
+        assert_eq!(std::fs::read_to_string(&config).unwrap(), "");
+    }
+
+    #[test]
+    fn an_unquoted_identity_file_line_from_go_is_still_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config");
+        let key = dir.path().join("id");
+        std::fs::write(
+            &config,
+            format!("IdentityFile {}\nIdentityFile /other\n", key.display()),
+        )
+        .unwrap();
+        add_identity_file(&config, &key).unwrap();
+        assert_eq!(std::fs::read_to_string(&config).unwrap().lines().count(), 2);
+        remove_identity_file(&config, &key).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&config).unwrap(),
+            "IdentityFile /other\n"
+        );
+    }
+
+    #[test]
+    fn a_path_ssh_would_split_or_expand_is_refused() {
+        for (path, what) in [
+            ("/home/a\nHost *", "a control character"),
+            ("/home/a\"b", "a double quote"),
+            ("/home/a\\b", "a backslash"),
+            ("/home/${HOME}/id", "`${`"),
+        ] {
+            let error = ssh_config_path(Path::new(path)).unwrap_err();
+            assert_eq!(error.what, what, "{path:?}");
+            let dir = tempfile::tempdir().unwrap();
+            let config = dir.path().join("config");
+            assert!(matches!(
+                add_identity_file(&config, Path::new(path)),
+                Err(PlacementError::Unquotable(_))
+            ));
+            assert!(!config.exists(), "{path:?}");
+        }
+    }
+
+    /// The real ssh reads the line back as the path: `ssh -G` prints the configuration it
+    /// parsed (`%` tokens not yet expanded, so `%%` stays doubled).
+    #[cfg(unix)]
+    #[test]
+    fn ssh_reads_the_quoted_identity_file_back_as_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config");
+        let key = dir.path().join("Program Files").join("it's id");
+        add_identity_file(&config, &key).unwrap();
+        let output = std::process::Command::new("ssh")
+            .arg("-G")
+            .arg("-F")
+            .arg(&config)
+            .arg("example.invalid")
+            .output()
+            .expect("ssh (OpenSSH's client) must be installed for this test");
+        assert!(output.status.success(), "{output:?}");
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        let identity_files: Vec<&str> = stdout
+            .lines()
+            .filter_map(|line| line.strip_prefix("identityfile "))
+            .collect();
+        assert_eq!(identity_files, [key.to_str().unwrap()], "{stdout}");
+    }
 }

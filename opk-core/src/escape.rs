@@ -15,9 +15,15 @@
 //!   character and never text that merely looks like one.
 //!
 //! Everything else, other Unicode included, is kept as it is.
+//!
+//! Paths have their own rule, [`path()`]: the same, except that the system's path separator is
+//! kept, so a Windows path prints as `C:\users\alice\.ssh\id_ecdsa`, not with every backslash
+//! doubled. A message that shows a path escapes each outside value where it is put in, the
+//! path with [`path()`], and is then printed as it is.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::path::Path;
 
 /// Whether `c` is written escaped by [`line()`].
 pub fn needs_escape(c: char) -> bool {
@@ -34,12 +40,31 @@ pub fn needs_escape(c: char) -> bool {
 /// `text` as one line that is safe to write to a log or a terminal (see the module docs).
 /// Borrowed when nothing needed escaping.
 pub fn line(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(needs_escape) {
+    escaped(text, None)
+}
+
+/// `path` as one line for a log or a terminal: [`line()`]'s rule, except that the system's path
+/// separator ([`std::path::MAIN_SEPARATOR`]) is kept as it is. On Unix, where `\` is an ordinary
+/// file-name character, a backslash is still doubled. Not valid UTF-8: replaced by U+FFFD.
+pub fn path(path: &Path) -> String {
+    path_with_separator(&path.to_string_lossy(), std::path::MAIN_SEPARATOR).into_owned()
+}
+
+/// [`path()`] for a given separator, so that the Windows rule is tested on every system.
+fn path_with_separator(text: &str, separator: char) -> Cow<'_, str> {
+    escaped(text, Some(separator))
+}
+
+/// [`line()`], keeping `kept` as it is.
+fn escaped(text: &str, kept: Option<char>) -> Cow<'_, str> {
+    let escape = |c: char| needs_escape(c) && Some(c) != kept;
+    if !text.chars().any(escape) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len().saturating_add(16));
     for c in text.chars() {
         match c {
+            c if !escape(c) => out.push(c),
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
@@ -117,6 +142,39 @@ mod tests {
             "\\u{2028}\\u{2029}\\u{202e}evil\\u{2066}"
         );
         assert_eq!(line(r"C:\n"), r"C:\\n");
+    }
+
+    #[test]
+    fn a_windows_path_keeps_its_separators() {
+        assert_eq!(
+            path_with_separator(r"C:\users\alice\.ssh\id_ecdsa", '\\'),
+            r"C:\users\alice\.ssh\id_ecdsa"
+        );
+        assert!(matches!(
+            path_with_separator(r"C:\users\Zoë\.ssh", '\\'),
+            Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn a_path_still_escapes_controls_and_bidi() {
+        assert_eq!(
+            path_with_separator("C:\\users\\a\nb\u{1b}[2K\u{202e}gpj.exe", '\\'),
+            "C:\\users\\a\\nb\\x1b[2K\\u{202e}gpj.exe"
+        );
+        assert_eq!(
+            path_with_separator("/home/a\rb/\u{2066}x", '/'),
+            "/home/a\\rb/\\u{2066}x"
+        );
+    }
+
+    #[test]
+    fn a_backslash_in_a_unix_path_is_still_doubled() {
+        assert_eq!(path_with_separator(r"/home/a\nb", '/'), r"/home/a\\nb");
+        assert_eq!(
+            path(Path::new("/home/alice/.ssh/id_ecdsa")),
+            "/home/alice/.ssh/id_ecdsa"
+        );
     }
 
     #[test]

@@ -341,7 +341,7 @@ fn identity_directory_mode_and_logout_of_it() {
         "{cert}"
     );
     let config = std::fs::read_to_string(dir.join("config")).unwrap();
-    assert_eq!(config, format!("IdentityFile {}\n", key.display()));
+    assert_eq!(config, format!("IdentityFile \"{}\"\n", key.display()));
 
     let logout = fixture.opkssh().arg("logout").output().unwrap();
     assert!(logout.status.success(), "{}", text(&logout));

@@ -116,6 +116,12 @@ impl LoginProcess {
         for (name, value) in env {
             command.env(name, value);
         }
+        Self::start_command(&mut command)
+    }
+
+    /// Starts `command` (an `opkssh` run some other way, e.g. a foreign binary through its
+    /// runner) with its stdout and stderr read line by line.
+    pub fn start_command(command: &mut Command) -> LoginProcess {
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

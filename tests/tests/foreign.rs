@@ -1,7 +1,10 @@
 //! An `opkssh` built for another target, run through an emulator: `.ci/cross` builds it for
-//! aarch64 Linux and runs these tests with `qemu-aarch64` as the runner, so a broken arm64 build
-//! fails CI by name. `--version`, the whole `demo` (whose verify is this binary re-executed, so
-//! binfmt_misc must hand aarch64 children to qemu) and `verify` on every Go vector.
+//! aarch64 Linux and runs these tests with `qemu-aarch64` as the runner, and for Windows with
+//! Wine as the runner, so a broken arm64 or Windows build fails CI by name. `--version`, the
+//! whole `demo` (whose verify is, on arm64, this binary re-executed, so binfmt_misc must hand
+//! aarch64 children to qemu), `check`, `inspect` and `logout` of the demo's certificate, a
+//! real `login` against the test OP (with `OPKSSH_E2E=1`), and (arm64 only: it needs
+//! root-owned policy files) `verify` on every Go vector.
 //!
 //! `OPKSSH_FOREIGN_BIN` is the binary, `OPKSSH_FOREIGN_RUNNER` the command that runs it, split
 //! on spaces (e.g. `qemu-aarch64-static -L /usr/aarch64-linux-gnu`; empty: run it directly),
@@ -25,6 +28,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(180);
 struct Foreign {
     binary: PathBuf,
     runner: Vec<String>,
+    windows: bool,
 }
 
 impl Foreign {
@@ -42,7 +46,22 @@ impl Foreign {
             .split_whitespace()
             .map(str::to_owned)
             .collect();
-        Some(Self { binary, runner })
+        let windows = target.contains("-windows-");
+        Some(Self {
+            binary,
+            runner,
+            windows,
+        })
+    }
+
+    /// `path` as the foreign binary names it: under Wine the Linux root is drive `Z:`.
+    fn path(&self, path: &Path) -> String {
+        let path = path.to_str().expect("foreign: test paths are UTF-8");
+        if self.windows {
+            format!("Z:{}", path.replace('/', "\\"))
+        } else {
+            path.to_owned()
+        }
     }
 
     fn command(&self) -> Command {
@@ -117,7 +136,8 @@ fn foreign_binary_prints_its_version() {
 }
 
 /// As root the demo's verify is this binary run again as a child, as sshd runs it: under
-/// qemu-user that child is an aarch64 process too.
+/// qemu-user that child is an aarch64 process too. Under Wine nobody is root (the demo then
+/// runs verify's pipeline and policy in process, and says so).
 #[test]
 fn foreign_binary_runs_the_demo_with_verify_as_a_child() {
     let Some(foreign) = Foreign::require() else {
@@ -128,6 +148,11 @@ fn foreign_binary_runs_the_demo_with_verify_as_a_child() {
         "foreign: run as root, so the demo runs verify as a child"
     );
     let output = foreign.run(&["demo"]);
+    let verify_step = if foreign.windows {
+        "(in process: not root, so the temporary files cannot be root-owned as verify requires"
+    } else {
+        "(this binary's verify, run as sshd runs it, with --config-dir "
+    };
     let stdout = text(&output.stdout);
     assert!(
         output.status.success(),
@@ -138,7 +163,7 @@ fn foreign_binary_runs_the_demo_with_verify_as_a_child() {
         "1. OpenID provider started in this process at http://localhost:",
         "3. Browser step: http://localhost:",
         "4. PK token: ",
-        "(this binary's verify, run as sshd runs it, with --config-dir ",
+        verify_step,
         "   decision: allow",
         "   verify prints for sshd: cert-authority,principals=\"opkssh-wildcard\" ecdsa-sha2-nistp256 AAAA",
         "   and as nobody-else: deny (",
@@ -146,6 +171,118 @@ fn foreign_binary_runs_the_demo_with_verify_as_a_child() {
     ] {
         assert!(stdout.contains(step), "missing {step:?} in:\n{stdout}");
     }
+}
+
+/// The key and certificate the demo made, in `dir` as `login` writes them: named
+/// `id_ecdsa`, the certificate with the comment `openpubkey` (the vector layout has none), by
+/// which logout knows the pair as its own.
+fn demo_key(foreign: &Foreign, dir: &Path) -> PathBuf {
+    let out = dir.join("demo");
+    let output = foreign.run(&["demo", "--out", &foreign.path(&out)]);
+    assert!(output.status.success(), "{output:?}");
+    let key = dir.join("id_ecdsa");
+    std::fs::copy(out.join("id_key"), &key).unwrap();
+    let line = std::fs::read_to_string(out.join("cert.pub")).unwrap();
+    std::fs::write(
+        dir.join("id_ecdsa-cert.pub"),
+        format!("{} openpubkey\n", line.trim_end()),
+    )
+    .unwrap();
+    key
+}
+
+/// `check -i` passes on the demo's fresh certificate, `inspect` reads it, and `logout -i`
+/// removes the key and its certificate: the client commands a user runs, on the foreign
+/// system's paths.
+#[test]
+fn foreign_binary_checks_inspects_and_logs_out_the_demo_certificate() {
+    let Some(foreign) = Foreign::require() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let key = demo_key(&foreign, dir.path());
+    let cert = dir.path().join("id_ecdsa-cert.pub");
+
+    let output = foreign.run(&["check", "-i", &foreign.path(&key)]);
+    assert_eq!(output.status.code(), Some(0), "check: {output:?}");
+
+    let output = foreign.run(&["inspect", &foreign.path(&cert)]);
+    assert!(output.status.success(), "inspect: {output:?}");
+    let stdout = text(&output.stdout);
+    for line in [
+        "Type: ecdsa-sha2-nistp256-cert-v01@openssh.com (User Certificate)",
+        "Key ID: demo@example.com",
+        "Principals: [opkssh-wildcard]",
+        "--- PKToken Structure ---",
+    ] {
+        assert!(
+            stdout.contains(line),
+            "inspect: missing {line:?} in:\n{stdout}"
+        );
+    }
+
+    let output = foreign.run(&["logout", "-i", &foreign.path(&key)]);
+    assert!(output.status.success(), "logout: {output:?}");
+    assert!(!key.exists(), "logout left {}", key.display());
+    assert!(!cert.exists(), "logout left {}", cert.display());
+
+    let output = foreign.run(&["check", "-i", &foreign.path(&key)]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "check after logout: {output:?}"
+    );
+    // A path prints as the system writes it: on Windows with single backslashes.
+    let missing = format!("missing key: {}", foreign.path(&key));
+    assert!(
+        text(&output.stderr).contains(&missing),
+        "check after logout: no {missing:?} in {output:?}"
+    );
+}
+
+/// The real `login` against the test OpenID provider (`tests/e2e/op`, needs `OPKSSH_E2E=1`),
+/// its browser step answered from Linux as the Linux tests answer it: `--disable-browser-open`
+/// (on Windows `$BROWSER` is not read) prints the URL, an HTTP client logs in as alice, and the
+/// callback reaches the login's listener inside the emulator over loopback. Then `check -i` and
+/// `logout -i` on the pair it wrote.
+#[test]
+fn foreign_binary_logs_in_against_the_test_op_and_logs_out() {
+    let Some(foreign) = Foreign::require() else {
+        return;
+    };
+    if !opkssh_tests::e2e::enabled() {
+        eprintln!("SKIP foreign login: set OPKSSH_E2E=1 (the test OP runs under node)");
+        return;
+    }
+    let op = opkssh_tests::e2e::Op::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id_ecdsa");
+    let provider = format!("{},{},,openid profile email", op.issuer(), op.client_id());
+    let mut command = foreign.command();
+    command.env_remove("SSH_AUTH_SOCK").args([
+        "login",
+        "--disable-browser-open",
+        "--provider",
+        &provider,
+        "-i",
+        &foreign.path(&key),
+    ]);
+    let mut login = opkssh_tests::login::LoginProcess::start_command(&mut command);
+    let url = login.auth_url();
+    opkssh_tests::e2e::http_login(&url, "alice").unwrap();
+    login.finish().assert_success();
+    let cert = dir.path().join("id_ecdsa-cert.pub");
+    assert!(key.is_file() && cert.is_file(), "login wrote no key pair");
+
+    let output = foreign.run(&["check", "-i", &foreign.path(&key)]);
+    assert_eq!(output.status.code(), Some(0), "check: {output:?}");
+    assert!(
+        text(&output.stdout).contains("(alice@example.com from "),
+        "check: {output:?}"
+    );
+    let output = foreign.run(&["logout", "-i", &foreign.path(&key)]);
+    assert!(output.status.success(), "logout: {output:?}");
+    assert!(!key.exists() && !cert.exists(), "logout left the key pair");
 }
 
 /// A policy directory for one vector, as verify requires it (root-owned, 0640), plus its cache

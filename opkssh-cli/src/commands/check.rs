@@ -6,6 +6,7 @@
 use crate::error::CliError;
 use opk_client::check::{self, Problem, Usable};
 use opk_client::{duration, placement};
+use opk_core::escape;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -51,9 +52,9 @@ pub(crate) fn run(args: &CheckArgs) -> Result<ExitCode, CliError> {
             opk_core::escape::json(&serde_json::to_string_pretty(&json).unwrap_or_default())
         );
     } else if result.is_ok() {
-        println!("{}", opk_core::escape::line(&line));
+        println!("{line}");
     } else {
-        eprintln!("{}", opk_core::escape::line(&line));
+        eprintln!("{line}");
     }
     Ok(if result.is_ok() {
         ExitCode::SUCCESS
@@ -80,9 +81,9 @@ fn valid_line(usable: &Usable, now: SystemTime) -> String {
     let left = u64::try_from(usable.expires_at.saturating_sub(seconds(now))).unwrap_or(0);
     format!(
         "valid: {} ({} from {}) until {} (in {})",
-        usable.certificate.display(),
-        usable.identity,
-        usable.issuer,
+        escape::path(&usable.certificate),
+        escape::line(&usable.identity),
+        escape::line(&usable.issuer),
         when(usable.expires_at),
         duration::format(Duration::from_secs(left))
     )
@@ -91,7 +92,7 @@ fn valid_line(usable: &Usable, now: SystemTime) -> String {
 fn listed(paths: &[PathBuf]) -> String {
     paths
         .iter()
-        .map(|path| path.display().to_string())
+        .map(|path| escape::path(path))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -106,17 +107,18 @@ fn problem_line(problem: &Problem) -> String {
         }
         Problem::MissingCertificate { key, certificate } => format!(
             "missing certificate: {} (for the key {})",
-            certificate.display(),
-            key.display()
+            escape::path(certificate),
+            escape::path(key)
         ),
         Problem::NotOpkssh {
             certificate, why, ..
         } => format!(
-            "not an opkssh certificate: {}: {why}",
-            certificate.display()
+            "not an opkssh certificate: {}: {}",
+            escape::path(certificate),
+            escape::line(why)
         ),
         Problem::Expired { certificate, at } => {
-            format!("expired at {}: {}", when(*at), certificate.display())
+            format!("expired at {}: {}", when(*at), escape::path(certificate))
         }
         Problem::ExpiresWithin {
             certificate,
@@ -126,7 +128,7 @@ fn problem_line(problem: &Problem) -> String {
             "expires within {}, at {}: {}",
             duration::format(*within),
             when(*at),
-            certificate.display()
+            escape::path(certificate)
         ),
     }
 }

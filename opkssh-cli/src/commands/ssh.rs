@@ -212,44 +212,16 @@ fn log_in(args: &SshArgs) -> Result<(), CliError> {
     }
 }
 
-/// `-o <keyword>="<path>"` for ssh, for any path ssh can be given. ssh splits an `-o` value
-/// at spaces unless quoted, expands `%` tokens and `${VAR}` in IdentityFile and
-/// CertificateFile, and a leading `~` (ssh_config(5)); `-i` would stat the path before the
-/// `%` expansion, so no escape works there. So: an absolute path, in double quotes, `%`
-/// doubled; what no quoting carries through every ssh version (`"`, `\`, `${`, control
-/// characters) is refused.
+/// `-o <keyword>="<path>"` for ssh, the path quoted as ssh_config(5) reads it
+/// ([`placement::ssh_config_path`]); `-i` would stat the path before the `%` expansion, so no
+/// escape works there.
 fn ssh_config_option(keyword: &str, path: &Path) -> Result<OsString, CliError> {
     let path = std::path::absolute(path)
         .map_err(|error| fail(format!("cannot resolve {}: {error}", path.display())))?;
-    let bytes = opk_os::dirs::path_for_ssh_config(opk_os::System::CURRENT, path.as_os_str());
-    let bytes = bytes.as_slice();
-    let unusable = if bytes.iter().any(u8::is_ascii_control) {
-        Some("a control character")
-    } else if bytes.contains(&b'"') {
-        Some("a double quote")
-    } else if bytes.contains(&b'\\') {
-        Some("a backslash")
-    } else if bytes.windows(2).any(|pair| pair == b"${") {
-        Some("`${`")
-    } else {
-        None
-    };
-    if let Some(what) = unusable {
-        return Err(fail(format!(
-            "ssh cannot be given the path {path:?}: it contains {what}; move the key to a \
-             plain path or link one to it"
-        )));
-    }
-    let mut option = format!("{keyword}=\"").into_bytes();
-    for &byte in bytes {
-        if byte == b'%' {
-            option.push(b'%');
-        }
-        option.push(byte);
-    }
-    option.push(b'"');
-    opk_os::os_string_from_bytes(option)
-        .ok_or_else(|| fail(format!("ssh cannot be given the path {path:?}")))
+    let quoted = placement::ssh_config_path(&path).map_err(|error| fail(error.to_string()))?;
+    let mut option = OsString::from(format!("{keyword}="));
+    option.push(quoted);
+    Ok(option)
 }
 
 pub(crate) fn run(args: &SshArgs) -> Result<ExitCode, CliError> {
