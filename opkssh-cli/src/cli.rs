@@ -9,7 +9,9 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "opkssh",
     disable_version_flag = true,
-    arg_required_else_help = true
+    arg_required_else_help = true,
+    after_help = "Systems: the client (login, ssh, check, logout) runs on Linux, Windows and macOS; \
+                  the server (verify and the admin commands) on Linux, x86_64 and arm64."
 )]
 pub(crate) struct Cli {
     /// Print the version and exit.
