@@ -13,6 +13,7 @@ use opk_core::verify::{VerifiedPkToken, VerifyCheck};
 use serde_json::{Map, Value};
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 /// What the policy is asked: may the holder of this verified token log in as `principal`?
 ///
@@ -25,7 +26,11 @@ pub struct PolicyInput<'a> {
     principal: String,
     userinfo: Option<String>,
     ssh: SshRequest,
-    accounts: AccountFacts,
+    /// Filled on first use: only a matching template row needs them, so an ordinary verify
+    /// does no user-database lookup for them.
+    accounts: OnceLock<AccountFacts>,
+    /// Whether [`Self::account_facts`] reads them from this system (else: unknown).
+    system_accounts: bool,
 }
 
 /// What sshd passed to `verify`, handed on to plugins.
@@ -48,7 +53,8 @@ impl<'a> PolicyInput<'a> {
             principal: principal.to_owned(),
             userinfo: None,
             ssh: SshRequest::default(),
-            accounts: AccountFacts::unknown(),
+            accounts: OnceLock::new(),
+            system_accounts: false,
         }
     }
 
@@ -61,7 +67,8 @@ impl<'a> PolicyInput<'a> {
             principal: principal.to_owned(),
             userinfo: None,
             ssh: SshRequest::default(),
-            accounts: AccountFacts::unknown(),
+            accounts: OnceLock::new(),
+            system_accounts: false,
         }
     }
 
@@ -69,13 +76,28 @@ impl<'a> PolicyInput<'a> {
     /// checked against. Without them every template row is refused.
     #[must_use]
     pub fn with_account_facts(mut self, facts: AccountFacts) -> Self {
-        self.accounts = facts;
+        self.accounts = OnceLock::from(facts);
+        self
+    }
+
+    /// Reads the principal's account facts from this system ([`AccountFacts::of_system`]),
+    /// when a template row first needs them.
+    #[must_use]
+    pub fn with_system_account_facts(mut self) -> Self {
+        self.accounts = OnceLock::new();
+        self.system_accounts = true;
         self
     }
 
     /// The facts about the principal's account.
     pub fn account_facts(&self) -> &AccountFacts {
-        &self.accounts
+        self.accounts.get_or_init(|| {
+            if self.system_accounts {
+                AccountFacts::of_system(&self.principal)
+            } else {
+                AccountFacts::unknown()
+            }
+        })
     }
 
     /// Adds the userinfo endpoint's JSON response. An empty response counts as none, as in

@@ -11,9 +11,9 @@ use crate::jwks_cache::{CacheSettings, Freshness};
 use crate::log::{Level, Log};
 use crate::pipeline::{self, AuthorizedKeysLine, Denial, Request, Settings};
 use policy::{
-    AccountFacts, AuthIdFile, Check, ClaimSource, ConfigDir, Decision, DenyLists, Enforcer,
-    Evaluation, FileError, FileErrorKind, HomeAccess, Location, Outcome, PolicyInput, Providers,
-    SshRequest, Step, Trace, TraceSource,
+    AuthIdFile, Check, ClaimSource, ConfigDir, Decision, DenyLists, Enforcer, Evaluation,
+    FileError, FileErrorKind, HomeAccess, Location, Outcome, PolicyInput, Providers, SshRequest,
+    Step, Trace, TraceSource,
 };
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -354,7 +354,7 @@ fn decide_steps(
             key_type: attempt.key_type.to_owned(),
             extra_args: attempt.extra.to_vec(),
         })
-        .with_account_facts(AccountFacts::of_system(attempt.principal));
+        .with_system_account_facts();
     if let Some(userinfo) = &verified.userinfo {
         input = input.with_userinfo(serde_json::Value::Object(userinfo.clone()).to_string());
     }
