@@ -52,6 +52,7 @@
 pub mod agent;
 pub mod agent_certificates;
 pub mod agent_server;
+pub mod agent_session;
 pub mod callback;
 pub mod check;
 pub mod chooser;
