@@ -25,6 +25,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Some(Command::Add(args)) => commands::add::run(&args).map_err(CliError::from),
+        Some(Command::Agent(args)) => commands::agent::run(&args),
         Some(Command::Audit(args)) => commands::audit::run(&args).map_err(CliError::from),
         Some(Command::Check(args)) => commands::check::run(&args),
         Some(Command::Client(args)) => commands::client::run(&args),

@@ -145,9 +145,15 @@ struct AgentPlan {
 }
 
 impl LoginArgs {
-    /// How long the browser login and the web chooser wait.
-    pub(crate) fn browser_timeout(&self) -> Duration {
-        Duration::from_secs(self.timeout.unwrap_or(300))
+    pub(crate) fn provider_flags(&self) -> ProviderFlags<'_> {
+        ProviderFlags {
+            alias: self.alias.as_deref(),
+            provider: self.provider.as_deref(),
+            device: self.device,
+            no_qr: self.no_qr,
+            remote_redirect_uri: self.remote_redirect_uri.as_deref(),
+            timeout: self.timeout,
+        }
     }
 
     fn agent_use(&self) -> AgentUse {
@@ -168,7 +174,7 @@ impl LoginArgs {
 
 /// A certificate without principals is one sshd refuses for every account, so an empty
 /// `--principals` (or an empty item in the list) is a usage error, as in Go.
-fn parse_principal(value: &str) -> Result<String, String> {
+pub(crate) fn parse_principal(value: &str) -> Result<String, String> {
     if value.trim().is_empty() {
         return Err(
             "a principal cannot be empty; leave --principals out for opkssh-wildcard".to_owned(),
@@ -195,7 +201,7 @@ fn agent_plan(args: &LoginArgs, config: &ClientConfig) -> Result<AgentPlan, CliE
     Ok(AgentPlan { usage, lifetime })
 }
 
-fn parse_key_type(value: &str) -> Result<UserKeyType, String> {
+pub(crate) fn parse_key_type(value: &str) -> Result<UserKeyType, String> {
     match value.to_ascii_lowercase().as_str() {
         "ecdsa" => Ok(UserKeyType::Ecdsa),
         "ed25519" => Ok(UserKeyType::Ed25519),
@@ -216,7 +222,9 @@ pub(crate) struct Output {
 
 impl Progress for Output {
     fn open_url(&mut self, url: &str) {
-        open_browser(url, self.disable_browser_open);
+        open_browser(url, self.disable_browser_open, &mut |line| {
+            println!("{line}")
+        });
     }
 
     fn device_code(&mut self, authorization: &DeviceAuthorization) {
@@ -259,7 +267,7 @@ impl Output {
     }
 }
 
-fn fail(message: impl std::fmt::Display) -> CliError {
+pub(crate) fn fail(message: impl std::fmt::Display) -> CliError {
     CliError::Usage(message.to_string())
 }
 
@@ -277,19 +285,12 @@ pub(crate) fn run(args: &LoginArgs) -> Result<ExitCode, CliError> {
     result
 }
 
-fn home() -> Result<PathBuf, CliError> {
+pub(crate) fn home() -> Result<PathBuf, CliError> {
     placement::home_dir().ok_or_else(|| fail("could not find the home directory"))
 }
 
 fn run_inner(args: &LoginArgs, out: &mut Output) -> Result<ExitCode, CliError> {
-    if args.no_qr && !args.device {
-        return Err(fail("--no-qr only applies to --device"));
-    }
-    if args.device && args.remote_redirect_uri.is_some() {
-        return Err(fail(
-            "--remote-redirect-uri does not apply to --device (the device flow has no redirect)",
-        ));
-    }
+    args.provider_flags().check()?;
     if args.configure {
         let home = home()?;
         placement::configure_identity_dir(&home).map_err(fail)?;
@@ -327,34 +328,110 @@ fn run_inner(args: &LoginArgs, out: &mut Output) -> Result<ExitCode, CliError> {
     }
     let config = load_config(&config_path, out)?;
     let agent = agent_plan(args, &config)?;
-    let env = Env::from_process();
-    let selection = Selection {
-        provider_flag: args.provider.as_deref(),
-        alias: args.alias.as_deref(),
-        config: Some(&config),
-    };
     let http = opk_client::http_client_from_env();
-    let entry = match client_config::determine_provider(&selection, &env).map_err(fail)? {
-        Choice::Provider(entry) => *entry,
-        Choice::WebChooser(_) if args.device => return Err(fail(NO_CHOOSER)),
-        Choice::WebChooser(entries) => {
-            let mut chosen = chooser::choose(
-                &entries,
-                &env,
-                args.remote_redirect_uri.as_deref(),
-                args.browser_timeout(),
-                out,
-            )
-            .map_err(fail)?;
+    match choose_provider(&args.provider_flags(), &config, out)? {
+        Chosen::Provider(kind) => login_with(args, &kind, &config, agent, &http, out, None),
+        Chosen::Chooser(mut chosen) => {
             // The tab that chose goes on to the provider's `/login`.
             let kind = chosen.kind.clone();
             let mut redirect = |url: &str| chosen.redirect(url);
-            return login_with(args, &kind, &config, agent, &http, out, Some(&mut redirect));
+            login_with(args, &kind, &config, agent, &http, out, Some(&mut redirect))
+        }
+    }
+}
+
+/// The flags by which a login picks its provider and its flow, the same for `opkssh login`
+/// and `opkssh agent`.
+pub(crate) struct ProviderFlags<'a> {
+    /// The alias argument.
+    pub(crate) alias: Option<&'a str>,
+    /// `--provider`.
+    pub(crate) provider: Option<&'a str>,
+    /// `--device`.
+    pub(crate) device: bool,
+    /// `--no-qr`.
+    pub(crate) no_qr: bool,
+    /// `--remote-redirect-uri`.
+    pub(crate) remote_redirect_uri: Option<&'a str>,
+    /// `--timeout`.
+    pub(crate) timeout: Option<u64>,
+}
+
+impl ProviderFlags<'_> {
+    /// Refuses flags that do not go together.
+    pub(crate) fn check(&self) -> Result<(), CliError> {
+        if self.no_qr && !self.device {
+            return Err(fail("--no-qr only applies to --device"));
+        }
+        if self.device && self.remote_redirect_uri.is_some() {
+            return Err(fail(
+                "--remote-redirect-uri does not apply to --device (the device flow has no redirect)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// How long the browser login and the web chooser wait.
+    pub(crate) fn browser_timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout.unwrap_or(300))
+    }
+
+    /// The flow for `kind`: `--device` is refused for CI providers.
+    pub(crate) fn flow(&self, kind: &ProviderKind) -> Result<Flow, CliError> {
+        if self.device && !matches!(kind, ProviderKind::Browser(_)) {
+            return Err(fail(not_for_ci(issuer_of(kind))));
+        }
+        Ok(if self.device {
+            Flow::Device {
+                timeout: self.timeout.map(Duration::from_secs),
+            }
+        } else {
+            Flow::Browser {
+                timeout: self.browser_timeout(),
+            }
+        })
+    }
+}
+
+/// Where the provider choice led.
+pub(crate) enum Chosen {
+    /// One provider (flag, alias, environment or default).
+    Provider(ProviderKind),
+    /// The web chooser picked it; its browser tab goes on to the provider.
+    Chooser(chooser::Chosen),
+}
+
+/// Picks the provider as `opkssh login` does (behaviour.md §2.2.2): `--provider`, the alias,
+/// the environment, the config's default, else the web chooser (whose URL goes to
+/// `progress`), which `--device` cannot use.
+pub(crate) fn choose_provider(
+    flags: &ProviderFlags<'_>,
+    config: &ClientConfig,
+    progress: &mut dyn Progress,
+) -> Result<Chosen, CliError> {
+    let env = Env::from_process();
+    let selection = Selection {
+        provider_flag: flags.provider,
+        alias: flags.alias,
+        config: Some(config),
+    };
+    let entry = match client_config::determine_provider(&selection, &env).map_err(fail)? {
+        Choice::Provider(entry) => *entry,
+        Choice::WebChooser(_) if flags.device => return Err(fail(NO_CHOOSER)),
+        Choice::WebChooser(entries) => {
+            let chosen = chooser::choose(
+                &entries,
+                &env,
+                flags.remote_redirect_uri,
+                flags.browser_timeout(),
+                progress,
+            )
+            .map_err(fail)?;
+            return Ok(Chosen::Chooser(chosen));
         }
     };
-    let kind = client_config::to_provider(&entry, &env, args.remote_redirect_uri.as_deref())
-        .map_err(fail)?;
-    login_with(args, &kind, &config, agent, &http, out, None)
+    let kind = client_config::to_provider(&entry, &env, flags.remote_redirect_uri).map_err(fail)?;
+    Ok(Chosen::Provider(kind))
 }
 
 fn create_config(path: &Path) -> Result<(), CliError> {
@@ -373,10 +450,18 @@ fn create_config(path: &Path) -> Result<(), CliError> {
 }
 
 fn load_config(path: &Path, out: &mut Output) -> Result<ClientConfig, CliError> {
+    read_config(path, &mut |line| out.log(line))
+}
+
+/// The client config at `path`, or the default one when there is none (said through `log`).
+pub(crate) fn read_config(
+    path: &Path,
+    log: &mut dyn FnMut(&str),
+) -> Result<ClientConfig, CliError> {
     match std::fs::read_to_string(path) {
         Ok(text) => ClientConfig::parse(&text).map_err(fail),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            out.log(&format!(
+            log(&format!(
                 "failed to find client config file {}, using the default config; to create \
                  one run: opkssh login --create-config",
                 path.display()
@@ -413,18 +498,7 @@ fn login_with(
         out.say("OPK SSH identity directory is configured");
     }
     let key = generate_user_key(args.key_type).map_err(fail)?;
-    if args.device && !matches!(kind, ProviderKind::Browser(_)) {
-        return Err(fail(not_for_ci(issuer_of(kind))));
-    }
-    let flow = if args.device {
-        Flow::Device {
-            timeout: args.timeout.map(Duration::from_secs),
-        }
-    } else {
-        Flow::Browser {
-            timeout: args.browser_timeout(),
-        }
-    };
+    let flow = args.provider_flags().flow(kind)?;
     let identity = match opener {
         Some(mut opener) => opk_client::log_in(kind, key, flow, http, &mut opener),
         None => opk_client::log_in(kind, key, flow, http, out),
@@ -442,16 +516,17 @@ fn login_with(
     )
 }
 
-/// Prints the URL and opens a browser unless told not to (behaviour.md §2.2.5).
-fn open_browser(url: &str, disabled: bool) {
+/// Prints the URL through `say` and opens a browser unless told not to (behaviour.md
+/// §2.2.5). `opkssh agent` prints the same lines on stderr.
+pub(crate) fn open_browser(url: &str, disabled: bool, say: &mut dyn FnMut(&str)) {
     if disabled {
-        println!("Open your browser to: {url}");
+        say(&format!("Open your browser to: {url}"));
         return;
     }
-    println!("Opening browser to {url}");
+    say(&format!("Opening browser to {url}"));
     if let Err(error) = webbrowser::open(url) {
         eprintln!("Failed to open URL: {error}");
-        println!("Open your browser to: {url}");
+        say(&format!("Open your browser to: {url}"));
     }
 }
 
@@ -461,7 +536,19 @@ fn send_access_token(
     issuer: &str,
     out: &mut Output,
 ) -> bool {
-    if args.send_access_token {
+    wants_access_token(args.send_access_token, config, issuer, &mut |line| {
+        out.log(line);
+    })
+}
+
+/// `--send-access-token`, else the provider's `send_access_token` in the client config.
+pub(crate) fn wants_access_token(
+    flag: bool,
+    config: &ClientConfig,
+    issuer: &str,
+    log: &mut dyn FnMut(&str),
+) -> bool {
+    if flag {
         return true;
     }
     match config.providers.iter().find(|entry| entry.issuer == issuer) {
@@ -472,7 +559,7 @@ fn send_access_token(
                 .iter()
                 .any(|entry: &ProviderEntry| entry.send_access_token)
             {
-                out.log(&format!(
+                log(&format!(
                     "could not find issuer {issuer} in client config providers to look up \
                      send_access_token"
                 ));
