@@ -209,6 +209,13 @@ fn encode_add_certificate(
     if matches!(identity.key, SigningKey::Rsa(_)) {
         return Err(AgentError::Unsendable("RSA keys are not opkssh user keys"));
     }
+    // A key another agent holds has no private half here to send; `opkssh agent` presents
+    // such a certificate itself and has the holding agent sign.
+    if identity.key.external().is_some() {
+        return Err(AgentError::Unsendable(
+            "the key is held by an ssh-agent, which never gives out its private half",
+        ));
+    }
     if !certificate.matches_upk(&identity.key.public_key()) {
         return Err(AgentError::Unsendable(
             "the private key is not the certificate's key",
@@ -236,7 +243,7 @@ fn encode_add_certificate(
                 .encode(frame)
                 .and_then(|()| pair.as_slice().encode(frame))
         }
-        SigningKey::Rsa(_) => Ok(()),
+        SigningKey::Rsa(_) | SigningKey::External(_) => Ok(()),
     }
     .map_err(field_too_long)?;
     identity

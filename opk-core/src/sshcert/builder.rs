@@ -5,10 +5,13 @@ use super::{
     CertError, DEFAULT_PRINCIPAL, EXTENSION_ACCESS_TOKEN, EXTENSION_PK_TOKEN, OpksshCertificate,
     PERMIT_EXTENSIONS, UserKeyType,
 };
+use crate::external::{ExternalKey, HeldSignature, SignError};
+use crate::jwk::PublicKey;
 use crate::jws::SigningKey;
 use ssh_key::certificate::{Builder, CertType};
 use ssh_key::public::{EcdsaPublicKey, Ed25519PublicKey, KeyData};
 use ssh_key::{Algorithm, Signature};
+use std::cell::RefCell;
 
 /// The certificate's valid principals (§6.1).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -57,9 +60,14 @@ impl std::fmt::Debug for CertificateRequest<'_> {
 /// returned, in every build (cheap, once per login), so a certificate that would not parse
 /// on the server never leaves this function.
 ///
+/// The key may be held by an ssh-agent ([`SigningKey::External`]): the agent then makes the
+/// self-signature, which is checked before it is used and written in the same canonical form
+/// as an in-memory key's.
+///
 /// # Errors
 /// [`CertError::UnsupportedKey`] for an RSA key, [`CertError::Rng`], [`CertError::Build`],
-/// and [`CertError::SelfCheck`] if the result does not parse back (a bug).
+/// [`CertError::Sign`] when the agent holding the key fails, and [`CertError::SelfCheck`] if
+/// the result does not parse back (a bug).
 pub fn build_certificate(request: CertificateRequest<'_>) -> Result<OpksshCertificate, CertError> {
     let kind = UserKeyType::of(request.key)?;
     let signer = CertSigner::new(request.key)?;
@@ -114,7 +122,11 @@ pub fn build_certificate(request: CertificateRequest<'_>) -> Result<OpksshCertif
             .map_err(CertError::Build)?;
     }
 
-    let cert = builder.sign(&signer).map_err(CertError::Build)?;
+    let cert = builder.sign(&signer).map_err(|error| {
+        signer
+            .take_failure()
+            .map_or(CertError::Build(error), CertError::Sign)
+    })?;
     let blob = cert.to_bytes().map_err(CertError::Build)?;
 
     // Parse our own output with the server-side parser and check the self-signature: the
@@ -135,6 +147,13 @@ pub fn build_certificate(request: CertificateRequest<'_>) -> Result<OpksshCertif
 enum CertSigner<'a> {
     EcdsaP256(&'a p256::ecdsa::SigningKey),
     Ed25519(&'a ed25519_dalek::SigningKey),
+    /// A key an ssh-agent holds. ssh-key's builder turns any signing failure into an opaque
+    /// error, so the holder's reason is kept here for [`build_certificate`] to report.
+    External {
+        key: &'a ExternalKey,
+        public: Box<KeyData>,
+        failure: RefCell<Option<SignError>>,
+    },
 }
 
 impl<'a> CertSigner<'a> {
@@ -143,6 +162,18 @@ impl<'a> CertSigner<'a> {
             SigningKey::EcdsaP256(key) => Ok(Self::EcdsaP256(key)),
             SigningKey::Ed25519(key) => Ok(Self::Ed25519(key)),
             SigningKey::Rsa(_) => Err(CertError::UnsupportedKey("RSA")),
+            SigningKey::External(key) => {
+                let public = match key.public_key() {
+                    PublicKey::EcdsaP256(public) => KeyData::Ecdsa(EcdsaPublicKey::from(public)),
+                    PublicKey::Ed25519(public) => KeyData::Ed25519(Ed25519PublicKey::from(public)),
+                    PublicKey::Rsa(_) => return Err(CertError::UnsupportedKey("RSA")),
+                };
+                Ok(Self::External {
+                    key,
+                    public: Box::new(public),
+                    failure: RefCell::new(None),
+                })
+            }
         }
     }
 
@@ -150,25 +181,60 @@ impl<'a> CertSigner<'a> {
         match self {
             Self::EcdsaP256(key) => KeyData::Ecdsa(EcdsaPublicKey::from(key.verifying_key())),
             Self::Ed25519(key) => KeyData::Ed25519(Ed25519PublicKey::from(key.verifying_key())),
+            Self::External { public, .. } => public.as_ref().clone(),
+        }
+    }
+
+    /// The SSH signature over `message`, with a typed error (the `Signer` impl below must
+    /// return ssh-key's opaque one).
+    fn sign_ssh(&self, message: &[u8]) -> Result<Signature, CertError> {
+        match self {
+            // `ecdsa-sha2-nistp256` over SHA-256; ssh-key writes r and s as minimal mpints,
+            // as Go does (§6.2, §7 item 16: not the raw r‖s of JWS).
+            Self::EcdsaP256(key) => {
+                let signature: p256::ecdsa::Signature = signature::Signer::try_sign(*key, message)
+                    .map_err(|_| CertError::Sign(SignError::Failed))?;
+                Signature::try_from(signature).map_err(CertError::Build)
+            }
+            Self::Ed25519(key) => {
+                let signature = signature::Signer::try_sign(*key, message)
+                    .map_err(|_| CertError::Sign(SignError::Failed))?;
+                Signature::new(Algorithm::Ed25519, signature.to_bytes().to_vec())
+                    .map_err(CertError::Build)
+            }
+            // The agent's signature, parsed and verified, is re-encoded exactly as an
+            // in-memory key's would be: the same minimal mpints whatever padding the agent
+            // used, so the certificate is canonical (Go and our parser require it).
+            Self::External { key, .. } => match key.sign_verified(message) {
+                Ok(HeldSignature::EcdsaP256(signature)) => {
+                    Signature::try_from(signature).map_err(CertError::Build)
+                }
+                Ok(HeldSignature::Ed25519(signature)) => {
+                    Signature::new(Algorithm::Ed25519, signature.to_bytes().to_vec())
+                        .map_err(CertError::Build)
+                }
+                Err(error) => Err(CertError::Sign(error)),
+            },
+        }
+    }
+
+    /// The holder's reason for the last failed signature, if a held key failed.
+    fn take_failure(&self) -> Option<SignError> {
+        match self {
+            Self::External { failure, .. } => failure.borrow_mut().take(),
+            Self::EcdsaP256(_) | Self::Ed25519(_) => None,
         }
     }
 }
 
 impl signature::Signer<Signature> for CertSigner<'_> {
     fn try_sign(&self, message: &[u8]) -> Result<Signature, signature::Error> {
-        match self {
-            // `ecdsa-sha2-nistp256` over SHA-256; ssh-key writes r and s as minimal mpints,
-            // as Go does (§6.2, §7 item 16: not the raw r‖s of JWS).
-            Self::EcdsaP256(key) => {
-                let signature: p256::ecdsa::Signature = key.try_sign(message)?;
-                Signature::try_from(signature).map_err(signature::Error::from_source)
+        self.sign_ssh(message).map_err(|error| {
+            if let (Self::External { failure, .. }, CertError::Sign(reason)) = (self, &error) {
+                *failure.borrow_mut() = Some(reason.clone());
             }
-            Self::Ed25519(key) => {
-                let signature = key.try_sign(message)?;
-                Signature::new(Algorithm::Ed25519, signature.to_bytes().to_vec())
-                    .map_err(signature::Error::from_source)
-            }
-        }
+            signature::Error::from_source(error)
+        })
     }
 }
 
@@ -203,6 +269,51 @@ mod tests {
             let public = KeyData::from(&signer);
             assert!(signature::Verifier::verify(&public, b"message", &signature).is_ok());
         }
+    }
+
+    #[test]
+    fn held_keys_sign_certificates_as_in_memory_ones_do() {
+        use crate::external::testing::held;
+        for kind in [UserKeyType::Ecdsa, UserKeyType::Ed25519] {
+            let key = generate_user_key(kind).unwrap();
+            let agent_key = held(&key);
+            assert_eq!(UserKeyType::of(&agent_key), Ok(kind));
+            let certificate = build_certificate(CertificateRequest {
+                key: &agent_key,
+                key_id: "alice@example.com",
+                principals: Principals::Default,
+                pk_token: "h.p.s",
+                access_token: None,
+            })
+            .unwrap();
+            assert_eq!(certificate.cert_type_name(), kind.cert_type_name());
+            assert_eq!(certificate.verify_self_signature(), Ok(()));
+            assert!(certificate.matches_upk(&key.public_key()));
+            // The same signer gives the same (deterministic) SSH signature for both forms.
+            let in_memory = CertSigner::new(&key).unwrap().sign_ssh(b"tbs").unwrap();
+            let by_agent = CertSigner::new(&agent_key)
+                .unwrap()
+                .sign_ssh(b"tbs")
+                .unwrap();
+            assert_eq!(in_memory, by_agent);
+        }
+    }
+
+    #[test]
+    fn a_failing_agent_fails_the_certificate_with_its_reason() {
+        use crate::external::testing::held_failing;
+        let key = generate_user_key(UserKeyType::Ecdsa).unwrap();
+        let refused = SignError::Holder("the ssh-agent refused to sign".into());
+        let agent_key = held_failing(&key, Some(refused.clone()));
+        let error = build_certificate(CertificateRequest {
+            key: &agent_key,
+            key_id: "",
+            principals: Principals::Default,
+            pk_token: "h.p.s",
+            access_token: None,
+        })
+        .unwrap_err();
+        assert_eq!(error, CertError::Sign(refused));
     }
 
     #[test]
