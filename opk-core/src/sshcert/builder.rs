@@ -142,6 +142,28 @@ pub fn build_certificate(request: CertificateRequest<'_>) -> Result<OpksshCertif
     Ok(parsed)
 }
 
+/// The SSH wire signature by `key` over `data` (RFC 4253 §6.6): `string algorithm ‖ string
+/// blob`, the blob being `mpint r ‖ mpint s` for `ecdsa-sha2-nistp256` (RFC 5656 §3.1.2) or the
+/// 64 signature bytes for `ssh-ed25519` (RFC 8709 §6). This is what an ssh-agent returns in
+/// `SSH_AGENT_SIGN_RESPONSE` and what a certificate's signature field holds; it is made the
+/// same way [`build_certificate`] signs (one signer for both).
+///
+/// For a key an ssh-agent holds ([`SigningKey::External`]) the upstream agent signs; its answer
+/// is checked under the public key and re-encoded canonically, as for the certificate.
+///
+/// # Errors
+/// [`CertError::UnsupportedKey`] for an RSA key; [`CertError::Sign`] when the agent holding
+/// the key fails or answers with a bad signature; [`CertError::Build`] if encoding fails.
+pub fn ssh_signature(key: &SigningKey, data: &[u8]) -> Result<Vec<u8>, CertError> {
+    use ssh_key::encoding::Encode as _;
+    let signature = CertSigner::new(key)?.sign_ssh(data)?;
+    let mut out = Vec::new();
+    signature
+        .encode(&mut out)
+        .map_err(|error| CertError::Build(ssh_key::Error::Encoding(error)))?;
+    Ok(out)
+}
+
 /// The user key as an ssh-key certificate signer, borrowed: the secret is not copied into
 /// ssh-key's key types.
 enum CertSigner<'a> {
@@ -300,6 +322,29 @@ mod tests {
     }
 
     #[test]
+    fn ssh_signature_is_the_wire_form_and_verifies() {
+        use ssh_key::encoding::Decode as _;
+        for kind in [UserKeyType::Ecdsa, UserKeyType::Ed25519] {
+            let key = generate_user_key(kind).unwrap();
+            let wire = ssh_signature(&key, b"data to sign").unwrap();
+            let mut reader = wire.as_slice();
+            let signature = Signature::decode(&mut reader).unwrap();
+            assert!(reader.is_empty(), "{kind:?}: trailing bytes");
+            assert_eq!(signature.algorithm().as_str(), kind.key_type_name());
+            // The algorithm name leads, as a length-prefixed string.
+            let name = kind.key_type_name().as_bytes();
+            assert_eq!(
+                &wire[..4],
+                &u32::try_from(name.len()).unwrap().to_be_bytes()
+            );
+            assert_eq!(&wire[4..4 + name.len()], name);
+            let public = KeyData::from(&CertSigner::new(&key).unwrap());
+            assert!(signature::Verifier::verify(&public, b"data to sign", &signature).is_ok());
+            assert!(signature::Verifier::verify(&public, b"other data", &signature).is_err());
+        }
+    }
+
+    #[test]
     fn a_failing_agent_fails_the_certificate_with_its_reason() {
         use crate::external::testing::held_failing;
         let key = generate_user_key(UserKeyType::Ecdsa).unwrap();
@@ -314,6 +359,34 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(error, CertError::Sign(refused));
+    }
+
+    #[test]
+    fn ssh_signature_of_a_held_key_is_the_agents_checked_and_canonical() {
+        use crate::external::testing::{held, held_failing};
+        for kind in [UserKeyType::Ecdsa, UserKeyType::Ed25519] {
+            let key = generate_user_key(kind).unwrap();
+            // Deterministic signatures: the agent's answer, re-encoded, is the in-memory one.
+            assert_eq!(
+                ssh_signature(&held(&key), b"data to sign").unwrap(),
+                ssh_signature(&key, b"data to sign").unwrap()
+            );
+            let refused = SignError::Holder("the ssh-agent refused to sign".into());
+            assert_eq!(
+                ssh_signature(&held_failing(&key, Some(refused.clone())), b"x"),
+                Err(CertError::Sign(refused))
+            );
+        }
+    }
+
+    #[test]
+    fn ssh_signature_refuses_rsa() {
+        let rsa = rsa::PrivateKey::new(&mut rand_core::UnwrapErr(getrandom::SysRng), 1024).unwrap();
+        let key = SigningKey::Rsa(Box::new(rsa));
+        assert_eq!(
+            ssh_signature(&key, b"x"),
+            Err(CertError::UnsupportedKey("RSA"))
+        );
     }
 
     #[test]
