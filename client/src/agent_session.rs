@@ -150,6 +150,8 @@ pub struct Status {
     pub problem: Option<String>,
     /// The user key: its type and SHA-256 fingerprint.
     pub key: Option<String>,
+    /// Whether the user key is held by the upstream ssh-agent (`--agent-key`), not in memory.
+    pub key_in_agent: bool,
     /// The browser login's URL while a login waits for it.
     pub login_url: Option<String>,
     /// The device-flow prompt while a login waits for it.
@@ -422,6 +424,7 @@ impl<'a> AgentSession<'a> {
             logged_in_at: Some(now),
             problem: None,
             key: Some(described),
+            key_in_agent: matches!(key, SigningKey::External(_)),
             login_url: None,
             device: None,
         };

@@ -2,7 +2,7 @@
 //! refresh tokens, OpenSSH's `ssh-agent` upstream, and `ssh` into a real `sshd` whose
 //! AuthorizedKeysCommand is our `opkssh verify` under the `oidc-refreshed` policy.
 //!
-//! One test runs two agents side by side, so that its wall time is the one minute the refresh
+//! One test runs three agents side by side, so that its wall time is the one minute the refresh
 //! part needs (two refreshes of a 30-second token) and no more:
 //!
 //! - **A** starts in the background as `eval "$(opkssh agent)"` would: ssh gets in through it at
@@ -15,6 +15,8 @@
 //!   desktop notification, through a `notify-send` on the `PATH` that records its arguments),
 //!   the upstream's key stays, and `opkssh agent --login` and SIGUSR1 log in again once the
 //!   provider is back. SIGTERM stops it and removes its socket.
+//! - **C** runs with `--agent-key`, a key `ssh-add`ed to its upstream agent whose files are
+//!   then deleted: its certificate is for that key, and ssh gets in with it.
 //!
 //! Gated like the harness: without `OPKSSH_E2E=1` the test prints `SKIP e2e: …` and passes.
 
@@ -110,6 +112,45 @@ impl Upstream {
             socket,
             own_key,
         }
+    }
+}
+
+impl Upstream {
+    /// Adds a fresh ECDSA P-256 key, then deletes its files, so that it exists only in the
+    /// agent (as a key in hardware would); returns its SHA256 fingerprint.
+    fn add_key_held_only_here(&self, dir: &Path) -> String {
+        let key = dir.join("held_key");
+        let keygen = run_with_timeout(
+            Command::new("ssh-keygen")
+                .args([
+                    "-q", "-t", "ecdsa", "-b", "256", "-N", "", "-C", "held", "-f",
+                ])
+                .arg(&key),
+            SSH_TIMEOUT,
+        );
+        assert!(keygen.status.success(), "{keygen:?}");
+        let listed = run_with_timeout(
+            Command::new("ssh-keygen")
+                .arg("-lf")
+                .arg(key.with_extension("pub")),
+            SSH_TIMEOUT,
+        );
+        let fingerprint = String::from_utf8(listed.stdout)
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        let added = run_with_timeout(
+            Command::new("ssh-add")
+                .arg(&key)
+                .env("SSH_AUTH_SOCK", &self.socket),
+            SSH_TIMEOUT,
+        );
+        assert!(added.status.success(), "{added:?}");
+        std::fs::remove_file(&key).unwrap();
+        std::fs::remove_file(key.with_extension("pub")).unwrap();
+        fingerprint
     }
 }
 
@@ -574,6 +615,57 @@ fn agent_keeps_ssh_in_across_refreshes_and_lets_go_when_refresh_fails() {
         String::from_utf8_lossy(&nested.stderr).contains("is already an opkssh agent"),
         "{nested:?}"
     );
+
+    // C: --agent-key, a key that exists only in its upstream ssh-agent: the agent makes the
+    // PK token's and the certificate's signatures, and ssh gets in with it.
+    let upstream_c = Upstream::start(&dir.join("upstream_c"));
+    let held = upstream_c.add_key_held_only_here(&dir.join("upstream_c"));
+    let home_c = private_dir(dir.join("home_c"));
+    let run_c = private_dir(dir.join("run_c"));
+    let socket_c = run_c.join("agent.sock");
+    let mut agent_c = Lines::spawn(
+        opkssh(&home_c, &upstream_c.socket, &bin)
+            .args([
+                "agent",
+                "-D",
+                "--disable-browser-open",
+                "--agent-key",
+                &held,
+            ])
+            .arg("--provider")
+            .arg(provider_spec(&op_a))
+            .arg("-a")
+            .arg(&socket_c),
+    );
+    let url = url_of(&agent_c.wait_for("Open your browser to: ", Duration::from_secs(30)));
+    http_login(&url, "alice").unwrap();
+    agent_c.wait_for(
+        &format!("presenting a certificate for {ALICE}"),
+        Duration::from_secs(30),
+    );
+    let listed = run_with_timeout(
+        Command::new("ssh-add")
+            .arg("-L")
+            .env("SSH_AUTH_SOCK", &socket_c),
+        SSH_TIMEOUT,
+    );
+    let certificates: Vec<OpksshCertificate> = String::from_utf8(listed.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|line| OpksshCertificate::from_line(line).ok())
+        .collect();
+    assert_eq!(certificates.len(), 1, "{certificates:?}");
+    assert_eq!(certificates[0].fingerprint(), held);
+    let status_c = status_json(&home_c, &socket_c, &bin);
+    assert_eq!(status_c["key_in_agent"], true, "{status_c}");
+    assert!(
+        status_c["key"].as_str().unwrap().ends_with(&held),
+        "{status_c}"
+    );
+    assert_gets_in(&server, &socket_c, &home_c, "C with --agent-key");
+    assert_eq!(files_under(&home_c), Vec::<PathBuf>::new());
+    drop(agent_c);
+    assert_no_key_material(&run_c);
 
     // B: the refresh fails (the provider is gone); at expiry the certificate goes, said once.
     agent_b.wait_for("refresh failed: ", Duration::from_secs(30));

@@ -18,12 +18,14 @@ use crate::commands::login::{
     parse_principal, read_config, wants_access_token,
 };
 use crate::error::CliError;
+use opk_client::agent_key::find_agent_key;
 use opk_client::agent_server::{self, Shared};
 use opk_client::agent_session::{AgentSession, Event, Login, Report, Settings, State, Status, now};
 use opk_client::client_config::ClientConfig;
 use opk_client::{Identity, LoginError, Progress, device, duration};
 use opk_core::device::DeviceAuthorization;
 use opk_core::escape;
+use opk_core::jws::SigningKey;
 use opk_core::sshcert::{UserKeyType, generate_user_key};
 use opk_net::http::HttpClient;
 use std::ffi::OsString;
@@ -68,6 +70,11 @@ pub(crate) struct AgentArgs {
     /// The in-memory key's type: ecdsa or ed25519.
     #[arg(short = 't', long, value_name = "TYPE", default_value = "ecdsa", value_parser = parse_key_type)]
     pub(crate) key_type: UserKeyType,
+    /// Use this key of the ssh-agent at $SSH_AUTH_SOCK (ECDSA P-256 or Ed25519, by its SHA256
+    /// fingerprint as ssh-add -l prints it) instead of a key in memory: that agent makes every
+    /// signature, so a key in hardware never leaves it.
+    #[arg(long, value_name = "FINGERPRINT", conflicts_with = "key_type")]
+    pub(crate) agent_key: Option<String>,
     /// Put the OAuth access token in the certificate (for userinfo on the server).
     #[arg(long)]
     pub(crate) send_access_token: bool,
@@ -143,6 +150,10 @@ pub(crate) fn run(args: &AgentArgs) -> Result<ExitCode, CliError> {
              --status), or point SSH_AUTH_SOCK at your ssh-agent first",
             escape::path(upstream)
         )));
+    }
+    if args.agent_key.is_some() {
+        // Before any browser opens: a key that cannot be used would waste the login.
+        user_key(args, upstream.as_deref())?;
     }
     let socket = match &args.socket {
         Some(path) => path.clone(),
@@ -419,12 +430,31 @@ impl Report for AgentReport {
     }
 }
 
+/// The user key of a login: `--agent-key`'s from the upstream agent, found again each time (it
+/// may have been removed or the agent restarted), else a fresh one in memory.
+fn user_key(args: &AgentArgs, upstream: Option<&Path>) -> Result<SigningKey, CliError> {
+    match &args.agent_key {
+        Some(fingerprint) => {
+            let upstream = upstream.ok_or_else(|| {
+                fail(
+                    "--agent-key needs the ssh-agent that holds the key, and SSH_AUTH_SOCK is \
+                     not set",
+                )
+            })?;
+            find_agent_key(upstream, fingerprint)
+                .map_err(|error| fail(format!("--agent-key: {error}")))
+        }
+        None => generate_user_key(args.key_type).map_err(fail),
+    }
+}
+
 /// A login as `opkssh login` makes it, each time from the client config as it is then.
 struct AgentLogin<'a> {
     args: &'a AgentArgs,
     http: &'a HttpClient,
     log: Log,
     config: Option<ClientConfig>,
+    upstream: Option<PathBuf>,
 }
 
 impl AgentLogin<'_> {
@@ -438,7 +468,7 @@ impl AgentLogin<'_> {
         let flags = self.args.provider_flags();
         let chosen = choose_provider(&flags, &config, progress)?;
         self.config = Some(config);
-        let key = generate_user_key(self.args.key_type).map_err(fail)?;
+        let key = user_key(self.args, self.upstream.as_deref())?;
         match chosen {
             Chosen::Provider(kind) => {
                 let flow = flags.flow(&kind)?;
@@ -510,6 +540,7 @@ fn foreground(
         let shared = shared.clone();
         let log = log.clone();
         let socket = socket.clone();
+        let upstream = upstream.clone();
         std::thread::spawn(move || {
             if let Err(error) = agent_server::serve(listener, shared, upstream) {
                 log.line(&format!("the socket failed, stopping: {error}"));
@@ -540,6 +571,7 @@ fn foreground(
         http: &http,
         log: log.clone(),
         config: None,
+        upstream: upstream.clone(),
     };
     let mut report = AgentReport {
         log: log.clone(),
@@ -676,7 +708,12 @@ fn show_status(args: &AgentArgs) -> Result<ExitCode, CliError> {
         field("issuer:", escape::line(issuer).into_owned());
     }
     if let Some(key) = &status.key {
-        field("key:", format!("{} (in memory)", escape::line(key)));
+        let holder = if status.key_in_agent {
+            "held by the upstream ssh-agent"
+        } else {
+            "in memory"
+        };
+        field("key:", format!("{} ({holder})", escape::line(key)));
     }
     field(
         "certificate:",
