@@ -159,11 +159,28 @@ pub(crate) fn run(args: &AgentArgs) -> Result<ExitCode, CliError> {
         Some(path) => path.clone(),
         None => opk_os::agent::default_listen_path().map_err(not_here)?,
     };
+    // SSH_AUTH_SOCK naming the socket this agent is about to bind (a service whose
+    // environment already points at it) would forward every request to itself.
+    let upstream = upstream.filter(|upstream| !same_file_path(upstream, &socket));
     if args.foreground {
         foreground(args, &socket, upstream)
     } else {
         background(args, &socket)
     }
+}
+
+/// Whether two paths name the same place (their folders resolved, as the socket itself may not
+/// exist yet).
+fn same_file_path(one: &Path, other: &Path) -> bool {
+    let resolve = |path: &Path| {
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        match (absolute.parent(), absolute.file_name()) {
+            (Some(parent), Some(name)) => std::fs::canonicalize(parent)
+                .map_or_else(|_| absolute.clone(), |parent| parent.join(name)),
+            _ => absolute,
+        }
+    };
+    resolve(one) == resolve(other)
 }
 
 /// A listener this system cannot make is said plainly (Windows has no named pipe server yet).
