@@ -146,6 +146,8 @@ pub struct Status {
     pub refreshes: u64,
     /// When the last login finished (seconds since the epoch).
     pub logged_in_at: Option<i64>,
+    /// How many logins succeeded since the agent started.
+    pub logins: u64,
     /// What went wrong last (a failed refresh or login), if it still matters.
     pub problem: Option<String>,
     /// The user key: its type and SHA-256 fingerprint.
@@ -422,6 +424,7 @@ impl<'a> AgentSession<'a> {
             refreshable,
             refreshes: 0,
             logged_in_at: Some(now),
+            logins: self.status.logins.saturating_add(1),
             problem: None,
             key: Some(described),
             key_in_agent: matches!(key, SigningKey::External(_)),

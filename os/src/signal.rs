@@ -76,30 +76,6 @@ impl Signals {
     }
 }
 
-/// Sends SIGUSR1 to `pid` (`opkssh agent` logs in again on it).
-///
-/// # Errors
-/// The signal could not be sent; `Unsupported` on Windows.
-pub fn ask_to_log_in(pid: u32) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        let pid = i32::try_from(pid)
-            .ok()
-            .filter(|pid| *pid > 0)
-            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGUSR1,
-        )
-        .map_err(std::io::Error::from)
-    }
-    #[cfg(windows)]
-    {
-        let _ = pid;
-        Err(crate::Unsupported { what: "signals" }.into())
-    }
-}
-
 #[cfg(all(test, unix))]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -292,8 +292,11 @@ fn background(args: &AgentArgs, socket: &Path) -> Result<ExitCode, CliError> {
                 "the agent stopped before it presented a certificate ({status})"
             )));
         }
+        // Only our child's answers count: another agent may be listening at that path until
+        // the child fails to bind it.
         if let Ok(Some(answer)) = agent_server::query_status(socket)
             && let Ok(status) = Status::from_json(&answer)
+            && status.pid == pid
         {
             if status.state == State::Ready && status.holding {
                 break;
@@ -810,7 +813,7 @@ pub(crate) fn log_in_again(path: &Path, say: &mut dyn FnMut(&str)) -> Result<Sta
     loop {
         std::thread::sleep(Duration::from_millis(100));
         let status = agent_status(path)?;
-        if status.holding && status.logged_in_at != before.logged_in_at {
+        if status.holding && status.logins != before.logins {
             return Ok(status);
         }
         if status.state == State::LoggingIn {
