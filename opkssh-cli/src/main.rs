@@ -6,7 +6,9 @@ mod args;
 mod cli;
 mod commands;
 mod error;
+mod provider;
 mod report;
+mod running_agent;
 
 use clap::{CommandFactory as _, Parser as _};
 use cli::{Cli, Command};

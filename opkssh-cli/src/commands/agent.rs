@@ -12,17 +12,17 @@
 //! `--status` and `--login` talk to the running agent through its two extensions; `opkssh
 //! check` and `opkssh ssh` use [`running_agent`] to find one at `SSH_AUTH_SOCK`.
 
-use crate::commands::check::when;
-use crate::commands::login::{
-    Chosen, ProviderFlags, choose_provider, fail, home, open_browser, parse_key_type,
-    parse_principal, read_config, wants_access_token,
-};
 use crate::error::CliError;
+use crate::provider::{
+    Chosen, ProviderFlags, choose_provider, open_browser, parse_key_type, parse_principal,
+    read_config, wants_access_token,
+};
+use crate::running_agent::{agent_status, at_and_in, identity_of, log_in_again, ready_line, when};
 use opk_client::agent_key::find_agent_key;
 use opk_client::agent_server::{self, Shared};
-use opk_client::agent_session::{AgentSession, Event, Login, Report, Settings, State, Status, now};
+use opk_client::agent_session::{AgentSession, Event, Login, Report, Settings, State, Status};
 use opk_client::client_config::ClientConfig;
-use opk_client::{Identity, LoginError, Progress, device, duration};
+use opk_client::{Identity, LoginError, Progress, device};
 use opk_core::device::DeviceAuthorization;
 use opk_core::escape;
 use opk_core::jws::SigningKey;
@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 /// `opkssh agent`.
 #[derive(Debug, clap::Args)]
@@ -127,6 +127,14 @@ impl AgentArgs {
                 && std::env::var_os("SHELL")
                     .is_some_and(|shell| shell.as_encoded_bytes().ends_with(b"csh")))
     }
+}
+
+fn fail(message: impl std::fmt::Display) -> CliError {
+    CliError::Usage(message.to_string())
+}
+
+fn home() -> Result<PathBuf, CliError> {
+    opk_client::placement::home_dir().ok_or_else(|| fail("could not find the home directory"))
 }
 
 pub(crate) fn run(args: &AgentArgs) -> Result<ExitCode, CliError> {
@@ -363,17 +371,6 @@ impl Log {
     }
 }
 
-/// `at` as a date and how far off it is: `2026/05/01 12:00:00 UTC (in 25s)`.
-fn at_and_in(at: i64) -> String {
-    let now = now();
-    let distance = Duration::from_secs(at.abs_diff(now));
-    if at >= now {
-        format!("{} (in {})", when(at), duration::format(distance))
-    } else {
-        format!("{} ({} ago)", when(at), duration::format(distance))
-    }
-}
-
 struct AgentReport {
     log: Log,
     disable_browser_open: bool,
@@ -390,14 +387,6 @@ impl Progress for AgentReport {
         self.log
             .plain(&device::instructions(authorization, self.qr));
     }
-}
-
-fn identity_of(status: &Status) -> String {
-    format!(
-        "{} ({})",
-        escape::line(status.identity.as_deref().unwrap_or("?")),
-        escape::line(status.issuer.as_deref().unwrap_or("?"))
-    )
 }
 
 impl Report for AgentReport {
@@ -654,47 +643,6 @@ fn asked_agent(args: &AgentArgs) -> Result<PathBuf, CliError> {
         })
 }
 
-/// The status of the opkssh agent at `path`.
-///
-/// # Errors
-/// Nothing answers there, or what answers is not an opkssh agent.
-pub(crate) fn agent_status(path: &Path) -> Result<Status, CliError> {
-    match agent_server::query_status(path) {
-        Err(error) => Err(fail(format!(
-            "no agent answers at {}: {error}",
-            escape::path(path)
-        ))),
-        Ok(None) => Err(fail(format!(
-            "the agent at {} is not an opkssh agent (it does not answer opkssh's status request)",
-            escape::path(path)
-        ))),
-        Ok(Some(answer)) => Status::from_json(&answer).map_err(|error| {
-            fail(format!(
-                "the opkssh agent at {} answered a status that does not parse: {error}",
-                escape::path(path)
-            ))
-        }),
-    }
-}
-
-/// The opkssh agent at `$SSH_AUTH_SOCK`, if one answers there.
-pub(crate) fn running_agent() -> Option<(PathBuf, Status)> {
-    let path = opk_os::agent::default_agent_path()?;
-    let status = agent_status(&path).ok()?;
-    Some((path, status))
-}
-
-/// `presenting alice@example.com (https://issuer) until …`.
-fn ready_line(status: &Status) -> String {
-    format!(
-        "opkssh agent: presenting a certificate for {} until {}",
-        identity_of(status),
-        status
-            .expires_at
-            .map_or("its ID token has no expiry".to_owned(), at_and_in)
-    )
-}
-
 fn show_status(args: &AgentArgs) -> Result<ExitCode, CliError> {
     let path = asked_agent(args)?;
     let status = agent_status(&path)?;
@@ -786,65 +734,6 @@ fn show_status(args: &AgentArgs) -> Result<ExitCode, CliError> {
         );
     }
     Ok(code)
-}
-
-/// How long `--login` (and `opkssh ssh`) waits for the agent's login.
-const LOGIN_WAIT: Duration = Duration::from_secs(20 * 60);
-/// How long the agent may take to start the login it was asked for.
-const LOGIN_START_WAIT: Duration = Duration::from_secs(15);
-
-/// Asks the opkssh agent at `path` to log in again, says through `say` where to log in (the
-/// lines `opkssh login` prints), and waits until it presents the new certificate.
-///
-/// # Errors
-/// The agent cannot be asked, its login failed, or it took longer than 20 minutes.
-pub(crate) fn log_in_again(path: &Path, say: &mut dyn FnMut(&str)) -> Result<Status, CliError> {
-    let before = agent_status(path)?;
-    agent_server::request_login(path).map_err(|error| {
-        fail(format!(
-            "cannot ask the agent at {} to log in: {error}",
-            escape::path(path)
-        ))
-    })?;
-    let started = Instant::now();
-    let mut seen_login = false;
-    let mut shown_url: Option<String> = None;
-    let mut shown_device = None;
-    loop {
-        std::thread::sleep(Duration::from_millis(100));
-        let status = agent_status(path)?;
-        if status.holding && status.logins != before.logins {
-            return Ok(status);
-        }
-        if status.state == State::LoggingIn {
-            seen_login = true;
-            if status.login_url.is_some() && status.login_url != shown_url {
-                shown_url.clone_from(&status.login_url);
-                if let Some(url) = &shown_url {
-                    say(&format!("Open your browser to: {}", escape::line(url)));
-                }
-            }
-            if status.device.is_some() && status.device != shown_device {
-                shown_device.clone_from(&status.device);
-                if let Some(device) = &shown_device {
-                    say(&format!(
-                        "To log in, open this page in a browser on any device:\n  {}\nand enter \
-                         the code: {}",
-                        escape::line(&device.verification_uri),
-                        escape::line(&device.user_code)
-                    ));
-                }
-            }
-        } else if seen_login || started.elapsed() > LOGIN_START_WAIT {
-            return Err(fail(format!(
-                "the agent's login failed: {}",
-                escape::line(status.problem.as_deref().unwrap_or(status.state.as_str()))
-            )));
-        }
-        if started.elapsed() > LOGIN_WAIT {
-            return Err(fail("the agent's login did not finish within 20 minutes"));
-        }
-    }
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ fn parse_duration(value: &str) -> Result<Duration, String> {
 pub(crate) fn run(args: &CheckArgs) -> Result<ExitCode, CliError> {
     let now = SystemTime::now();
     if args.private_key_file.is_none()
-        && let Some((socket, status)) = crate::commands::agent::running_agent()
+        && let Some((socket, status)) = crate::running_agent::running_agent()
     {
         return Ok(check_agent(args, &socket, &status, now));
     }
@@ -173,7 +173,7 @@ fn seconds(now: SystemTime) -> i64 {
 }
 
 /// `2026/05/01 12:00:00 UTC`.
-pub(crate) fn when(at: i64) -> String {
+fn when(at: i64) -> String {
     let time = u64::try_from(at).map_or(UNIX_EPOCH, |at| UNIX_EPOCH + Duration::from_secs(at));
     format!("{} UTC", opk_os::time::timestamp(time))
 }

@@ -249,7 +249,7 @@ fn run_through_agent(args: &SshArgs, socket: &Path, status: &Status) -> Result<E
             opk_core::escape::path(socket),
             duration::format(args.min_valid)
         );
-        crate::commands::agent::log_in_again(socket, &mut |line| eprintln!("{line}"))?;
+        crate::running_agent::log_in_again(socket, &mut |line| eprintln!("{line}"))?;
     }
     let mut ssh = Command::new("ssh");
     ssh.args(&args.ssh_args);
@@ -259,7 +259,7 @@ fn run_through_agent(args: &SshArgs, socket: &Path, status: &Status) -> Result<E
 
 pub(crate) fn run(args: &SshArgs) -> Result<ExitCode, CliError> {
     if args.key.is_none()
-        && let Some((socket, status)) = crate::commands::agent::running_agent()
+        && let Some((socket, status)) = crate::running_agent::running_agent()
     {
         return run_through_agent(args, &socket, &status);
     }
