@@ -18,6 +18,7 @@ mod diff;
 mod files;
 mod selinux;
 pub mod sshd_config;
+mod sshd_unit;
 mod system;
 mod tools;
 pub mod values;
@@ -1581,6 +1582,12 @@ pub fn plan_install(options: &InstallOptions, machine: &Machine) -> Result<Plan,
     sshd_changes(layout, &state, sshd, &mut plan);
     // config.yml is written before sshd's files: verify never runs without the chained command.
     plan_chain(&mut plan, options, machine, &chain)?;
+    for (file, line) in sshd_unit::command_line_overrides(layout) {
+        plan.warnings.push(format!(
+            "{}: `{line}` gives sshd an AuthorizedKeysCommand on its command line, which wins over sshd_config and its drop-ins: sshd keeps running that command, not opkssh, until the override is gone (docs/server.md: move the command into sshd_config.d, where install-server keeps it)",
+            file.display()
+        ));
+    }
     plan.expected_command = Some(format!("{} verify %u %k %t", options.binary_path()));
     plan_relabel(&mut plan, options, machine);
     if !plan.is_empty() {

@@ -384,3 +384,40 @@ fn two_different_commands_are_refused_by_name() {
             .contains("would be made")
     );
 }
+
+#[test]
+fn a_command_on_sshds_command_line_is_named() {
+    // The Debian/Ubuntu package's override, src/deb_systemd/ssh.service.d/ec2-instance-connect.conf.
+    let unit = "[Service]\nExecStart=\nExecStart=/usr/sbin/sshd -D -o \"PermitUserEnvironment EIC_*\" -o \"AuthorizedKeysCommand /usr/share/ec2-instance-connect/eic_run_authorized_keys %%u %%f\" -o \"AuthorizedKeysCommandUser ec2-instance-connect\" $SSHD_OPTS\n";
+    let host = Host::new(&[(
+        "sshd_config",
+        "Include /etc/ssh/sshd_config.d/*.conf\nUsePAM yes\n",
+    )]);
+    let override_dir = host.path("/lib/systemd/system/ssh.service.d");
+    std::fs::create_dir_all(&override_dir).unwrap();
+    std::fs::write(override_dir.join("ec2-instance-connect.conf"), unit).unwrap();
+    let out = host.ok(&["install-server", "--dry-run"]);
+    assert_has(
+        &out,
+        &format!(
+            "warning: {}/lib/systemd/system/ssh.service.d/ec2-instance-connect.conf: `{}` gives sshd an AuthorizedKeysCommand on its command line, which wins over sshd_config and its drop-ins: sshd keeps running that command, not opkssh, until the override is gone",
+            host.prefix(),
+            unit.lines().nth(2).unwrap()
+        ),
+    );
+    // Nothing in sshd's files to keep.
+    assert_lacks(&out, "chain_authorized_keys_command");
+
+    // An override of the same name under /etc hides the package's.
+    let masked = host.path("/etc/systemd/system/ssh.service.d");
+    std::fs::create_dir_all(&masked).unwrap();
+    std::fs::write(
+        masked.join("ec2-instance-connect.conf"),
+        "[Service]\nExecStart=\nExecStart=/usr/sbin/sshd -D $SSHD_OPTS\n",
+    )
+    .unwrap();
+    assert_lacks(
+        &host.ok(&["install-server", "--dry-run"]),
+        "on its command line",
+    );
+}
