@@ -1121,8 +1121,8 @@ fn plan_relabel(plan: &mut Plan, options: &InstallOptions, machine: &Machine) {
     }
 }
 
-/// config.yml as it is, if it is a regular UTF-8 file (anything else is left alone when there
-/// is nothing to write).
+/// config.yml's bytes, mode and owner, and its text: `None` if it does not exist, an error
+/// naming it if it is not a regular UTF-8 file.
 fn read_config(path: &Path) -> Result<Option<(Existing, String)>, InstallError> {
     let Some(existing) = read_existing(path)? else {
         return Ok(None);
