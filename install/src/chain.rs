@@ -52,11 +52,7 @@ struct ChainKey {
 
 /// The key's value in `text`, as verify will read it.
 fn read_key(text: &str) -> Result<Option<String>, ChainError> {
-    // As the server configuration: nothing but comments is an empty configuration.
-    let meaningful = text
-        .lines()
-        .any(|line| !line.trim().is_empty() && !line.trim_start().starts_with('#'));
-    if !meaningful {
+    if !meaningful(text) {
         return Ok(None);
     }
     let parsed: Option<ChainKey> = serde_saphyr::from_str(text)
@@ -129,20 +125,42 @@ pub(crate) fn with_chain(text: &str, command: Option<&str>) -> Result<String, Ch
     out.push_str(MARK);
     out.push('\n');
     out.push_str(&format!("{KEY}: {}\n", quoted(command)));
-    // What verify reads must be the old configuration and this line, nothing else.
+    // What verify reads must be the old configuration and this line, nothing else: every key
+    // compared (not only those this build of opkssh knows), and the file still one verify
+    // accepts.
     let path = std::path::Path::new("config.yml");
-    let same = match (
-        policy::ServerConfig::parse(&base, path),
-        policy::ServerConfig::parse(&out, path),
-    ) {
-        (Ok(before), Ok(after)) => before == after,
-        (Err(error), _) => return Err(ChainError::Yaml(error.to_string())),
-        (Ok(_), Err(_)) => false,
-    };
-    if !same || read_key(&out).ok().flatten().as_deref() != Some(command) {
+    if let Err(error) = policy::ServerConfig::parse(&base, path) {
+        return Err(ChainError::Yaml(error.to_string()));
+    }
+    let mut after = mapping(&out).map_err(|_| ChainError::NotAppendable)?;
+    let added = after.remove(KEY);
+    if policy::ServerConfig::parse(&out, path).is_err()
+        || added != Some(serde_json::Value::String(command.to_owned()))
+        || mapping(&base)? != after
+    {
         return Err(ChainError::NotAppendable);
     }
     Ok(out)
+}
+
+/// The top-level mapping of a YAML document (empty for nothing but comments).
+fn mapping(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, ChainError> {
+    if !meaningful(text) {
+        return Ok(serde_json::Map::new());
+    }
+    let value: Option<serde_json::Value> = serde_saphyr::from_str(text)
+        .map_err(|error| ChainError::Yaml(first_line(&error.to_string())))?;
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(serde_json::Map::new()),
+        Some(serde_json::Value::Object(map)) => Ok(map),
+        Some(_) => Err(ChainError::Yaml("not a mapping of keys to values".into())),
+    }
+}
+
+/// As the server configuration: nothing but comments is an empty configuration.
+fn meaningful(text: &str) -> bool {
+    text.lines()
+        .any(|line| !line.trim().is_empty() && !line.trim_start().starts_with('#'))
 }
 
 #[cfg(test)]
@@ -210,9 +228,22 @@ mod tests {
             with_chain("deny_users: [root\n", Some(EIC)),
             Err(ChainError::Yaml(_))
         ));
-        assert_eq!(
-            with_chain("{deny_users: [root]}\n", Some(EIC)),
-            Err(ChainError::NotAppendable)
-        );
+        for closed in [
+            "{deny_users: [root]}\n",
+            "deny_users: [root]\n...\n",
+            "- a list\n",
+        ] {
+            assert!(
+                matches!(
+                    with_chain(closed, Some(EIC)),
+                    Err(ChainError::NotAppendable | ChainError::Yaml(_))
+                ),
+                "{closed:?}"
+            );
+        }
+        // Keys this build does not know are compared too, and kept.
+        let future = "some_future_key:\n  nested: [1, 2]\n";
+        let added = with_chain(future, Some(EIC)).unwrap();
+        assert_eq!(without_chain(&added), future);
     }
 }
