@@ -13,14 +13,17 @@
 #![forbid(unsafe_code)]
 #![deny(unused_must_use)]
 
+mod chain;
 mod diff;
 mod files;
 mod selinux;
 pub mod sshd_config;
+mod sshd_unit;
 mod system;
 mod tools;
 pub mod values;
 
+pub use chain::ChainError;
 pub use selinux::{
     BOOL_HOME, BOOL_PROXY, BOOL_SQUID, MODULE_NAME, MODULE_SOURCE, ModuleSource, PACKAGED_MODULE,
     SelinuxHost, SelinuxOptions,
@@ -30,7 +33,7 @@ pub use system::{Environment, Machine};
 pub use values::ValueError;
 
 use crate::files::WriteError;
-use sshd_config::{SshdFiles, SshdPlan, Target};
+use sshd_config::{Chain, SshdFiles, SshdPlan, Target};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -40,6 +43,8 @@ pub const BINARY_PATH: &str = "/usr/local/bin/opkssh";
 pub const PACKAGE_BINARY_PATH: &str = "/usr/bin/opkssh";
 /// The server configuration folder.
 pub const CONFIG_DIR: &str = "/etc/opk";
+/// The server configuration, where a replaced `AuthorizedKeysCommand` is kept.
+pub const CONFIG_FILE: &str = "/etc/opk/config.yml";
 /// sshd's main configuration file.
 pub const SSHD_CONFIG: &str = "/etc/ssh/sshd_config";
 /// sshd's drop-in folder.
@@ -141,6 +146,10 @@ pub struct InstallOptions {
     pub home_policy: HomePolicy,
     /// Comment out another active `AuthorizedKeysCommand` instead of outranking it.
     pub overwrite_config: bool,
+    /// Keep the `AuthorizedKeysCommand` sshd runs today as `chain_authorized_keys_command` in
+    /// `/etc/opk/config.yml`, and let opkssh apply inside `Match` blocks that set one
+    /// (`--no-chain` turns this off: the command is replaced, as before).
+    pub chain: bool,
     /// Where a copied binary goes (Go's `$OPKSSH_INSTALL_DIR/$OPKSSH_INSTALL_BINARY_NAME`).
     pub install_path: String,
     /// The sudoers file for the home-policy rule (Go's `OPKSSH_INSTALL_SUDOERS_PATH`).
@@ -159,6 +168,7 @@ impl InstallOptions {
             group: AUTH_CMD_USER.to_owned(),
             home_policy: HomePolicy::On,
             overwrite_config: false,
+            chain: true,
             install_path: BINARY_PATH.to_owned(),
             sudoers_path: SUDOERS_FILE.to_owned(),
             selinux: SelinuxOptions::default(),
@@ -675,6 +685,18 @@ pub enum InstallError {
         /// Why.
         error: sshd_config::SshdError,
     },
+    /// `chain_authorized_keys_command` cannot be written into config.yml.
+    #[error(
+        "{path}: {error}; opkssh keeps sshd's AuthorizedKeysCommand {command:?} there: fix or remove that, or pass --no-chain to replace the command without keeping it"
+    )]
+    Chain {
+        /// config.yml.
+        path: PathBuf,
+        /// The command to keep.
+        command: String,
+        /// Why.
+        error: ChainError,
+    },
     /// Home policies need sudo.
     #[error(
         "sudo is not installed, and home policies (~/.opk/auth_id) are read through sudo: install sudo (apt-get install sudo) or pass --no-home-policy"
@@ -1099,6 +1121,170 @@ fn plan_relabel(plan: &mut Plan, options: &InstallOptions, machine: &Machine) {
     }
 }
 
+/// config.yml's bytes, mode and owner, and its text: `None` if it does not exist, an error
+/// naming it if it is not a regular UTF-8 file.
+fn read_config(path: &Path) -> Result<Option<(Existing, String)>, InstallError> {
+    let Some(existing) = read_existing(path)? else {
+        return Ok(None);
+    };
+    let text = read_text(&existing, path)?;
+    Ok(Some((existing, text)))
+}
+
+/// config.yml's `chain_authorized_keys_command` set to the command sshd runs today (opkssh's
+/// line taken out when there is none, or with `--no-chain`), and what that means for the
+/// administrator.
+fn plan_chain(
+    plan: &mut Plan,
+    options: &InstallOptions,
+    machine: &Machine,
+    chain: &Chain,
+) -> Result<(), InstallError> {
+    let layout = &options.layout;
+    let path = layout.path(CONFIG_FILE);
+    let command = chain.command.as_deref();
+    let failed = |error| InstallError::Chain {
+        path: path.clone(),
+        command: command.unwrap_or_default().to_owned(),
+        error,
+    };
+    let new_file = plan.changes.iter_mut().find_map(|change| match change {
+        Change::WriteFile {
+            path: planned,
+            contents,
+            previous: None,
+            ..
+        } if *planned == path => Some(contents),
+        _ => None,
+    });
+    if let Some(contents) = new_file {
+        *contents = chain::with_chain("", command).map_err(failed)?.into_bytes();
+    } else {
+        let regular = attributes_of(&path)?.is_some_and(|(_, kind)| kind.is_file());
+        let current = match command {
+            // Only opkssh's own line could go: a file it cannot read has none.
+            None if !regular => None,
+            None => read_config(&path).ok().flatten(),
+            Some(_) => read_config(&path)?,
+        };
+        if let Some((existing, text)) = current {
+            let contents = chain::with_chain(&text, command).map_err(failed)?;
+            if contents != text {
+                // Mode and owner as the plan leaves them.
+                let (mode, owner) = plan
+                    .changes
+                    .iter()
+                    .find_map(|change| match change {
+                        Change::SetAttributes {
+                            path: planned,
+                            mode,
+                            owner,
+                            ..
+                        } if *planned == path => Some((*mode, owner.clone())),
+                        _ => None,
+                    })
+                    .unwrap_or((existing.attributes.mode, Owner::of(&existing.attributes)));
+                plan.changes.push(Change::WriteFile {
+                    path: path.clone(),
+                    contents: contents.into_bytes(),
+                    mode,
+                    owner,
+                    previous: Some(existing),
+                    validation: Validation::None,
+                    source: None,
+                });
+            }
+        }
+    }
+    chain_warnings(plan, options, machine, chain);
+    Ok(())
+}
+
+/// What chaining means, said once per thing: where the kept command was, the account it runs
+/// as now, connections it now applies to, and what is not chained.
+fn chain_warnings(plan: &mut Plan, options: &InstallOptions, machine: &Machine, chain: &Chain) {
+    let ssh_dir = options.layout.path("/etc/ssh").display().to_string();
+    let ours = &options.user;
+    for found in &chain.sources {
+        let scope = if found.block.is_some() {
+            "is commented out, so that opkssh applies to the connections its block matches too, and"
+        } else {
+            "is"
+        };
+        plan.warnings.push(format!(
+            "{ssh_dir}/{found} {scope} kept: {CONFIG_FILE} gets chain_authorized_keys_command, and opkssh verify runs it for every key that is not an opkssh certificate it accepts (--no-chain replaces it instead)"
+        ));
+    }
+    if let Some(command) = &chain.command {
+        if chain.sources.iter().all(|found| found.block.is_some()) {
+            let blocks = chain
+                .sources
+                .iter()
+                .filter_map(|found| found.block.as_ref())
+                .map(|block| format!("`{}`", block.text))
+                .collect::<Vec<_>>()
+                .join(", ");
+            plan.warnings.push(format!(
+                "sshd ran `{command}` only for the connections {blocks} matches; chained, it runs for every login opkssh does not accept, so it may let in logins outside that block: if the block limits it on purpose (to some users or addresses), pass --no-chain instead (the block then keeps its command, and opkssh does not apply to its connections)"
+            ));
+        }
+        let mut users: Vec<&str> = chain
+            .sources
+            .iter()
+            .filter_map(|found| found.user.as_deref())
+            .filter(|user| user != ours)
+            .collect();
+        users.sort_unstable();
+        users.dedup();
+        let sudo = if home_policy_active(options, machine) {
+            ", and run `sudo opkssh readhome` (the home-policy rule)"
+        } else {
+            ""
+        };
+        let program = command.split_whitespace().next().unwrap_or_default();
+        for theirs in users {
+            plan.warnings.push(format!(
+                "sshd ran `{command}` as {theirs} (AuthorizedKeysCommandUser); chained, it runs as {ours}, the account sshd runs opkssh verify as: with {ours}'s rights, not {theirs}'s, it can read /etc/opk{sudo}, and whatever only {theirs} may use (files it owns, sudo rules, firewall rules by user) is out of its reach; check it as {ours} (sudo -u {ours} {program} …) or pass --no-chain"
+            ));
+        }
+    }
+    for found in &chain.skipped {
+        plan.warnings.push(format!(
+            "{ssh_dir}/{found} has no AuthorizedKeysCommandUser, so sshd skips it; it is not chained"
+        ));
+    }
+    for block in &chain.off {
+        plan.warnings.push(format!(
+            "{ssh_dir}/{} line {}: the block of `{}` sets AuthorizedKeysCommand none, so neither opkssh nor a chained command runs for the connections it matches",
+            block.file, block.line, block.text
+        ));
+    }
+}
+
+/// config.yml without the line `install-server` chained, once sshd is restored.
+fn unchain(plan: &mut Plan, layout: &Layout) -> Result<(), InstallError> {
+    let path = layout.path(CONFIG_FILE);
+    if !attributes_of(&path)?.is_some_and(|(_, kind)| kind.is_file()) {
+        return Ok(());
+    }
+    let Ok(Some((existing, text))) = read_config(&path) else {
+        return Ok(());
+    };
+    let contents = chain::without_chain(&text);
+    if contents != text {
+        plan.last_changes.push(Change::WriteFile {
+            path,
+            contents: contents.into_bytes(),
+            mode: existing.attributes.mode,
+            owner: Owner::of(&existing.attributes),
+            previous: Some(existing),
+            validation: Validation::None,
+            source: None,
+        });
+    }
+    Ok(())
+}
+
 /// sshd_config and the drop-ins, as the installer reads them.
 struct SshdState {
     files: SshdFiles,
@@ -1377,12 +1563,31 @@ pub fn plan_install(options: &InstallOptions, machine: &Machine) -> Result<Plan,
     // 6. sshd (Go step 9).
     let directives = Directives::new(options.binary_path(), &options.user);
     let state = read_sshd(layout)?;
-    let sshd = sshd_config::plan_install(&state.files, &directives, options.overwrite_config)
-        .map_err(|error| InstallError::Sshd {
-            dir: layout.path("/etc/ssh").display().to_string(),
-            error,
-        })?;
+    let sshd_error = |error| InstallError::Sshd {
+        dir: layout.path("/etc/ssh").display().to_string(),
+        error,
+    };
+    let sshd = sshd_config::plan_install(
+        &state.files,
+        &directives,
+        options.overwrite_config,
+        options.chain,
+    )
+    .map_err(sshd_error)?;
+    let chain = if options.chain {
+        sshd_config::find_chain(&state.files, &directives).map_err(sshd_error)?
+    } else {
+        Chain::default()
+    };
     sshd_changes(layout, &state, sshd, &mut plan);
+    // config.yml is written before sshd's files: verify never runs without the chained command.
+    plan_chain(&mut plan, options, machine, &chain)?;
+    for (file, line) in sshd_unit::command_line_overrides(layout) {
+        plan.warnings.push(format!(
+            "{}: `{line}` gives sshd an AuthorizedKeysCommand on its command line, which wins over sshd_config and its drop-ins: sshd keeps running that command, not opkssh, until the override is gone (docs/server.md: move the command into sshd_config.d, where install-server keeps it)",
+            file.display()
+        ));
+    }
     plan.expected_command = Some(format!("{} verify %u %k %t", options.binary_path()));
     plan_relabel(&mut plan, options, machine);
     if !plan.is_empty() {
@@ -1412,6 +1617,10 @@ pub fn plan_uninstall(options: &UninstallOptions, machine: &Machine) -> Result<P
     let state = read_sshd(layout)?;
     let sshd = sshd_config::plan_uninstall(&state.files);
     sshd_changes(layout, &state, sshd, &mut plan);
+    // The chained line goes once sshd runs the command itself again.
+    if !options.purge {
+        unchain(&mut plan, layout)?;
+    }
 
     let sudoers = layout.path(&options.sudoers_path);
     if let Some(existing) = read_existing(&sudoers)? {

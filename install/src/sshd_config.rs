@@ -104,6 +104,75 @@ pub enum SshdError {
         /// The drop-in that sets the directives.
         active: String,
     },
+    /// sshd runs two different commands today (for different connections), and
+    /// `chain_authorized_keys_command` holds one.
+    TwoCommands {
+        /// The first in sshd's reading order.
+        first: Box<Found>,
+        /// Another one.
+        second: Box<Found>,
+    },
+}
+
+/// A `Match` line: the block after it applies only to the connections it matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    /// `sshd_config` or `sshd_config.d/<name>`.
+    pub file: String,
+    /// Its line number (from 1).
+    pub line: usize,
+    /// The line, trimmed (`Match User ec2-user`).
+    pub text: String,
+}
+
+/// An `AuthorizedKeysCommand` of someone else's that sshd runs today.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The command line as the file gives it after the keyword: tokens, `%` tokens and quotes
+    /// untouched.
+    pub command: String,
+    /// The `AuthorizedKeysCommandUser` sshd runs it as (its block's, else the global one).
+    pub user: Option<String>,
+    /// `sshd_config` or `sshd_config.d/<name>`.
+    pub file: String,
+    /// Its line number (from 1), in the file as it is without opkssh's changes.
+    pub line: usize,
+    /// The `Match` block it is in; `None` in the global section.
+    pub block: Option<Block>,
+}
+
+impl fmt::Display for Found {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            formatter,
+            "{} line {}: `AuthorizedKeysCommand {}`",
+            self.file, self.line, self.command
+        )?;
+        if let Some(block) = &self.block {
+            write!(
+                formatter,
+                " (in the block of `{}`, line {})",
+                block.text, block.line
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// What `install-server` keeps of the `AuthorizedKeysCommand` sshd runs today.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Chain {
+    /// The command line for `chain_authorized_keys_command`, if sshd runs one that is not
+    /// opkssh's.
+    pub command: Option<String>,
+    /// The lines it comes from (more than one when several places set the same command).
+    pub sources: Vec<Found>,
+    /// Commands without an `AuthorizedKeysCommandUser`: sshd skips them, so they are not
+    /// chained (that would run them for the first time).
+    pub skipped: Vec<Found>,
+    /// `Match` blocks that set `AuthorizedKeysCommand none`: key commands are off there on
+    /// purpose, and opkssh does not apply to those connections either.
+    pub off: Vec<Block>,
 }
 
 impl fmt::Display for SshdError {
@@ -116,6 +185,10 @@ impl fmt::Display for SshdError {
             Self::NameTaken { name, active } => write!(
                 formatter,
                 "sshd_config.d/{active} sets AuthorizedKeysCommand; opkssh would outrank it with sshd_config.d/{name}, which exists and is not opkssh's; rename it or pass --overwrite-config"
+            ),
+            Self::TwoCommands { first, second } => write!(
+                formatter,
+                "{first}, and {second}: opkssh keeps one command in chain_authorized_keys_command; make one command that runs both and set it in both places, or pass --no-chain to replace them without keeping either"
             ),
         }
     }
@@ -358,10 +431,26 @@ impl SshdPlan {
 
 /// How to make sshd run opkssh (behaviour.md §5.1 step 9, with the differences in the module
 /// documentation).
+///
+/// With `chain`, the `Match` blocks of the files sshd reads are made to let opkssh apply
+/// ([`scope_match_blocks`]); without it, they are left alone with a warning.
 pub(crate) fn plan_install(
     files: &SshdFiles,
     directives: &Directives,
     overwrite: bool,
+    chain: bool,
+) -> Result<SshdPlan, SshdError> {
+    let mut plan = plan_global(files, directives, overwrite, chain)?;
+    scope_match_blocks(files, directives, &mut plan, chain);
+    Ok(plan)
+}
+
+/// [`plan_install`] but for the `Match` blocks.
+fn plan_global(
+    files: &SshdFiles,
+    directives: &Directives,
+    overwrite: bool,
+    chain: bool,
 ) -> Result<SshdPlan, SshdError> {
     let mut plan = SshdPlan::default();
     let include = files
@@ -379,7 +468,7 @@ pub(crate) fn plan_install(
             ));
         }
         plan.edit(files, Target::Main, Some(text));
-        warn_match_blocks(&mut plan, "sshd_config", main);
+        warn_match_blocks(&mut plan, "sshd_config", main, chain);
         return Ok(plan);
     }
 
@@ -404,12 +493,12 @@ pub(crate) fn plan_install(
             join(&disable_directives(lines, include_index))
         };
         plan.edit(files, Target::Main, Some(text));
-        warn_match_blocks(&mut plan, "sshd_config", main);
+        warn_match_blocks(&mut plan, "sshd_config", main, chain);
     }
 
     let drop_ins = sorted_drop_ins(files);
     for (name, text) in &drop_ins {
-        warn_match_blocks(&mut plan, &format!("sshd_config.d/{name}"), text);
+        warn_match_blocks(&mut plan, &format!("sshd_config.d/{name}"), text, chain);
     }
     let active = drop_ins
         .iter()
@@ -481,12 +570,284 @@ pub(crate) fn plan_install(
     Ok(plan)
 }
 
-fn warn_match_blocks(plan: &mut SshdPlan, file: &str, text: &str) {
-    if match_block_directives(text) {
+fn warn_match_blocks(plan: &mut SshdPlan, file: &str, text: &str, chain: bool) {
+    // Chaining comments these lines out instead ([`scope_match_blocks`]).
+    if !chain && match_block_directives(text) {
         plan.warnings.push(format!(
             "{file} sets AuthorizedKeysCommand inside a Match block; for the connections it matches, that command is used instead of opkssh"
         ));
     }
+}
+
+/// Whether a command line runs opkssh's verify: never chained into itself (a line opkssh
+/// wrote under another binary path, or one an administrator wrote).
+fn is_opkssh_command(args: &str, directives: &Directives) -> bool {
+    let ours = directives
+        .command
+        .strip_prefix("AuthorizedKeysCommand ")
+        .unwrap_or(&directives.command);
+    let mut tokens = args.split_whitespace();
+    let program = tokens.next().unwrap_or_default();
+    args == ours
+        || ((program == "opkssh" || program.ends_with("/opkssh"))
+            && tokens.next() == Some("verify"))
+}
+
+/// A directive line sshd reads: where, and the `Match` block it is in.
+struct ReadLine {
+    file: String,
+    number: usize,
+    keyword: String,
+    args: String,
+    block: Option<Block>,
+}
+
+/// The directive lines of one file, each with its `Match` block (which ends with the file:
+/// sshd restores the state it had before an `Include` once the included file is read).
+fn directive_lines(file: &str, text: &str) -> Vec<ReadLine> {
+    let mut block: Option<Block> = None;
+    let mut out = Vec::new();
+    for (index, line) in lines_of(text).into_iter().enumerate() {
+        let Some((keyword, args)) = directive(line) else {
+            continue;
+        };
+        if keyword == "match" {
+            block = Some(Block {
+                file: file.to_owned(),
+                line: index + 1,
+                text: line.trim().to_owned(),
+            });
+        }
+        out.push(ReadLine {
+            file: file.to_owned(),
+            number: index + 1,
+            keyword,
+            args: args.to_owned(),
+            block: block.clone(),
+        });
+    }
+    out
+}
+
+/// Whether sshd reads the drop-ins: `sshd_config` includes them (or is missing, in which case
+/// the drop-in opkssh writes is all there is).
+fn reads_drop_ins(files: &SshdFiles) -> bool {
+    files
+        .main
+        .as_deref()
+        .is_none_or(|main| include_line(&without_opkssh(main)).is_some())
+}
+
+/// Every directive line sshd reads, in its order and as the files are without opkssh's
+/// changes: `sshd_config` with the drop-ins (by name, as glob sorts them) in place of its
+/// `Include`. opkssh's own drop-ins are left out.
+fn read_order(files: &SshdFiles) -> Vec<ReadLine> {
+    let drop_ins: Vec<ReadLine> = if reads_drop_ins(files) {
+        sorted_drop_ins(files)
+            .into_iter()
+            .filter(|(name, text)| !(name.ends_with(DROP_IN_SUFFIX) && is_pure(text)))
+            .flat_map(|(name, text)| {
+                directive_lines(&format!("sshd_config.d/{name}"), &without_opkssh(text))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let Some(main) = files.main.as_deref() else {
+        return drop_ins;
+    };
+    let base = without_opkssh(main);
+    let mut lines = directive_lines("sshd_config", &base);
+    if let Some(include) = include_line(&base)
+        && let Some(at) = lines.iter().position(|line| line.number == include + 1)
+    {
+        lines.splice(at + 1..at + 1, drop_ins);
+    }
+    lines
+}
+
+/// The `AuthorizedKeysCommand` sshd runs today that is not opkssh's, read from the files as
+/// they are without opkssh's changes (so a second run finds what the first one replaced).
+///
+/// sshd keeps the first value it reads: the first global `AuthorizedKeysCommand` is the one in
+/// force (with the first global `AuthorizedKeysCommandUser`), and for the connections a
+/// `Match` block matches, the block's own, with the block's user if it sets one.
+///
+/// # Errors
+/// [`SshdError::TwoCommands`] when sshd runs two different commands (config.yml chains one).
+pub(crate) fn find_chain(files: &SshdFiles, directives: &Directives) -> Result<Chain, SshdError> {
+    let lines = read_order(files);
+    let user_of = |block: Option<&Block>| {
+        lines
+            .iter()
+            .find(|line| line.keyword == USER_KEYWORD && line.block.as_ref() == block)
+            .map(|line| line.args.clone())
+    };
+    let global_user = user_of(None);
+    let mut chain = Chain::default();
+    let mut seen: Vec<Option<&Block>> = Vec::new();
+    for line in lines.iter().filter(|line| line.keyword == COMMAND_KEYWORD) {
+        // Later values in the same section were never in force.
+        if seen.contains(&line.block.as_ref()) {
+            continue;
+        }
+        seen.push(line.block.as_ref());
+        if line.args == "none" {
+            if let Some(block) = &line.block {
+                chain.off.push(block.clone());
+            }
+            continue;
+        }
+        if is_opkssh_command(&line.args, directives) {
+            continue;
+        }
+        let user = match &line.block {
+            None => global_user.clone(),
+            Some(block) => user_of(Some(block)).or_else(|| global_user.clone()),
+        };
+        let found = Found {
+            command: line.args.clone(),
+            file: line.file.clone(),
+            line: line.number,
+            block: line.block.clone(),
+            user,
+        };
+        if found.user.is_none() {
+            chain.skipped.push(found);
+            continue;
+        }
+        if let Some(first) = chain.sources.first()
+            && first.command != found.command
+        {
+            return Err(SshdError::TwoCommands {
+                first: Box::new(first.clone()),
+                second: Box::new(found),
+            });
+        }
+        chain.sources.push(found);
+    }
+    chain.command = chain.sources.first().map(|found| found.command.clone());
+    Ok(chain)
+}
+
+/// The `(first, end)` line ranges of the `Match` blocks of a file.
+fn match_blocks(lines: &[impl AsRef<str>]) -> Vec<(usize, usize)> {
+    let starts: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, line)| directive(line.as_ref()).is_some_and(|(keyword, _)| keyword == "match"))
+        .map(|(index, _)| index)
+        .collect();
+    starts
+        .iter()
+        .enumerate()
+        .map(|(at, start)| (*start, starts.get(at + 1).copied().unwrap_or(lines.len())))
+        .collect()
+}
+
+/// The text with the lines opkssh commented out inside `Match` blocks restored.
+fn restore_match_directives(text: &str) -> String {
+    let lines = lines_of(text);
+    let end = global_end(&lines);
+    let mut kept: Vec<String> = Vec::with_capacity(lines.len());
+    let mut changed = false;
+    let mut index = 0;
+    while let Some(line) = lines.get(index) {
+        if index >= end
+            && line.trim_end() == DISABLED_MARK
+            && let Some(next) = lines.get(index + 1)
+            && let Some(restored) = next.strip_prefix('#')
+        {
+            kept.push(restored.to_owned());
+            index += 2;
+            changed = true;
+            continue;
+        }
+        kept.push((*line).to_owned());
+        index += 1;
+    }
+    if changed {
+        join(&kept)
+    } else {
+        text.to_owned()
+    }
+}
+
+/// The text with the `AuthorizedKeysCommand[User]` lines of its `Match` blocks commented out
+/// (with markers), so that opkssh's global lines apply to those connections too. A block that
+/// sets `AuthorizedKeysCommand none`, or runs opkssh already, is left alone.
+fn disable_match_directives(text: &str, directives: &Directives) -> String {
+    let lines: Vec<String> = lines_of(text).into_iter().map(str::to_owned).collect();
+    let mut disable = vec![false; lines.len()];
+    for (start, end) in match_blocks(&lines) {
+        let block = lines.get(start..end).unwrap_or_default();
+        let alone = block.iter().any(|line| {
+            directive(line).is_some_and(|(keyword, args)| {
+                keyword == COMMAND_KEYWORD
+                    && (args == "none" || is_opkssh_command(args, directives))
+            })
+        });
+        if alone {
+            continue;
+        }
+        for (offset, line) in block.iter().enumerate() {
+            if directive(line).is_some_and(|(keyword, _)| is_akc_keyword(&keyword))
+                && let Some(flag) = disable.get_mut(start + offset)
+            {
+                *flag = true;
+            }
+        }
+    }
+    if !disable.contains(&true) {
+        return text.to_owned();
+    }
+    let mut out = Vec::with_capacity(lines.len() + 4);
+    for (line, disabled) in lines.into_iter().zip(disable) {
+        if disabled {
+            out.push(DISABLED_MARK.to_owned());
+            out.push(format!("#{line}"));
+        } else {
+            out.push(line);
+        }
+    }
+    join(&out)
+}
+
+/// Sets the `Match` blocks of every file sshd reads as `chain` wants them, on top of the
+/// plan's other edits: with it, their `AuthorizedKeysCommand[User]` lines commented out
+/// ([`disable_match_directives`]); without it, as they were before opkssh.
+fn scope_match_blocks(
+    files: &SshdFiles,
+    directives: &Directives,
+    plan: &mut SshdPlan,
+    chain: bool,
+) {
+    let mut targets = Vec::new();
+    if files.main.is_some() {
+        targets.push(Target::Main);
+    }
+    if reads_drop_ins(files) {
+        for (name, _) in sorted_drop_ins(files) {
+            targets.push(Target::DropIn(name.clone()));
+        }
+    }
+    for target in targets {
+        let planned = plan
+            .edits
+            .iter()
+            .find(|edit| edit.target == target)
+            .map(|edit| edit.text.clone());
+        let Some(text) = planned.unwrap_or_else(|| current(files, &target)) else {
+            continue;
+        };
+        let mut text = restore_match_directives(&text);
+        if chain {
+            text = disable_match_directives(&text, directives);
+        }
+        plan.edits.retain(|edit| edit.target != target);
+        plan.edit(files, target, Some(text));
+    }
+    plan.edits.sort_by(|a, b| a.target.cmp(&b.target));
 }
 
 /// How to take opkssh out of sshd's files: its drop-ins removed, its blocks and unmarked lines
@@ -550,22 +911,41 @@ mod tests {
         state
     }
 
-    /// Install, check idempotence, uninstall, check the original is back.
+    /// Install (without chaining, and with), check idempotence and that switching between the
+    /// two comes back to the same files, uninstall, check the original is back. Returns the
+    /// files installed without chaining.
     fn round_trip(state: &SshdFiles, overwrite: bool) -> SshdFiles {
-        let plan = plan_install(state, &ours(), overwrite).unwrap();
-        let installed = applied(state.clone(), &plan);
-        let again = plan_install(&installed, &ours(), overwrite).unwrap();
-        assert!(again.edits.is_empty(), "second install changes {again:?}");
-        let removed = applied(installed.clone(), &plan_uninstall(&installed));
-        assert_eq!(removed, sorted(state.clone()), "uninstall does not restore");
-        assert!(plan_uninstall(&removed).edits.is_empty());
-        installed
+        let install = |files: &SshdFiles, chain| {
+            applied(
+                files.clone(),
+                &plan_install(files, &ours(), overwrite, chain).unwrap(),
+            )
+        };
+        let mut unchained = None;
+        for chain in [false, true] {
+            let installed = install(state, chain);
+            let again = plan_install(&installed, &ours(), overwrite, chain).unwrap();
+            assert!(again.edits.is_empty(), "second install changes {again:?}");
+            let switched = install(&installed, !chain);
+            assert_eq!(
+                install(&switched, chain),
+                installed,
+                "switching back differs"
+            );
+            for files in [&installed, &switched] {
+                let removed = applied(files.clone(), &plan_uninstall(files));
+                assert_eq!(removed, sorted(state.clone()), "uninstall does not restore");
+                assert!(plan_uninstall(&removed).edits.is_empty());
+            }
+            unchained.get_or_insert(installed);
+        }
+        unchained.unwrap()
     }
 
     #[test]
     fn debian_default_gets_the_go_drop_in() {
         let state = files(Some(DEBIAN_MAIN), &[]);
-        let plan = plan_install(&state, &ours(), false).unwrap();
+        let plan = plan_install(&state, &ours(), false, false).unwrap();
         assert_eq!(
             plan.edits,
             vec![Edit {
@@ -583,7 +963,7 @@ mod tests {
     fn no_include_edits_sshd_config_before_match() {
         let main = "Port 22\nAuthorizedKeysCommand /opt/other %u\nAuthorizedKeysCommandUser nobody\nMatch User git\n  AuthorizedKeysCommand /opt/git-keys %u\n";
         let state = files(Some(main), &[("60-opk-ssh.conf", "ignored by sshd\n")]);
-        let plan = plan_install(&state, &ours(), false).unwrap();
+        let plan = plan_install(&state, &ours(), false, false).unwrap();
         assert_eq!(plan.edits.len(), 1);
         assert_eq!(plan.edits[0].target, Target::Main);
         assert_eq!(
@@ -601,7 +981,7 @@ mod tests {
     fn no_include_without_trailing_newline() {
         // The only byte uninstalling does not restore is a missing final line feed.
         let state = files(Some("Port 22"), &[]);
-        let plan = plan_install(&state, &ours(), false).unwrap();
+        let plan = plan_install(&state, &ours(), false, false).unwrap();
         let installed = applied(state, &plan);
         assert!(
             installed
@@ -611,7 +991,7 @@ mod tests {
                 .starts_with("Port 22\n# opkssh")
         );
         assert!(
-            plan_install(&installed, &ours(), false)
+            plan_install(&installed, &ours(), false, false)
                 .unwrap()
                 .edits
                 .is_empty()
@@ -623,7 +1003,7 @@ mod tests {
     #[test]
     fn missing_sshd_config_uses_a_drop_in() {
         let state = files(None, &[]);
-        let plan = plan_install(&state, &ours(), false).unwrap();
+        let plan = plan_install(&state, &ours(), false, false).unwrap();
         assert_eq!(plan.edits[0].target, Target::DropIn(DEFAULT_DROP_IN.into()));
         round_trip(&state, false);
     }
@@ -635,7 +1015,7 @@ mod tests {
             Some(DEBIAN_MAIN),
             &[("50-sss.conf", theirs), ("10-x.conf", "Port 2\n")],
         );
-        let plan = plan_install(&state, &ours(), false).unwrap();
+        let plan = plan_install(&state, &ours(), false, false).unwrap();
         assert_eq!(plan.edits.len(), 1);
         assert_eq!(
             plan.edits[0].target,
@@ -667,7 +1047,7 @@ mod tests {
             &[("00-first.conf", "AuthorizedKeysCommand /bin/x\n")],
         );
         assert_eq!(
-            plan_install(&state, &ours(), false).unwrap_err(),
+            plan_install(&state, &ours(), false, false).unwrap_err(),
             SshdError::CannotOutrank {
                 active: "00-first.conf".into()
             }
@@ -684,7 +1064,7 @@ mod tests {
             ],
         );
         assert!(matches!(
-            plan_install(&state, &ours(), false),
+            plan_install(&state, &ours(), false, false),
             Err(SshdError::NameTaken { .. })
         ));
     }
@@ -693,7 +1073,7 @@ mod tests {
     fn overwrite_comments_out_the_active_drop_in() {
         let theirs = "# site\nAuthorizedKeysCommand /bin/x %u\nAuthorizedKeysCommandUser nobody\nPort 2222\n";
         let state = files(Some(DEBIAN_MAIN), &[("00-first.conf", theirs)]);
-        let plan = plan_install(&state, &ours(), true).unwrap();
+        let plan = plan_install(&state, &ours(), true, false).unwrap();
         assert_eq!(plan.edits.len(), 1);
         let text = plan.edits[0].text.clone().unwrap();
         assert!(text.contains(&format!(
@@ -704,7 +1084,7 @@ mod tests {
         // Once done, a run without the flag sees opkssh's own lines and changes nothing.
         let installed = applied(state, &plan);
         assert!(
-            plan_install(&installed, &ours(), false)
+            plan_install(&installed, &ours(), false, false)
                 .unwrap()
                 .edits
                 .is_empty()
@@ -715,7 +1095,7 @@ mod tests {
     fn directives_before_the_include_are_commented_out() {
         let main = "AuthorizedKeysCommand /bin/early %u\nInclude /etc/ssh/sshd_config.d/*.conf\nAuthorizedKeysCommandUser late\n";
         let state = files(Some(main), &[]);
-        let plan = plan_install(&state, &ours(), false).unwrap();
+        let plan = plan_install(&state, &ours(), false, false).unwrap();
         assert_eq!(plan.edits.len(), 2);
         assert_eq!(
             plan.edits[0].text.as_deref().unwrap(),
@@ -731,7 +1111,7 @@ mod tests {
         // What the Go installer leaves: its drop-in, or lines appended to sshd_config.
         let go_drop_in = "AuthorizedKeysCommand /usr/local/bin/opkssh verify %u %k %t\nAuthorizedKeysCommandUser opksshuser\n";
         let state = files(Some(DEBIAN_MAIN), &[("60-opk-ssh.conf", go_drop_in)]);
-        let plan = plan_install(&state, &ours(), false).unwrap();
+        let plan = plan_install(&state, &ours(), false, false).unwrap();
         assert_eq!(
             plan.edits[0].target,
             Target::DropIn("60-opk-ssh.conf".into())
@@ -746,7 +1126,7 @@ mod tests {
         let go_main = "Port 22\n#AuthorizedKeysCommand /old %u\nAuthorizedKeysCommand /usr/local/bin/opkssh verify %u %k %t\nAuthorizedKeysCommandUser opksshuser\n";
         let state = files(Some(go_main), &[]);
         let package = Directives::new("/usr/bin/opkssh", "opksshuser");
-        let plan = plan_install(&state, &package, false).unwrap();
+        let plan = plan_install(&state, &package, false, false).unwrap();
         let text = plan.edits[0].text.clone().unwrap();
         assert_eq!(text.matches("AuthorizedKeysCommand ").count(), 2, "{text}");
         assert!(text.contains("\nAuthorizedKeysCommand /usr/bin/opkssh verify %u %k %t\n"));
@@ -761,10 +1141,10 @@ mod tests {
         let state = files(Some(DEBIAN_MAIN), &[]);
         let installed = applied(
             state,
-            &plan_install(&files(Some(DEBIAN_MAIN), &[]), &ours(), false).unwrap(),
+            &plan_install(&files(Some(DEBIAN_MAIN), &[]), &ours(), false, false).unwrap(),
         );
         let package = Directives::new("/usr/bin/opkssh", "opksshuser");
-        let plan = plan_install(&installed, &package, false).unwrap();
+        let plan = plan_install(&installed, &package, false, false).unwrap();
         assert_eq!(plan.edits.len(), 1);
         assert_eq!(
             plan.edits[0].target,
@@ -789,7 +1169,7 @@ mod tests {
         assert_eq!(include_line("include sshd_config.d/*.conf\n"), Some(0));
         assert_eq!(include_line("Include /etc/ssh/other/*.conf\n"), None);
         let state = files(Some("authorizedkeyscommand /bin/x\n"), &[]);
-        let plan = plan_install(&state, &ours(), false).unwrap();
+        let plan = plan_install(&state, &ours(), false, false).unwrap();
         assert!(
             plan.edits[0]
                 .text
@@ -797,5 +1177,142 @@ mod tests {
                 .unwrap()
                 .starts_with(&format!("{DISABLED_MARK}\n#authorizedkeyscommand /bin/x\n"))
         );
+    }
+
+    const EIC_COMMAND: &str = "/opt/aws/bin/eic_run_authorized_keys %u %f";
+    const EIC_LINES: &str = "AuthorizedKeysCommand /opt/aws/bin/eic_run_authorized_keys %u %f\nAuthorizedKeysCommandUser ec2-instance-connect\n";
+
+    fn chain_of(state: &SshdFiles) -> Chain {
+        find_chain(state, &ours()).unwrap()
+    }
+
+    #[test]
+    fn the_command_in_force_is_found() {
+        // Global, in a drop-in: the one sshd reads first wins, with the first global user.
+        let state = files(
+            Some(DEBIAN_MAIN),
+            &[
+                (
+                    "70-late.conf",
+                    "AuthorizedKeysCommand /usr/bin/never-used %u\n",
+                ),
+                ("60-ec2-instance-connect.conf", EIC_LINES),
+            ],
+        );
+        let chain = chain_of(&state);
+        assert_eq!(chain.command.as_deref(), Some(EIC_COMMAND));
+        assert_eq!(
+            chain.sources,
+            vec![Found {
+                command: EIC_COMMAND.into(),
+                user: Some("ec2-instance-connect".into()),
+                file: "sshd_config.d/60-ec2-instance-connect.conf".into(),
+                line: 1,
+                block: None,
+            }]
+        );
+        // sshd_config lines before the Include come first; without the Include, the drop-ins
+        // are not read at all.
+        let main = format!("AuthorizedKeysCommandUser early\n{DEBIAN_MAIN}");
+        let state = files(Some(&main), &[("60-ec2-instance-connect.conf", EIC_LINES)]);
+        assert_eq!(chain_of(&state).sources[0].user.as_deref(), Some("early"));
+        let state = files(
+            Some("Port 22\n"),
+            &[("60-ec2-instance-connect.conf", EIC_LINES)],
+        );
+        assert_eq!(chain_of(&state), Chain::default());
+        // `none`, opkssh's own lines (any binary path) and a second run: nothing new.
+        let state = files(Some("AuthorizedKeysCommand none\n"), &[]);
+        assert_eq!(chain_of(&state).command, None);
+        let state = files(
+            Some(
+                "AuthorizedKeysCommand /opt/bin/opkssh verify %u %k %t\nAuthorizedKeysCommandUser opksshuser\n",
+            ),
+            &[],
+        );
+        assert_eq!(chain_of(&state).command, None);
+        let state = files(Some(&format!("Port 22\n{EIC_LINES}")), &[]);
+        let installed = round_trip(&state, false);
+        assert_eq!(chain_of(&installed), chain_of(&state));
+    }
+
+    #[test]
+    fn a_command_without_a_user_is_not_chained() {
+        let state = files(Some("AuthorizedKeysCommand /usr/bin/keys %u\n"), &[]);
+        let chain = chain_of(&state);
+        assert_eq!(chain.command, None);
+        assert_eq!(chain.skipped.len(), 1);
+    }
+
+    #[test]
+    fn match_blocks_are_scoped_and_restored() {
+        let main = format!(
+            "Port 22\nAuthorizedKeysCommandUser nobody\nMatch User ec2-user\n{EIC_LINES}Match User root\n    AuthorizedKeysCommand none\n    AuthorizedKeysCommandUser nobody\nMatch Group git\n    AuthorizedKeysCommandUser git\n"
+        );
+        let state = files(Some(&main), &[]);
+        let chain = chain_of(&state);
+        assert_eq!(chain.command.as_deref(), Some(EIC_COMMAND));
+        let source = &chain.sources[0];
+        assert_eq!(
+            (source.line, source.user.as_deref()),
+            (4, Some("ec2-instance-connect"))
+        );
+        assert_eq!(
+            source.block.as_ref().map(|block| block.text.as_str()),
+            Some("Match User ec2-user")
+        );
+        assert_eq!(chain.off.len(), 1);
+
+        let plan = plan_install(&state, &ours(), false, true).unwrap();
+        assert_eq!(
+            plan.edits[0].text.as_deref().unwrap(),
+            format!(
+                "Port 22\n{DISABLED_MARK}\n#AuthorizedKeysCommandUser nobody\n{BLOCK_BEGIN}\nAuthorizedKeysCommand /usr/local/bin/opkssh verify %u %k %t\nAuthorizedKeysCommandUser opksshuser\n{BLOCK_END}\nMatch User ec2-user\n{DISABLED_MARK}\n#AuthorizedKeysCommand /opt/aws/bin/eic_run_authorized_keys %u %f\n{DISABLED_MARK}\n#AuthorizedKeysCommandUser ec2-instance-connect\nMatch User root\n    AuthorizedKeysCommand none\n    AuthorizedKeysCommandUser nobody\nMatch Group git\n{DISABLED_MARK}\n#    AuthorizedKeysCommandUser git\n"
+            )
+        );
+        // Without chaining the blocks stay as they are, with the old warning.
+        let plan = plan_install(&state, &ours(), false, false).unwrap();
+        assert!(plan.edits[0].text.as_deref().unwrap().ends_with(&format!(
+            "Match User ec2-user\n{EIC_LINES}Match User root\n    AuthorizedKeysCommand none\n    AuthorizedKeysCommandUser nobody\nMatch Group git\n    AuthorizedKeysCommandUser git\n"
+        )));
+        assert!(
+            plan.warnings
+                .iter()
+                .any(|w| w.contains("inside a Match block"))
+        );
+        round_trip(&state, false);
+
+        // In a drop-in that holds only the block: its lines go, opkssh's drop-in is the default.
+        let block = format!("Match Address 10.0.0.0/8\n{EIC_LINES}");
+        let state = files(Some(DEBIAN_MAIN), &[("50-eic.conf", &block)]);
+        let plan = plan_install(&state, &ours(), false, true).unwrap();
+        let targets: Vec<&Target> = plan.edits.iter().map(|edit| &edit.target).collect();
+        assert_eq!(
+            targets,
+            [
+                &Target::DropIn("50-eic.conf".into()),
+                &Target::DropIn(DEFAULT_DROP_IN.into())
+            ]
+        );
+        round_trip(&state, false);
+        round_trip(&state, true);
+    }
+
+    #[test]
+    fn two_different_commands_cannot_be_chained() {
+        let main = format!(
+            "{EIC_LINES}Match User git\n    AuthorizedKeysCommand /usr/bin/gitlab-keys %u %k\n    AuthorizedKeysCommandUser git\n"
+        );
+        let state = files(Some(&main), &[]);
+        let error = find_chain(&state, &ours()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "sshd_config line 1: `AuthorizedKeysCommand /opt/aws/bin/eic_run_authorized_keys %u %f`, and sshd_config line 4: `AuthorizedKeysCommand /usr/bin/gitlab-keys %u %k` (in the block of `Match User git`, line 3): opkssh keeps one command in chain_authorized_keys_command; make one command that runs both and set it in both places, or pass --no-chain to replace them without keeping either"
+        );
+        // The same command in both places is one command.
+        let main = format!("{EIC_LINES}Match User ec2-user\n{EIC_LINES}");
+        let chain = chain_of(&files(Some(&main), &[]));
+        assert_eq!(chain.sources.len(), 2);
+        assert_eq!(chain.command.as_deref(), Some(EIC_COMMAND));
     }
 }

@@ -657,6 +657,111 @@ fn install_server_then_ssh_then_uninstall_server() {
     drop(e2e);
 }
 
+/// `sshd -T` for a connection as `user`: the `AuthorizedKeysCommand` sshd would run for it.
+fn effective_command(user: &str) -> String {
+    let output = run(Command::new("/usr/sbin/sshd").args([
+        "-T",
+        "-f",
+        "/etc/ssh/sshd_config",
+        "-C",
+        &format!("user={user},host=localhost,addr=127.0.0.1"),
+    ]));
+    assert_success(&output, "sshd -T");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("authorizedkeyscommand "))
+        .unwrap_or("none")
+        .to_owned()
+}
+
+/// Issue 21: EC2 Instance Connect's lines, as its drop-in (CentOS Stream 9, RHEL 9) and inside a
+/// `Match` block of sshd_config, on this machine's real sshd configuration. `install-server`
+/// keeps the command as `chain_authorized_keys_command`, the real `sshd -t` accepts what it
+/// wrote, and the real `sshd -T` shows opkssh in force for a connection the block matches and
+/// one it does not; after `uninstall-server` the files are back byte for byte and sshd runs
+/// EC2 Instance Connect again (the Match block's line included).
+#[test]
+fn install_server_chains_ec2_instance_connect_on_the_real_sshd() {
+    let Some(e2e) = E2e::require() else { return };
+    let backup = MachineBackup::take();
+    backup.require_clean_machine();
+    let opkssh_built = e2e::target_binary("opkssh");
+    let eic = "/opt/aws/bin/eic_run_authorized_keys %u %f";
+    let lines =
+        format!("AuthorizedKeysCommand {eic}\nAuthorizedKeysCommandUser ec2-instance-connect\n");
+    let eic_drop_in = "/etc/ssh/sshd_config.d/60-ec2-instance-connect.conf";
+    let main = fs::read_to_string("/etc/ssh/sshd_config").unwrap();
+    assert!(
+        main.contains("Include /etc/ssh/sshd_config.d/*.conf"),
+        "this test needs Debian's sshd_config, which includes the drop-ins"
+    );
+    let with_block = format!("{main}Match User ec2-user\n{lines}");
+    fs::write("/etc/ssh/sshd_config", &with_block).unwrap();
+    fs::write(eic_drop_in, &lines).unwrap();
+    let before = capture();
+    assert_eq!(effective_command("ec2-user"), eic);
+    assert_eq!(effective_command(LOGIN_USER), eic);
+
+    let out = opkssh(
+        &opkssh_built,
+        &["install-server", "--no-sshd-restart", "--no-home-policy"],
+    );
+    for expected in [
+        format!(
+            "sshd_config.d/60-ec2-instance-connect.conf line 1: `AuthorizedKeysCommand {eic}` is kept"
+        ),
+        "(in the block of `Match User ec2-user`, line ".to_owned(),
+        format!(
+            "sshd ran `{eic}` as ec2-instance-connect (AuthorizedKeysCommandUser); chained, it runs as {AKC_USER}"
+        ),
+    ] {
+        assert!(
+            out.contains(&expected),
+            "install-server lacks {expected:?}:\n{out}"
+        );
+    }
+    assert_eq!(
+        fs::read_to_string("/etc/opk/config.yml").unwrap(),
+        format!(
+            "# opkssh install-server kept the AuthorizedKeysCommand it replaced in sshd here; opkssh uninstall-server removes the next line\nchain_authorized_keys_command: \"{eic}\"\n"
+        )
+    );
+    assert_success(
+        &run(Command::new("/usr/sbin/sshd").args(["-t", "-f", "/etc/ssh/sshd_config"])),
+        "sshd -t",
+    );
+    let ours = format!("{INSTALLED} verify %u %k %t");
+    assert_eq!(effective_command("ec2-user"), ours);
+    assert_eq!(effective_command(LOGIN_USER), ours);
+    assert_eq!(fs::read_to_string(eic_drop_in).unwrap(), lines);
+
+    opkssh(
+        Path::new(INSTALLED),
+        &["uninstall-server", "--no-sshd-restart"],
+    );
+    assert_eq!(
+        fs::read_to_string("/etc/ssh/sshd_config").unwrap(),
+        with_block
+    );
+    assert_eq!(fs::read_to_string("/etc/opk/config.yml").unwrap(), "");
+    assert_eq!(effective_command("ec2-user"), eic);
+    assert_eq!(effective_command(LOGIN_USER), eic);
+    let after = capture();
+    for file in [
+        "/etc/ssh/sshd_config",
+        "/etc/ssh/sshd_config.d",
+        eic_drop_in,
+    ] {
+        assert_eq!(
+            after.get(Path::new(file)),
+            before.get(Path::new(file)),
+            "{file}"
+        );
+    }
+    drop(backup);
+    drop(e2e);
+}
+
 #[test]
 fn debian_package_installs_the_server_layout_and_purges_clean() {
     let Some(e2e) = E2e::require() else { return };

@@ -29,6 +29,10 @@ pub(crate) struct InstallServerArgs {
     /// writing a drop-in that takes precedence over it
     #[arg(long = "overwrite-config")]
     pub(crate) overwrite_config: bool,
+    /// Replace an AuthorizedKeysCommand sshd runs today without keeping it: no
+    /// chain_authorized_keys_command in /etc/opk/config.yml, Match blocks left alone
+    #[arg(long = "no-chain")]
+    pub(crate) no_chain: bool,
     /// Install this opkssh binary instead of the running one
     #[arg(
         long = "install-from",
@@ -358,6 +362,7 @@ pub(crate) fn run_install(args: &InstallServerArgs) -> Result<ExitCode, CliError
     }
     options.overwrite_config =
         args.overwrite_config || variables.flag("OPKSSH_INSTALL_OVERWRITE_ACTIVE_CONFIG", false);
+    options.chain = !args.no_chain;
     options.selinux = SelinuxOptions {
         skip: args.no_selinux,
         squid: args.selinux_enable_squid
