@@ -4,10 +4,13 @@
 //! the CIC signature and the certificate's self-signature. The result goes through the same
 //! parsing and verification as the Go vectors (`go_vectors.rs`), through the whole server
 //! decision (`verifier::decide`), and through `ssh-keygen -L`, and has the Go vectors' shape
-//! field by field. Keys that cannot sign for opkssh (RSA, P-384) are refused with their reason,
-//! and an agent that refuses, loses the key or goes away fails the login with its words.
+//! field by field. Real `ssh` then logs in to a real sshd whose AuthorizedKeysCommand is our
+//! `opkssh verify` with that certificate while the key exists only in the agent. Keys that
+//! cannot sign for opkssh (RSA, P-384) are refused with their reason, and an agent that
+//! refuses, loses the key or goes away fails the login with its words.
 //!
-//! Needs `ssh-agent`, `ssh-add` and `ssh-keygen`; gated like the end-to-end tests: without
+//! Needs `ssh-agent`, `ssh-add` and `ssh-keygen` (and for the ssh login the e2e harness: root,
+//! sshd, a fresh `cargo build -p opkssh-cli`); gated like the end-to-end tests: without
 //! `OPKSSH_E2E=1` every test prints `SKIP` and passes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure
@@ -23,6 +26,9 @@ use opk_core::jws::{JwsError, SigningKey};
 use opk_core::pktoken::PkToken;
 use opk_core::sshcert::{CertComment, CertError, OpksshCertificate};
 use opk_core::verify::{ExpirationPolicy, Provider};
+use opkssh_tests::e2e::{
+    E2e, LOGIN_USER, LOGIN_USER2, SSH_TIMEOUT, VerifyServer, run_with_timeout,
+};
 use opkssh_tests::vector;
 use serde_json::{Map, Value};
 use std::os::unix::fs::PermissionsExt as _;
@@ -420,4 +426,81 @@ fn an_agent_that_refuses_loses_the_key_or_goes_away_fails_with_its_words() {
     );
     let error = opk_core::jws::Jws::sign(r#"{"alg":"ES256"}"#, "e30", &identity.key).unwrap_err();
     assert!(matches!(error, JwsError::Sign(_)), "{error}");
+}
+
+/// `ssh` with the certificate from a file and its key from the agent only (OpenSSH's
+/// `CertificateFile` with `IdentityAgent`, as Secretive's users set it up), as `user`.
+fn ssh_with_agent_key(server: &VerifyServer, agent: &SshAgent, cert: &Path, user: &str) -> Output {
+    let home = agent.dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut command = Command::new("ssh");
+    command
+        .args(["-F", "none"])
+        .args(["-o", "BatchMode=yes"])
+        .arg("-o")
+        .arg(format!("IdentityAgent={}", agent.socket.display()))
+        .arg("-o")
+        .arg(format!("CertificateFile={}", cert.display()))
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            server.sshd.known_hosts().display()
+        ))
+        .args(["-o", "StrictHostKeyChecking=yes"])
+        .arg("-p")
+        .arg(server.sshd.port().to_string())
+        .arg(format!("{user}@127.0.0.1"))
+        .args(["id", "-un"])
+        .env("HOME", &home)
+        .env_remove("SSH_AUTH_SOCK");
+    run_with_timeout(&mut command, SSH_TIMEOUT)
+}
+
+#[test]
+fn ssh_logs_in_with_the_certificate_while_the_key_is_only_in_the_agent() {
+    let Some(e2e) = E2e::require() else {
+        return;
+    };
+    let op = DemoOp::start(0, "agent-key-client", DemoUser::default()).unwrap();
+    let server = VerifyServer::start(
+        &e2e,
+        &format!("{} {} oidc\n", op.issuer(), op.client_id()),
+        &format!("{LOGIN_USER} {} {}\n", op.user().email, op.issuer()),
+    );
+    for type_args in [&["-t", "ecdsa", "-b", "256"][..], &["-t", "ed25519"][..]] {
+        let agent = SshAgent::start(&[]);
+        let fingerprint = agent.add_key_only_here(type_args, &[]);
+        let key = find_agent_key(&agent.socket, &fingerprint).unwrap();
+        let identity = log_in_with(&op, key).unwrap();
+        let certificate = certificate(&identity.key, &identity.pk_token, None, None).unwrap();
+        let cert = agent.dir.path().join("opkssh-cert.pub");
+        std::fs::write(&cert, certificate.to_line(CertComment::Default)).unwrap();
+        // Nothing but the certificate is on disk: no private or public key file.
+        let files: Vec<_> = std::fs::read_dir(agent.dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name != "agent.sock" && name != "home")
+            .collect();
+        assert_eq!(files, ["opkssh-cert.pub"]);
+
+        let output = ssh_with_agent_key(&server, &agent, &cert, LOGIN_USER);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{type_args:?}: {output:?}\nverify log:\n{}\nsshd log:\n{}",
+            server.verify_log(),
+            server.sshd.log()
+        );
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), LOGIN_USER);
+        // The policy names the first user only.
+        let output = ssh_with_agent_key(&server, &agent, &cert, LOGIN_USER2);
+        assert_eq!(output.status.code(), Some(255), "{output:?}");
+    }
+    assert!(
+        server.verify_log().contains(&format!(
+            "allow principal={LOGIN_USER} identity=demo@example.com"
+        )),
+        "{}",
+        server.verify_log()
+    );
 }
