@@ -5,7 +5,8 @@
 //! parsing and verification as the Go vectors (`go_vectors.rs`), through the whole server
 //! decision (`verifier::decide`), and through `ssh-keygen -L`, and has the Go vectors' shape
 //! field by field. Real `ssh` then logs in to a real sshd whose AuthorizedKeysCommand is our
-//! `opkssh verify` with that certificate while the key exists only in the agent. Keys that
+//! `opkssh verify` with that certificate while the key exists only in the agent, and so it does
+//! after the real `opkssh login --agent-key` against the real test OP. Keys that
 //! cannot sign for opkssh (RSA, P-384) are refused with their reason, and an agent that
 //! refuses, loses the key or goes away fails the login with its words.
 //!
@@ -24,13 +25,16 @@ use opk_core::external::SignError;
 use opk_core::jwk::Jwks;
 use opk_core::jws::{JwsError, SigningKey};
 use opk_core::pktoken::PkToken;
+use opk_core::sshcert::ssh_key::encoding::Encode as _;
 use opk_core::sshcert::{CertComment, CertError, OpksshCertificate};
 use opk_core::verify::{ExpirationPolicy, Provider};
 use opkssh_tests::e2e::{
-    E2e, LOGIN_USER, LOGIN_USER2, SSH_TIMEOUT, VerifyServer, run_with_timeout,
+    E2e, LOGIN_USER, LOGIN_USER2, Op, SSH_TIMEOUT, VerifyServer, run_with_timeout,
 };
+use opkssh_tests::login::{LoginProcess, login_through_op};
 use opkssh_tests::vector;
 use serde_json::{Map, Value};
+use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -503,4 +507,111 @@ fn ssh_logs_in_with_the_certificate_while_the_key_is_only_in_the_agent() {
         "{}",
         server.verify_log()
     );
+}
+
+#[test]
+fn opkssh_login_with_an_agent_key_writes_only_the_certificate_and_ssh_gets_in() {
+    let Some(e2e) = E2e::require() else {
+        return;
+    };
+    let op = Op::start(&[]);
+    let server = VerifyServer::start(
+        &e2e,
+        &format!("{} {} oidc\n", op.issuer(), op.client_id()),
+        &format!("{LOGIN_USER} alice@example.com {}\n", op.issuer()),
+    );
+    let agent = SshAgent::start(&[]);
+    let fingerprint = agent.add_key_only_here(&["-t", "ecdsa", "-b", "256"], &[]);
+    let home = e2e.dir().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let key_path = home.join("from-agent");
+    let spec = format!("{},{},,openid profile email", op.issuer(), op.client_id());
+    let env = [("SSH_AUTH_SOCK", agent.socket.as_os_str())];
+    let args = [
+        "--provider",
+        spec.as_str(),
+        "--agent-key",
+        fingerprint.as_str(),
+        "-i",
+        key_path.to_str().unwrap(),
+    ];
+    let run = login_through_op(&home, &args, &env, "alice");
+    run.assert_success();
+    let cert = PathBuf::from(format!("{}-cert.pub", key_path.display()));
+    assert!(
+        run.stdout.contains(&format!(
+            "Writing opk ssh certificate to {}; the key stays in the ssh-agent (the ssh-agent key {fingerprint})",
+            cert.display()
+        )),
+        "{}",
+        run.stdout
+    );
+    // Only the certificate: no key file, nothing added to the agent.
+    assert!(!key_path.exists());
+    let listed = String::from_utf8(agent.ssh_add(&["-L"]).stdout).unwrap();
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(listed.starts_with("ecdsa-sha2-nistp256 "), "{listed}");
+    let certificate =
+        OpksshCertificate::from_line(&std::fs::read_to_string(&cert).unwrap()).unwrap();
+    assert_eq!(
+        opk_client::agent_key::fingerprint(&certificate.inner().public_key().encode_vec().unwrap()),
+        fingerprint
+    );
+
+    let output = ssh_with_agent_key(&server, &agent, &cert, LOGIN_USER);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{output:?}\nverify log:\n{}",
+        server.verify_log()
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), LOGIN_USER);
+
+    // Refused before the browser opens: an RSA key, a key file in the way, no agent.
+    let rsa = agent.add_key_only_here(&["-t", "rsa", "-b", "2048"], &[]);
+    let run = LoginProcess::start(
+        &home,
+        &[
+            "--provider",
+            &spec,
+            "--agent-key",
+            &rsa,
+            "-i",
+            key_path.to_str().unwrap(),
+        ],
+        &env,
+    )
+    .finish();
+    assert!(!run.stdout.contains("Open your browser"), "{}", run.stdout);
+    run.assert_failure("opkssh user keys are ECDSA P-256 or Ed25519");
+    let in_the_way = home.join("in-the-way");
+    std::fs::write(&in_the_way, "a key").unwrap();
+    let run = LoginProcess::start(
+        &home,
+        &[
+            "--provider",
+            &spec,
+            "--agent-key",
+            &fingerprint,
+            "-i",
+            in_the_way.to_str().unwrap(),
+        ],
+        &env,
+    )
+    .finish();
+    run.assert_failure("give -i a path where no key file is");
+    let run = LoginProcess::start(
+        &home,
+        &[
+            "--provider",
+            &spec,
+            "--agent-key",
+            &fingerprint,
+            "-i",
+            key_path.to_str().unwrap(),
+        ],
+        &[("SSH_AUTH_SOCK", OsStr::new(""))],
+    )
+    .finish();
+    run.assert_failure("SSH_AUTH_SOCK is not set");
 }
