@@ -28,7 +28,8 @@
 //! a longer length prefix, a zero length, or a peer that hangs up or stalls mid-message ends
 //! that connection only. A message that frames well but does not parse gets
 //! `SSH_AGENT_FAILURE`, as OpenSSH answers it. A connection idle for [`IDLE_TIMEOUT`] between
-//! requests, or stalled for [`MESSAGE_TIMEOUT`] inside one, is closed.
+//! requests, or stalled for [`MESSAGE_TIMEOUT`] inside one, is closed. (On Windows a named
+//! pipe has no read timeout: there a stalled client keeps its slot until it goes.)
 //!
 //! The held key lives in [`Held`]; a replaced or released one is dropped, and the key types
 //! wipe their secret on drop (`p256` and `ed25519-dalek` implement `ZeroizeOnDrop`). Request
