@@ -5,8 +5,9 @@
 //! parsing and verification as the Go vectors (`go_vectors.rs`), through the whole server
 //! decision (`verifier::decide`), and through `ssh-keygen -L`, and has the Go vectors' shape
 //! field by field. Real `ssh` then logs in to a real sshd whose AuthorizedKeysCommand is our
-//! `opkssh verify` with that certificate while the key exists only in the agent, and so it does
-//! after the real `opkssh login --agent-key` against the real test OP. Keys that
+//! `opkssh verify` with that certificate while the key exists only in the agent: from a file
+//! (after the real `opkssh login --agent-key` against the real test OP, too), and through the
+//! agent server of `opkssh agent`, which presents the certificate and has the upstream agent sign. Keys that
 //! cannot sign for opkssh (RSA, P-384) are refused with their reason, and an agent that
 //! refuses, loses the key or goes away fails the login with its words.
 //!
@@ -16,7 +17,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure
 
+use opk_client::agent_certificates::identity_comment;
 use opk_client::agent_key::{AgentKeyError, Unusable, find_agent_key};
+use opk_client::agent_server::{Held, Shared, serve};
 use opk_client::client_config::ProviderKind;
 use opk_client::demo_op::{DemoOp, DemoUser};
 use opk_client::{BrowserProvider, Flow, Identity, LoginError, certificate, log_in};
@@ -614,4 +617,101 @@ fn opkssh_login_with_an_agent_key_writes_only_the_certificate_and_ssh_gets_in() 
     )
     .finish();
     run.assert_failure("SSH_AUTH_SOCK is not set");
+}
+
+/// `ssh` with nothing but the agent at `socket`: no key or certificate file.
+fn ssh_through_agent(server: &VerifyServer, socket: &Path, home: &Path, user: &str) -> Output {
+    let mut command = Command::new("ssh");
+    command
+        .args(["-F", "none"])
+        .args(["-o", "BatchMode=yes"])
+        .arg("-o")
+        .arg(format!("IdentityAgent={}", socket.display()))
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            server.sshd.known_hosts().display()
+        ))
+        .args(["-o", "StrictHostKeyChecking=yes"])
+        .arg("-p")
+        .arg(server.sshd.port().to_string())
+        .arg(format!("{user}@127.0.0.1"))
+        .args(["id", "-un"])
+        .env("HOME", home)
+        .env_remove("SSH_AUTH_SOCK");
+    run_with_timeout(&mut command, SSH_TIMEOUT)
+}
+
+#[test]
+fn the_agent_server_presents_an_agent_key_certificate_and_the_upstream_agent_signs() {
+    let Some(e2e) = E2e::require() else {
+        return;
+    };
+    let op = DemoOp::start(0, "agent-key-client", DemoUser::default()).unwrap();
+    let server = VerifyServer::start(
+        &e2e,
+        &format!("{} {} oidc\n", op.issuer(), op.client_id()),
+        &format!("{LOGIN_USER} {} {}\n", op.user().email, op.issuer()),
+    );
+    let upstream = SshAgent::start(&[]);
+    let fingerprint = upstream.add_key_only_here(&["-t", "ed25519"], &[]);
+    let key = find_agent_key(&upstream.socket, &fingerprint).unwrap();
+    let identity = log_in_with(&op, key).unwrap();
+    let certificate = certificate(&identity.key, &identity.pk_token, None, None).unwrap();
+
+    // What `opkssh agent --agent-key` runs: the agent server, holding the certificate and the
+    // agent-held key, forwarding the rest to the upstream agent.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let socket = dir.path().join("opkssh-agent.sock");
+    let listener = opk_os::agent::AgentListener::bind(&socket).unwrap();
+    let shared = Shared::new();
+    shared.hold(Held {
+        key: identity.key.clone(),
+        certificate: certificate.clone(),
+        comment: identity_comment(identity.pk_token.claims()),
+        expires_at: None,
+    });
+    std::thread::spawn({
+        let shared = shared.clone();
+        let upstream = upstream.socket.clone();
+        move || serve(listener, shared, Some(upstream))
+    });
+    let listed = Command::new("ssh-add")
+        .arg("-L")
+        .env("SSH_AUTH_SOCK", &socket)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    // The certificate only: the upstream's plain key is the certificate's key, which the
+    // agent server answers for itself and does not list a second time.
+    let lines: Vec<_> = listed.lines().collect();
+    assert_eq!(lines.len(), 1, "{listed}");
+    assert!(
+        lines[0].starts_with("ssh-ed25519-cert-v01@openssh.com "),
+        "{listed}"
+    );
+
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let output = ssh_through_agent(&server, &socket, &home, LOGIN_USER);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{output:?}\nverify log:\n{}\nsshd log:\n{}",
+        server.verify_log(),
+        server.sshd.log()
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), LOGIN_USER);
+    assert!(
+        server.verify_log().contains(&format!(
+            "allow principal={LOGIN_USER} identity=demo@example.com"
+        )),
+        "{}",
+        server.verify_log()
+    );
+    // With the key gone from the upstream agent, the certificate cannot sign any more.
+    upstream.ssh_add(&["-D"]);
+    let output = ssh_through_agent(&server, &socket, &home, LOGIN_USER);
+    assert_eq!(output.status.code(), Some(255), "{output:?}");
 }
