@@ -28,7 +28,8 @@
 //! a longer length prefix, a zero length, or a peer that hangs up or stalls mid-message ends
 //! that connection only. A message that frames well but does not parse gets
 //! `SSH_AGENT_FAILURE`, as OpenSSH answers it. A connection idle for [`IDLE_TIMEOUT`] between
-//! requests, or stalled for [`MESSAGE_TIMEOUT`] inside one, is closed.
+//! requests, or stalled for [`MESSAGE_TIMEOUT`] inside one, is closed. (On Windows a named
+//! pipe has no read timeout: there a stalled client keeps its slot until it goes.)
 //!
 //! The held key lives in [`Held`]; a replaced or released one is dropped, and the key types
 //! wipe their secret on drop (`p256` and `ed25519-dalek` implement `ZeroizeOnDrop`). Request
@@ -88,7 +89,8 @@ mod number {
 /// What the agent presents: one opkssh certificate and its key.
 #[derive(Debug, Clone)]
 pub struct Held {
-    /// The certificate's private key, in memory only.
+    /// The certificate's private key: in memory only, or held by the upstream ssh-agent
+    /// ([`crate::agent_key`], `--agent-key`), which then signs for it.
     pub key: SigningKey,
     /// The certificate.
     pub certificate: OpksshCertificate,
@@ -816,16 +818,48 @@ pub fn request_login(path: &Path) -> Result<(), AgentError> {
     }
 }
 
-/// The agent's message handling, for the fuzz target `agent_message` and its regression tests.
+/// The agent's message handling, for the fuzz target `agent_message` and its stable tests
+/// (`client/tests/agent_message_fuzz.rs`).
 pub mod fuzzing {
     use super::{Held, Shared, Upstream, answer, read_body, read_length};
     use crate::agent::{MAX_MESSAGE_LEN, Reply};
+    use opk_core::jws::SigningKey;
+    use opk_core::sshcert::ssh_key::encoding::Decode as _;
+    use opk_core::sshcert::{CertificateRequest, Principals, build_certificate};
 
-    /// Reads `data` as a stream of requests, as a client connection would send it, and answers
-    /// each from `shared` with no upstream, until the framing breaks. Asserts that every
-    /// reply is a well-formed, bounded ssh-agent reply. `held` is put in place first, when
-    /// given.
-    pub fn messages(data: &[u8], held: Option<Held>) {
+    /// The fixed Ed25519 seed of [`held_identity`]'s key: public, so that seed inputs can name
+    /// its plain key blob. Never a real key.
+    pub const FUZZ_KEY_SEED: [u8; 32] = [0x42; 32];
+
+    /// An identity to hold while fuzzing: a certificate for the key of [`FUZZ_KEY_SEED`].
+    ///
+    /// # Panics
+    /// Never in practice: building the certificate fails only if the system's random number
+    /// generator does.
+    pub fn held_identity() -> Held {
+        let key = SigningKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&FUZZ_KEY_SEED));
+        #[allow(clippy::expect_used)] // fuzzing set-up, not outside data
+        let certificate = build_certificate(CertificateRequest {
+            key: &key,
+            key_id: "fuzz@example.com",
+            principals: Principals::Default,
+            pk_token: "header.payload:signature",
+            access_token: None,
+        })
+        .expect("a certificate for the fuzzing key");
+        Held {
+            key,
+            certificate,
+            comment: "fuzz".into(),
+            expires_at: None,
+        }
+    }
+
+    /// Reads `data` as a stream of requests, as one client connection would send it, and
+    /// answers each from a fresh [`Shared`] holding `held`, with no upstream, until the
+    /// framing breaks. Returns the reply bodies. Asserts that every reply is a well-formed
+    /// ssh-agent reply within [`MAX_MESSAGE_LEN`].
+    pub fn messages(data: &[u8], held: Option<Held>) -> Vec<Vec<u8>> {
         let shared = Shared::new();
         if let Some(held) = held {
             shared.hold(held);
@@ -834,20 +868,30 @@ pub mod fuzzing {
             path: None,
             stream: None,
         };
+        let mut replies = Vec::new();
         let mut reader = data;
         while let Ok(Some(len)) = read_length(&mut reader) {
             let Ok(body) = read_body(&mut reader, len) else {
-                return;
+                break;
             };
+            // A fixed clock: the fuzzing identity never expires anyway.
             let (reply, _) = answer(&shared, &mut upstream, &body, 1_000);
             assert!(!reply.is_empty() && reply.len() <= MAX_MESSAGE_LEN);
-            if let Ok(Reply::Other(kind)) = Reply::from_body(&reply) {
-                // Sign responses are the only replies the generic reader does not know.
-                assert_eq!(kind, super::number::SIGN_RESPONSE);
-            } else {
-                assert!(Reply::from_body(&reply).is_ok(), "{reply:?}");
+            match (reply.split_first(), Reply::from_body(&reply)) {
+                // A sign response, or the status (success and a string): one string follows.
+                (Some((&super::number::SIGN_RESPONSE | &super::number::SUCCESS, rest)), _)
+                    if reply.len() > 1 =>
+                {
+                    let mut rest = rest;
+                    assert!(Vec::<u8>::decode(&mut rest).is_ok() && rest.is_empty());
+                }
+                (_, Ok(Reply::Other(kind))) => panic!("unknown reply {kind}"),
+                (_, Ok(_)) => {}
+                (_, Err(error)) => panic!("malformed reply {reply:?}: {error}"),
             }
+            replies.push(reply);
         }
+        replies
     }
 }
 
@@ -1186,7 +1230,9 @@ mod tests {
             stream.extend_from_slice(&framed(&body));
         }
         stream.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
-        fuzzing::messages(&stream, Some(held));
-        fuzzing::messages(&[0, 0, 0, 1, 11, 0, 0], None);
+        let replies = fuzzing::messages(&stream, Some(held));
+        let kinds: Vec<u8> = replies.iter().map(|reply| reply[0]).collect();
+        assert_eq!(kinds, [12, 14, 6, 5, 6, 5]);
+        assert_eq!(fuzzing::messages(&[0, 0, 0, 1, 11, 0, 0], None).len(), 1);
     }
 }

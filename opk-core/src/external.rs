@@ -404,8 +404,9 @@ mod tests {
         let key = p256::ecdsa::SigningKey::generate();
         let public = *key.verifying_key();
         let holder = ecdsa_holder(key, |r, s| ecdsa_blob(&mpint(&r), &mpint(&s)));
-        // Enough signatures that r or s both starts with a set top bit (a 33-byte mpint) and,
-        // now and then, not; the width is always 64.
+        // In 64 signatures r and s each start with a set top bit (a 33-byte mpint) about half
+        // the time, and now and then with a zero byte (31 bytes or fewer): the JWS form is
+        // always 64 bytes and verifies.
         for round in 0..64_u8 {
             let message = [round; 40];
             let jws = holder.sign_jws(&message).unwrap();

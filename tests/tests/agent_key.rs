@@ -4,15 +4,22 @@
 //! the CIC signature and the certificate's self-signature. The result goes through the same
 //! parsing and verification as the Go vectors (`go_vectors.rs`), through the whole server
 //! decision (`verifier::decide`), and through `ssh-keygen -L`, and has the Go vectors' shape
-//! field by field. Keys that cannot sign for opkssh (RSA, P-384) are refused with their reason,
-//! and an agent that refuses, loses the key or goes away fails the login with its words.
+//! field by field. Real `ssh` then logs in to a real sshd whose AuthorizedKeysCommand is our
+//! `opkssh verify` with that certificate while the key exists only in the agent: from a file
+//! (after the real `opkssh login --agent-key` against the real test OP, too), and through the
+//! agent server of `opkssh agent`, which presents the certificate and has the upstream agent sign. Keys that
+//! cannot sign for opkssh (RSA, P-384) are refused with their reason, and an agent that
+//! refuses, loses the key or goes away fails the login with its words.
 //!
-//! Needs `ssh-agent`, `ssh-add` and `ssh-keygen`; gated like the end-to-end tests: without
+//! Needs `ssh-agent`, `ssh-add` and `ssh-keygen` (and for the ssh login the e2e harness: root,
+//! sshd, a fresh `cargo build -p opkssh-cli`); gated like the end-to-end tests: without
 //! `OPKSSH_E2E=1` every test prints `SKIP` and passes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure
 
+use opk_client::agent_certificates::identity_comment;
 use opk_client::agent_key::{AgentKeyError, Unusable, find_agent_key};
+use opk_client::agent_server::{Held, Shared, serve};
 use opk_client::client_config::ProviderKind;
 use opk_client::demo_op::{DemoOp, DemoUser};
 use opk_client::{BrowserProvider, Flow, Identity, LoginError, certificate, log_in};
@@ -21,10 +28,16 @@ use opk_core::external::SignError;
 use opk_core::jwk::Jwks;
 use opk_core::jws::{JwsError, SigningKey};
 use opk_core::pktoken::PkToken;
+use opk_core::sshcert::ssh_key::encoding::Encode as _;
 use opk_core::sshcert::{CertComment, CertError, OpksshCertificate};
 use opk_core::verify::{ExpirationPolicy, Provider};
+use opkssh_tests::e2e::{
+    E2e, LOGIN_USER, LOGIN_USER2, Op, SSH_TIMEOUT, VerifyServer, run_with_timeout,
+};
+use opkssh_tests::login::{LoginProcess, login_through_op};
 use opkssh_tests::vector;
 use serde_json::{Map, Value};
+use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -420,4 +433,285 @@ fn an_agent_that_refuses_loses_the_key_or_goes_away_fails_with_its_words() {
     );
     let error = opk_core::jws::Jws::sign(r#"{"alg":"ES256"}"#, "e30", &identity.key).unwrap_err();
     assert!(matches!(error, JwsError::Sign(_)), "{error}");
+}
+
+/// `ssh` with the certificate from a file and its key from the agent only (OpenSSH's
+/// `CertificateFile` with `IdentityAgent`, as Secretive's users set it up), as `user`.
+fn ssh_with_agent_key(server: &VerifyServer, agent: &SshAgent, cert: &Path, user: &str) -> Output {
+    let home = agent.dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut command = Command::new("ssh");
+    command
+        .args(["-F", "none"])
+        .args(["-o", "BatchMode=yes"])
+        .arg("-o")
+        .arg(format!("IdentityAgent={}", agent.socket.display()))
+        .arg("-o")
+        .arg(format!("CertificateFile={}", cert.display()))
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            server.sshd.known_hosts().display()
+        ))
+        .args(["-o", "StrictHostKeyChecking=yes"])
+        .arg("-p")
+        .arg(server.sshd.port().to_string())
+        .arg(format!("{user}@127.0.0.1"))
+        .args(["id", "-un"])
+        .env("HOME", &home)
+        .env_remove("SSH_AUTH_SOCK");
+    run_with_timeout(&mut command, SSH_TIMEOUT)
+}
+
+#[test]
+fn ssh_logs_in_with_the_certificate_while_the_key_is_only_in_the_agent() {
+    let Some(e2e) = E2e::require() else {
+        return;
+    };
+    let op = DemoOp::start(0, "agent-key-client", DemoUser::default()).unwrap();
+    let server = VerifyServer::start(
+        &e2e,
+        &format!("{} {} oidc\n", op.issuer(), op.client_id()),
+        &format!("{LOGIN_USER} {} {}\n", op.user().email, op.issuer()),
+    );
+    for type_args in [&["-t", "ecdsa", "-b", "256"][..], &["-t", "ed25519"][..]] {
+        let agent = SshAgent::start(&[]);
+        let fingerprint = agent.add_key_only_here(type_args, &[]);
+        let key = find_agent_key(&agent.socket, &fingerprint).unwrap();
+        let identity = log_in_with(&op, key).unwrap();
+        let certificate = certificate(&identity.key, &identity.pk_token, None, None).unwrap();
+        let cert = agent.dir.path().join("opkssh-cert.pub");
+        std::fs::write(&cert, certificate.to_line(CertComment::Default)).unwrap();
+        // Nothing but the certificate is on disk: no private or public key file.
+        let files: Vec<_> = std::fs::read_dir(agent.dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name != "agent.sock" && name != "home")
+            .collect();
+        assert_eq!(files, ["opkssh-cert.pub"]);
+
+        let output = ssh_with_agent_key(&server, &agent, &cert, LOGIN_USER);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{type_args:?}: {output:?}\nverify log:\n{}\nsshd log:\n{}",
+            server.verify_log(),
+            server.sshd.log()
+        );
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), LOGIN_USER);
+        // The policy names the first user only.
+        let output = ssh_with_agent_key(&server, &agent, &cert, LOGIN_USER2);
+        assert_eq!(output.status.code(), Some(255), "{output:?}");
+    }
+    assert!(
+        server.verify_log().contains(&format!(
+            "allow principal={LOGIN_USER} identity=demo@example.com"
+        )),
+        "{}",
+        server.verify_log()
+    );
+}
+
+#[test]
+fn opkssh_login_with_an_agent_key_writes_only_the_certificate_and_ssh_gets_in() {
+    let Some(e2e) = E2e::require() else {
+        return;
+    };
+    let op = Op::start(&[]);
+    let server = VerifyServer::start(
+        &e2e,
+        &format!("{} {} oidc\n", op.issuer(), op.client_id()),
+        &format!("{LOGIN_USER} alice@example.com {}\n", op.issuer()),
+    );
+    let agent = SshAgent::start(&[]);
+    let fingerprint = agent.add_key_only_here(&["-t", "ecdsa", "-b", "256"], &[]);
+    let home = e2e.dir().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let key_path = home.join("from-agent");
+    let spec = format!("{},{},,openid profile email", op.issuer(), op.client_id());
+    let env = [("SSH_AUTH_SOCK", agent.socket.as_os_str())];
+    let args = [
+        "--provider",
+        spec.as_str(),
+        "--agent-key",
+        fingerprint.as_str(),
+        "-i",
+        key_path.to_str().unwrap(),
+    ];
+    let run = login_through_op(&home, &args, &env, "alice");
+    run.assert_success();
+    let cert = PathBuf::from(format!("{}-cert.pub", key_path.display()));
+    assert!(
+        run.stdout.contains(&format!(
+            "Writing opk ssh certificate to {}; the key stays in the ssh-agent (the ssh-agent key {fingerprint})",
+            cert.display()
+        )),
+        "{}",
+        run.stdout
+    );
+    // Only the certificate: no key file, nothing added to the agent.
+    assert!(!key_path.exists());
+    let listed = String::from_utf8(agent.ssh_add(&["-L"]).stdout).unwrap();
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(listed.starts_with("ecdsa-sha2-nistp256 "), "{listed}");
+    let certificate =
+        OpksshCertificate::from_line(&std::fs::read_to_string(&cert).unwrap()).unwrap();
+    assert_eq!(
+        opk_client::agent_key::fingerprint(&certificate.inner().public_key().encode_vec().unwrap()),
+        fingerprint
+    );
+
+    let output = ssh_with_agent_key(&server, &agent, &cert, LOGIN_USER);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{output:?}\nverify log:\n{}",
+        server.verify_log()
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), LOGIN_USER);
+
+    // Refused before the browser opens: an RSA key, a key file in the way, no agent.
+    let rsa = agent.add_key_only_here(&["-t", "rsa", "-b", "2048"], &[]);
+    let run = LoginProcess::start(
+        &home,
+        &[
+            "--provider",
+            &spec,
+            "--agent-key",
+            &rsa,
+            "-i",
+            key_path.to_str().unwrap(),
+        ],
+        &env,
+    )
+    .finish();
+    assert!(!run.stdout.contains("Open your browser"), "{}", run.stdout);
+    run.assert_failure("opkssh user keys are ECDSA P-256 or Ed25519");
+    let in_the_way = home.join("in-the-way");
+    std::fs::write(&in_the_way, "a key").unwrap();
+    let run = LoginProcess::start(
+        &home,
+        &[
+            "--provider",
+            &spec,
+            "--agent-key",
+            &fingerprint,
+            "-i",
+            in_the_way.to_str().unwrap(),
+        ],
+        &env,
+    )
+    .finish();
+    run.assert_failure("give -i a path where no key file is");
+    let run = LoginProcess::start(
+        &home,
+        &[
+            "--provider",
+            &spec,
+            "--agent-key",
+            &fingerprint,
+            "-i",
+            key_path.to_str().unwrap(),
+        ],
+        &[("SSH_AUTH_SOCK", OsStr::new(""))],
+    )
+    .finish();
+    run.assert_failure("SSH_AUTH_SOCK is not set");
+}
+
+/// `ssh` with nothing but the agent at `socket`: no key or certificate file.
+fn ssh_through_agent(server: &VerifyServer, socket: &Path, home: &Path, user: &str) -> Output {
+    let mut command = Command::new("ssh");
+    command
+        .args(["-F", "none"])
+        .args(["-o", "BatchMode=yes"])
+        .arg("-o")
+        .arg(format!("IdentityAgent={}", socket.display()))
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            server.sshd.known_hosts().display()
+        ))
+        .args(["-o", "StrictHostKeyChecking=yes"])
+        .arg("-p")
+        .arg(server.sshd.port().to_string())
+        .arg(format!("{user}@127.0.0.1"))
+        .args(["id", "-un"])
+        .env("HOME", home)
+        .env_remove("SSH_AUTH_SOCK");
+    run_with_timeout(&mut command, SSH_TIMEOUT)
+}
+
+#[test]
+fn the_agent_server_presents_an_agent_key_certificate_and_the_upstream_agent_signs() {
+    let Some(e2e) = E2e::require() else {
+        return;
+    };
+    let op = DemoOp::start(0, "agent-key-client", DemoUser::default()).unwrap();
+    let server = VerifyServer::start(
+        &e2e,
+        &format!("{} {} oidc\n", op.issuer(), op.client_id()),
+        &format!("{LOGIN_USER} {} {}\n", op.user().email, op.issuer()),
+    );
+    let upstream = SshAgent::start(&[]);
+    let fingerprint = upstream.add_key_only_here(&["-t", "ed25519"], &[]);
+    let key = find_agent_key(&upstream.socket, &fingerprint).unwrap();
+    let identity = log_in_with(&op, key).unwrap();
+    let certificate = certificate(&identity.key, &identity.pk_token, None, None).unwrap();
+
+    // What `opkssh agent --agent-key` runs: the agent server, holding the certificate and the
+    // agent-held key, forwarding the rest to the upstream agent.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let socket = dir.path().join("opkssh-agent.sock");
+    let listener = opk_os::agent::AgentListener::bind(&socket).unwrap();
+    let shared = Shared::new();
+    shared.hold(Held {
+        key: identity.key.clone(),
+        certificate: certificate.clone(),
+        comment: identity_comment(identity.pk_token.claims()),
+        expires_at: None,
+    });
+    std::thread::spawn({
+        let shared = shared.clone();
+        let upstream = upstream.socket.clone();
+        move || serve(listener, shared, Some(upstream))
+    });
+    let listed = Command::new("ssh-add")
+        .arg("-L")
+        .env("SSH_AUTH_SOCK", &socket)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    // The certificate only: the upstream's plain key is the certificate's key, which the
+    // agent server answers for itself and does not list a second time.
+    let lines: Vec<_> = listed.lines().collect();
+    assert_eq!(lines.len(), 1, "{listed}");
+    assert!(
+        lines[0].starts_with("ssh-ed25519-cert-v01@openssh.com "),
+        "{listed}"
+    );
+
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let output = ssh_through_agent(&server, &socket, &home, LOGIN_USER);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{output:?}\nverify log:\n{}\nsshd log:\n{}",
+        server.verify_log(),
+        server.sshd.log()
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), LOGIN_USER);
+    assert!(
+        server.verify_log().contains(&format!(
+            "allow principal={LOGIN_USER} identity=demo@example.com"
+        )),
+        "{}",
+        server.verify_log()
+    );
+    // With the key gone from the upstream agent, the certificate cannot sign any more.
+    upstream.ssh_add(&["-D"]);
+    let output = ssh_through_agent(&server, &socket, &home, LOGIN_USER);
+    assert_eq!(output.status.code(), Some(255), "{output:?}");
 }
