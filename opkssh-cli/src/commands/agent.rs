@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// `opkssh agent`.
 #[derive(Debug, clap::Args)]
@@ -82,11 +82,13 @@ pub(crate) struct AgentArgs {
     #[arg(short = 'D')]
     pub(crate) foreground: bool,
     /// Listen at this socket path [default: $XDG_RUNTIME_DIR/opkssh-agent/agent.<pid>.sock, or
-    /// a private folder under the temporary folder]; its folder must be 0700 and yours. With
-    /// --status or --login: the agent to ask, instead of $SSH_AUTH_SOCK.
+    /// a private folder under the temporary folder; on Windows the pipe
+    /// \\.\pipe\opkssh-agent.<pid>]; its folder must be 0700 and yours. With --status or
+    /// --login: the agent to ask, instead of $SSH_AUTH_SOCK.
     #[arg(short = 'a', value_name = "PATH")]
     pub(crate) socket: Option<PathBuf>,
-    /// Print the environment line for sh-like shells (the default unless $SHELL is a csh).
+    /// Print the environment line for sh-like shells (the default unless $SHELL is a csh; on
+    /// Windows the default is PowerShell's, for opkssh agent | Invoke-Expression).
     #[arg(short = 's', conflicts_with = "csh")]
     pub(crate) sh: bool,
     /// Print the environment line for csh-like shells.
@@ -120,12 +122,22 @@ impl AgentArgs {
         }
     }
 
-    /// `-c`, or `$SHELL` ending in `csh` without `-s` (ssh-agent's rule).
-    fn csh(&self) -> bool {
-        self.csh
-            || (!self.sh
-                && std::env::var_os("SHELL")
-                    .is_some_and(|shell| shell.as_encoded_bytes().ends_with(b"csh")))
+    /// `-c` or `-s`; else PowerShell on Windows; else csh when `$SHELL` ends in `csh`
+    /// (ssh-agent's rule), else sh.
+    fn syntax(&self) -> Syntax {
+        if self.csh {
+            Syntax::Csh
+        } else if self.sh {
+            Syntax::Sh
+        } else if opk_os::System::CURRENT == opk_os::System::Windows {
+            Syntax::PowerShell
+        } else if std::env::var_os("SHELL")
+            .is_some_and(|shell| shell.as_encoded_bytes().ends_with(b"csh"))
+        {
+            Syntax::Csh
+        } else {
+            Syntax::Sh
+        }
     }
 }
 
@@ -207,38 +219,56 @@ fn not_here(error: std::io::Error) -> CliError {
 // The environment line
 // ---------------------------------------------------------------------------------------------
 
+/// The shell the environment line is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Syntax {
+    /// `-s`: sh, bash, zsh (`eval "$(opkssh agent)"`).
+    Sh,
+    /// `-c`: csh, tcsh.
+    Csh,
+    /// Windows: `opkssh agent | Invoke-Expression`.
+    PowerShell,
+}
+
 /// `path` as one shell word: as it is when it needs no quoting, else in single quotes (a `'`
-/// written `'\''`). `None` for what no quoting makes safe to `eval`: control characters, and
-/// for csh a `!` (history expansion happens inside quotes) or a `'`.
-fn shell_word(path: &str, csh: bool) -> Option<String> {
+/// written `'\''` for sh, `''` for PowerShell). `None` for what no quoting makes safe to
+/// evaluate: control characters, and for csh a `!` (history expansion happens inside quotes)
+/// or a `'`.
+fn shell_word(path: &str, syntax: Syntax) -> Option<String> {
     let plain = |byte: u8| byte.is_ascii_alphanumeric() || b"/._-+:,@%=".contains(&byte);
     if !path.is_empty() && path.bytes().all(plain) {
         return Some(path.to_owned());
     }
-    if path.chars().any(char::is_control) || (csh && (path.contains('!') || path.contains('\''))) {
+    if path.chars().any(char::is_control) {
         return None;
     }
-    Some(format!("'{}'", path.replace('\'', r"'\''")))
+    match syntax {
+        Syntax::Csh if path.contains('!') || path.contains('\'') => None,
+        Syntax::Sh | Syntax::Csh => Some(format!("'{}'", path.replace('\'', r"'\''"))),
+        Syntax::PowerShell => Some(format!("'{}'", path.replace('\'', "''"))),
+    }
 }
 
 /// What `eval` takes, as `ssh-agent -s` / `-c` print it.
-fn environment_lines(socket: &Path, pid: u32, csh: bool) -> Result<String, CliError> {
+fn environment_lines(socket: &Path, pid: u32, syntax: Syntax) -> Result<String, CliError> {
     let text = socket.to_str().ok_or_else(|| {
         fail(format!(
             "the socket path {} is not UTF-8; give another with -a",
             escape::path(socket)
         ))
     })?;
-    let word = shell_word(text, csh).ok_or_else(|| {
+    let word = shell_word(text, syntax).ok_or_else(|| {
         fail(format!(
             "the socket path {} cannot be put in a shell line safely; give another with -a",
             escape::path(socket)
         ))
     })?;
-    Ok(if csh {
-        format!("setenv SSH_AUTH_SOCK {word};\necho Agent pid {pid};")
-    } else {
-        format!("SSH_AUTH_SOCK={word}; export SSH_AUTH_SOCK;\necho Agent pid {pid};")
+    Ok(match syntax {
+        Syntax::Sh => format!("SSH_AUTH_SOCK={word}; export SSH_AUTH_SOCK;\necho Agent pid {pid};"),
+        Syntax::Csh => format!("setenv SSH_AUTH_SOCK {word};\necho Agent pid {pid};"),
+        Syntax::PowerShell => {
+            format!("$env:SSH_AUTH_SOCK = {word};\necho 'Agent pid {pid}';")
+        }
     })
 }
 
@@ -256,8 +286,26 @@ fn own_arguments() -> Vec<OsString> {
     arguments.get(start..).unwrap_or_default().to_vec()
 }
 
+/// Stops the agent this command started: asked first (SIGTERM, so that it removes its socket),
+/// forced after three seconds, or at once where nothing can be asked (Windows).
+fn stop(child: &mut std::process::Child) {
+    opk_os::process::signal_group(child.id(), opk_os::process::Stop::Ask);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
+        if opk_os::System::CURRENT == opk_os::System::Windows {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 fn background(args: &AgentArgs, socket: &Path) -> Result<ExitCode, CliError> {
-    let csh = args.csh();
+    let syntax = args.syntax();
     // Ctrl-C while the login waits must not leave the agent behind: the signals come to a
     // thread here, which stops it. Blocked before any thread starts.
     let signals = opk_os::signal::Signals::block().ok();
@@ -310,8 +358,7 @@ fn background(args: &AgentArgs, socket: &Path) -> Result<ExitCode, CliError> {
                 break;
             }
             if status.state == State::LoginFailed {
-                opk_os::process::signal_group(pid, opk_os::process::Stop::Ask);
-                let _ = child.wait();
+                stop(&mut child);
                 return Err(fail(escape::line(
                     status.problem.as_deref().unwrap_or("the login failed"),
                 )));
@@ -319,7 +366,7 @@ fn background(args: &AgentArgs, socket: &Path) -> Result<ExitCode, CliError> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    println!("{}", environment_lines(socket, pid, csh)?);
+    println!("{}", environment_lines(socket, pid, syntax)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -532,7 +579,7 @@ fn foreground(
     let log = Log::new(args.log_dir.as_deref());
     println!(
         "{}",
-        environment_lines(&socket, std::process::id(), args.csh())?
+        environment_lines(&socket, std::process::id(), args.syntax())?
     );
     let _ = std::io::stdout().flush();
     log.line(&format!(
@@ -745,25 +792,40 @@ mod tests {
     #[test]
     fn the_environment_line_is_ssh_agents() {
         assert_eq!(
-            environment_lines(Path::new("/run/user/1000/opkssh-agent.sock"), 42, false).unwrap(),
+            environment_lines(
+                Path::new("/run/user/1000/opkssh-agent.sock"),
+                42,
+                Syntax::Sh
+            )
+            .unwrap(),
             "SSH_AUTH_SOCK=/run/user/1000/opkssh-agent.sock; export SSH_AUTH_SOCK;\necho Agent pid 42;"
         );
         assert_eq!(
-            environment_lines(Path::new("/tmp/a/agent.sock"), 7, true).unwrap(),
+            environment_lines(Path::new("/tmp/a/agent.sock"), 7, Syntax::Csh).unwrap(),
             "setenv SSH_AUTH_SOCK /tmp/a/agent.sock;\necho Agent pid 7;"
+        );
+        assert_eq!(
+            environment_lines(Path::new(r"\\.\pipe\opkssh-agent.9"), 9, Syntax::PowerShell)
+                .unwrap(),
+            "$env:SSH_AUTH_SOCK = '\\\\.\\pipe\\opkssh-agent.9';\necho 'Agent pid 9';"
         );
     }
 
     #[test]
     fn socket_paths_are_quoted_for_eval_or_refused() {
         assert_eq!(
-            shell_word("/home/a b/s;rm", false).unwrap(),
+            shell_word("/home/a b/s;rm", Syntax::Sh).unwrap(),
             "'/home/a b/s;rm'"
         );
-        assert_eq!(shell_word("/it's", false).unwrap(), r"'/it'\''s'");
-        assert_eq!(shell_word("/a$(x)`y`", true).unwrap(), "'/a$(x)`y`'");
-        assert!(shell_word("/a\nb", false).is_none());
-        assert!(shell_word("/a!b", true).is_none());
-        assert!(shell_word("/it's", true).is_none());
+        assert_eq!(shell_word("/it's", Syntax::Sh).unwrap(), r"'/it'\''s'");
+        assert_eq!(shell_word("/a$(x)`y`", Syntax::Csh).unwrap(), "'/a$(x)`y`'");
+        assert_eq!(
+            shell_word(r"C:\it's $x", Syntax::PowerShell).unwrap(),
+            r"'C:\it''s $x'"
+        );
+        assert!(shell_word("/a\nb", Syntax::Sh).is_none());
+        assert!(shell_word("/a\nb", Syntax::PowerShell).is_none());
+        assert!(shell_word("/a!b", Syntax::Csh).is_none());
+        assert!(shell_word("/it's", Syntax::Csh).is_none());
     }
 }
