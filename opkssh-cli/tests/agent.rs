@@ -246,6 +246,17 @@ fn the_systemd_unit_runs_the_agent_in_the_foreground_at_its_socket() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
+    // No core file can hold the key.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", agent.child.id())).unwrap();
+    let core = limits
+        .lines()
+        .find(|line| line.starts_with("Max core file size"))
+        .unwrap();
+    assert_eq!(
+        core.split_whitespace().skip(4).take(2).collect::<Vec<_>>(),
+        ["0", "0"],
+        "{core}"
+    );
     // opkssh check finds the agent through SSH_AUTH_SOCK.
     let check = fixture
         .opkssh()

@@ -95,6 +95,27 @@ pub fn detached(command: &mut Command) -> &mut Command {
     }
 }
 
+/// Keeps this process's memory out of core files and, on Linux, out of reach of debuggers
+/// running as the same user (not dumpable: no `ptrace` attach, `/proc/PID/mem` closed), as
+/// OpenSSH's ssh-agent does for the keys it holds. Nothing on Windows.
+///
+/// # Errors
+/// The limit could not be set.
+pub fn keep_memory_private() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use nix::sys::resource::{Resource, setrlimit};
+        setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(std::io::Error::from)?;
+        #[cfg(target_os = "linux")]
+        nix::sys::prctl::set_dumpable(false).map_err(std::io::Error::from)?;
+        Ok(())
+    }
+    #[cfg(windows)]
+    {
+        Ok(())
+    }
+}
+
 /// Shows a desktop notification, best effort: through `notify-send` where it is on the `PATH`
 /// (Linux and the BSDs), `osascript` on macOS; Windows has no program for it. Returns whether
 /// the program started; it is waited for in the background. The texts are passed as

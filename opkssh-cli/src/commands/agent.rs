@@ -574,6 +574,9 @@ fn foreground(
 ) -> Result<ExitCode, CliError> {
     // Before any thread starts, so that every thread has them blocked (see opk_os::signal).
     let signals = opk_os::signal::Signals::block().ok();
+    // Before any key exists: no core file, no same-user debugger reads it.
+    opk_os::process::keep_memory_private()
+        .map_err(|error| fail(format!("cannot keep the agent's memory private: {error}")))?;
     let listener = opk_os::agent::AgentListener::bind(socket).map_err(not_here)?;
     let socket = listener.path().to_owned();
     let log = Log::new(args.log_dir.as_deref());
