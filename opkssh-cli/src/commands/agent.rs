@@ -203,13 +203,13 @@ fn same_file_path(one: &Path, other: &Path) -> bool {
     resolve(one) == resolve(other)
 }
 
-/// A listener this system cannot make is said plainly (Windows has no named pipe server yet).
+/// A listener this system cannot make is said plainly.
 fn not_here(error: std::io::Error) -> CliError {
     if error.kind() == std::io::ErrorKind::Unsupported {
-        fail(
-            "opkssh agent is not available on this system yet (it cannot listen on a named \
-             pipe); opkssh login adds the key and certificate to the system's ssh-agent instead",
-        )
+        fail(format!(
+            "opkssh agent cannot listen on this system: {error}; opkssh login adds the key and \
+             certificate to the system's ssh-agent instead"
+        ))
     } else {
         fail(format!("cannot make the agent's socket: {error}"))
     }
