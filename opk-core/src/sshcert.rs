@@ -36,7 +36,7 @@ mod builder;
 mod certificate;
 mod key_file;
 
-pub use builder::{CertificateRequest, Principals, build_certificate};
+pub use builder::{CertificateRequest, Principals, build_certificate, ssh_signature};
 pub use certificate::{CertComment, OpksshCertificate};
 pub use key_file::{UserKeyFile, private_key_from_openssh, private_key_to_openssh};
 

@@ -130,6 +130,28 @@ pub fn build_certificate(request: CertificateRequest<'_>) -> Result<OpksshCertif
     Ok(parsed)
 }
 
+/// The SSH wire signature by `key` over `data` (RFC 4253 §6.6): `string algorithm ‖ string
+/// blob`, the blob being `mpint r ‖ mpint s` for `ecdsa-sha2-nistp256` (RFC 5656 §3.1.2) or the
+/// 64 signature bytes for `ssh-ed25519` (RFC 8709 §6). This is what an ssh-agent returns in
+/// `SSH_AGENT_SIGN_RESPONSE` and what a certificate's signature field holds; it is made the
+/// same way [`build_certificate`] signs (one signer for both).
+///
+/// # Errors
+/// [`CertError::UnsupportedKey`] for an RSA key; [`CertError::Build`] if signing or encoding
+/// fails.
+pub fn ssh_signature(key: &SigningKey, data: &[u8]) -> Result<Vec<u8>, CertError> {
+    use signature::Signer as _;
+    use ssh_key::encoding::Encode as _;
+    let signature = CertSigner::new(key)?
+        .try_sign(data)
+        .map_err(|_| CertError::Build(ssh_key::Error::Crypto))?;
+    let mut out = Vec::new();
+    signature
+        .encode(&mut out)
+        .map_err(|error| CertError::Build(ssh_key::Error::Encoding(error)))?;
+    Ok(out)
+}
+
 /// The user key as an ssh-key certificate signer, borrowed: the secret is not copied into
 /// ssh-key's key types.
 enum CertSigner<'a> {
@@ -203,6 +225,39 @@ mod tests {
             let public = KeyData::from(&signer);
             assert!(signature::Verifier::verify(&public, b"message", &signature).is_ok());
         }
+    }
+
+    #[test]
+    fn ssh_signature_is_the_wire_form_and_verifies() {
+        use ssh_key::encoding::Decode as _;
+        for kind in [UserKeyType::Ecdsa, UserKeyType::Ed25519] {
+            let key = generate_user_key(kind).unwrap();
+            let wire = ssh_signature(&key, b"data to sign").unwrap();
+            let mut reader = wire.as_slice();
+            let signature = Signature::decode(&mut reader).unwrap();
+            assert!(reader.is_empty(), "{kind:?}: trailing bytes");
+            assert_eq!(signature.algorithm().as_str(), kind.key_type_name());
+            // The algorithm name leads, as a length-prefixed string.
+            let name = kind.key_type_name().as_bytes();
+            assert_eq!(
+                &wire[..4],
+                &u32::try_from(name.len()).unwrap().to_be_bytes()
+            );
+            assert_eq!(&wire[4..4 + name.len()], name);
+            let public = KeyData::from(&CertSigner::new(&key).unwrap());
+            assert!(signature::Verifier::verify(&public, b"data to sign", &signature).is_ok());
+            assert!(signature::Verifier::verify(&public, b"other data", &signature).is_err());
+        }
+    }
+
+    #[test]
+    fn ssh_signature_refuses_rsa() {
+        let rsa = rsa::PrivateKey::new(&mut rand_core::UnwrapErr(getrandom::SysRng), 1024).unwrap();
+        let key = SigningKey::Rsa(Box::new(rsa));
+        assert_eq!(
+            ssh_signature(&key, b"x"),
+            Err(CertError::UnsupportedKey("RSA"))
+        );
     }
 
     #[test]
