@@ -1,5 +1,6 @@
 //! A small ssh-agent client (draft-miller-ssh-agent): list the agent's identities, add an
-//! opkssh certificate with its private key under a lifetime, remove an identity.
+//! opkssh certificate with its private key under a lifetime, remove an identity, and have the
+//! agent sign with a key it holds ([`Agent::sign`], for `--agent-key`: [`crate::agent_key`]).
 //!
 //! Only the messages opkssh needs are spoken, over the Unix socket named by `$SSH_AUTH_SOCK`
 //! (on Windows, Win32-OpenSSH's named pipe when it is not set: [`opk_os::agent`]).
@@ -28,12 +29,19 @@ pub const MAX_MESSAGE_LEN: usize = 256 * 1024;
 /// How long one read or write on the agent socket may block.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a sign request may wait for its answer. Longer than [`IO_TIMEOUT`]: the agents
+/// that hold hardware keys ask the user first (Touch ID for Secretive, a touch or PIN for a
+/// YubiKey, an approval in 1Password, `ssh-add -c`'s confirmation).
+pub const SIGN_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Message numbers and the constraint opkssh uses (draft-miller-ssh-agent §5.1, §4.2.6).
 mod number {
     pub(super) const FAILURE: u8 = 5;
     pub(super) const SUCCESS: u8 = 6;
     pub(super) const REQUEST_IDENTITIES: u8 = 11;
     pub(super) const IDENTITIES_ANSWER: u8 = 12;
+    pub(super) const SIGN_REQUEST: u8 = 13;
+    pub(super) const SIGN_RESPONSE: u8 = 14;
     pub(super) const REMOVE_IDENTITY: u8 = 18;
     pub(super) const ADD_ID_CONSTRAINED: u8 = 25;
     pub(super) const CONSTRAIN_LIFETIME: u8 = 1;
@@ -59,6 +67,10 @@ pub enum AgentError {
     /// A read or write took longer than [`IO_TIMEOUT`].
     #[error("the ssh-agent did not answer within {} s", IO_TIMEOUT.as_secs())]
     Timeout,
+    /// A sign request got no answer in time ([`SIGN_TIMEOUT`] unless
+    /// [`Agent::set_sign_timeout`] said otherwise); the seconds waited.
+    #[error("the ssh-agent did not sign within {0} s (was a confirmation prompt left unanswered?)")]
+    SignTimeout(u64),
     /// The connection failed or closed.
     #[error("talking to the ssh-agent failed: {0}")]
     Io(#[source] std::io::Error),
@@ -137,6 +149,15 @@ pub enum Request<'a> {
     AddCertificate(CertificateIdentity<'a>),
     /// `SSH_AGENTC_REMOVE_IDENTITY` of a key blob.
     RemoveIdentity(&'a [u8]),
+    /// `SSH_AGENTC_SIGN_REQUEST`: the key blob, the data, the flags.
+    Sign {
+        /// The public key blob of the key to sign with, as the agent listed it.
+        key_blob: &'a [u8],
+        /// What to sign.
+        data: &'a [u8],
+        /// `SSH_AGENT_RSA_SHA2_*` flags; 0 for ECDSA and Ed25519 keys.
+        flags: u32,
+    },
 }
 
 impl Request<'_> {
@@ -150,6 +171,9 @@ impl Request<'_> {
         let capacity = match self {
             Self::RequestIdentities => 5,
             Self::RemoveIdentity(blob) => 9_usize.saturating_add(blob.len()),
+            Self::Sign { key_blob, data, .. } => 17_usize
+                .saturating_add(key_blob.len())
+                .saturating_add(data.len()),
             Self::AddCertificate(identity) => [
                 5,
                 4,
@@ -180,6 +204,16 @@ impl Request<'_> {
                 .encode(&mut *frame)
                 .and_then(|()| blob.encode(&mut *frame))
                 .map_err(field_too_long)?,
+            Self::Sign {
+                key_blob,
+                data,
+                flags,
+            } => number::SIGN_REQUEST
+                .encode(&mut *frame)
+                .and_then(|()| key_blob.encode(&mut *frame))
+                .and_then(|()| data.encode(&mut *frame))
+                .and_then(|()| flags.encode(&mut *frame))
+                .map_err(field_too_long)?,
             Self::AddCertificate(identity) => encode_add_certificate(identity, &mut frame)?,
         }
         set_length_prefix(&mut frame)?;
@@ -209,6 +243,13 @@ fn encode_add_certificate(
     if matches!(identity.key, SigningKey::Rsa(_)) {
         return Err(AgentError::Unsendable("RSA keys are not opkssh user keys"));
     }
+    // A key another agent holds has no private half here to send; `opkssh agent` presents
+    // such a certificate itself and has the holding agent sign.
+    if identity.key.external().is_some() {
+        return Err(AgentError::Unsendable(
+            "the key is held by an ssh-agent, which never gives out its private half",
+        ));
+    }
     if !certificate.matches_upk(&identity.key.public_key()) {
         return Err(AgentError::Unsendable(
             "the private key is not the certificate's key",
@@ -236,7 +277,7 @@ fn encode_add_certificate(
                 .encode(frame)
                 .and_then(|()| pair.as_slice().encode(frame))
         }
-        SigningKey::Rsa(_) => Ok(()),
+        SigningKey::Rsa(_) | SigningKey::External(_) => Ok(()),
     }
     .map_err(field_too_long)?;
     identity
@@ -281,6 +322,9 @@ pub enum Reply {
     Failure,
     /// `SSH_AGENT_IDENTITIES_ANSWER`.
     Identities(Vec<Identity>),
+    /// `SSH_AGENT_SIGN_RESPONSE`: the SSH signature blob (`string algorithm ‖ string
+    /// signature`), not looked into here.
+    Signature(Vec<u8>),
     /// Any other message number (its body is not looked at).
     Other(u8),
 }
@@ -299,6 +343,10 @@ impl Reply {
             number::SUCCESS => Self::Success,
             number::FAILURE => Self::Failure,
             number::IDENTITIES_ANSWER => Self::Identities(decode_identities(&mut rest)?),
+            number::SIGN_RESPONSE => Self::Signature(
+                Vec::<u8>::decode(&mut rest)
+                    .map_err(|_| AgentError::Malformed("truncated sign response"))?,
+            ),
             other => return Ok(Self::Other(other)),
         };
         if !rest.is_empty() {
@@ -317,6 +365,9 @@ impl Reply {
             Self::Success => number::SUCCESS.encode(&mut frame),
             Self::Failure => number::FAILURE.encode(&mut frame),
             Self::Identities(identities) => encode_identities(identities, &mut frame),
+            Self::Signature(signature) => number::SIGN_RESPONSE
+                .encode(&mut frame)
+                .and_then(|()| signature.as_slice().encode(&mut frame)),
             Self::Other(_) => return Err(AgentError::Unsendable("an unknown message")),
         }
         .map_err(field_too_long)?;
@@ -394,6 +445,7 @@ fn closed_or_io(error: std::io::Error) -> AgentError {
 #[derive(Debug)]
 pub struct Agent {
     stream: AgentStream,
+    sign_timeout: Duration,
 }
 
 impl Agent {
@@ -419,7 +471,10 @@ impl Agent {
             source,
         };
         let stream = AgentStream::connect(path, IO_TIMEOUT).map_err(unreachable)?;
-        Ok(Self { stream })
+        Ok(Self {
+            stream,
+            sign_timeout: SIGN_TIMEOUT,
+        })
     }
 
     /// The identities the agent holds.
@@ -454,6 +509,50 @@ impl Agent {
         }
     }
 
+    /// How long [`Agent::sign`] waits for the signature ([`SIGN_TIMEOUT`] by default).
+    pub fn set_sign_timeout(&mut self, timeout: Duration) {
+        self.sign_timeout = timeout;
+    }
+
+    /// Has the agent sign `data` with the key whose public key blob is `key_blob` (as
+    /// [`Agent::identities`] listed it), waiting up to [`SIGN_TIMEOUT`] for a person to confirm.
+    /// Returns the agent's SSH signature blob as it is; the caller parses and checks it
+    /// ([`opk_core::external`] does for `--agent-key`).
+    ///
+    /// # Errors
+    /// [`AgentError::Refused`] if the agent declines (no such key, a confirmation denied, a key
+    /// whose constraints forbid this data), [`AgentError::SignTimeout`], and the other errors of
+    /// a request.
+    pub fn sign(
+        &mut self,
+        key_blob: &[u8],
+        data: &[u8],
+        flags: u32,
+    ) -> Result<Vec<u8>, AgentError> {
+        self.stream
+            .set_read_timeout(Some(self.sign_timeout))
+            .map_err(AgentError::Io)?;
+        let reply = self.call(&Request::Sign {
+            key_blob,
+            data,
+            flags,
+        });
+        // Back to the short bound for whatever this connection asks next.
+        let restored = self.stream.set_read_timeout(Some(IO_TIMEOUT));
+        let reply = match reply {
+            Err(AgentError::Timeout) => {
+                return Err(AgentError::SignTimeout(self.sign_timeout.as_secs()));
+            }
+            other => other?,
+        };
+        restored.map_err(AgentError::Io)?;
+        match reply {
+            Reply::Signature(signature) => Ok(signature),
+            Reply::Failure => Err(AgentError::Refused("sign")),
+            other => Err(unexpected(&other, "a signature")),
+        }
+    }
+
     /// Removes the identity with this key blob.
     ///
     /// # Errors
@@ -481,6 +580,7 @@ fn unexpected(reply: &Reply, request: &'static str) -> AgentError {
         Reply::Success => number::SUCCESS,
         Reply::Failure => number::FAILURE,
         Reply::Identities(_) => number::IDENTITIES_ANSWER,
+        Reply::Signature(_) => number::SIGN_RESPONSE,
         Reply::Other(got) => *got,
     };
     AgentError::UnexpectedReply { got, request }
@@ -844,6 +944,72 @@ mod tests {
                 key_blob: vec![1, 2, 3],
                 comment: b"c".to_vec()
             }]
+        );
+    }
+
+    #[test]
+    fn sign_request_frame() {
+        let frame = Request::Sign {
+            key_blob: b"key",
+            data: b"header.payload",
+            flags: 0,
+        }
+        .to_frame()
+        .unwrap();
+        let mut fields = Fields(body(&frame));
+        assert_eq!(fields.byte(), 13, "SSH_AGENTC_SIGN_REQUEST");
+        assert_eq!(fields.string(), b"key");
+        assert_eq!(fields.string(), b"header.payload");
+        assert_eq!(fields.uint32(), 0);
+        assert!(fields.0.is_empty());
+        // Sized exactly: no reallocation while building.
+        assert_eq!(frame.capacity(), 17 + 3 + 14);
+    }
+
+    #[test]
+    fn sign_responses_round_trip_and_must_be_whole() {
+        let reply = Reply::Signature(b"signature blob".to_vec());
+        let frame = reply.to_frame().unwrap();
+        assert_eq!(&frame[4..9], &[14, 0, 0, 0, 14]);
+        assert_eq!(
+            Reply::from_body(&read_frame(&mut Cursor::new(&frame)).unwrap()).unwrap(),
+            reply
+        );
+        assert!(malformed(&[14, 0, 0, 0, 5, 1]).contains("truncated sign response"));
+        assert!(malformed(&[14, 0, 0, 0, 1, 1, 9]).contains("after the end"));
+    }
+
+    fn sign_against_peer(
+        answer: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, AgentError> {
+        let (dir, peer) = scripted_peer(answer);
+        let mut agent = Agent::connect(&dir.path().join("sock")).unwrap();
+        agent.set_sign_timeout(timeout);
+        let result = agent.sign(b"key", b"data", 0);
+        drop(agent);
+        peer.join().unwrap();
+        result
+    }
+
+    #[test]
+    fn the_sign_client_turns_bad_answers_into_errors() {
+        let long = Duration::from_secs(10);
+        assert!(matches!(
+            sign_against_peer(Some(Reply::Failure.to_frame().unwrap()), long),
+            Err(AgentError::Refused("sign"))
+        ));
+        assert!(matches!(
+            sign_against_peer(Some(Reply::Success.to_frame().unwrap()), long),
+            Err(AgentError::UnexpectedReply { got: 6, .. })
+        ));
+        let error = sign_against_peer(None, Duration::from_millis(1500)).unwrap_err();
+        assert!(matches!(error, AgentError::SignTimeout(1)), "{error}");
+        assert!(error.to_string().contains("within 1 s"), "{error}");
+        assert_eq!(
+            sign_against_peer(Some(Reply::Signature(vec![7; 9]).to_frame().unwrap()), long)
+                .unwrap(),
+            vec![7; 9]
         );
     }
 

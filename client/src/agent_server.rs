@@ -89,7 +89,8 @@ mod number {
 /// What the agent presents: one opkssh certificate and its key.
 #[derive(Debug, Clone)]
 pub struct Held {
-    /// The certificate's private key, in memory only.
+    /// The certificate's private key: in memory only, or held by the upstream ssh-agent
+    /// ([`crate::agent_key`], `--agent-key`), which then signs for it.
     pub key: SigningKey,
     /// The certificate.
     pub certificate: OpksshCertificate,

@@ -50,6 +50,34 @@ pub fn write_atomic_owned(
     )?)
 }
 
+/// The certificate file that goes with the key file `key_path`: `<key_path>-cert.pub`, where
+/// `ssh` looks for it.
+pub fn certificate_path(key_path: &Path) -> PathBuf {
+    let mut path = key_path.as_os_str().to_owned();
+    path.push("-cert.pub");
+    PathBuf::from(path)
+}
+
+/// Writes only the certificate of `key_path`, at `<key_path>-cert.pub` (0644), for a key that
+/// has no file because an ssh-agent holds it (`--agent-key`): `ssh` uses it with
+/// `CertificateFile` and signs with the agent's key.
+///
+/// # Errors
+/// [`WriteError`] naming the file.
+pub fn write_certificate(
+    key_path: &Path,
+    certificate: &OpksshCertificate,
+    comment: CertComment<'_>,
+) -> Result<PathBuf, WriteError> {
+    let path = certificate_path(key_path);
+    write_atomic(
+        &path,
+        certificate.to_line(comment).as_bytes(),
+        CERTIFICATE_MODE,
+    )?;
+    Ok(path)
+}
+
 /// Writes an SSH identity: the private key at `key_path` (0600, comment `openpubkey cert`) and
 /// the certificate at `<key_path>-cert.pub` (0644) with the given comment (wire-format.md §6.3).
 ///
@@ -70,9 +98,7 @@ pub fn write_identity(
     comment: CertComment<'_>,
 ) -> Result<PathBuf, WriteError> {
     let pem = private_key_to_openssh(key)?;
-    let mut certificate_path = key_path.as_os_str().to_owned();
-    certificate_path.push("-cert.pub");
-    let certificate_path = PathBuf::from(certificate_path);
+    let certificate_path = certificate_path(key_path);
     let new_key = atomic_file::prepare(key_path, pem.as_bytes(), FileMode::mode(PRIVATE_KEY_MODE))?;
     let new_certificate = atomic_file::prepare(
         &certificate_path,

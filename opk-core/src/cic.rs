@@ -194,8 +194,12 @@ impl CicHeader {
 
     /// Signs the ID token's payload segment with the user key (wire-format.md §3.3 step 6).
     ///
+    /// With a key an ssh-agent holds, the agent makes the signature over the JWS signing
+    /// input and it is checked before it is used ([`crate::external`]).
+    ///
     /// # Errors
-    /// Never for a header made by [`CicHeader::new`]; typed for safety.
+    /// [`JwsError::Sign`] when the key's holder fails; never for an in-memory key and a header
+    /// made by [`CicHeader::new`].
     pub fn sign(&self, payload_segment: &str, key: &SigningKey) -> Result<Jws, JwsError> {
         Jws::sign(&self.json, payload_segment, key)
     }
@@ -260,6 +264,27 @@ mod tests {
         assert_eq!(cic.commitment(), header.commitment());
         assert_eq!(cic.verify_signature(&jws), Ok(()));
         assert_eq!(cic.upk(), &key.public_key());
+    }
+
+    #[test]
+    fn a_held_key_makes_the_same_cic_bytes() {
+        // Both P-256 (RFC 6979) and Ed25519 sign deterministically, so a key an agent holds
+        // gives the in-memory key's CIC header, commitment and signature byte for byte.
+        let keys = [
+            SigningKey::EcdsaP256(p256::ecdsa::SigningKey::from_slice(&[5; 32]).unwrap()),
+            SigningKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&[6; 32])),
+        ];
+        for key in keys {
+            let agent_key = crate::external::testing::held(&key);
+            let header = CicHeader::new(&key, &[], [2; 32]).unwrap();
+            let agent_header = CicHeader::new(&agent_key, &[], [2; 32]).unwrap();
+            assert_eq!(header, agent_header);
+            let jws = header.sign("eyJhIjoxfQ", &key).unwrap();
+            let agent_jws = agent_header.sign("eyJhIjoxfQ", &agent_key).unwrap();
+            assert_eq!(jws.to_compact(), agent_jws.to_compact());
+            let cic = Cic::from_header(agent_jws.header()).unwrap();
+            assert_eq!(cic.verify_signature(&agent_jws), Ok(()));
+        }
     }
 
     #[test]

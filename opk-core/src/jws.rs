@@ -7,6 +7,7 @@
 //! Parsed tokens keep their original segments; the signing input is always built from them.
 
 use crate::b64;
+use crate::external::{ExternalKey, SignError};
 use crate::jwk::PublicKey;
 use serde_json::{Map, Value};
 use signature::{SignatureEncoding as _, Signer as _, Verifier as _};
@@ -93,6 +94,9 @@ pub enum JwsError {
     /// The GQ256 proof was refused.
     #[error("gq256: {0}")]
     Gq(crate::gq::GqError),
+    /// The key could not sign (a key held by an ssh-agent that failed or refused).
+    #[error("signing: {0}")]
+    Sign(SignError),
 }
 
 /// A compact JWS, keeping the segments exactly as received.
@@ -154,7 +158,8 @@ impl Jws {
     /// header segment and, for a CIC, as the commitment input.
     ///
     /// # Errors
-    /// A header that is not a JSON object of the right member types.
+    /// A header that is not a JSON object of the right member types; [`JwsError::Sign`] when
+    /// the key is held elsewhere and its holder fails.
     pub fn sign(
         header_json: &str,
         payload_segment: &str,
@@ -162,7 +167,7 @@ impl Jws {
     ) -> Result<Self, JwsError> {
         let header_segment = b64::encode_url(header_json.as_bytes());
         let signing_input = format!("{header_segment}.{payload_segment}");
-        let signature = key.sign(signing_input.as_bytes());
+        let signature = key.sign(signing_input.as_bytes()).map_err(JwsError::Sign)?;
         Self::from_segments(
             &header_segment,
             payload_segment,
@@ -308,8 +313,9 @@ fn check_header_types(header: &Map<String, Value>) -> Result<(), JwsError> {
     Ok(())
 }
 
-/// A private key that signs JWS: the user's key (ES256, EdDSA) or an OP key (RS256, ES256) in
-/// test and demo providers.
+/// A private key that signs JWS: the user key (ES256, EdDSA) or an OP key (RS256, ES256) in
+/// test and demo providers. The user key is in memory, or held by an ssh-agent
+/// ([`SigningKey::External`]), which makes every signature and never hands out the key.
 #[derive(Clone)]
 pub enum SigningKey {
     /// ECDSA P-256 (ES256).
@@ -318,12 +324,25 @@ pub enum SigningKey {
     Ed25519(ed25519_dalek::SigningKey),
     /// RSA PKCS#1 v1.5 (RS256).
     Rsa(Box<rsa::PrivateKey>),
+    /// A P-256 (ES256) or Ed25519 (EdDSA) user key whose private half is elsewhere, in an
+    /// ssh-agent ([`crate::external`]). Signing asks the holder and can fail.
+    External(ExternalKey),
 }
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print private key material.
-        write!(formatter, "SigningKey({})", self.algorithm())
+        match self {
+            Self::External(key) => write!(
+                formatter,
+                "SigningKey({}, held by {})",
+                self.algorithm(),
+                key.describe()
+            ),
+            Self::EcdsaP256(_) | Self::Ed25519(_) | Self::Rsa(_) => {
+                write!(formatter, "SigningKey({})", self.algorithm())
+            }
+        }
     }
 }
 
@@ -334,6 +353,7 @@ impl SigningKey {
             Self::EcdsaP256(_) => Algorithm::Es256,
             Self::Ed25519(_) => Algorithm::EdDsa,
             Self::Rsa(_) => Algorithm::Rs256,
+            Self::External(key) => key.algorithm(),
         }
     }
 
@@ -343,20 +363,36 @@ impl SigningKey {
             Self::EcdsaP256(key) => PublicKey::EcdsaP256(*key.verifying_key()),
             Self::Ed25519(key) => PublicKey::Ed25519(key.verifying_key()),
             Self::Rsa(key) => PublicKey::Rsa(key.to_public_key()),
+            Self::External(key) => key.public_key().clone(),
         }
     }
 
-    /// Signs `message`, giving the JWS signature bytes.
-    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+    /// The holder of the key when it is not in this process's memory.
+    pub fn external(&self) -> Option<&ExternalKey> {
+        match self {
+            Self::External(key) => Some(key),
+            Self::EcdsaP256(_) | Self::Ed25519(_) | Self::Rsa(_) => None,
+        }
+    }
+
+    /// Signs `message`, giving the JWS signature bytes (ES256: the fixed 64-byte `r ‖ s`).
+    ///
+    /// # Errors
+    /// [`SignError`] when a held key's holder fails or answers with something that does not
+    /// verify; [`SignError::Failed`] if an in-memory signature cannot be computed.
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
         match self {
             Self::EcdsaP256(key) => {
-                let signature: p256::ecdsa::Signature = key.sign(message);
-                signature.to_bytes().to_vec()
+                let signature: p256::ecdsa::Signature =
+                    key.try_sign(message).map_err(|_| SignError::Failed)?;
+                Ok(signature.to_bytes().to_vec())
             }
-            Self::Ed25519(key) => key.sign(message).to_bytes().to_vec(),
+            Self::Ed25519(key) => Ok(key.sign(message).to_bytes().to_vec()),
             Self::Rsa(key) => rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key.as_ref().clone())
-                .sign(message)
-                .to_vec(),
+                .try_sign(message)
+                .map(|signature| signature.to_vec())
+                .map_err(|_| SignError::Failed),
+            Self::External(key) => key.sign_jws(message),
         }
     }
 }

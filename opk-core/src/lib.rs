@@ -27,6 +27,7 @@ pub mod cic;
 pub mod claims;
 pub mod device;
 pub mod escape;
+pub mod external;
 pub mod fuzzing;
 pub mod gojson;
 pub mod gq;

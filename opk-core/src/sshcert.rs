@@ -41,6 +41,7 @@ pub use certificate::{CertComment, OpksshCertificate};
 pub use key_file::{UserKeyFile, private_key_from_openssh, private_key_to_openssh};
 
 use crate::b64;
+use crate::jwk::PublicKey;
 use crate::jws::SigningKey;
 
 /// Re-exported because [`OpksshCertificate::inner`] and [`CertError`] expose its types.
@@ -127,6 +128,13 @@ pub enum CertError {
     /// The operating system's random number generator failed.
     #[error("the operating system random number generator failed")]
     Rng,
+    /// The key is held elsewhere (an ssh-agent) and could not sign.
+    #[error("signing the certificate: {0}")]
+    Sign(crate::external::SignError),
+    /// The key is held elsewhere (an ssh-agent, named here), so there is no private key to
+    /// write to a file.
+    #[error("the key is held by {0}, so it has no private key file")]
+    HeldElsewhere(String),
     /// The text is not one `OPENSSH PRIVATE KEY` PEM block.
     #[error("not an OpenSSH private key: {0}")]
     NotOpensshKey(&'static str),
@@ -187,15 +195,23 @@ impl UserKeyType {
             .find(|kind| kind.cert_type_name() == name)
     }
 
-    /// The key type of a signing key, or an error for RSA.
+    /// The key type of a signing key, in memory or held by an agent, or an error for RSA.
     ///
     /// # Errors
     /// [`CertError::UnsupportedKey`] for an RSA key.
     pub fn of(key: &SigningKey) -> Result<Self, CertError> {
+        Self::of_public(&key.public_key())
+    }
+
+    /// The key type of a public key, or an error for RSA.
+    ///
+    /// # Errors
+    /// [`CertError::UnsupportedKey`] for an RSA key.
+    pub fn of_public(key: &PublicKey) -> Result<Self, CertError> {
         match key {
-            SigningKey::EcdsaP256(_) => Ok(Self::Ecdsa),
-            SigningKey::Ed25519(_) => Ok(Self::Ed25519),
-            SigningKey::Rsa(_) => Err(CertError::UnsupportedKey("RSA")),
+            PublicKey::EcdsaP256(_) => Ok(Self::Ecdsa),
+            PublicKey::Ed25519(_) => Ok(Self::Ed25519),
+            PublicKey::Rsa(_) => Err(CertError::UnsupportedKey("RSA")),
         }
     }
 }
@@ -224,7 +240,7 @@ pub fn generate_user_key(kind: UserKeyType) -> Result<SigningKey, CertError> {
 
 /// A short, printable excerpt of outside text for an error message: at most 64 bytes, control
 /// characters escaped, so a hostile type name can't flood or forge log lines.
-fn excerpt(bytes: &[u8]) -> String {
+pub(crate) fn excerpt(bytes: &[u8]) -> String {
     const LIMIT: usize = 64;
     let cut = bytes.get(..LIMIT).unwrap_or(bytes);
     let mut text = String::from_utf8_lossy(cut).escape_debug().to_string();
@@ -243,18 +259,18 @@ fn random_u32() -> Result<u32, CertError> {
 /// `string type ‖ string "nistp256" ‖ string Q` or `string type ‖ string pk`.
 fn public_key_blob(key: &SigningKey) -> Result<Vec<u8>, CertError> {
     let mut out = Vec::new();
-    match key {
-        SigningKey::EcdsaP256(key) => {
-            let point = key.verifying_key().to_sec1_point(false);
+    match key.public_key() {
+        PublicKey::EcdsaP256(key) => {
+            let point = key.to_sec1_point(false);
             put_string(&mut out, UserKeyType::Ecdsa.key_type_name().as_bytes());
             put_string(&mut out, b"nistp256");
             put_string(&mut out, point.as_bytes());
         }
-        SigningKey::Ed25519(key) => {
+        PublicKey::Ed25519(key) => {
             put_string(&mut out, UserKeyType::Ed25519.key_type_name().as_bytes());
-            put_string(&mut out, key.verifying_key().as_bytes());
+            put_string(&mut out, key.as_bytes());
         }
-        SigningKey::Rsa(_) => return Err(CertError::UnsupportedKey("RSA")),
+        PublicKey::Rsa(_) => return Err(CertError::UnsupportedKey("RSA")),
     }
     Ok(out)
 }
@@ -262,7 +278,7 @@ fn public_key_blob(key: &SigningKey) -> Result<Vec<u8>, CertError> {
 /// Appends an SSH `string` (RFC 4251 §5): uint32 length, then the bytes. Callers pass key
 /// material, type names and comments from inputs capped far below 4 GiB; should a longer slice
 /// ever arrive, the length saturates and the result fails to parse, rather than panicking.
-fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {
     let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(bytes);
@@ -270,12 +286,12 @@ fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {
 
 /// A bounds-checked reader of SSH wire data (RFC 4251 §5). Every read either returns the
 /// requested bytes or `None`; nothing indexes past the end.
-struct WireReader<'a> {
+pub(crate) struct WireReader<'a> {
     rest: &'a [u8],
 }
 
 impl<'a> WireReader<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
         Self { rest: bytes }
     }
 
@@ -293,7 +309,7 @@ impl<'a> WireReader<'a> {
         Some(u32::from_be_bytes(bytes))
     }
 
-    fn string(&mut self) -> Option<&'a [u8]> {
+    pub(crate) fn string(&mut self) -> Option<&'a [u8]> {
         let len = usize::try_from(self.u32()?).ok()?;
         self.take(len)
     }
@@ -302,7 +318,7 @@ impl<'a> WireReader<'a> {
         self.rest
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.rest.is_empty()
     }
 }

@@ -127,7 +127,9 @@ fn op_rs256_header_over_an_es256_signature() {
     let login = Login::rsa().sound();
     let attacker = es_key();
     let header = r#"{"alg":"RS256","kid":"op-key","typ":"JWT"}"#;
-    let sig = attacker.sign(login.signing_input(header).as_bytes());
+    let sig = attacker
+        .sign(login.signing_input(header).as_bytes())
+        .unwrap();
     let refusal = login.refuse(&login.with_op(header, &sig));
     assert!(
         matches!(refusal, Refusal::Verify(VerifyError::OpSignature(_))),
@@ -141,7 +143,9 @@ fn op_es256_header_against_an_rsa_jwks_key() {
     let login = Login::rsa().sound();
     let attacker = es_key();
     let header = r#"{"alg":"ES256","kid":"op-key","typ":"JWT"}"#;
-    let sig = attacker.sign(login.signing_input(header).as_bytes());
+    let sig = attacker
+        .sign(login.signing_input(header).as_bytes())
+        .unwrap();
     let refusal = login.refuse(&login.with_op(header, &sig));
     assert!(
         matches!(
@@ -161,7 +165,9 @@ fn op_rs256_header_against_an_ec_jwks_key() {
     let login = Login::new().sound();
     let attacker = rsa_key2();
     let header = r#"{"alg":"RS256","kid":"op-key","typ":"JWT"}"#;
-    let sig = attacker.sign(login.signing_input(header).as_bytes());
+    let sig = attacker
+        .sign(login.signing_input(header).as_bytes())
+        .unwrap();
     let refusal = login.refuse(&login.with_op(header, &sig));
     assert!(
         matches!(
@@ -180,7 +186,9 @@ fn op_rs256_header_against_an_ec_jwks_key() {
 fn op_ps256_header_over_an_rs256_signature() {
     let login = Login::rsa().sound();
     let header = r#"{"alg":"PS256","kid":"op-key","typ":"JWT"}"#;
-    let sig = rsa_key().sign(login.signing_input(header).as_bytes());
+    let sig = rsa_key()
+        .sign(login.signing_input(header).as_bytes())
+        .unwrap();
     let refusal = login.refuse(&login.with_op(header, &sig));
     assert!(
         matches!(
@@ -199,7 +207,9 @@ fn op_ps256_header_over_an_rs256_signature() {
 fn op_ps256_header_over_an_rs256_signature_with_a_ps256_key() {
     let login = Login::rsa().sound();
     let header = r#"{"alg":"PS256","kid":"op-key","typ":"JWT"}"#;
-    let sig = rsa_key().sign(login.signing_input(header).as_bytes());
+    let sig = rsa_key()
+        .sign(login.signing_input(header).as_bytes())
+        .unwrap();
     let jwks = Jwks::from_keys(vec![Jwk::new(
         rsa_key().public_key(),
         Some(KID.into()),
@@ -224,7 +234,9 @@ fn op_eddsa_header_against_an_ec_jwks_key() {
     let login = Login::new().sound();
     let attacker = ed_key();
     let header = r#"{"alg":"EdDSA","kid":"op-key","typ":"JWT"}"#;
-    let sig = attacker.sign(login.signing_input(header).as_bytes());
+    let sig = attacker
+        .sign(login.signing_input(header).as_bytes())
+        .unwrap();
     let refusal = login.refuse(&login.with_op(header, &sig));
     assert!(
         matches!(

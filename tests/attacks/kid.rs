@@ -22,7 +22,10 @@ fn two_key_jwks(login: &Login) -> Jwks {
 
 /// Re-signs the OP part with the real OP key under `header` (an OP that emits it).
 fn op_signed(login: &Login, header: &str) -> String {
-    let sig = login.op_key.sign(login.signing_input(header).as_bytes());
+    let sig = login
+        .op_key
+        .sign(login.signing_input(header).as_bytes())
+        .unwrap();
     login.with_op(header, &sig)
 }
 
@@ -118,7 +121,9 @@ fn kid_duplicated_member_with_the_real_kid_last() {
     let login = Login::new().sound();
     let attacker = es_key();
     let header = r#"{"alg":"ES256","kid":"attacker","kid":"op-key","typ":"JWT"}"#;
-    let sig = attacker.sign(login.signing_input(header).as_bytes());
+    let sig = attacker
+        .sign(login.signing_input(header).as_bytes())
+        .unwrap();
     let refusal = login.refuse(&login.with_op(header, &sig));
     assert!(
         matches!(
@@ -135,7 +140,9 @@ fn kid_duplicated_member_with_the_real_kid_first() {
     let login = Login::new().sound();
     let attacker = es_key();
     let header = r#"{"alg":"ES256","kid":"op-key","kid":"attacker","typ":"JWT"}"#;
-    let sig = attacker.sign(login.signing_input(header).as_bytes());
+    let sig = attacker
+        .sign(login.signing_input(header).as_bytes())
+        .unwrap();
     let refusal = login.refuse(&login.with_op(header, &sig));
     assert!(
         matches!(refusal, Refusal::Verify(VerifyError::KeyLookup(_))),

@@ -119,7 +119,11 @@ fn op_signature_second_one_from_an_attacker() {
     let login = Login::new().sound();
     let attacker = es_key();
     let header = r#"{"alg":"ES256","kid":"op-key","typ":"JWT"}"#;
-    let sig = b64::encode_url(attacker.sign(login.signing_input(header).as_bytes()));
+    let sig = b64::encode_url(
+        attacker
+            .sign(login.signing_input(header).as_bytes())
+            .unwrap(),
+    );
     let parts = login.parts();
     let token = format!(
         "{}:{}:{}:{}:{sig}:{}:{}",

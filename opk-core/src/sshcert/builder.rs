@@ -5,10 +5,13 @@ use super::{
     CertError, DEFAULT_PRINCIPAL, EXTENSION_ACCESS_TOKEN, EXTENSION_PK_TOKEN, OpksshCertificate,
     PERMIT_EXTENSIONS, UserKeyType,
 };
+use crate::external::{ExternalKey, HeldSignature, SignError};
+use crate::jwk::PublicKey;
 use crate::jws::SigningKey;
 use ssh_key::certificate::{Builder, CertType};
 use ssh_key::public::{EcdsaPublicKey, Ed25519PublicKey, KeyData};
 use ssh_key::{Algorithm, Signature};
+use std::cell::RefCell;
 
 /// The certificate's valid principals (§6.1).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -57,9 +60,14 @@ impl std::fmt::Debug for CertificateRequest<'_> {
 /// returned, in every build (cheap, once per login), so a certificate that would not parse
 /// on the server never leaves this function.
 ///
+/// The key may be held by an ssh-agent ([`SigningKey::External`]): the agent then makes the
+/// self-signature, which is checked before it is used and written in the same canonical form
+/// as an in-memory key's.
+///
 /// # Errors
 /// [`CertError::UnsupportedKey`] for an RSA key, [`CertError::Rng`], [`CertError::Build`],
-/// and [`CertError::SelfCheck`] if the result does not parse back (a bug).
+/// [`CertError::Sign`] when the agent holding the key fails, and [`CertError::SelfCheck`] if
+/// the result does not parse back (a bug).
 pub fn build_certificate(request: CertificateRequest<'_>) -> Result<OpksshCertificate, CertError> {
     let kind = UserKeyType::of(request.key)?;
     let signer = CertSigner::new(request.key)?;
@@ -114,7 +122,11 @@ pub fn build_certificate(request: CertificateRequest<'_>) -> Result<OpksshCertif
             .map_err(CertError::Build)?;
     }
 
-    let cert = builder.sign(&signer).map_err(CertError::Build)?;
+    let cert = builder.sign(&signer).map_err(|error| {
+        signer
+            .take_failure()
+            .map_or(CertError::Build(error), CertError::Sign)
+    })?;
     let blob = cert.to_bytes().map_err(CertError::Build)?;
 
     // Parse our own output with the server-side parser and check the self-signature: the
@@ -136,15 +148,15 @@ pub fn build_certificate(request: CertificateRequest<'_>) -> Result<OpksshCertif
 /// `SSH_AGENT_SIGN_RESPONSE` and what a certificate's signature field holds; it is made the
 /// same way [`build_certificate`] signs (one signer for both).
 ///
+/// For a key an ssh-agent holds ([`SigningKey::External`]) the upstream agent signs; its answer
+/// is checked under the public key and re-encoded canonically, as for the certificate.
+///
 /// # Errors
-/// [`CertError::UnsupportedKey`] for an RSA key; [`CertError::Build`] if signing or encoding
-/// fails.
+/// [`CertError::UnsupportedKey`] for an RSA key; [`CertError::Sign`] when the agent holding
+/// the key fails or answers with a bad signature; [`CertError::Build`] if encoding fails.
 pub fn ssh_signature(key: &SigningKey, data: &[u8]) -> Result<Vec<u8>, CertError> {
-    use signature::Signer as _;
     use ssh_key::encoding::Encode as _;
-    let signature = CertSigner::new(key)?
-        .try_sign(data)
-        .map_err(|_| CertError::Build(ssh_key::Error::Crypto))?;
+    let signature = CertSigner::new(key)?.sign_ssh(data)?;
     let mut out = Vec::new();
     signature
         .encode(&mut out)
@@ -157,6 +169,13 @@ pub fn ssh_signature(key: &SigningKey, data: &[u8]) -> Result<Vec<u8>, CertError
 enum CertSigner<'a> {
     EcdsaP256(&'a p256::ecdsa::SigningKey),
     Ed25519(&'a ed25519_dalek::SigningKey),
+    /// A key an ssh-agent holds. ssh-key's builder turns any signing failure into an opaque
+    /// error, so the holder's reason is kept here for [`build_certificate`] to report.
+    External {
+        key: &'a ExternalKey,
+        public: Box<KeyData>,
+        failure: RefCell<Option<SignError>>,
+    },
 }
 
 impl<'a> CertSigner<'a> {
@@ -165,6 +184,18 @@ impl<'a> CertSigner<'a> {
             SigningKey::EcdsaP256(key) => Ok(Self::EcdsaP256(key)),
             SigningKey::Ed25519(key) => Ok(Self::Ed25519(key)),
             SigningKey::Rsa(_) => Err(CertError::UnsupportedKey("RSA")),
+            SigningKey::External(key) => {
+                let public = match key.public_key() {
+                    PublicKey::EcdsaP256(public) => KeyData::Ecdsa(EcdsaPublicKey::from(public)),
+                    PublicKey::Ed25519(public) => KeyData::Ed25519(Ed25519PublicKey::from(public)),
+                    PublicKey::Rsa(_) => return Err(CertError::UnsupportedKey("RSA")),
+                };
+                Ok(Self::External {
+                    key,
+                    public: Box::new(public),
+                    failure: RefCell::new(None),
+                })
+            }
         }
     }
 
@@ -172,25 +203,60 @@ impl<'a> CertSigner<'a> {
         match self {
             Self::EcdsaP256(key) => KeyData::Ecdsa(EcdsaPublicKey::from(key.verifying_key())),
             Self::Ed25519(key) => KeyData::Ed25519(Ed25519PublicKey::from(key.verifying_key())),
+            Self::External { public, .. } => public.as_ref().clone(),
+        }
+    }
+
+    /// The SSH signature over `message`, with a typed error (the `Signer` impl below must
+    /// return ssh-key's opaque one).
+    fn sign_ssh(&self, message: &[u8]) -> Result<Signature, CertError> {
+        match self {
+            // `ecdsa-sha2-nistp256` over SHA-256; ssh-key writes r and s as minimal mpints,
+            // as Go does (§6.2, §7 item 16: not the raw r‖s of JWS).
+            Self::EcdsaP256(key) => {
+                let signature: p256::ecdsa::Signature = signature::Signer::try_sign(*key, message)
+                    .map_err(|_| CertError::Sign(SignError::Failed))?;
+                Signature::try_from(signature).map_err(CertError::Build)
+            }
+            Self::Ed25519(key) => {
+                let signature = signature::Signer::try_sign(*key, message)
+                    .map_err(|_| CertError::Sign(SignError::Failed))?;
+                Signature::new(Algorithm::Ed25519, signature.to_bytes().to_vec())
+                    .map_err(CertError::Build)
+            }
+            // The agent's signature, parsed and verified, is re-encoded exactly as an
+            // in-memory key's would be: the same minimal mpints whatever padding the agent
+            // used, so the certificate is canonical (Go and our parser require it).
+            Self::External { key, .. } => match key.sign_verified(message) {
+                Ok(HeldSignature::EcdsaP256(signature)) => {
+                    Signature::try_from(signature).map_err(CertError::Build)
+                }
+                Ok(HeldSignature::Ed25519(signature)) => {
+                    Signature::new(Algorithm::Ed25519, signature.to_bytes().to_vec())
+                        .map_err(CertError::Build)
+                }
+                Err(error) => Err(CertError::Sign(error)),
+            },
+        }
+    }
+
+    /// The holder's reason for the last failed signature, if a held key failed.
+    fn take_failure(&self) -> Option<SignError> {
+        match self {
+            Self::External { failure, .. } => failure.borrow_mut().take(),
+            Self::EcdsaP256(_) | Self::Ed25519(_) => None,
         }
     }
 }
 
 impl signature::Signer<Signature> for CertSigner<'_> {
     fn try_sign(&self, message: &[u8]) -> Result<Signature, signature::Error> {
-        match self {
-            // `ecdsa-sha2-nistp256` over SHA-256; ssh-key writes r and s as minimal mpints,
-            // as Go does (§6.2, §7 item 16: not the raw r‖s of JWS).
-            Self::EcdsaP256(key) => {
-                let signature: p256::ecdsa::Signature = key.try_sign(message)?;
-                Signature::try_from(signature).map_err(signature::Error::from_source)
+        self.sign_ssh(message).map_err(|error| {
+            if let (Self::External { failure, .. }, CertError::Sign(reason)) = (self, &error) {
+                *failure.borrow_mut() = Some(reason.clone());
             }
-            Self::Ed25519(key) => {
-                let signature = key.try_sign(message)?;
-                Signature::new(Algorithm::Ed25519, signature.to_bytes().to_vec())
-                    .map_err(signature::Error::from_source)
-            }
-        }
+            signature::Error::from_source(error)
+        })
     }
 }
 
@@ -228,6 +294,34 @@ mod tests {
     }
 
     #[test]
+    fn held_keys_sign_certificates_as_in_memory_ones_do() {
+        use crate::external::testing::held;
+        for kind in [UserKeyType::Ecdsa, UserKeyType::Ed25519] {
+            let key = generate_user_key(kind).unwrap();
+            let agent_key = held(&key);
+            assert_eq!(UserKeyType::of(&agent_key), Ok(kind));
+            let certificate = build_certificate(CertificateRequest {
+                key: &agent_key,
+                key_id: "alice@example.com",
+                principals: Principals::Default,
+                pk_token: "h.p.s",
+                access_token: None,
+            })
+            .unwrap();
+            assert_eq!(certificate.cert_type_name(), kind.cert_type_name());
+            assert_eq!(certificate.verify_self_signature(), Ok(()));
+            assert!(certificate.matches_upk(&key.public_key()));
+            // The same signer gives the same (deterministic) SSH signature for both forms.
+            let in_memory = CertSigner::new(&key).unwrap().sign_ssh(b"tbs").unwrap();
+            let by_agent = CertSigner::new(&agent_key)
+                .unwrap()
+                .sign_ssh(b"tbs")
+                .unwrap();
+            assert_eq!(in_memory, by_agent);
+        }
+    }
+
+    #[test]
     fn ssh_signature_is_the_wire_form_and_verifies() {
         use ssh_key::encoding::Decode as _;
         for kind in [UserKeyType::Ecdsa, UserKeyType::Ed25519] {
@@ -247,6 +341,41 @@ mod tests {
             let public = KeyData::from(&CertSigner::new(&key).unwrap());
             assert!(signature::Verifier::verify(&public, b"data to sign", &signature).is_ok());
             assert!(signature::Verifier::verify(&public, b"other data", &signature).is_err());
+        }
+    }
+
+    #[test]
+    fn a_failing_agent_fails_the_certificate_with_its_reason() {
+        use crate::external::testing::held_failing;
+        let key = generate_user_key(UserKeyType::Ecdsa).unwrap();
+        let refused = SignError::Holder("the ssh-agent refused to sign".into());
+        let agent_key = held_failing(&key, Some(refused.clone()));
+        let error = build_certificate(CertificateRequest {
+            key: &agent_key,
+            key_id: "",
+            principals: Principals::Default,
+            pk_token: "h.p.s",
+            access_token: None,
+        })
+        .unwrap_err();
+        assert_eq!(error, CertError::Sign(refused));
+    }
+
+    #[test]
+    fn ssh_signature_of_a_held_key_is_the_agents_checked_and_canonical() {
+        use crate::external::testing::{held, held_failing};
+        for kind in [UserKeyType::Ecdsa, UserKeyType::Ed25519] {
+            let key = generate_user_key(kind).unwrap();
+            // Deterministic signatures: the agent's answer, re-encoded, is the in-memory one.
+            assert_eq!(
+                ssh_signature(&held(&key), b"data to sign").unwrap(),
+                ssh_signature(&key, b"data to sign").unwrap()
+            );
+            let refused = SignError::Holder("the ssh-agent refused to sign".into());
+            assert_eq!(
+                ssh_signature(&held_failing(&key, Some(refused.clone())), b"x"),
+                Err(CertError::Sign(refused))
+            );
         }
     }
 

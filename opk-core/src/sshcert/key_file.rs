@@ -58,9 +58,13 @@ impl UserKeyFile {
     /// `crypto/rand`) and the comment `openpubkey cert`.
     ///
     /// # Errors
-    /// [`CertError::UnsupportedKey`] for an RSA key, [`CertError::Rng`].
+    /// [`CertError::UnsupportedKey`] for an RSA key, [`CertError::HeldElsewhere`] for a key
+    /// an ssh-agent holds, [`CertError::Rng`].
     pub fn new(key: SigningKey) -> Result<Self, CertError> {
         super::UserKeyType::of(&key)?;
+        if let Some(held) = key.external() {
+            return Err(CertError::HeldElsewhere(held.describe()));
+        }
         Ok(Self {
             key,
             check: random_u32()?,
@@ -130,6 +134,7 @@ impl UserKeyFile {
                 put_string(&mut private, pair.as_slice());
             }
             SigningKey::Rsa(_) => return Err(CertError::UnsupportedKey("RSA")),
+            SigningKey::External(held) => return Err(CertError::HeldElsewhere(held.describe())),
         }
         put_string(&mut private, &self.comment);
         let mut pad = 1u8;
@@ -157,7 +162,8 @@ impl UserKeyFile {
 /// integers, comment `openpubkey cert`, Go's 64-column PEM (§6.3).
 ///
 /// # Errors
-/// [`CertError::UnsupportedKey`] for an RSA key, [`CertError::Rng`].
+/// [`CertError::UnsupportedKey`] for an RSA key, [`CertError::HeldElsewhere`] for a key an
+/// ssh-agent holds, [`CertError::Rng`].
 pub fn private_key_to_openssh(key: &SigningKey) -> Result<Zeroizing<String>, CertError> {
     UserKeyFile::new(key.clone())?.to_openssh()
 }

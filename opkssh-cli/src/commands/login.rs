@@ -3,14 +3,20 @@
 //! it to the ssh-agent (best effort when `SSH_AUTH_SOCK` is set, as upstream #611; required
 //! with `--agent`, alone with `--agent-only`, never with `--no-agent`), print the identity,
 //! and with `--auto-refresh` keep the certificate fresh.
+//!
+//! With `--agent-key <fingerprint>` the user key is one the ssh-agent already holds (a
+//! hardware-backed key in Secretive, a YubiKey agent, 1Password): the agent signs the PK token
+//! and the certificate, no key file is written, and only the certificate goes to
+//! `<-i PATH>-cert.pub` (the agent cannot take a certificate without its private key).
 
 use crate::error::CliError;
 use crate::report;
 use opk_client::agent::Agent;
+use opk_client::agent_key::find_agent_key;
 use opk_client::client_config::{
     self, Choice, ClientConfig, DEFAULT_CLIENT_CONFIG, Env, ProviderEntry, ProviderKind, Selection,
 };
-use opk_client::files::write_atomic;
+use opk_client::files::{write_atomic, write_certificate};
 use opk_client::placement::{self, Destination};
 use opk_client::{
     Flow, Identity, Progress, agent_certificates, chooser, device, identity_string, issuer_of,
@@ -116,6 +122,16 @@ pub(crate) struct LoginArgs {
     /// Do not touch the ssh-agent, even when SSH_AUTH_SOCK is set.
     #[arg(long, conflicts_with_all = ["agent", "agent_only", "lifetime"])]
     pub(crate) no_agent: bool,
+    /// Sign with this key of the ssh-agent instead of a new one (SHA256:… as `ssh-add -l`
+    /// prints it; ECDSA P-256 or Ed25519). The key never leaves the agent; only the certificate
+    /// is written, to <PATH>-cert.pub of -i (use it with ssh -o CertificateFile=<PATH>-cert.pub).
+    #[arg(
+        long,
+        value_name = "FINGERPRINT",
+        requires = "private_key_file",
+        conflicts_with_all = ["agent", "agent_only", "print_key", "key_type", "lifetime"]
+    )]
+    pub(crate) agent_key: Option<String>,
     /// How long the ssh-agent keeps the key: 12h, 45m, 1h30m or seconds [default:
     /// agent_lifetime from the client config, else 24h]. Never longer than the ID token has
     /// left.
@@ -151,7 +167,9 @@ impl LoginArgs {
     }
 
     fn agent_use(&self) -> AgentUse {
-        if self.no_agent {
+        // With --agent-key the agent already holds the key, and a certificate goes into an
+        // agent only with its private key, which it never gives out.
+        if self.no_agent || self.agent_key.is_some() {
             AgentUse::Off
         } else if self.agent_only {
             AgentUse::Only
@@ -325,6 +343,8 @@ fn run_inner(args: &LoginArgs, out: &mut Output) -> Result<ExitCode, CliError> {
             .and_then(|mut agent| agent.identities())
             .map_err(|error| fail(format!("cannot use the ssh-agent: {error}")))?;
     }
+    // Before the browser opens: the key the login commits to.
+    let key = user_key(args)?;
     let config = load_config(&config_path, out)?;
     let agent = agent_plan(args, &config)?;
     let env = Env::from_process();
@@ -349,12 +369,42 @@ fn run_inner(args: &LoginArgs, out: &mut Output) -> Result<ExitCode, CliError> {
             // The tab that chose goes on to the provider's `/login`.
             let kind = chosen.kind.clone();
             let mut redirect = |url: &str| chosen.redirect(url);
-            return login_with(args, &kind, &config, agent, &http, out, Some(&mut redirect));
+            return login_with(
+                args,
+                &kind,
+                &config,
+                (key, agent),
+                &http,
+                out,
+                Some(&mut redirect),
+            );
         }
     };
     let kind = client_config::to_provider(&entry, &env, args.remote_redirect_uri.as_deref())
         .map_err(fail)?;
-    login_with(args, &kind, &config, agent, &http, out, None)
+    login_with(args, &kind, &config, (key, agent), &http, out, None)
+}
+
+/// A fresh key of `--key-type`, or with `--agent-key` the ssh-agent's key, found (and its type
+/// checked) before anything else happens.
+fn user_key(args: &LoginArgs) -> Result<SigningKey, CliError> {
+    let Some(fingerprint) = &args.agent_key else {
+        return generate_user_key(args.key_type).map_err(fail);
+    };
+    if let Some(path) = &args.private_key_file
+        && std::fs::symlink_metadata(path).is_ok()
+    {
+        return Err(fail(format!(
+            "{} exists; with --agent-key only {} is written, and it would not belong to the key \
+             in that file: give -i a path where no key file is",
+            path.display(),
+            opk_client::files::certificate_path(path).display()
+        )));
+    }
+    let agent = opk_os::agent::default_agent_path().ok_or_else(|| {
+        fail("--agent-key needs the ssh-agent that holds the key, and SSH_AUTH_SOCK is not set")
+    })?;
+    find_agent_key(&agent, fingerprint).map_err(fail)
 }
 
 fn create_config(path: &Path) -> Result<(), CliError> {
@@ -395,7 +445,7 @@ fn login_with(
     args: &LoginArgs,
     kind: &ProviderKind,
     config: &ClientConfig,
-    agent: AgentPlan,
+    (key, agent): (SigningKey, AgentPlan),
     http: &HttpClient,
     out: &mut Output,
     opener: Option<&mut dyn FnMut(&str)>,
@@ -412,7 +462,6 @@ fn login_with(
     {
         out.say("OPK SSH identity directory is configured");
     }
-    let key = generate_user_key(args.key_type).map_err(fail)?;
     if args.device && !matches!(kind, ProviderKind::Browser(_)) {
         return Err(fail(not_for_ci(issuer_of(kind))));
     }
@@ -527,7 +576,15 @@ fn finish(
         access_token.as_deref(),
     )?;
 
-    let destination = if args.print_key {
+    // With --agent-key: the certificate only, at <-i PATH>-cert.pub (clap requires -i).
+    let certificate_only = identity
+        .key
+        .external()
+        .and_then(|_| args.private_key_file.clone());
+    let destination = if let Some(path) = &certificate_only {
+        write_certificate_only(path, &identity.key, &certificate, out)?;
+        None
+    } else if args.print_key {
         let pem = private_key_to_openssh(&identity.key).map_err(fail)?;
         print!("{}", certificate.to_line(CertComment::None));
         println!("{}", pem.as_str());
@@ -614,8 +671,11 @@ fn finish(
                 &session.pk_token,
                 access_token.as_deref(),
             )?;
-            match &destination {
-                Some(destination) => {
+            match (&destination, &certificate_only) {
+                (_, Some(path)) => {
+                    write_certificate_only(path, &session.key, &certificate, out)?;
+                }
+                (Some(destination), None) => {
                     write_keys(
                         destination,
                         &session.key,
@@ -625,8 +685,8 @@ fn finish(
                         out,
                     )?;
                 }
-                None if agent.usage == AgentUse::Only => {}
-                None => {
+                (None, None) if agent.usage == AgentUse::Only => {}
+                (None, None) => {
                     let pem = private_key_to_openssh(&session.key).map_err(fail)?;
                     print!("{}", certificate.to_line(CertComment::None));
                     println!("{}", pem.as_str());
@@ -651,6 +711,27 @@ fn write_keys(
         "Writing opk ssh public key to {} and corresponding secret key to {}",
         cert.display(),
         destination.key_path().display()
+    ));
+    Ok(())
+}
+
+/// Writes `<path>-cert.pub` for a key the ssh-agent holds, and says which key signs with it.
+fn write_certificate_only(
+    path: &Path,
+    key: &SigningKey,
+    certificate: &OpksshCertificate,
+    out: &mut Output,
+) -> Result<(), CliError> {
+    let written = write_certificate(path, certificate, CertComment::Default).map_err(fail)?;
+    let holder = key
+        .external()
+        .map(|held| held.describe())
+        .unwrap_or_default();
+    out.say(&format!(
+        "Writing opk ssh certificate to {}; the key stays in the ssh-agent ({holder}). Use it \
+         with: ssh -o CertificateFile={} …",
+        written.display(),
+        written.display()
     ));
     Ok(())
 }
