@@ -82,6 +82,7 @@
 pub mod account;
 pub mod audit;
 pub mod auth_id;
+pub mod chain;
 pub mod decision;
 pub mod edit;
 mod enforcer;
