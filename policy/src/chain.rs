@@ -352,6 +352,12 @@ pub struct ChainRun {
 }
 
 impl ChainRun {
+    fn set_stderr(&mut self, stderr: &[u8]) {
+        self.stderr_truncated = stderr.len() > MAX_STDERR;
+        self.stderr =
+            String::from_utf8_lossy(stderr.get(..MAX_STDERR).unwrap_or(stderr)).into_owned();
+    }
+
     fn refused(command: &str, error: ChainError) -> Self {
         Self {
             command: command.to_owned(),
@@ -448,7 +454,10 @@ pub fn run(
         ..ChainRun::refused(command, ChainError::NoTimeLeft)
     };
     run.outcome = match finished {
-        Err(ExecError::TimedOut(timeout)) => ChainOutcome::TimedOut(timeout),
+        Err(ExecError::TimedOut { timeout, stderr }) => {
+            run.set_stderr(&stderr);
+            ChainOutcome::TimedOut(timeout)
+        }
         Err(ExecError::Failed(error)) => ChainOutcome::NotStarted(error),
         Ok(Finished {
             status,

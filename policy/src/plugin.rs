@@ -515,8 +515,14 @@ pub(crate) struct Finished {
 /// Why [`execute`] has no [`Finished`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ExecError {
-    /// The deadline passed; the process group was killed.
-    TimedOut(Duration),
+    /// The deadline passed; the process group was killed. With what it had written on stderr
+    /// for [`Output::Separate`] (why it hung, often).
+    TimedOut {
+        /// The deadline.
+        timeout: Duration,
+        /// Its stderr, up to [`MAX_STDERR`] plus one byte.
+        stderr: Vec<u8>,
+    },
     /// It could not be started or waited for.
     Failed(String),
 }
@@ -524,7 +530,7 @@ pub(crate) enum ExecError {
 impl std::fmt::Display for ExecError {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::TimedOut(timeout) => {
+            Self::TimedOut { timeout, .. } => {
                 write!(formatter, "timed out after {timeout:?}, plugin killed")
             }
             Self::Failed(message) => formatter.write_str(message),
@@ -610,7 +616,13 @@ pub(crate) fn execute(
     let deadline = Instant::now().checked_add(timeout);
     let timed_out = |child: &mut std::process::Child| {
         kill_group(child);
-        ExecError::TimedOut(timeout)
+        // The group is gone, so the pipe is closed unless something left the group: wait a
+        // moment for what it wrote, no more.
+        let stderr = stderr
+            .as_ref()
+            .and_then(|receiver| receiver.recv_timeout(Duration::from_millis(100)).ok())
+            .unwrap_or_default();
+        ExecError::TimedOut { timeout, stderr }
     };
     let receive = |receiver: &std::sync::mpsc::Receiver<Vec<u8>>,
                    child: &mut std::process::Child| loop {
