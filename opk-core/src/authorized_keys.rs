@@ -83,7 +83,7 @@ pub struct KeyLine<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LineError {
     /// A control character (other than tab), e.g. a NUL or a carriage return.
-    #[error("control character {0:?}")]
+    #[error("control character U+{:04X}", u32::from(*.0))]
     ControlCharacter(char),
     /// A quote in the options is not closed.
     #[error("unterminated quote in the options")]
