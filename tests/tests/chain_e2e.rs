@@ -413,17 +413,18 @@ fn chained_garbage_and_ten_megabytes_of_output_get_nothing_through() {
     let (plain, public) = keygen(e2e.dir(), "plain", &["-t", "ed25519"]);
 
     // The right key in lines that are not well-formed: a carriage return or a NUL in the
-    // comment (sshd itself accepts both), an unknown option, an open quote; and binary noise.
+    // comment (sshd itself accepts both), an unknown option, an open quote; then binary noise
+    // (after them, as only the first ten dropped lines are described in the log).
     let garbage = e2e.install_executable(
         "garbage.sh",
         format!(
             "#!/bin/sh\n\
-             head -c 2048 /dev/urandom\n\
-             printf '\\n%s\\r\\n' '{public}'\n\
+             printf '%s\\r\\n' '{public}'\n\
              printf '%s x\\000y\\n' '{public}'\n\
              printf 'no-such-option %s\\n' '{public}'\n\
              printf 'environment=\"A=B %s\\n' '{public}'\n\
-             echo 'not a key at all'\n"
+             echo 'not a key at all'\n\
+             head -c 2048 /dev/urandom\n"
         )
         .as_bytes(),
     );
