@@ -176,14 +176,12 @@ fn split_options(text: &str) -> Result<(&str, &str), LineError> {
     let mut chars = text.char_indices();
     while let Some((index, c)) = chars.next() {
         match c {
-            '\\' if quoted => {
-                // `\"` is an escaped quote; anything else after `\` is read as it is.
-                if text
-                    .get(index..)
-                    .is_some_and(|tail| tail.starts_with("\\\""))
-                {
-                    chars.next();
-                }
+            // `\"` is an escaped quote; anything else after `\` is read as it is.
+            '\\' if text
+                .get(index..)
+                .is_some_and(|tail| tail.starts_with("\\\"")) =>
+            {
+                chars.next();
             }
             '"' => quoted = !quoted,
             ' ' | '\t' if !quoted => return Ok(text.split_at(index)),
