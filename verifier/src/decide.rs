@@ -1,7 +1,9 @@
 //! The whole server decision for one login, as `opkssh verify` makes it for sshd: the
 //! providers file, config.yml and its cache settings, the certificate, the PK token, the OP's
 //! keys (through the cache), the policy (rows, plugins, home policy), the principal check and
-//! the sshd line, each step recorded in a [`Trace`].
+//! the sshd line, each step recorded in a [`Trace`]; then, for a key opkssh does not let in,
+//! the chained `AuthorizedKeysCommand` of `config.yml` ([`policy::chain`]) as [`ChainMode`]
+//! says.
 //!
 //! `opkssh verify`, `verify --explain`, `opkssh explain` and `opkssh demo` all call [`decide`];
 //! so can anything that accepts opkssh certificates in process (an SSH server written in Rust,
