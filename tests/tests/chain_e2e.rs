@@ -355,7 +355,24 @@ fn a_chained_command_that_hangs_is_killed_with_its_process_group_within_the_budg
     );
     server.chain(&format!("{} %u", script.display()));
     let offset = server.verify_log().len();
-    server.assert_out(LOGIN_USER, &plain, None);
+    std::thread::scope(|scope| {
+        let login = scope.spawn(|| server.assert_out(LOGIN_USER, &plain, None));
+        // While verify waits, both sleeping shells are there to be found (so the check below
+        // can see what is left).
+        let mut running = Vec::new();
+        for _ in 0..80 {
+            running = processes_naming(&marker);
+            if running.len() >= 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            running.len() >= 2,
+            "the chained command did not start: {running:?}"
+        );
+        login.join().unwrap();
+    });
     let decisions = server.decisions_since(offset);
     assert_eq!(decisions.len(), 1, "{}", server.verify_log());
     let decision = &decisions[0];
@@ -383,25 +400,35 @@ fn a_chained_command_that_hangs_is_killed_with_its_process_group_within_the_budg
         server.verify_log()
     );
     // Nothing it started is left (signals are delivered asynchronously: allow a moment).
-    let mut left;
-    let mut tries = 0;
-    loop {
-        left = Command::new("pgrep")
-            .args(["-f", &marker])
-            .output()
-            .unwrap();
-        tries += 1;
-        if left.status.code() != Some(0) || tries == 20 {
+    let mut left = processes_naming(&marker);
+    for _ in 0..20 {
+        if left.is_empty() {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
+        left = processes_naming(&marker);
     }
-    assert_eq!(
-        left.status.code(),
-        Some(1),
-        "processes left: {}",
-        String::from_utf8_lossy(&left.stdout)
-    );
+    assert!(left.is_empty(), "processes left: {left:?}");
+}
+
+/// The live processes whose command line contains `marker` (what `pgrep -f` finds), read from
+/// /proc: pid and command line. A zombie has an empty command line and is not listed.
+fn processes_naming(marker: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|byte| byte.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(marker) {
+            found.push((name, cmdline));
+        }
+    }
+    found
 }
 
 #[test]
