@@ -22,6 +22,7 @@
 #![deny(unused_must_use)]
 #![warn(missing_docs)]
 
+pub mod authorized_keys;
 pub mod b64;
 pub mod cic;
 pub mod claims;

@@ -260,6 +260,8 @@ pub enum Check {
     HomePolicy,
     /// An `auth_id` row that does not let this login in.
     Rule,
+    /// `chain_authorized_keys_command`, for a key opkssh did not let in.
+    Chain,
 }
 
 impl fmt::Display for Check {
@@ -290,6 +292,7 @@ impl fmt::Display for Check {
             Self::SystemPolicy => formatter.write_str("system policy"),
             Self::HomePolicy => formatter.write_str("home policy"),
             Self::Rule => formatter.write_str("auth_id row"),
+            Self::Chain => formatter.write_str("chained AuthorizedKeysCommand"),
         }
     }
 }

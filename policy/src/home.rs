@@ -268,10 +268,10 @@ fn read_with_sudo(sudo: &Path, program: &Path, principal: &str) -> Result<Vec<u8
         "readhome".to_owned(),
         principal.to_owned(),
     ];
-    let (ok, output) = crate::plugin::execute(
+    let finished = crate::plugin::execute(
         sudo,
         &args,
-        &BTreeMap::new(),
+        crate::plugin::Environment::Inherited(&BTreeMap::new()),
         SUDO_TIMEOUT,
         crate::plugin::Output::StdoutOnly,
     )
@@ -281,11 +281,11 @@ fn read_with_sudo(sudo: &Path, program: &Path, principal: &str) -> Result<Vec<u8
             program.display()
         )
     })?;
-    if !ok {
+    if !finished.status.success() {
         return Err(format!(
             "sudo -n {} readhome {principal} failed",
             program.display()
         ));
     }
-    Ok(output)
+    Ok(finished.output)
 }

@@ -74,6 +74,9 @@
 //!   rows only warn), and `add` and `audit` warn about templates over claims users choose
 //!   themselves (`preferred_username`, `nickname`, `name`, ...);
 //! - `oidc-refreshed`, the spelling upstream's docs use, is accepted as `oidc_refreshed`.
+//! - `chain_authorized_keys_command` in `config.yml` ([`chain`]): another
+//!   `AuthorizedKeysCommand` (EC2 Instance Connect, SSSD) run for keys opkssh does not let in,
+//!   only its well-formed `authorized_keys` lines passed on; Go has no chain.
 
 #![forbid(unsafe_code)]
 #![deny(unused_must_use)]
@@ -82,6 +85,7 @@
 pub mod account;
 pub mod audit;
 pub mod auth_id;
+pub mod chain;
 pub mod decision;
 pub mod edit;
 mod enforcer;

@@ -216,6 +216,28 @@ pub fn check_path(path: &Path, requirement: &Requirement) -> Result<(), FileErro
         .map_err(|error| FileError::new(location, FileErrorKind::Permissions(error)))
 }
 
+/// Why a command may not be run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandError {
+    /// Its path is not absolute.
+    NotAbsolute,
+    /// It cannot be inspected, or breaks [`Requirement::PLUGIN_COMMAND`].
+    File(FileError),
+}
+
+/// The rule for a command verify runs (a policy plugin's, or the chained
+/// `AuthorizedKeysCommand`): an absolute path to a regular file owned by root, mode 0555 or
+/// 0755, so that nobody but root can change what runs (Go's rule for plugin commands).
+///
+/// # Errors
+/// [`CommandError`] naming the rule broken.
+pub fn check_command(program: &Path) -> Result<(), CommandError> {
+    if !program.is_absolute() {
+        return Err(CommandError::NotAbsolute);
+    }
+    check_path(program, &Requirement::PLUGIN_COMMAND).map_err(CommandError::File)
+}
+
 /// The most a providers, config or plugin file may hold.
 pub const MAX_FILE_SIZE: u64 = 4 * 1024 * 1024;
 

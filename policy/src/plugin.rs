@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest `timeout:` a plugin file may ask for.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
-const MAX_OUTPUT: usize = 64 * 1024;
+pub(crate) const MAX_OUTPUT: usize = 64 * 1024;
 
 /// A plugin file as written.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -428,27 +428,34 @@ pub fn run(path: &Path, config: &PluginConfig, env: &BTreeMap<String, String>) -
         return result;
     };
     let program = Path::new(program);
-    if !program.is_absolute() {
-        result.error = Some(format!(
-            "policy plugin command ({}) must be an absolute path",
-            program.display()
-        ));
-        return result;
-    }
-    if let Err(error) = perms::check_path(program, &Requirement::PLUGIN_COMMAND) {
-        result.error = Some(match &error.kind {
-            FileErrorKind::Permissions(permission) => format!(
+    if let Err(error) = perms::check_command(program) {
+        result.error = Some(match error {
+            perms::CommandError::NotAbsolute => format!(
+                "policy plugin command ({}) must be an absolute path",
+                program.display()
+            ),
+            perms::CommandError::File(FileError {
+                kind: FileErrorKind::Permissions(permission),
+                ..
+            }) => format!(
                 "policy plugin command ({}) has insecure permissions: {permission}",
                 program.display()
             ),
-            _ => error.to_string(),
+            perms::CommandError::File(error) => error.to_string(),
         });
         return result;
     }
     let mut plugin_env = env.clone();
     plugin_env.insert("OPKSSH_PLUGIN_CONFIG".to_owned(), config.encoded());
-    match execute(program, args, &plugin_env, config.timeout, Output::Merged) {
-        Ok((status_ok, output)) => {
+    match execute(
+        program,
+        args,
+        Environment::Inherited(&plugin_env),
+        config.timeout,
+        Output::Merged,
+    ) {
+        Ok(Finished { status, output, .. }) => {
+            let status_ok = status.success();
             let trimmed = String::from_utf8_lossy(&output).trim().to_owned();
             result.allowed = status_ok && output.len() <= MAX_OUTPUT && trimmed == "allow";
             if !status_ok {
@@ -476,42 +483,65 @@ pub(crate) enum Output {
     Merged,
     /// stdout only; stderr discarded.
     StdoutOnly,
+    /// stdout, and stderr apart (up to [`MAX_STDERR`]).
+    Separate,
 }
 
-/// Runs a command in its own process group, killed with the group at the deadline, with
-/// inherited `OPKSSH_PLUGIN_*` variables removed and `env` added. Returns (exit status 0,
-/// output up to the cap plus one byte).
-pub(crate) fn execute(
-    program: &Path,
-    args: &[String],
-    env: &BTreeMap<String, String>,
-    timeout: Duration,
-    streams: Output,
-) -> Result<(bool, Vec<u8>), String> {
-    let (mut reader, writer) = std::io::pipe().map_err(|error| error.to_string())?;
-    let stderr = match streams {
-        Output::Merged => Stdio::from(writer.try_clone().map_err(|error| error.to_string())?),
-        Output::StdoutOnly => Stdio::null(),
-    };
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(writer)
-        .stderr(stderr);
-    opk_os::process::own_process_group(&mut command);
-    for (name, _) in std::env::vars_os() {
-        if name
-            .to_str()
-            .is_some_and(|name| name.starts_with("OPKSSH_PLUGIN_"))
-        {
-            command.env_remove(name);
+/// The environment [`execute`] gives the command.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Environment<'a> {
+    /// This process's, without inherited `OPKSSH_PLUGIN_*` variables, plus these (plugins, as
+    /// in Go).
+    Inherited(&'a BTreeMap<String, String>),
+    /// These variables only, and `/` as the working directory (as sshd runs an
+    /// `AuthorizedKeysCommand`).
+    Only(&'a BTreeMap<String, String>),
+}
+
+/// The most stderr [`Output::Separate`] keeps.
+pub(crate) const MAX_STDERR: usize = 4 * 1024;
+
+/// A command that ran to its end.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    /// How it ended.
+    pub(crate) status: std::process::ExitStatus,
+    /// stdout (with stderr for [`Output::Merged`]), up to the cap plus one byte.
+    pub(crate) output: Vec<u8>,
+    /// stderr for [`Output::Separate`], up to [`MAX_STDERR`] plus one byte; else empty.
+    pub(crate) stderr: Vec<u8>,
+}
+
+/// Why [`execute`] has no [`Finished`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ExecError {
+    /// The deadline passed; the process group was killed. With what it had written on stderr
+    /// for [`Output::Separate`] (why it hung, often).
+    TimedOut {
+        /// The deadline.
+        timeout: Duration,
+        /// Its stderr, up to [`MAX_STDERR`] plus one byte.
+        stderr: Vec<u8>,
+    },
+    /// It could not be started or waited for.
+    Failed(String),
+}
+
+impl std::fmt::Display for ExecError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TimedOut { timeout, .. } => {
+                write!(formatter, "timed out after {timeout:?}, plugin killed")
+            }
+            Self::Failed(message) => formatter.write_str(message),
         }
     }
-    command.envs(env);
-    let mut child = command.spawn().map_err(|error| error.to_string())?;
-    // Drop our copies of the pipe's write end so the reader sees EOF when the plugin exits.
-    drop(command);
+}
+
+/// Reads a pipe to its end on a thread of its own, keeping the first `cap + 1` bytes (so that
+/// a longer output is seen to be longer) and discarding the rest, so that the writer never
+/// blocks on a full pipe.
+fn drain(mut reader: std::io::PipeReader, cap: usize) -> std::sync::mpsc::Receiver<Vec<u8>> {
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut output = Vec::new();
@@ -520,53 +550,126 @@ pub(crate) fn execute(
             match reader.read(&mut buffer) {
                 Ok(0) | Err(_) => break,
                 Ok(count) => {
-                    let room = MAX_OUTPUT.saturating_add(1).saturating_sub(output.len());
+                    let room = cap.saturating_add(1).saturating_sub(output.len());
                     output.extend(buffer.iter().take(count.min(room)));
                 }
             }
         }
         let _ = sender.send(output);
     });
-    // First the output (EOF once the plugin and anything it started have closed it), then the
-    // exit status. The child is reaped only at the end, so until then its pid, which is also
-    // its process group id, cannot be reused and killing the group is safe.
+    receiver
+}
+
+/// Runs a command in its own process group, killed with the group at the deadline, with the
+/// given environment. Returns its exit status and output (stdout capped at 64 KiB plus one
+/// byte).
+pub(crate) fn execute(
+    program: &Path,
+    args: &[String],
+    environment: Environment<'_>,
+    timeout: Duration,
+    streams: Output,
+) -> Result<Finished, ExecError> {
+    let failed = |error: std::io::Error| ExecError::Failed(error.to_string());
+    let (reader, writer) = std::io::pipe().map_err(failed)?;
+    let mut stderr_reader = None;
+    let stderr = match streams {
+        Output::Merged => Stdio::from(writer.try_clone().map_err(failed)?),
+        Output::StdoutOnly => Stdio::null(),
+        Output::Separate => {
+            let (reader, writer) = std::io::pipe().map_err(failed)?;
+            stderr_reader = Some(reader);
+            Stdio::from(writer)
+        }
+    };
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(stderr);
+    opk_os::process::own_process_group(&mut command);
+    match environment {
+        Environment::Inherited(env) => {
+            for (name, _) in std::env::vars_os() {
+                if name
+                    .to_str()
+                    .is_some_and(|name| name.starts_with("OPKSSH_PLUGIN_"))
+                {
+                    command.env_remove(name);
+                }
+            }
+            command.envs(env);
+        }
+        Environment::Only(env) => {
+            command.env_clear().envs(env).current_dir("/");
+        }
+    }
+    let mut child = command.spawn().map_err(failed)?;
+    // Drop our copies of the pipes' write ends so the readers see EOF when the command exits.
+    drop(command);
+    let stdout = drain(reader, MAX_OUTPUT);
+    let stderr = stderr_reader.map(|reader| drain(reader, MAX_STDERR));
+    // First the output (EOF once the command and anything it started have closed it), then
+    // the exit status. The child is reaped only at the end, so until then its pid, which is
+    // also its process group id, cannot be reused and killing the group is safe.
     let deadline = Instant::now().checked_add(timeout);
     let timed_out = |child: &mut std::process::Child| {
         kill_group(child);
-        Err(format!("timed out after {timeout:?}, plugin killed"))
+        // The group is gone, so the pipe is closed unless something left the group: wait a
+        // moment for what it wrote, no more.
+        let stderr = stderr
+            .as_ref()
+            .and_then(|receiver| receiver.recv_timeout(Duration::from_millis(100)).ok())
+            .unwrap_or_default();
+        ExecError::TimedOut { timeout, stderr }
     };
-    let output = loop {
+    let receive = |receiver: &std::sync::mpsc::Receiver<Vec<u8>>,
+                   child: &mut std::process::Child| loop {
         match receiver.recv_timeout(Duration::from_millis(10)) {
-            Ok(output) => break output,
+            Ok(output) => return Ok(output),
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                kill_group(&mut child);
-                return Err("output reader failed".to_owned());
+                kill_group(child);
+                return Err(ExecError::Failed("output reader failed".to_owned()));
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
         }
         if deadline.is_none_or(|deadline| Instant::now() >= deadline) {
-            return timed_out(&mut child);
+            return Err(timed_out(child));
         }
     };
+    let output = receive(&stdout, &mut child)?;
+    let stderr = match &stderr {
+        Some(receiver) => receive(receiver, &mut child)?,
+        None => Vec::new(),
+    };
+    // The output ends as the command exits, a moment before its exit status can be had: poll
+    // often at first (a fixed 5 ms step added up to 5 ms to every run), then less.
+    let mut pause = Duration::from_micros(100);
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) => {}
             Err(error) => {
                 kill_group(&mut child);
-                return Err(error.to_string());
+                return Err(ExecError::Failed(error.to_string()));
             }
         }
         if deadline.is_none_or(|deadline| Instant::now() >= deadline) {
-            return timed_out(&mut child);
+            return Err(timed_out(&mut child));
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(pause);
+        pause = pause.saturating_mul(2).min(Duration::from_millis(5));
     };
-    Ok((status.success(), output))
+    Ok(Finished {
+        status,
+        output,
+        stderr,
+    })
 }
 
 /// How long a timed-out command has between SIGTERM and SIGKILL.
-const TERMINATE_GRACE: Duration = Duration::from_millis(500);
+pub(crate) const TERMINATE_GRACE: Duration = Duration::from_millis(500);
 
 /// Stops the child's process group and reaps the child. Only called while the child is
 /// unreaped, so its pid (the group id) still names this group.

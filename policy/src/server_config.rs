@@ -25,6 +25,11 @@ pub struct ServerConfig {
     /// (`64MiB`, `200MB`); default 64 MiB. A larger file is not used, and the log names the
     /// file and the limit. Not in Go, which reads any size.
     pub max_policy_size: Option<String>,
+    /// Another `AuthorizedKeysCommand` (EC2 Instance Connect, SSSD, ...) that verify runs when
+    /// opkssh does not let a key in, passing on the well-formed `authorized_keys` lines it
+    /// prints ([`crate::chain`]). Not in Go. A problem with it is reported when it would run,
+    /// never here: a bad command must not stop opkssh logins.
+    pub chain_authorized_keys_command: Option<String>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -36,6 +41,7 @@ impl std::fmt::Debug for ServerConfig {
             jwks_cache_max_age,
             jwks_cache_stale_limit,
             max_policy_size,
+            chain_authorized_keys_command,
         } = self;
         f.debug_struct("ServerConfig")
             .field("env_vars", &VariableNames(env_vars))
@@ -44,6 +50,10 @@ impl std::fmt::Debug for ServerConfig {
             .field("jwks_cache_max_age", jwks_cache_max_age)
             .field("jwks_cache_stale_limit", jwks_cache_stale_limit)
             .field("max_policy_size", max_policy_size)
+            .field(
+                "chain_authorized_keys_command",
+                chain_authorized_keys_command,
+            )
             .finish()
     }
 }

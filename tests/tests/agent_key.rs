@@ -254,6 +254,7 @@ fn server_allows(line: &str, op: &DemoOp, principal: &str) -> Result<String, Str
         key_base64,
         key_type,
         extra: &[],
+        chain: verifier::ChainMode::Ignore,
     });
     match verdict.line {
         Some(line) => Ok(line.to_string()),

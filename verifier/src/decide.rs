@@ -1,7 +1,9 @@
 //! The whole server decision for one login, as `opkssh verify` makes it for sshd: the
 //! providers file, config.yml and its cache settings, the certificate, the PK token, the OP's
 //! keys (through the cache), the policy (rows, plugins, home policy), the principal check and
-//! the sshd line, each step recorded in a [`Trace`].
+//! the sshd line, each step recorded in a [`Trace`]; then, for a key opkssh does not let in,
+//! the chained `AuthorizedKeysCommand` of `config.yml` ([`policy::chain`]) as [`ChainMode`]
+//! says.
 //!
 //! `opkssh verify`, `verify --explain`, `opkssh explain` and `opkssh demo` all call [`decide`];
 //! so can anything that accepts opkssh certificates in process (an SSH server written in Rust,
@@ -10,13 +12,15 @@
 use crate::jwks_cache::{CacheSettings, Freshness};
 use crate::log::{Level, Log};
 use crate::pipeline::{self, AuthorizedKeysLine, Denial, Request, Settings};
+use policy::chain::{ChainCommand, ChainError, ChainOutcome, ChainRun, OfferedKey};
 use policy::{
     AuthIdFile, Check, ClaimSource, ConfigDir, Decision, DenyLists, Enforcer, Evaluation,
-    FileError, FileErrorKind, HomeAccess, Location, Outcome, PolicyInput, Providers, SshRequest,
-    Step, Trace, TraceSource,
+    FileError, FileErrorKind, HomeAccess, Location, Outcome, PolicyInput, Providers, ServerConfig,
+    SshRequest, Step, Trace, TraceSource,
 };
+use std::fmt;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The whole verify's budget, far below sshd's 2-minute LoginGraceTime (Go: 30 s for the token
 /// alone, with no bound on the network calls).
@@ -47,6 +51,98 @@ pub struct Attempt<'a> {
     pub key_type: &'a str,
     /// Further sshd tokens, handed to policy plugins.
     pub extra: &'a [String],
+    /// What to do with `chain_authorized_keys_command` when opkssh does not let the key in.
+    pub chain: ChainMode,
+}
+
+/// What [`decide`] does with `chain_authorized_keys_command` (`config.yml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainMode {
+    /// Run it for a key opkssh does not let in, and pass on its lines: `verify` for sshd.
+    Run,
+    /// Say whether it would run and whether it passes the safety rule, without running it:
+    /// `explain` and `verify --explain`, often run as root by hand.
+    Describe,
+    /// Leave it alone: `demo`, whose files are not a server's.
+    Ignore,
+}
+
+/// What became of `chain_authorized_keys_command` for this key.
+#[derive(Debug, Clone)]
+pub enum Chain {
+    /// opkssh denied the key and the chained command ran, or was refused.
+    Ran(ChainRun),
+    /// opkssh denied the key; the command would run, if it passes the safety rule
+    /// ([`ChainMode::Describe`]).
+    WouldRun {
+        /// The command as configured.
+        command: String,
+        /// The safety rule's verdict.
+        safety: Result<(), ChainError>,
+    },
+    /// opkssh let the key in, so the chain was not consulted.
+    NotRun {
+        /// The command as configured.
+        command: String,
+    },
+    /// `config.yml` could not be read, so whether a command is configured is unknown.
+    Unknown(String),
+}
+
+impl Chain {
+    /// The lines it passes on to sshd.
+    pub fn lines(&self) -> &[String] {
+        match self {
+            Self::Ran(run) => &run.lines,
+            _ => &[],
+        }
+    }
+
+    /// The trace step: pass when lines were passed on, skip when not consulted or only
+    /// described as safe, fail otherwise.
+    fn step(&self, config: PathBuf) -> Step {
+        let source = TraceSource::Config(config);
+        let detail = self.to_string();
+        let detail = detail.strip_prefix("chain ").unwrap_or(&detail).to_owned();
+        match self {
+            Self::Ran(run) if !run.lines.is_empty() => Step::pass(Check::Chain, source, detail),
+            Self::NotRun { .. } | Self::WouldRun { safety: Ok(()), .. } => {
+                Step::skip(Check::Chain, source, detail)
+            }
+            _ => Step::fail(Check::Chain, source, detail),
+        }
+    }
+}
+
+/// `chain "<command>" ran in 4 ms: exit status: 0, 1 line passed, 0 dropped` and the like: the
+/// command as configured (never expanded: `%k` can hold an ID token) and what came of it.
+impl fmt::Display for Chain {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ran(run) => write!(formatter, "chain {:?} {run}", run.command),
+            Self::WouldRun {
+                command,
+                safety: Ok(()),
+            } => write!(
+                formatter,
+                "chain {command:?} would run for this key (opkssh denied it); it passes the safety rule"
+            ),
+            Self::WouldRun {
+                command,
+                safety: Err(error),
+            } => write!(formatter, "chain {command:?} would be refused: {error}"),
+            Self::NotRun { command } => {
+                write!(
+                    formatter,
+                    "chain {command:?} not run: opkssh let the key in"
+                )
+            }
+            Self::Unknown(error) => write!(
+                formatter,
+                "chain not run: config.yml could not be read: {error}"
+            ),
+        }
+    }
 }
 
 /// How [`decide`] reads the files under the configuration directory.
@@ -77,25 +173,42 @@ pub struct Verdict {
     /// The providers rows, for Go's `Providers loaded:` log line; `None` if the file did not
     /// load.
     pub providers_loaded: Option<String>,
+    /// `chain_authorized_keys_command`, when one is configured (or `config.yml` is unreadable).
+    pub chain: Option<Chain>,
 }
 
 impl Verdict {
-    /// Whether the login is let in (there is an sshd line).
+    /// Whether opkssh lets the login in (there is a `cert-authority` line).
     pub fn is_allow(&self) -> bool {
         self.line.is_some()
+    }
+
+    /// What `verify` prints for sshd: the `cert-authority` line on allow, else the lines the
+    /// chained command passed (often none).
+    pub fn sshd_lines(&self) -> Vec<String> {
+        match (&self.line, &self.chain) {
+            (Some(line), _) => vec![line.to_string()],
+            (None, Some(chain)) => chain.lines().to_vec(),
+            (None, None) => Vec::new(),
+        }
     }
 
     /// The `info` log line. It starts with Go's own words (`successfully verified`, `failed to
     /// verify:`; Go: main.go) because fleets alert on them, and they must keep firing when the
     /// Go binary is swapped for this one.
+    /// With a chained command, what came of it follows the opkssh decision.
     fn summary(&self, principal: &str, elapsed_ms: u128) -> String {
+        let chain = self
+            .chain
+            .as_ref()
+            .map_or_else(String::new, |chain| format!("; {chain}"));
         match (&self.line, self.freshness) {
             (Some(_), Some(freshness)) => format!(
-                "{GO_ALLOW}: allow principal={principal} identity={} rule: {} keys={freshness:?} ({elapsed_ms} ms)",
+                "{GO_ALLOW}: allow principal={principal} identity={} rule: {} keys={freshness:?}{chain} ({elapsed_ms} ms)",
                 self.identity, self.trace
             ),
             _ => format!(
-                "{GO_DENY} deny principal={principal} identity={} reason: {} ({elapsed_ms} ms)",
+                "{GO_DENY} deny principal={principal} identity={} reason: {}{chain} ({elapsed_ms} ms)",
                 self.identity, self.trace
             ),
         }
@@ -124,6 +237,9 @@ impl Verdict {
         for note in &self.notes {
             log.write(Level::Warn, note);
         }
+        if let Some(Chain::Ran(run)) = &self.chain {
+            log_chain_run(log, run);
+        }
         let pid = std::process::id();
         for step in &self.trace.steps {
             log.write(Level::Debug, &format!("trace[{pid}] {step}"));
@@ -142,7 +258,7 @@ impl Verdict {
 /// ```
 /// use policy::ConfigDir;
 /// use std::os::unix::fs::PermissionsExt as _;
-/// use verifier::{Attempt, ServerFiles, decide};
+/// use verifier::{Attempt, ChainMode, ServerFiles, decide};
 ///
 /// # fn main() -> std::io::Result<()> {
 /// let vector = std::path::Path::new("../tests/vectors/go-opkssh/reject/neg-rs256-cic-missing");
@@ -169,6 +285,7 @@ impl Verdict {
 ///     key_base64,
 ///     key_type,
 ///     extra: &[],
+///     chain: ChainMode::Run,
 /// });
 /// assert!(!verdict.is_allow());
 /// assert!(verdict.line.is_none()); // on allow: the `cert-authority` line for sshd
@@ -177,17 +294,25 @@ impl Verdict {
 /// # }
 /// ```
 pub fn decide(attempt: &Attempt<'_>) -> Verdict {
+    let started = Instant::now();
     let mut steps = Vec::new();
     let mut notes = Vec::new();
     let mut identity = "-".to_owned();
     let mut providers_loaded = None;
-    match decide_steps(
+    let mut config = None;
+    let decided = decide_steps(
         attempt,
         &mut steps,
         &mut notes,
         &mut identity,
         &mut providers_loaded,
-    ) {
+        &mut config,
+    );
+    let chain = chained(attempt, decided.is_ok(), config, started);
+    if let Some(chain) = &chain {
+        steps.push(chain.step(attempt.dir.config()));
+    }
+    match decided {
         Ok((line, matched, freshness)) => Verdict {
             line: Some(line),
             identity,
@@ -195,6 +320,7 @@ pub fn decide(attempt: &Attempt<'_>) -> Verdict {
             freshness: Some(freshness),
             notes,
             providers_loaded,
+            chain,
         },
         Err(reason) => Verdict {
             line: None,
@@ -203,7 +329,100 @@ pub fn decide(attempt: &Attempt<'_>) -> Verdict {
             freshness: None,
             notes,
             providers_loaded,
+            chain,
         },
+    }
+}
+
+/// `config.yml` as [`decide_steps`] read it: `None` if it stopped before, `Ok(default)` when
+/// there is no file.
+type LoadedConfig = Option<Result<ServerConfig, String>>;
+
+/// The chained command, for a key opkssh let in (not consulted) or denied (run, described or
+/// ignored as `attempt.chain` says). `None` when none is configured.
+fn chained(
+    attempt: &Attempt<'_>,
+    allowed: bool,
+    config: LoadedConfig,
+    started: Instant,
+) -> Option<Chain> {
+    if attempt.chain == ChainMode::Ignore || attempt.files == ServerFiles::DemoUnchecked {
+        return None;
+    }
+    // A key that is no certificate is refused before config.yml is read: read it now.
+    let config = config.unwrap_or_else(|| {
+        attempt
+            .dir
+            .load_server_config_if_present()
+            .map(Option::unwrap_or_default)
+            .map_err(|error| error.to_string())
+    });
+    let config = match config {
+        Ok(config) => config,
+        Err(error) => return Some(Chain::Unknown(error)),
+    };
+    let command = config.chain_authorized_keys_command?;
+    if allowed {
+        return Some(Chain::NotRun { command });
+    }
+    Some(match attempt.chain {
+        ChainMode::Describe | ChainMode::Ignore => Chain::WouldRun {
+            safety: ChainCommand::check(&command).map(|_| ()),
+            command,
+        },
+        ChainMode::Run => {
+            let key = OfferedKey {
+                principal: attempt.principal,
+                key_type: attempt.key_type,
+                key_base64: attempt.key_base64,
+            };
+            let budget = BUDGET.saturating_sub(started.elapsed());
+            Chain::Ran(policy::chain::run(&command, &key, &config.env_vars, budget))
+        }
+    })
+}
+
+/// What the chained command printed that did not pass, and its stderr: `warn` lines before
+/// the decision. A refusal is an `error`: the admin configured a command that never runs.
+fn log_chain_run(log: &mut Log, run: &ChainRun) {
+    if let ChainOutcome::Refused(error) = &run.outcome {
+        log.write(
+            Level::Error,
+            &format!(
+                "chain_authorized_keys_command {:?} not run: {error}",
+                run.command
+            ),
+        );
+    }
+    for dropped in &run.dropped {
+        log.write(
+            Level::Warn,
+            &format!(
+                "chained command output line {} dropped: {} (line starts {:?})",
+                dropped.number, dropped.reason, dropped.start
+            ),
+        );
+    }
+    let undescribed = run.dropped_count.saturating_sub(run.dropped.len());
+    if undescribed > 0 {
+        log.write(
+            Level::Warn,
+            &format!("chained command output: {undescribed} more lines dropped"),
+        );
+    }
+    if !run.stderr.is_empty() {
+        let truncated = if run.stderr_truncated {
+            format!(" (cut at {} bytes)", policy::chain::MAX_STDERR)
+        } else {
+            String::new()
+        };
+        log.write(
+            Level::Warn,
+            &format!(
+                "chained command stderr: {}{truncated}",
+                run.stderr.trim_end()
+            ),
+        );
     }
 }
 
@@ -214,13 +433,14 @@ fn decide_steps(
     notes: &mut Vec<String>,
     identity: &mut String,
     providers_loaded: &mut Option<String>,
+    loaded_config: &mut LoadedConfig,
 ) -> Result<(AuthorizedKeysLine, Step, Freshness), Step> {
     let request = Request {
         principal: attempt.principal,
         key_base64: attempt.key_base64,
         key_type: attempt.key_type,
     };
-    // Refused before any file or network access.
+    // Refused before any file or network access (a chained command is looked up after).
     pipeline::check_key_type(request.key_type, steps)
         .map_err(|denial| last_failure(steps, &denial))?;
     let dir = &attempt.dir;
@@ -262,7 +482,14 @@ fn decide_steps(
     // Go drops env_vars and the deny lists when config.yml is unreadable and carries on; a deny
     // list that silently stops applying is a security hole, so this denies instead.
     let config_source = || TraceSource::Config(dir.config());
-    let config = match dir.load_server_config_if_present() {
+    let config = dir.load_server_config_if_present();
+    *loaded_config = Some(
+        config
+            .clone()
+            .map(Option::unwrap_or_default)
+            .map_err(|error| error.to_string()),
+    );
+    let config = match config {
         Ok(Some(config)) => {
             steps.push(Step::pass(
                 Check::ServerConfig,

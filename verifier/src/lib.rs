@@ -13,7 +13,9 @@ pub mod log;
 pub mod openssh;
 pub mod pipeline;
 
-pub use decide::{Attempt, GO_ALLOW, GO_DENY, GO_PROVIDERS, ServerFiles, Verdict, decide};
+pub use decide::{
+    Attempt, Chain, ChainMode, GO_ALLOW, GO_DENY, GO_PROVIDERS, ServerFiles, Verdict, decide,
+};
 
 // Shared with the login side (`opk-client`), so they live below both; the paths stay.
 pub use opk_net::{deadline, http};

@@ -64,6 +64,16 @@ struct PolicyFileResult {
     perms_error: String,
 }
 
+/// `chain_authorized_keys_command`, when `config.yml` sets one.
+#[derive(Debug, Serialize)]
+struct ChainResult {
+    file_path: String,
+    command: String,
+    /// Whether verify would run it: it parses and passes the safety rule.
+    ok: bool,
+    error: String,
+}
+
 #[derive(Debug, Serialize)]
 struct TotalResults {
     ok: bool,
@@ -75,6 +85,7 @@ struct TotalResults {
     openssh_version: String,
     os_info: String,
     config_problems: Vec<Problem>,
+    chain_authorized_keys_command: Option<ChainResult>,
 }
 
 pub(crate) fn run(args: &AuditArgs) -> Result<ExitCode, CommandError> {
@@ -188,10 +199,19 @@ pub(crate) fn run(args: &AuditArgs) -> Result<ExitCode, CommandError> {
         }
     }
 
-    let config_problems = audit_config(&dir);
+    let (config_problems, chain) = audit_config(&dir);
     if !args.json {
         for problem in &config_problems {
             print_problem(problem);
+        }
+        if let Some(chain) = chain.as_ref().filter(|chain| chain.ok) {
+            println!(
+                "{} {:<8}: chain_authorized_keys_command {:?} passes the safety rule; verify runs it for keys opkssh does not let in [{}]",
+                badge(Status::Success),
+                Status::Success.as_str(),
+                chain.command,
+                chain.file_path
+            );
         }
     }
 
@@ -234,6 +254,7 @@ pub(crate) fn run(args: &AuditArgs) -> Result<ExitCode, CommandError> {
                 .unwrap_or_default(),
             os_info: os_info(),
             config_problems: config_problems.iter().map(Problem::from).collect(),
+            chain_authorized_keys_command: chain,
         };
         let text = serde_json::to_string_pretty(&results).map_err(|error| {
             CommandError::new(format!("failed to marshal JSON output: {error}"))
@@ -248,9 +269,11 @@ pub(crate) fn run(args: &AuditArgs) -> Result<ExitCode, CommandError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `config.yml` and `policy.d` problems (ours; Go's audit does not look at them).
-fn audit_config(dir: &policy::ConfigDir) -> Vec<FileError> {
+/// `config.yml` and `policy.d` problems (ours; Go's audit does not look at them), and the
+/// chained command `config.yml` names, checked as verify checks it before running it.
+fn audit_config(dir: &policy::ConfigDir) -> (Vec<FileError>, Option<ChainResult>) {
     let mut problems = Vec::new();
+    let mut chain = None;
     let config = dir.config();
     if config.exists() {
         // Permissions and content separately, so both are reported; opened as verify opens
@@ -270,11 +293,31 @@ fn audit_config(dir: &policy::ConfigDir) -> Vec<FileError> {
                 location: policy::Location::file(&config),
                 kind: policy::FileErrorKind::Invalid("not UTF-8".into()),
             }),
-            Ok(Ok(text)) => {
-                if let Err(error) = policy::ServerConfig::parse(&text, &config) {
-                    problems.push(error);
+            Ok(Ok(text)) => match policy::ServerConfig::parse(&text, &config) {
+                Err(error) => problems.push(error),
+                Ok(parsed) => {
+                    if let Some(command) = parsed.chain_authorized_keys_command {
+                        let checked = policy::chain::ChainCommand::check(&command);
+                        if let Err(error) = &checked {
+                            problems.push(FileError {
+                                location: policy::Location::file(&config),
+                                kind: policy::FileErrorKind::Invalid(format!(
+                                    "chain_authorized_keys_command {command:?} is refused, verify does not run it: {error}"
+                                )),
+                            });
+                        }
+                        chain = Some(ChainResult {
+                            file_path: config.display().to_string(),
+                            command,
+                            ok: checked.is_ok(),
+                            error: checked
+                                .err()
+                                .map(|error| error.to_string())
+                                .unwrap_or_default(),
+                        });
+                    }
                 }
-            }
+            },
         }
     }
     let plugins = dir.plugins();
@@ -300,7 +343,7 @@ fn audit_config(dir: &policy::ConfigDir) -> Vec<FileError> {
             }
         }
     }
-    problems
+    (problems, chain)
 }
 
 fn plugin_command_problem(command: &str) -> Option<String> {
@@ -309,20 +352,20 @@ fn plugin_command_problem(command: &str) -> Option<String> {
         Err(error) => return Some(format!("command {command:?}: {error}")),
     };
     let program = Path::new(words.first()?);
-    if !program.is_absolute() {
-        return Some(format!(
-            "policy plugin command ({}) must be an absolute path",
-            program.display()
-        ));
-    }
-    perms::check_path(program, &Requirement::PLUGIN_COMMAND)
+    perms::check_command(program)
         .err()
-        .map(|error| {
-            format!(
-                "policy plugin command ({}): {}",
-                program.display(),
-                error.kind
-            )
+        .map(|error| match error {
+            perms::CommandError::NotAbsolute => format!(
+                "policy plugin command ({}) must be an absolute path",
+                program.display()
+            ),
+            perms::CommandError::File(error) => {
+                format!(
+                    "policy plugin command ({}): {}",
+                    program.display(),
+                    error.kind
+                )
+            }
         })
 }
 

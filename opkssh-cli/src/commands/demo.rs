@@ -393,6 +393,7 @@ fn verify_in_process(
         key_base64,
         key_type,
         extra: &[],
+        chain: verifier::ChainMode::Ignore,
     });
     match verdict.line {
         Some(line) => Ok(line.to_string()),

@@ -12,7 +12,7 @@ use crate::error::CliError;
 use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use verifier::{Attempt, ServerFiles, decide};
+use verifier::{Attempt, ChainMode, ServerFiles, decide};
 
 /// A certificate line is far below this (sshd's own limit is 256 KiB).
 const MAX_STDIN: u64 = 512 * 1024;
@@ -72,6 +72,7 @@ pub(crate) fn run(args: &ExplainArgs) -> Result<ExitCode, CliError> {
         key_base64,
         key_type,
         extra: &[],
+        chain: ChainMode::Describe,
     });
     print!("{}", verdict.explanation());
     Ok(if verdict.is_allow() {

@@ -2,26 +2,32 @@
 //! (`AuthorizedKeysCommand /usr/local/bin/opkssh verify %u %k %t`).
 //!
 //! On allow: exactly one `cert-authority…` line on stdout, exit 0. On any denial: nothing on
-//! stdout, the reason in the log, exit 1. sshd strips the environment, so everything comes
-//! from flags and files.
+//! stdout, the reason in the log, exit 1, unless `config.yml` chains another
+//! `AuthorizedKeysCommand` (`chain_authorized_keys_command`): then it runs, and the
+//! well-formed `authorized_keys` lines it prints are printed instead (exit 0 when there is
+//! one). sshd strips the environment, so everything comes from flags and files.
 //!
 //! Every decision carries its trace: each step (what was checked, in which file and line,
 //! how it came out). The log gets, per decision, each step at `debug` level as
 //! `trace[<pid>] <step>` (the pid tells concurrent verifies apart), then one `info` line
 //! naming the deciding step: `successfully verified: allow principal=… identity=… rule: <step>
 //! keys=… (N ms)` or `failed to verify: deny principal=… identity=… reason: <step> (N ms)`, Go's
-//! words first so that alerts written for the Go binary still fire. `Providers loaded: …` (info)
-//! comes first, as in Go. Warnings (unverified email, stale keys, skipped rows) stay `warn` lines. `--explain` (and `opkssh explain`) prints the same
-//! steps on stdout instead of the sshd line.
+//! words first so that alerts written for the Go binary still fire; with a chained command,
+//! `; chain "<command>" <outcome>` comes before the time. `Providers loaded: …` (info) comes
+//! first, as in Go. Warnings (unverified email, stale keys, skipped rows, lines a chained
+//! command printed that were dropped, its stderr) stay `warn` lines. `--explain` (and `opkssh
+//! explain`) prints the same steps on stdout instead of the sshd line, and never runs a chained
+//! command.
 
 use crate::args::ConfigDirArg;
 use crate::error::CliError;
+use opk_core::authorized_keys::fingerprint;
 use opk_core::sshcert::OpksshCertificate;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 use verifier::log::{Level, Log};
-use verifier::{Attempt, ServerFiles, decide};
+use verifier::{Attempt, ChainMode, ServerFiles, decide};
 
 /// `opkssh verify`.
 #[derive(Debug, clap::Args)]
@@ -66,11 +72,11 @@ pub(crate) struct VerifyArgs {
 pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode, CliError> {
     let started = Instant::now();
     let mut log = Log::open(&args.log_file, args.log_level);
+    // A plain key (for a chained command) has a fingerprint too.
     let fingerprint = OpksshCertificate::from_type_and_base64(&args.key_type, &args.key_base64)
-        .map_or_else(
-            |_| "unparsed".to_owned(),
-            |certificate| certificate.fingerprint(),
-        );
+        .map(|certificate| certificate.fingerprint())
+        .or_else(|_| fingerprint(&args.key_type, &args.key_base64))
+        .unwrap_or_else(|_| "unparsed".to_owned());
     // The certificate carries an ID token: log its fingerprint, never its text (#583).
     log.write(
         Level::Debug,
@@ -99,22 +105,35 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode, CliError> {
         key_base64: &args.key_base64,
         key_type: &args.key_type,
         extra: &args.extra,
+        // Explaining (often as root, by hand) never runs the chained command.
+        chain: if args.explain {
+            ChainMode::Describe
+        } else {
+            ChainMode::Run
+        },
     });
     verdict.log(&mut log, &args.principal, started.elapsed().as_millis());
     if args.explain {
         print!("{}", verdict.explanation());
-    } else if let Some(line) = &verdict.line {
-        println!("{line}");
-    } else {
+        return Ok(if verdict.is_allow() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    let lines = verdict.sshd_lines();
+    if lines.is_empty() {
         // sshd copies this into its own log.
         eprintln!(
             "Error: {}",
             opk_core::escape::line(&verdict.trace.to_string())
         );
+        return Ok(ExitCode::FAILURE);
     }
-    Ok(if verdict.is_allow() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    // The `cert-authority` line, or the lines a chained command passed (each a well-formed
+    // authorized_keys line).
+    for line in &lines {
+        println!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
