@@ -196,6 +196,17 @@ impl Drop for Running {
     }
 }
 
+/// Stops the background agent (not our child) however the test ends.
+struct StopOnDrop(u32);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.to_string()])
+            .status();
+    }
+}
+
 fn terminate(pid: u32) {
     let status = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -366,6 +377,8 @@ fn in_the_background_the_csh_line_comes_after_the_login() {
         .unwrap()
         .parse()
         .unwrap();
+    // A failed assertion below must not leave the background agent running.
+    let _stop = StopOnDrop(pid);
     let deadline = Instant::now() + Duration::from_secs(10);
     while start.child.try_wait().unwrap().is_none() {
         assert!(
