@@ -7,8 +7,8 @@
 //! are [`client_config`]; key placement and file writing [`placement`] and [`files`]; the
 //! ssh-agent client and the eviction of stale opkssh certificates [`agent`] and
 //! [`agent_certificates`]; a user key that only the ssh-agent holds (`--agent-key`)
-//! [`agent_key`]; the agent that `opkssh agent` runs [`agent_server`]; refreshing a session
-//! [`login::refresh`].
+//! [`agent_key`]; the agent that `opkssh agent` runs [`agent_server`] and the life of its
+//! certificate [`agent_session`]; refreshing a session [`login::refresh`].
 //!
 //! Nothing here prints: whatever a person must see or do (open this URL, enter this code, a
 //! log line) goes through [`Progress`], which the `opkssh` command implements.
@@ -55,6 +55,7 @@ pub mod agent;
 pub mod agent_certificates;
 pub mod agent_key;
 pub mod agent_server;
+pub mod agent_session;
 pub mod callback;
 pub mod check;
 pub mod chooser;

@@ -26,6 +26,9 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Appends new rule to the policy file
     Add(commands::add::AddArgs),
+    /// Run an ssh-agent that logs in, holds the key in memory only and keeps the certificate
+    /// fresh (eval "$(opkssh agent)")
+    Agent(Box<commands::agent::AgentArgs>),
     /// Validate policy file entries against provider definitions
     Audit(commands::audit::AuditArgs),
     /// Exit 0 if an opkssh certificate is there and stays valid for --exp, else 1 with the

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub(crate) mod add;
+pub(crate) mod agent;
 pub(crate) mod audit;
 pub(crate) mod check;
 pub(crate) mod client;

@@ -6,7 +6,9 @@ mod args;
 mod cli;
 mod commands;
 mod error;
+mod provider;
 mod report;
+mod running_agent;
 
 use clap::{CommandFactory as _, Parser as _};
 use cli::{Cli, Command};
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Some(Command::Add(args)) => commands::add::run(&args).map_err(CliError::from),
+        Some(Command::Agent(args)) => commands::agent::run(&args),
         Some(Command::Audit(args)) => commands::audit::run(&args).map_err(CliError::from),
         Some(Command::Check(args)) => commands::check::run(&args),
         Some(Command::Client(args)) => commands::client::run(&args),

@@ -271,6 +271,21 @@ pub fn dir_builder(mode: u32) -> DirBuilder {
     }
 }
 
+/// Whether `path` itself (not what a symlink there points to) is a Unix socket. Always
+/// `false` on Windows.
+pub fn is_socket(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        std::fs::symlink_metadata(path).is_ok_and(|metadata| metadata.file_type().is_socket())
+    }
+    #[cfg(windows)]
+    {
+        let _ = path;
+        false
+    }
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

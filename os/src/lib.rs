@@ -6,7 +6,9 @@
 //! - [`account`]: users and groups;
 //! - [`dirs`]: the home, configuration, cache and log folders;
 //! - [`agent`]: the connection to the ssh-agent;
-//! - [`process`]: running ssh in this process's place, process groups and signals;
+//! - [`process`]: running ssh in this process's place, process groups and signals, background
+//!   services and desktop notifications;
+//! - [`signal`]: the signals a long-running process answers (`opkssh agent`);
 //! - [`time`]: the log's timestamps.
 //!
 //! On Unix everything works as opkssh always did. On Windows, what the server side needs and
@@ -24,6 +26,7 @@ pub mod atomic_file;
 pub mod dirs;
 pub mod file;
 pub mod process;
+pub mod signal;
 pub mod time;
 
 /// The kinds of system opkssh tells apart.

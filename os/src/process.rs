@@ -1,5 +1,6 @@
 //! Processes: running a program in this process's place, process groups for plugins that must
-//! not outlive their deadline, and signals.
+//! not outlive their deadline, signals, starting a background service, and desktop
+//! notifications.
 
 use std::process::{Command, ExitCode, Stdio};
 
@@ -71,6 +72,97 @@ pub fn own_process_group(command: &mut Command) -> &mut Command {
     #[cfg(windows)]
     {
         command.creation_flags(CREATE_NEW_PROCESS_GROUP)
+    }
+}
+
+/// `DETACHED_PROCESS`: no console.
+#[cfg(windows)]
+const DETACHED_PROCESS: u32 = 0x0000_0008;
+
+/// Prepares `command` to outlive this process as a background service: standard input and
+/// output are the null device, and it runs in a process group of its own, so the terminal's
+/// Ctrl-C and hang-up (sent to the foreground group, and by the shell to its jobs) do not reach
+/// it; on Windows it also has no console. Standard error is left to the caller.
+pub fn detached(command: &mut Command) -> &mut Command {
+    command.stdin(Stdio::null()).stdout(Stdio::null());
+    #[cfg(unix)]
+    {
+        command.process_group(0)
+    }
+    #[cfg(windows)]
+    {
+        command.creation_flags(DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP)
+    }
+}
+
+/// Keeps this process's memory out of core files and, on Linux, out of reach of debuggers
+/// running as the same user (not dumpable: no `ptrace` attach, `/proc/PID/mem` closed), as
+/// OpenSSH's ssh-agent does for the keys it holds. Nothing on Windows.
+///
+/// # Errors
+/// The limit could not be set.
+pub fn keep_memory_private() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use nix::sys::resource::{Resource, setrlimit};
+        setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(std::io::Error::from)?;
+        #[cfg(target_os = "linux")]
+        nix::sys::prctl::set_dumpable(false).map_err(std::io::Error::from)?;
+        Ok(())
+    }
+    #[cfg(windows)]
+    {
+        Ok(())
+    }
+}
+
+/// Shows a desktop notification, best effort: through `notify-send` where it is on the `PATH`
+/// (Linux and the BSDs), `osascript` on macOS; Windows has no program for it. Returns whether
+/// the program started; it is waited for in the background. The texts are passed as
+/// arguments, never parsed as a script.
+pub fn notify_desktop(title: &str, body: &str) -> bool {
+    let mut command = notification_command(title, body);
+    let Some(command) = command.as_mut() else {
+        return false;
+    };
+    let started = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    match started {
+        Ok(mut child) => {
+            // Reaped off the caller's thread: a notification daemon may be slow to answer.
+            std::thread::spawn(move || child.wait());
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+fn notification_command(title: &str, body: &str) -> Option<Command> {
+    #[cfg(target_os = "macos")]
+    {
+        let mut command = Command::new("osascript");
+        command
+            .args(["-e", "on run argv"])
+            .args([
+                "-e",
+                "display notification (item 2 of argv) with title (item 1 of argv)",
+            ])
+            .args(["-e", "end run", "--", title, body]);
+        Some(command)
+    }
+    #[cfg(all(unix, not(target_os = "macos")))]
+    {
+        let mut command = Command::new("notify-send");
+        command.args(["--app-name=opkssh", "--", title, body]);
+        Some(command)
+    }
+    #[cfg(windows)]
+    {
+        let _ = (title, body);
+        None
     }
 }
 

@@ -806,9 +806,12 @@ fn debian_package_installs_the_server_layout_and_purges_clean() {
         );
     }
     assert_server_layout(PACKAGED);
-    // Manual pages and shell completions, generated from the binary when the package was built.
-    const DOCS: [&str; 6] = [
+    // Manual pages and shell completions, generated from the binary when the package was built,
+    // and the agent's systemd user unit and launchd example.
+    const DOCS: [&str; 8] = [
         "/usr/share/selinux/packages/opkssh.pp",
+        "/usr/lib/systemd/user/opkssh-agent.service",
+        "/usr/share/doc/opkssh/examples/dev.openpubkey.opkssh-agent.plist",
         "/usr/share/man/man1/opkssh.1.gz",
         "/usr/share/man/man1/opkssh-install-server.1.gz",
         "/usr/share/bash-completion/completions/opkssh",
@@ -949,6 +952,8 @@ fn rpm_package_has_the_deb_files_config_and_scriptlets() {
         "/usr/share/zsh/site-functions/_opkssh",
         "/usr/share/fish/vendor_completions.d/opkssh.fish",
         "/usr/share/selinux/packages/opkssh.pp",
+        "/usr/lib/systemd/user/opkssh-agent.service",
+        "/usr/share/doc/opkssh/examples/dev.openpubkey.opkssh-agent.plist",
     ] {
         assert!(
             listing

@@ -1,9 +1,11 @@
 //! `opkssh check [--exp DURATION] [-i KEY] [--json]` (upstream openpubkey/opkssh#604): exit 0
 //! when an opkssh key and certificate are there and the ID token stays valid for `--exp`, 1
 //! otherwise, with one line saying why, so that `opkssh check || opkssh login` logs in only
-//! when needed.
+//! when needed. When `SSH_AUTH_SOCK` is an `opkssh agent` (and no `-i` is given), the agent's
+//! certificate is the one checked.
 
 use crate::error::CliError;
+use opk_client::agent_session::Status;
 use opk_client::check::{self, Problem, Usable};
 use opk_client::{duration, placement};
 use opk_core::escape;
@@ -18,8 +20,9 @@ pub(crate) struct CheckArgs {
     /// The client sees only the token's exp, not the server's expiration policy.
     #[arg(long = "exp", value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
     pub(crate) exp: Duration,
-    /// The key to check (its certificate is <KEY>-cert.pub) [default: where opkssh login
-    /// writes: ~/.ssh/id_ecdsa, id_ed25519, … and ~/.ssh/opkssh/].
+    /// The key to check (its certificate is <KEY>-cert.pub) [default: the opkssh agent at
+    /// $SSH_AUTH_SOCK if one runs, else where opkssh login writes: ~/.ssh/id_ecdsa,
+    /// id_ed25519, … and ~/.ssh/opkssh/].
     #[arg(short = 'i', long = "private-key-file", value_name = "KEY")]
     pub(crate) private_key_file: Option<PathBuf>,
     /// Print the result as JSON on stdout (same exit status).
@@ -33,6 +36,11 @@ fn parse_duration(value: &str) -> Result<Duration, String> {
 
 pub(crate) fn run(args: &CheckArgs) -> Result<ExitCode, CliError> {
     let now = SystemTime::now();
+    if args.private_key_file.is_none()
+        && let Some((socket, status)) = crate::running_agent::running_agent()
+    {
+        return Ok(check_agent(args, &socket, &status, now));
+    }
     let result = match &args.private_key_file {
         Some(key) => check::check_one(key, args.exp, now),
         None => {
@@ -61,6 +69,99 @@ pub(crate) fn run(args: &CheckArgs) -> Result<ExitCode, CliError> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// With an opkssh agent at `SSH_AUTH_SOCK`, that agent's certificate is what ssh uses: it
+/// passes when the agent presents one that stays valid for `--exp`, or that the agent will
+/// refresh before it expires.
+fn check_agent(args: &CheckArgs, socket: &Path, status: &Status, now: SystemTime) -> ExitCode {
+    let now = seconds(now);
+    let within = i64::try_from(args.exp.as_secs()).unwrap_or(i64::MAX);
+    let agent = format!("opkssh agent at {}", escape::path(socket));
+    let who = format!(
+        "{} from {}",
+        escape::line(status.identity.as_deref().unwrap_or("?")),
+        escape::line(status.issuer.as_deref().unwrap_or("?"))
+    );
+    let refreshed_in_time = status
+        .next_refresh
+        .zip(status.expires_at)
+        .is_some_and(|(refresh, expiry)| refresh < expiry);
+    let (code, line) = match status.expires_at {
+        _ if !status.holding => (
+            "agent_empty",
+            format!(
+                "no certificate: the {agent} presents none ({}); log in with: opkssh agent \
+                 --login",
+                escape::line(
+                    status
+                        .problem
+                        .as_deref()
+                        .unwrap_or_else(|| status.state.as_str())
+                )
+            ),
+        ),
+        Some(at) if at <= now => ("expired", format!("expired at {}: {agent}", when(at))),
+        Some(at) if at <= now.saturating_add(within) && !refreshed_in_time => (
+            "expiring",
+            format!(
+                "expires within {}, at {}: {agent}",
+                duration::format(args.exp),
+                when(at)
+            ),
+        ),
+        Some(at) => (
+            "valid",
+            format!(
+                "valid: {agent} ({who}) until {} (in {}){}",
+                when(at),
+                duration::format(Duration::from_secs(at.abs_diff(now))),
+                if refreshed_in_time {
+                    ", refreshed by the agent before then"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        None => ("valid", format!("valid: {agent} ({who}), no expiry")),
+    };
+    let ok = code == "valid";
+    if args.json {
+        let mut object = serde_json::Map::new();
+        object.insert("ok".into(), ok.into());
+        object.insert("status".into(), code.into());
+        object.insert("message".into(), line.clone().into());
+        object.insert("agent".into(), socket.display().to_string().into());
+        if let Some(issuer) = &status.issuer {
+            object.insert("issuer".into(), issuer.clone().into());
+        }
+        if let Some(identity) = &status.identity {
+            object.insert("identity".into(), identity.clone().into());
+        }
+        if let Some(at) = status.expires_at {
+            object.insert("expires_at".into(), at.into());
+            object.insert("expires_in".into(), at.saturating_sub(now).into());
+        }
+        if let Some(at) = status.next_refresh {
+            object.insert("next_refresh".into(), at.into());
+        }
+        println!(
+            "{}",
+            opk_core::escape::json(
+                &serde_json::to_string_pretty(&serde_json::Value::Object(object))
+                    .unwrap_or_default()
+            )
+        );
+    } else if ok {
+        println!("{line}");
+    } else {
+        eprintln!("{line}");
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn seconds(now: SystemTime) -> i64 {

@@ -10,17 +10,19 @@
 //! `<-i PATH>-cert.pub` (the agent cannot take a certificate without its private key).
 
 use crate::error::CliError;
+use crate::provider::{
+    Chosen, ProviderFlags, choose_provider, open_browser, parse_key_type, parse_principal,
+    read_config, wants_access_token,
+};
 use crate::report;
 use opk_client::agent::Agent;
 use opk_client::agent_key::find_agent_key;
-use opk_client::client_config::{
-    self, Choice, ClientConfig, DEFAULT_CLIENT_CONFIG, Env, ProviderEntry, ProviderKind, Selection,
-};
+use opk_client::client_config::{self, ClientConfig, DEFAULT_CLIENT_CONFIG, ProviderKind};
 use opk_client::files::{write_atomic, write_certificate};
 use opk_client::placement::{self, Destination};
 use opk_client::{
-    Flow, Identity, Progress, agent_certificates, chooser, device, identity_string, issuer_of,
-    login, pretty_id_token,
+    Identity, Progress, agent_certificates, device, identity_string, issuer_of, login,
+    pretty_id_token,
 };
 use opk_core::device::DeviceAuthorization;
 use opk_core::escape;
@@ -31,18 +33,6 @@ use opk_core::sshcert::{
 };
 use opk_net::http::HttpClient;
 
-/// Why the web chooser cannot run with `--device`.
-const NO_CHOOSER: &str = "--device needs one provider: name its alias (opkssh login \
-     --device <alias>), set default_provider in the client config, or give --provider; the web \
-     chooser needs a browser on this machine";
-
-/// Why a CI provider cannot run with `--device`.
-fn not_for_ci(issuer: &str) -> String {
-    format!(
-        "--device is for providers where a person logs in; {issuer} is a CI/CD provider, whose \
-         login already needs no browser (run without --device)"
-    )
-}
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -161,9 +151,15 @@ struct AgentPlan {
 }
 
 impl LoginArgs {
-    /// How long the browser login and the web chooser wait.
-    pub(crate) fn browser_timeout(&self) -> Duration {
-        Duration::from_secs(self.timeout.unwrap_or(300))
+    pub(crate) fn provider_flags(&self) -> ProviderFlags<'_> {
+        ProviderFlags {
+            alias: self.alias.as_deref(),
+            provider: self.provider.as_deref(),
+            device: self.device,
+            no_qr: self.no_qr,
+            remote_redirect_uri: self.remote_redirect_uri.as_deref(),
+            timeout: self.timeout,
+        }
     }
 
     fn agent_use(&self) -> AgentUse {
@@ -184,17 +180,6 @@ impl LoginArgs {
     }
 }
 
-/// A certificate without principals is one sshd refuses for every account, so an empty
-/// `--principals` (or an empty item in the list) is a usage error, as in Go.
-fn parse_principal(value: &str) -> Result<String, String> {
-    if value.trim().is_empty() {
-        return Err(
-            "a principal cannot be empty; leave --principals out for opkssh-wildcard".to_owned(),
-        );
-    }
-    Ok(value.to_owned())
-}
-
 fn parse_lifetime(value: &str) -> Result<Duration, String> {
     opk_client::duration::parse_lifetime(value).map_err(|error| error.to_string())
 }
@@ -213,16 +198,6 @@ fn agent_plan(args: &LoginArgs, config: &ClientConfig) -> Result<AgentPlan, CliE
     Ok(AgentPlan { usage, lifetime })
 }
 
-fn parse_key_type(value: &str) -> Result<UserKeyType, String> {
-    match value.to_ascii_lowercase().as_str() {
-        "ecdsa" => Ok(UserKeyType::Ecdsa),
-        "ed25519" => Ok(UserKeyType::Ed25519),
-        other => Err(format!(
-            "unsupported key type {other}; use ecdsa or ed25519"
-        )),
-    }
-}
-
 /// Where output goes: stdout, and log lines also to `--log-dir`.
 pub(crate) struct Output {
     log_file: Option<std::fs::File>,
@@ -234,7 +209,9 @@ pub(crate) struct Output {
 
 impl Progress for Output {
     fn open_url(&mut self, url: &str) {
-        open_browser(url, self.disable_browser_open);
+        open_browser(url, self.disable_browser_open, &mut |line| {
+            println!("{line}")
+        });
     }
 
     fn device_code(&mut self, authorization: &DeviceAuthorization) {
@@ -300,14 +277,7 @@ fn home() -> Result<PathBuf, CliError> {
 }
 
 fn run_inner(args: &LoginArgs, out: &mut Output) -> Result<ExitCode, CliError> {
-    if args.no_qr && !args.device {
-        return Err(fail("--no-qr only applies to --device"));
-    }
-    if args.device && args.remote_redirect_uri.is_some() {
-        return Err(fail(
-            "--remote-redirect-uri does not apply to --device (the device flow has no redirect)",
-        ));
-    }
+    args.provider_flags().check()?;
     if args.configure {
         let home = home()?;
         placement::configure_identity_dir(&home).map_err(fail)?;
@@ -347,29 +317,14 @@ fn run_inner(args: &LoginArgs, out: &mut Output) -> Result<ExitCode, CliError> {
     let key = user_key(args)?;
     let config = load_config(&config_path, out)?;
     let agent = agent_plan(args, &config)?;
-    let env = Env::from_process();
-    let selection = Selection {
-        provider_flag: args.provider.as_deref(),
-        alias: args.alias.as_deref(),
-        config: Some(&config),
-    };
     let http = opk_client::http_client_from_env();
-    let entry = match client_config::determine_provider(&selection, &env).map_err(fail)? {
-        Choice::Provider(entry) => *entry,
-        Choice::WebChooser(_) if args.device => return Err(fail(NO_CHOOSER)),
-        Choice::WebChooser(entries) => {
-            let mut chosen = chooser::choose(
-                &entries,
-                &env,
-                args.remote_redirect_uri.as_deref(),
-                args.browser_timeout(),
-                out,
-            )
-            .map_err(fail)?;
+    match choose_provider(&args.provider_flags(), &config, out)? {
+        Chosen::Provider(kind) => login_with(args, &kind, &config, (key, agent), &http, out, None),
+        Chosen::Chooser(mut chosen) => {
             // The tab that chose goes on to the provider's `/login`.
             let kind = chosen.kind.clone();
             let mut redirect = |url: &str| chosen.redirect(url);
-            return login_with(
+            login_with(
                 args,
                 &kind,
                 &config,
@@ -377,12 +332,9 @@ fn run_inner(args: &LoginArgs, out: &mut Output) -> Result<ExitCode, CliError> {
                 &http,
                 out,
                 Some(&mut redirect),
-            );
+            )
         }
-    };
-    let kind = client_config::to_provider(&entry, &env, args.remote_redirect_uri.as_deref())
-        .map_err(fail)?;
-    login_with(args, &kind, &config, (key, agent), &http, out, None)
+    }
 }
 
 /// A fresh key of `--key-type`, or with `--agent-key` the ssh-agent's key, found (and its type
@@ -423,21 +375,7 @@ fn create_config(path: &Path) -> Result<(), CliError> {
 }
 
 fn load_config(path: &Path, out: &mut Output) -> Result<ClientConfig, CliError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => ClientConfig::parse(&text).map_err(fail),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            out.log(&format!(
-                "failed to find client config file {}, using the default config; to create \
-                 one run: opkssh login --create-config",
-                path.display()
-            ));
-            Ok(ClientConfig::default_config())
-        }
-        Err(error) => Err(fail(format!(
-            "failed to read client config file {}: {error}",
-            path.display()
-        ))),
-    }
+    read_config(path, &mut |line| out.log(line))
 }
 
 /// Logs in with a resolved provider and does everything after.
@@ -462,18 +400,7 @@ fn login_with(
     {
         out.say("OPK SSH identity directory is configured");
     }
-    if args.device && !matches!(kind, ProviderKind::Browser(_)) {
-        return Err(fail(not_for_ci(issuer_of(kind))));
-    }
-    let flow = if args.device {
-        Flow::Device {
-            timeout: args.timeout.map(Duration::from_secs),
-        }
-    } else {
-        Flow::Browser {
-            timeout: args.browser_timeout(),
-        }
-    };
+    let flow = args.provider_flags().flow(kind)?;
     let identity = match opener {
         Some(mut opener) => opk_client::log_in(kind, key, flow, http, &mut opener),
         None => opk_client::log_in(kind, key, flow, http, out),
@@ -491,44 +418,15 @@ fn login_with(
     )
 }
 
-/// Prints the URL and opens a browser unless told not to (behaviour.md §2.2.5).
-fn open_browser(url: &str, disabled: bool) {
-    if disabled {
-        println!("Open your browser to: {url}");
-        return;
-    }
-    println!("Opening browser to {url}");
-    if let Err(error) = webbrowser::open(url) {
-        eprintln!("Failed to open URL: {error}");
-        println!("Open your browser to: {url}");
-    }
-}
-
 fn send_access_token(
     args: &LoginArgs,
     config: &ClientConfig,
     issuer: &str,
     out: &mut Output,
 ) -> bool {
-    if args.send_access_token {
-        return true;
-    }
-    match config.providers.iter().find(|entry| entry.issuer == issuer) {
-        Some(entry) => entry.send_access_token,
-        None => {
-            if config
-                .providers
-                .iter()
-                .any(|entry: &ProviderEntry| entry.send_access_token)
-            {
-                out.log(&format!(
-                    "could not find issuer {issuer} in client config providers to look up \
-                     send_access_token"
-                ));
-            }
-            false
-        }
-    }
+    wants_access_token(args.send_access_token, config, issuer, &mut |line| {
+        out.log(line);
+    })
 }
 
 fn make_certificate(

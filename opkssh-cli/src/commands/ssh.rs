@@ -4,7 +4,8 @@
 //! (browser, device flow, agent as its flags and the client config say), run as a child with
 //! its output on stderr, so ssh's stdout stays the remote command's; then `ssh` replaces this
 //! process (on Windows: runs as its child, and opkssh exits with its status), so the exit status
-//! is ssh's.
+//! is ssh's. When `SSH_AUTH_SOCK` is an `opkssh agent`, ssh uses the agent's certificate and no
+//! key file (an agent that presents none is asked to log in first).
 //!
 //! The arguments split as `sudo` and `env` split theirs: opkssh's options come first, and the
 //! first argument that is not one of them starts ssh's, which are passed on exactly as written,
@@ -12,6 +13,7 @@
 //! host name that starts with `-`), so [`mark_ssh_arguments`] finds the split first.
 
 use crate::error::CliError;
+use opk_client::agent_session::Status;
 use opk_client::check::{self, Problem};
 use opk_client::{duration, placement};
 use std::ffi::OsString;
@@ -25,8 +27,9 @@ pub(crate) struct SshArgs {
     /// Log in first when the ID token expires within this time: 90s, 45m, 1h30m or seconds.
     #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
     pub(crate) min_valid: Duration,
-    /// The opkssh key to use and log in to (opkssh login -i) [default: where opkssh login
-    /// writes: ~/.ssh/id_ecdsa, id_ed25519, … and ~/.ssh/opkssh/].
+    /// The opkssh key to use and log in to (opkssh login -i) [default: the opkssh agent at
+    /// $SSH_AUTH_SOCK if one runs, else where opkssh login writes: ~/.ssh/id_ecdsa,
+    /// id_ed25519, … and ~/.ssh/opkssh/].
     #[arg(long, value_name = "KEY")]
     pub(crate) key: Option<PathBuf>,
     /// For the login: provider alias from the client config.
@@ -224,7 +227,42 @@ fn ssh_config_option(keyword: &str, path: &Path) -> Result<OsString, CliError> {
     Ok(option)
 }
 
+/// With an opkssh agent at `SSH_AUTH_SOCK` (and no `--key`), ssh takes the agent's
+/// certificate: no key file is named. An agent that presents none is asked to log in first
+/// (its own provider; the login flags here are for `opkssh login`).
+fn run_through_agent(args: &SshArgs, socket: &Path, status: &Status) -> Result<ExitCode, CliError> {
+    let now = opk_client::agent_session::now();
+    let min_valid = i64::try_from(args.min_valid.as_secs()).unwrap_or(i64::MAX);
+    let refreshed_in_time = status
+        .next_refresh
+        .zip(status.expires_at)
+        .is_some_and(|(refresh, expiry)| refresh < expiry);
+    let usable = status.holding
+        && (refreshed_in_time
+            || status
+                .expires_at
+                .is_none_or(|expiry| expiry > now.saturating_add(min_valid)));
+    if !usable {
+        eprintln!(
+            "opkssh ssh: the opkssh agent at {} presents no certificate good for {}; asking it \
+             to log in",
+            opk_core::escape::path(socket),
+            duration::format(args.min_valid)
+        );
+        crate::running_agent::log_in_again(socket, &mut |line| eprintln!("{line}"))?;
+    }
+    let mut ssh = Command::new("ssh");
+    ssh.args(&args.ssh_args);
+    opk_os::process::run_in_place(&mut ssh)
+        .map_err(|error| fail(format!("cannot run ssh: {error}")))
+}
+
 pub(crate) fn run(args: &SshArgs) -> Result<ExitCode, CliError> {
+    if args.key.is_none()
+        && let Some((socket, status)) = crate::running_agent::running_agent()
+    {
+        return run_through_agent(args, &socket, &status);
+    }
     if let Some(key) = &args.key {
         // Before any login: a key ssh cannot be given is refused now, not after it.
         ssh_config_option("IdentityFile", key)?;
