@@ -310,6 +310,118 @@ fn foreign_binary_logs_in_against_the_test_op_and_logs_out() {
     assert!(!key.exists() && !cert.exists(), "logout left the key pair");
 }
 
+/// The key's ACL through Windows' own tools, as opkssh.exe runs them: Wine's `whoami` prints no
+/// SID and its `icacls` does nothing, so `.ci/cross` builds stand-ins (`.ci/windows/*-standin.c`)
+/// that answer as Windows' do, and this test puts them in the prefix's system32 and selects
+/// them for its own commands only. The test decides the DACL that `icacls /save` reports and
+/// reads the arguments opkssh passed, after Windows' command-line quoting:
+/// - `demo` writes its keys with an ACL of the user's SID and SYSTEM's, set on the temporary
+///   file (in a folder whose name has a space) before it is renamed into place;
+/// - where others can still read it, the write fails, names them, and leaves no key;
+/// - `check` accepts the private key, and refuses (exit 1, `key not private`) one that
+///   Everyone may read.
+#[test]
+fn foreign_binary_sets_and_checks_the_key_acl_through_windows_tools() {
+    let Some(foreign) = Foreign::require() else {
+        return;
+    };
+    let standins = std::env::var_os("OPKSSH_FOREIGN_ACL_STANDINS");
+    let (true, Some(standins)) = (foreign.windows, standins) else {
+        eprintln!("SKIP foreign ACL: Windows only, with OPKSSH_FOREIGN_ACL_STANDINS (.ci/cross)");
+        return;
+    };
+    let prefix = std::env::var_os("WINEPREFIX").expect("foreign ACL: WINEPREFIX is not set");
+    let system32 = Path::new(&prefix).join("drive_c/windows/system32");
+    for tool in ["whoami.exe", "icacls.exe"] {
+        std::fs::copy(Path::new(&standins).join(tool), system32.join(tool)).unwrap();
+    }
+    let overrides = format!(
+        "{};whoami.exe,icacls.exe=n",
+        std::env::var("WINEDLLOVERRIDES").unwrap_or_default()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("key folder");
+    std::fs::create_dir(&folder).unwrap();
+    let log = dir.path().join("icacls.log");
+    const USER: &str = "S-1-5-21-1-2-3-1001";
+    let private = format!("D:PAI(A;;FA;;;{USER})(A;;FA;;;SY)");
+    let open = format!("D:AI(A;;FA;;;{USER})(A;ID;0x1200a9;;;WD)");
+    let run = |dacl: &str, args: &[&str]| {
+        let mut command = foreign.command();
+        command
+            .env("WINEDLLOVERRIDES", &overrides)
+            .env("OPKSSH_ACL_STANDIN_LOG", foreign.path(&log))
+            .env("OPKSSH_ACL_STANDIN_DACL", dacl)
+            .args(args);
+        run_with_timeout(&mut command, RUN_TIMEOUT)
+    };
+
+    let out = folder.join("out");
+    let output = run(&private, &["demo", "--out", &foreign.path(&out)]);
+    assert!(output.status.success(), "demo: {output:?}");
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let temporary = format!("{}\\.id_key.opkssh-tmp.", foreign.path(&out));
+    let made_private = calls.lines().any(|line| {
+        let args: Vec<&str> = line.split('\t').collect();
+        args.first()
+            .is_some_and(|path| path.starts_with(&temporary))
+            && args.get(1..)
+                == Some(
+                    &[
+                        "/inheritance:r",
+                        "/grant:r",
+                        &format!("*{USER}:F"),
+                        "*S-1-5-18:F",
+                        "/q",
+                    ][..],
+                )
+    });
+    assert!(
+        made_private,
+        "no icacls call made {temporary}… private:\n{calls}"
+    );
+    let read_back = calls
+        .lines()
+        .any(|line| line.starts_with(&temporary) && line.split('\t').nth(1) == Some("/save"));
+    assert!(read_back, "no icacls /save of {temporary}…:\n{calls}");
+
+    let key = folder.join("id_ecdsa");
+    std::fs::copy(out.join("id_key"), &key).unwrap();
+    let line = std::fs::read_to_string(out.join("cert.pub")).unwrap();
+    std::fs::write(
+        folder.join("id_ecdsa-cert.pub"),
+        format!("{} openpubkey\n", line.trim_end()),
+    )
+    .unwrap();
+    let output = run(&private, &["check", "-i", &foreign.path(&key)]);
+    assert_eq!(output.status.code(), Some(0), "check: {output:?}");
+    assert!(
+        !text(&output.stderr).contains("warning"),
+        "check: {output:?}"
+    );
+    let output = run(&open, &["check", "-i", &foreign.path(&key)]);
+    assert_eq!(output.status.code(), Some(1), "check: {output:?}");
+    let refusal = format!(
+        "key not private: {}: S-1-1-0 (Everyone) is granted access (rights 0x1200a9, inherited \
+         from the folder)",
+        foreign.path(&key)
+    );
+    assert!(text(&output.stderr).contains(&refusal), "check: {output:?}");
+
+    let refused = folder.join("refused");
+    let output = run(&open, &["demo", "--out", &foreign.path(&refused)]);
+    assert!(!output.status.success(), "demo: {output:?}");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("making the file private: others may still use it: S-1-1-0 (Everyone)"),
+        "demo: {stderr}"
+    );
+    assert!(
+        !refused.join("id_key").exists(),
+        "a key others can read was written"
+    );
+}
+
 /// A policy directory for one vector, as verify requires it (root-owned, 0640), plus its cache
 /// and log.
 struct Policy {
