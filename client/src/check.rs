@@ -11,6 +11,7 @@ use crate::login::current_expiry;
 use crate::placement::{self, cert_path};
 use opk_core::pktoken::PkToken;
 use opk_core::sshcert::{OpksshCertificate, UserKeyFile};
+use opk_os::private_file::{Privacy, PrivacyError};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,6 +28,9 @@ pub struct Usable {
     pub identity: String,
     /// When the ID token expires (seconds since the epoch).
     pub expires_at: i64,
+    /// Why the key file's privacy could not be checked, if it could not (Windows whose
+    /// `icacls` or `whoami` does not work, [`opk_os::private_file`]).
+    pub privacy_unchecked: Option<String>,
 }
 
 /// Why there is no usable certificate.
@@ -51,6 +55,14 @@ pub enum Problem {
         /// The certificate file.
         certificate: PathBuf,
         /// What is wrong.
+        why: String,
+    },
+    /// Others may use the private key, so `ssh` refuses it (a mode beyond 0600 on Unix; on
+    /// Windows an ACL that lets in anyone but the user, SYSTEM and Administrators).
+    KeyNotPrivate {
+        /// The key file.
+        key: PathBuf,
+        /// Who else may use it.
         why: String,
     },
     /// The ID token (or the certificate) has expired.
@@ -78,6 +90,7 @@ impl Problem {
             Self::MissingKey { .. } => "missing_key",
             Self::MissingCertificate { .. } => "missing_certificate",
             Self::NotOpkssh { .. } => "not_opkssh",
+            Self::KeyNotPrivate { .. } => "key_not_private",
             Self::Expired { .. } => "expired",
             Self::ExpiresWithin { .. } => "expiring",
         }
@@ -90,8 +103,9 @@ impl Problem {
             Self::MissingKey { .. } => 0,
             Self::MissingCertificate { .. } => 1,
             Self::NotOpkssh { .. } => 2,
-            Self::Expired { .. } => 3,
-            Self::ExpiresWithin { .. } => 4,
+            Self::KeyNotPrivate { .. } => 3,
+            Self::Expired { .. } => 4,
+            Self::ExpiresWithin { .. } => 5,
         }
     }
 }
@@ -195,6 +209,23 @@ pub fn check_one(key: &Path, within: Duration, now: SystemTime) -> Result<Usable
             key.display()
         )));
     }
+    // ssh would refuse the key: a login is needed to write a private one.
+    let privacy_unchecked = match opk_os::private_file::check(key) {
+        Ok(Privacy::Private) => None,
+        Ok(Privacy::Unchecked(why)) => Some(why),
+        Err(PrivacyError::NotPrivate { why, .. }) => {
+            return Err(Problem::KeyNotPrivate {
+                key: key.to_owned(),
+                why,
+            });
+        }
+        Err(PrivacyError::Io { source, .. }) => {
+            return Err(Problem::KeyNotPrivate {
+                key: key.to_owned(),
+                why: format!("cannot look at it: {source}"),
+            });
+        }
+    };
     let claims = token.claims();
     let token_expiry = current_expiry(&token)
         .ok_or_else(|| not_opkssh("its ID token has no exp claim".to_owned()))?;
@@ -229,5 +260,6 @@ pub fn check_one(key: &Path, within: Duration, now: SystemTime) -> Result<Usable
             .unwrap_or_else(|| claims.subject())
             .to_owned(),
         expires_at,
+        privacy_unchecked,
     })
 }

@@ -5,6 +5,7 @@
 use opk_core::jws::SigningKey;
 use opk_core::sshcert::{CertComment, CertError, OpksshCertificate, private_key_to_openssh};
 use opk_os::atomic_file::{self, AtomicWriteError, FileMode};
+use opk_os::private_file::Privacy;
 use std::path::{Path, PathBuf};
 
 /// Mode of a private key file, as Go and OpenSSH require.
@@ -78,8 +79,20 @@ pub fn write_certificate(
     Ok(path)
 }
 
-/// Writes an SSH identity: the private key at `key_path` (0600, comment `openpubkey cert`) and
-/// the certificate at `<key_path>-cert.pub` (0644) with the given comment (wire-format.md §6.3).
+/// What [`write_identity`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// The certificate file.
+    pub certificate: PathBuf,
+    /// Whether the private key is known to be private: always on Unix (its mode); on Windows,
+    /// whether its ACL of the user and SYSTEM could be set and read back
+    /// ([`opk_os::private_file`]). A key that others can still use is never written.
+    pub key_privacy: Privacy,
+}
+
+/// Writes an SSH identity: the private key at `key_path` (0600, comment `openpubkey cert`; on
+/// Windows an ACL of the user and SYSTEM only, as `ssh.exe` wants) and the certificate at
+/// `<key_path>-cert.pub` (0644) with the given comment (wire-format.md §6.3).
 ///
 /// Both files are written and flushed before either is renamed into place, key first, so a
 /// reader never sees a certificate without its key and the two renames are all that separates
@@ -90,16 +103,17 @@ pub fn write_certificate(
 /// the user generated into that name does not.
 ///
 /// # Errors
-/// [`WriteError`].
+/// [`WriteError`], also when the key's ACL still lets others in after opkssh set it.
 pub fn write_identity(
     key_path: &Path,
     key: &SigningKey,
     certificate: &OpksshCertificate,
     comment: CertComment<'_>,
-) -> Result<PathBuf, WriteError> {
+) -> Result<Written, WriteError> {
     let pem = private_key_to_openssh(key)?;
     let certificate_path = certificate_path(key_path);
     let new_key = atomic_file::prepare(key_path, pem.as_bytes(), FileMode::mode(PRIVATE_KEY_MODE))?;
+    let key_privacy = new_key.privacy().cloned().unwrap_or(Privacy::Private);
     let new_certificate = atomic_file::prepare(
         &certificate_path,
         certificate.to_line(comment).as_bytes(),
@@ -108,5 +122,8 @@ pub fn write_identity(
     new_key.commit()?;
     new_certificate.commit()?;
     atomic_file::sync_folder(key_path);
-    Ok(certificate_path)
+    Ok(Written {
+        certificate: certificate_path,
+        key_privacy,
+    })
 }

@@ -3,7 +3,7 @@
 //! directory, or the first usable default name in `~/.ssh`. A file holding a key that opkssh
 //! did not write is never overwritten or removed.
 
-use crate::files::{WriteError, write_atomic, write_identity};
+use crate::files::{WriteError, Written, write_atomic, write_identity};
 use opk_core::jws::SigningKey;
 use opk_core::sshcert::{
     CertComment, OpksshCertificate, PRIVATE_KEY_COMMENT, UserKeyFile, UserKeyType,
@@ -336,19 +336,20 @@ pub fn choose(
     choose_default(&ssh, kind).map(Destination::Default)
 }
 
-/// Writes the key and certificate to `destination` (atomically, Go's modes and comments).
-/// For the default names the choice is re-checked just before writing, so a key the user put
-/// there in the meantime is still not overwritten.
+/// Writes the key and certificate to `destination` (atomically, Go's modes and comments; on
+/// Windows the key's ACL is the user's and SYSTEM's, [`Written::key_privacy`] saying whether
+/// that could be checked). For the default names the choice is re-checked just before writing,
+/// so a key the user put there in the meantime is still not overwritten.
 ///
 /// # Errors
-/// I/O failure, or the name is no longer ours.
+/// I/O failure, a key ACL that still lets others in, or the name is no longer ours.
 pub fn write(
     destination: &Destination,
     key: &SigningKey,
     certificate: &OpksshCertificate,
     issuer: &str,
     audience: &str,
-) -> Result<PathBuf, PlacementError> {
+) -> Result<Written, PlacementError> {
     match destination {
         Destination::Explicit(path) => Ok(write_identity(
             path,
@@ -373,7 +374,7 @@ pub fn write(
             )?)
         }
         Destination::IdentityDir(path) => {
-            let cert = write_identity(
+            let written = write_identity(
                 path,
                 key,
                 certificate,
@@ -382,7 +383,7 @@ pub fn write(
             if let Some(dir) = path.parent() {
                 add_identity_file(&dir.join("config"), path)?;
             }
-            Ok(cert)
+            Ok(written)
         }
     }
 }

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use opk_client::check::{Problem, check, check_one, default_candidates};
+use opk_client::files::write_atomic;
 use opk_core::b64;
 use opk_core::cic::CicHeader;
 use opk_core::jws::{Jws, SigningKey};
@@ -51,7 +52,12 @@ fn write_pair(key_path: &Path, exp: i64) {
         access_token: None,
     })
     .unwrap();
-    std::fs::write(key_path, private_key_to_openssh(&key).unwrap().as_bytes()).unwrap();
+    write_atomic(
+        key_path,
+        private_key_to_openssh(&key).unwrap().as_bytes(),
+        0o600,
+    )
+    .unwrap();
     std::fs::write(cert_of(key_path), certificate.to_line(CertComment::Default)).unwrap();
 }
 
@@ -70,6 +76,43 @@ fn a_valid_certificate_names_its_identity_and_expiry() {
     assert_eq!(usable.identity, "alice@example.com");
     assert_eq!(usable.issuer, "https://op.example");
     assert_eq!(usable.expires_at, NOW + 3600);
+    assert_eq!(usable.privacy_unchecked, None);
+}
+
+/// ssh refuses a key of the user's that the group or others may read, so check does too, and
+/// `opkssh check || opkssh login` writes a private one.
+#[cfg(unix)]
+#[test]
+fn a_key_others_can_read_is_refused_as_ssh_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id");
+    write_pair(&key, NOW + 3600);
+    opk_os::file::set_mode(&key, 0o640).unwrap();
+    let Err(Problem::KeyNotPrivate { key: reported, why }) = check_one(&key, Duration::ZERO, now())
+    else {
+        panic!("{:?}", check_one(&key, Duration::ZERO, now()));
+    };
+    assert_eq!(reported, key);
+    assert!(why.starts_with("its mode is 0640"), "{why}");
+    // Among several keys, the one that got furthest is reported: privacy is checked before
+    // the expiry, so an expired private key beats it, and it beats a foreign certificate.
+    let other = dir.path().join("other");
+    write_pair(&other, NOW - 10);
+    assert_eq!(
+        check(&[key.clone(), other.clone()], Duration::ZERO, now())
+            .unwrap_err()
+            .code(),
+        "expired"
+    );
+    std::fs::write(cert_of(&other), "not a certificate").unwrap();
+    assert_eq!(
+        check(&[other, key.clone()], Duration::ZERO, now())
+            .unwrap_err()
+            .code(),
+        "key_not_private"
+    );
+    opk_os::file::set_mode(&key, 0o600).unwrap();
+    assert!(check_one(&key, Duration::ZERO, now()).is_ok());
 }
 
 #[test]

@@ -7,6 +7,7 @@ use opk_core::sshcert::{
     CertComment, CertificateRequest, OpksshCertificate, Principals, UserKeyType, build_certificate,
     generate_user_key, private_key_from_openssh,
 };
+use opk_os::private_file::Privacy;
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::Command;
 
@@ -39,8 +40,9 @@ fn identity_files_have_go_modes_and_openssh_reads_them() {
         // An existing looser file must not keep its mode (dependencies.md pitfall 4).
         std::fs::write(&key_path, "old").unwrap();
         std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let certificate_path =
-            write_identity(&key_path, &key, &certificate, CertComment::Default).unwrap();
+        let written = write_identity(&key_path, &key, &certificate, CertComment::Default).unwrap();
+        assert_eq!(written.key_privacy, Privacy::Private);
+        let certificate_path = written.certificate;
 
         assert_eq!(mode(&key_path), 0o600);
         assert_eq!(mode(&certificate_path), 0o644);

@@ -5,13 +5,16 @@
 //! without following links, with its final owner and mode before any byte is written (a private
 //! key is never readable by others, not even for an instant). It is flushed to disk, renamed
 //! over the target, and the folder is flushed so the rename survives a power cut. A crash at
-//! any point leaves the old file or the new one, never a mix.
+//! any point leaves the old file or the new one, never a mix. On Windows, a file whose mode is
+//! for its owner alone gets an ACL for its user alone instead, also before the first byte
+//! ([`crate::private_file`]).
 //!
 //! A writer killed with SIGKILL cannot remove its temporary file. The name carries the writer's
 //! process id (`.<name>.opkssh-tmp.<pid>.<n>`), so the next writer of the same file removes the
 //! leftovers of processes that no longer exist, and a kill loop cannot fill the folder.
 
 use crate::file::Guards;
+use crate::private_file::{Privacy, PrivacyError};
 use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -100,9 +103,17 @@ pub struct Prepared {
     temporary: PathBuf,
     target: PathBuf,
     committed: bool,
+    privacy: Option<Privacy>,
 }
 
 impl Prepared {
+    /// For a file whose mode is for its owner alone: how far it is known to be private
+    /// ([`crate::private_file::restrict`]; on Windows, whether its ACL could be checked).
+    /// `None` for other modes.
+    pub fn privacy(&self) -> Option<&Privacy> {
+        self.privacy.as_ref()
+    }
+
     /// Renames the new content over the target. The folder is not flushed: call
     /// [`sync_folder`] once after the last commit.
     ///
@@ -188,10 +199,11 @@ pub fn prepare(path: &Path, contents: &[u8], mode: FileMode) -> Result<Prepared,
             Err(error) => return Err(fail(&temporary, "creating a temporary file")(error)),
         }
     };
-    let prepared = Prepared {
+    let mut prepared = Prepared {
         temporary,
         target: path.to_owned(),
         committed: false,
+        privacy: None,
     };
     // Owner first, then mode: chown clears set-id bits; the mode is then set exactly because
     // the umask may have narrowed it at creation.
@@ -201,6 +213,21 @@ pub fn prepare(path: &Path, contents: &[u8], mode: FileMode) -> Result<Prepared,
     }
     crate::file::set_file_mode(&file, mode.mode)
         .map_err(fail(&prepared.temporary, "setting the mode"))?;
+    // A mode for the owner alone is, on Windows, an ACL for the user alone: set and checked
+    // before any byte is written, like the mode.
+    if mode.mode & 0o077 == 0 {
+        let privacy = crate::private_file::restrict(&prepared.temporary).map_err(|error| {
+            let source = match error {
+                PrivacyError::NotPrivate { why, .. } => std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!("others may still use it: {why}"),
+                ),
+                PrivacyError::Io { source, .. } => source,
+            };
+            fail(&prepared.temporary, "making the file private")(source)
+        })?;
+        prepared.privacy = Some(privacy);
+    }
     file.write_all(contents)
         .map_err(fail(&prepared.temporary, "writing"))?;
     file.sync_all()

@@ -3,6 +3,10 @@
 //!
 //! - [`atomic_file`]: replacing a file so that a crash leaves the old or the new one;
 //! - [`file`](mod@file): owners and modes of files, opens that neither follow a symlink nor block;
+//! - [`private_file`]: private keys only their user can read (a mode on Unix, an ACL set with
+//!   `icacls` on Windows), checked as `ssh` checks them;
+//! - [`acl`]: Windows owners and ACLs as SDDL, and the rules on them for private keys and for
+//!   the server's files (pure, tested on every system);
 //! - [`account`]: users and groups;
 //! - [`dirs`]: the home, configuration, cache and log folders;
 //! - [`agent`]: the connection to the ssh-agent;
@@ -21,10 +25,12 @@
 #![warn(missing_docs)]
 
 pub mod account;
+pub mod acl;
 pub mod agent;
 pub mod atomic_file;
 pub mod dirs;
 pub mod file;
+pub mod private_file;
 pub mod process;
 pub mod signal;
 pub mod time;

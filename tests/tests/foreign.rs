@@ -3,8 +3,9 @@
 //! Wine as the runner, so a broken arm64 or Windows build fails CI by name. `--version`, the
 //! whole `demo` (whose verify is, on arm64, this binary re-executed, so binfmt_misc must hand
 //! aarch64 children to qemu), `check`, `inspect` and `logout` of the demo's certificate, a
-//! real `login` against the test OP (with `OPKSSH_E2E=1`), and (arm64 only: it needs
-//! root-owned policy files) `verify` on every Go vector.
+//! real `login` against the test OP (with `OPKSSH_E2E=1`; under Wine it also shows that a key
+//! whose ACL cannot be set or checked is a warning, not a failed login), and (arm64 only: it
+//! needs root-owned policy files) `verify` on every Go vector.
 //!
 //! `OPKSSH_FOREIGN_BIN` is the binary, `OPKSSH_FOREIGN_RUNNER` the command that runs it, split
 //! on spaces (e.g. `qemu-aarch64-static -L /usr/aarch64-linux-gnu`; empty: run it directly),
@@ -270,9 +271,25 @@ fn foreign_binary_logs_in_against_the_test_op_and_logs_out() {
     let mut login = opkssh_tests::login::LoginProcess::start_command(&mut command);
     let url = login.auth_url();
     opkssh_tests::e2e::http_login(&url, "alice").unwrap();
-    login.finish().assert_success();
+    let run = login.finish();
+    run.assert_success();
     let cert = dir.path().join("id_ecdsa-cert.pub");
     assert!(key.is_file() && cert.is_file(), "login wrote no key pair");
+    // Wine's whoami prints no SID and its icacls changes nothing: the key's ACL cannot be set
+    // or checked there, and login and check say so instead of failing. (On Unix the mode is
+    // checked, and no warning is due.)
+    let warned = |stderr: &str, warning: &str| {
+        stderr.contains(warning) && stderr.contains("whoami /user printed no SID")
+    };
+    assert_eq!(
+        warned(
+            &run.stderr,
+            "Warning: could not make sure that only you can read "
+        ),
+        foreign.windows,
+        "login: {}",
+        run.stderr
+    );
 
     let output = foreign.run(&["check", "-i", &foreign.path(&key)]);
     assert_eq!(output.status.code(), Some(0), "check: {output:?}");
@@ -280,9 +297,129 @@ fn foreign_binary_logs_in_against_the_test_op_and_logs_out() {
         text(&output.stdout).contains("(alice@example.com from "),
         "check: {output:?}"
     );
+    assert_eq!(
+        warned(
+            &text(&output.stderr),
+            "warning: could not check that only you can read "
+        ),
+        foreign.windows,
+        "check: {output:?}"
+    );
     let output = foreign.run(&["logout", "-i", &foreign.path(&key)]);
     assert!(output.status.success(), "logout: {output:?}");
     assert!(!key.exists() && !cert.exists(), "logout left the key pair");
+}
+
+/// The key's ACL through Windows' own tools, as opkssh.exe runs them: Wine's `whoami` prints no
+/// SID and its `icacls` does nothing, so `.ci/cross` builds stand-ins (`.ci/windows/*-standin.c`)
+/// that answer as Windows' do, and this test puts them in the prefix's system32 and selects
+/// them for its own commands only. The test decides the DACL that `icacls /save` reports and
+/// reads the arguments opkssh passed, after Windows' command-line quoting:
+/// - `demo` writes its keys with an ACL of the user's SID and SYSTEM's, set on the temporary
+///   file (in a folder whose name has a space) before it is renamed into place;
+/// - where others can still read it, the write fails, names them, and leaves no key;
+/// - `check` accepts the private key, and refuses (exit 1, `key not private`) one that
+///   Everyone may read.
+#[test]
+fn foreign_binary_sets_and_checks_the_key_acl_through_windows_tools() {
+    let Some(foreign) = Foreign::require() else {
+        return;
+    };
+    let standins = std::env::var_os("OPKSSH_FOREIGN_ACL_STANDINS");
+    let (true, Some(standins)) = (foreign.windows, standins) else {
+        eprintln!("SKIP foreign ACL: Windows only, with OPKSSH_FOREIGN_ACL_STANDINS (.ci/cross)");
+        return;
+    };
+    let prefix = std::env::var_os("WINEPREFIX").expect("foreign ACL: WINEPREFIX is not set");
+    let system32 = Path::new(&prefix).join("drive_c/windows/system32");
+    for tool in ["whoami.exe", "icacls.exe"] {
+        std::fs::copy(Path::new(&standins).join(tool), system32.join(tool)).unwrap();
+    }
+    let overrides = format!(
+        "{};whoami.exe,icacls.exe=n",
+        std::env::var("WINEDLLOVERRIDES").unwrap_or_default()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("key folder");
+    std::fs::create_dir(&folder).unwrap();
+    let log = dir.path().join("icacls.log");
+    const USER: &str = "S-1-5-21-1-2-3-1001";
+    let private = format!("D:PAI(A;;FA;;;{USER})(A;;FA;;;SY)");
+    let open = format!("D:AI(A;;FA;;;{USER})(A;ID;0x1200a9;;;WD)");
+    let run = |dacl: &str, args: &[&str]| {
+        let mut command = foreign.command();
+        command
+            .env("WINEDLLOVERRIDES", &overrides)
+            .env("OPKSSH_ACL_STANDIN_LOG", foreign.path(&log))
+            .env("OPKSSH_ACL_STANDIN_DACL", dacl)
+            .args(args);
+        run_with_timeout(&mut command, RUN_TIMEOUT)
+    };
+
+    let out = folder.join("out");
+    let output = run(&private, &["demo", "--out", &foreign.path(&out)]);
+    assert!(output.status.success(), "demo: {output:?}");
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let temporary = format!("{}\\.id_key.opkssh-tmp.", foreign.path(&out));
+    let made_private = calls.lines().any(|line| {
+        let args: Vec<&str> = line.split('\t').collect();
+        args.first()
+            .is_some_and(|path| path.starts_with(&temporary))
+            && args.get(1..)
+                == Some(
+                    &[
+                        "/inheritance:r",
+                        "/grant:r",
+                        &format!("*{USER}:F"),
+                        "*S-1-5-18:F",
+                        "/q",
+                    ][..],
+                )
+    });
+    assert!(
+        made_private,
+        "no icacls call made {temporary}… private:\n{calls}"
+    );
+    let read_back = calls
+        .lines()
+        .any(|line| line.starts_with(&temporary) && line.split('\t').nth(1) == Some("/save"));
+    assert!(read_back, "no icacls /save of {temporary}…:\n{calls}");
+
+    let key = folder.join("id_ecdsa");
+    std::fs::copy(out.join("id_key"), &key).unwrap();
+    let line = std::fs::read_to_string(out.join("cert.pub")).unwrap();
+    std::fs::write(
+        folder.join("id_ecdsa-cert.pub"),
+        format!("{} openpubkey\n", line.trim_end()),
+    )
+    .unwrap();
+    let output = run(&private, &["check", "-i", &foreign.path(&key)]);
+    assert_eq!(output.status.code(), Some(0), "check: {output:?}");
+    assert!(
+        !text(&output.stderr).contains("warning"),
+        "check: {output:?}"
+    );
+    let output = run(&open, &["check", "-i", &foreign.path(&key)]);
+    assert_eq!(output.status.code(), Some(1), "check: {output:?}");
+    let refusal = format!(
+        "key not private: {}: S-1-1-0 (Everyone) is granted access (rights 0x1200a9, inherited \
+         from the folder)",
+        foreign.path(&key)
+    );
+    assert!(text(&output.stderr).contains(&refusal), "check: {output:?}");
+
+    let refused = folder.join("refused");
+    let output = run(&open, &["demo", "--out", &foreign.path(&refused)]);
+    assert!(!output.status.success(), "demo: {output:?}");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("making the file private: others may still use it: S-1-1-0 (Everyone)"),
+        "demo: {stderr}"
+    );
+    assert!(
+        !refused.join("id_key").exists(),
+        "a key others can read was written"
+    );
 }
 
 /// A policy directory for one vector, as verify requires it (root-owned, 0640), plus its cache

@@ -64,6 +64,14 @@ pub(crate) fn run(args: &CheckArgs) -> Result<ExitCode, CliError> {
     } else {
         eprintln!("{line}");
     }
+    if let Ok(Usable {
+        key,
+        privacy_unchecked: Some(why),
+        ..
+    }) = &result
+    {
+        eprintln!("{}", privacy_warning(key, why));
+    }
     Ok(if result.is_ok() {
         ExitCode::SUCCESS
     } else {
@@ -198,6 +206,17 @@ fn listed(paths: &[PathBuf]) -> String {
         .join(", ")
 }
 
+/// The key's ACL could not be checked (Windows without working `icacls`): `ssh.exe` may still
+/// refuse the key.
+fn privacy_warning(key: &Path, why: &str) -> String {
+    format!(
+        "warning: could not check that only you can read {}: {}; Windows' ssh refuses a \
+         private key others can read (icacls shows who can)",
+        escape::path(key),
+        escape::line(why)
+    )
+}
+
 fn problem_line(problem: &Problem) -> String {
     match problem {
         Problem::MissingKey { searched } if searched.len() == 1 => {
@@ -216,6 +235,11 @@ fn problem_line(problem: &Problem) -> String {
         } => format!(
             "not an opkssh certificate: {}: {}",
             escape::path(certificate),
+            escape::line(why)
+        ),
+        Problem::KeyNotPrivate { key, why } => format!(
+            "key not private: {}: {} (ssh refuses it; opkssh login writes a private one)",
+            escape::path(key),
             escape::line(why)
         ),
         Problem::Expired { certificate, at } => {
@@ -253,6 +277,9 @@ fn to_json(result: &Result<Usable, Problem>, line: &str, now: SystemTime) -> ser
         Ok(usable) => {
             object.insert("issuer".into(), usable.issuer.clone().into());
             object.insert("identity".into(), usable.identity.clone().into());
+            if let Some(why) = &usable.privacy_unchecked {
+                object.insert("warning".into(), privacy_warning(&usable.key, why).into());
+            }
             (
                 Some(usable.key.as_path()),
                 Some(usable.certificate.as_path()),
@@ -272,6 +299,7 @@ fn to_json(result: &Result<Usable, Problem>, line: &str, now: SystemTime) -> ser
                 key, certificate, ..
             },
         ) => (Some(key.as_path()), Some(certificate.as_path()), None),
+        Err(Problem::KeyNotPrivate { key, .. }) => (Some(key.as_path()), None, None),
         Err(
             Problem::Expired { certificate, at }
             | Problem::ExpiresWithin {

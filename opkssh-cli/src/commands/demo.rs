@@ -244,7 +244,8 @@ pub(crate) fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
         &issuer,
         CLIENT_ID,
     )
-    .map_err(fail)?;
+    .map_err(fail)?
+    .certificate;
     println!(
         "   wrote {} (0600) and {} (0644)",
         key_path.display(),

@@ -32,6 +32,7 @@ use opk_core::sshcert::{
     CertComment, OpksshCertificate, UserKeyType, generate_user_key, private_key_to_openssh,
 };
 use opk_net::http::HttpClient;
+use opk_os::private_file::Privacy;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -604,12 +605,22 @@ fn write_keys(
     audience: &str,
     out: &mut Output,
 ) -> Result<(), CliError> {
-    let cert = placement::write(destination, key, certificate, issuer, audience).map_err(fail)?;
+    let written =
+        placement::write(destination, key, certificate, issuer, audience).map_err(fail)?;
     out.say(&format!(
         "Writing opk ssh public key to {} and corresponding secret key to {}",
-        cert.display(),
+        written.certificate.display(),
         destination.key_path().display()
     ));
+    if let Privacy::Unchecked(why) = &written.key_privacy {
+        eprintln!(
+            "Warning: could not make sure that only you can read {}: {} (the login \
+             succeeded; Windows' ssh refuses a private key others can read: icacls shows who \
+             can)",
+            escape::path(destination.key_path()),
+            escape::line(why)
+        );
+    }
     Ok(())
 }
 

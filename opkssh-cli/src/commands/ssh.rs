@@ -154,6 +154,9 @@ fn why(problem: &Problem) -> String {
         Problem::NotOpkssh { certificate, .. } => {
             format!("{} is not an opkssh certificate", certificate.display())
         }
+        Problem::KeyNotPrivate { key, .. } => {
+            format!("others may read the key {}", key.display())
+        }
         Problem::Expired { .. } => "the ID token has expired".to_owned(),
         Problem::ExpiresWithin { within, .. } => {
             format!("the ID token expires within {}", duration::format(*within))
