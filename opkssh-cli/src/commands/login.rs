@@ -6,7 +6,8 @@
 
 use crate::error::CliError;
 use crate::report;
-use opk_client::agent::Agent;
+use opk_client::agent::{Agent, AgentError};
+use opk_client::agent_certificates::{AddError, Added, Removals};
 use opk_client::client_config::{
     self, Choice, ClientConfig, DEFAULT_CLIENT_CONFIG, Env, ProviderEntry, ProviderKind, Selection,
 };
@@ -24,6 +25,7 @@ use opk_core::sshcert::{
     CertComment, OpksshCertificate, UserKeyType, generate_user_key, private_key_to_openssh,
 };
 use opk_net::http::HttpClient;
+use opk_os::System;
 
 /// Why the web chooser cannot run with `--device`.
 const NO_CHOOSER: &str = "--device needs one provider: name its alias (opkssh login \
@@ -118,7 +120,8 @@ pub(crate) struct LoginArgs {
     pub(crate) no_agent: bool,
     /// How long the ssh-agent keeps the key: 12h, 45m, 1h30m or seconds [default:
     /// agent_lifetime from the client config, else 24h]. Never longer than the ID token has
-    /// left.
+    /// left. Not on Windows, whose agent takes no lifetime: there the next login or logout
+    /// removes the key.
     #[arg(long, value_name = "DURATION", value_parser = parse_lifetime)]
     pub(crate) lifetime: Option<Duration>,
 }
@@ -142,6 +145,9 @@ struct AgentPlan {
     usage: AgentUse,
     /// The requested lifetime (cut to the ID token's remaining validity when added).
     lifetime: Duration,
+    /// Whose agent rules apply: this system's, or those `OPKSSH_AGENT_RULES` names (a test
+    /// seam, CONTRIBUTING.md; it changes nothing but whether a lifetime is sent).
+    rules: System,
 }
 
 impl LoginArgs {
@@ -192,7 +198,16 @@ fn agent_plan(args: &LoginArgs, config: &ClientConfig) -> Result<AgentPlan, CliE
             .map_err(fail)?
             .unwrap_or(opk_client::duration::DEFAULT_AGENT_LIFETIME),
     };
-    Ok(AgentPlan { usage, lifetime })
+    let rules = match usage {
+        AgentUse::Off => System::CURRENT,
+        _ => opk_os::agent::rules_from_env()
+            .map_err(|error| CliError::InvalidValue(escape::line(&error.to_string()).into()))?,
+    };
+    Ok(AgentPlan {
+        usage,
+        lifetime,
+        rules,
+    })
 }
 
 fn parse_key_type(value: &str) -> Result<UserKeyType, String> {
@@ -656,7 +671,8 @@ fn write_keys(
 }
 
 /// Adds the identity to the agent as `plan` says, stale opkssh certificates out first
-/// (reported on stderr). A best-effort failure is a warning on stderr.
+/// (reported on stderr). A best-effort failure is a warning on stderr that says no agent was
+/// used; the login goes on.
 fn add_to_agent(
     plan: AgentPlan,
     key: &SigningKey,
@@ -667,9 +683,9 @@ fn add_to_agent(
     if plan.usage == AgentUse::Off {
         return Ok(());
     }
-    let added = Agent::from_env().and_then(|mut agent| {
+    let added = Agent::from_env().map_err(AddError::from).and_then(|agent| {
         agent_certificates::add_replacing_stale(
-            &mut agent,
+            &mut agent.with_rules(plan.rules),
             key,
             certificate,
             pk_token,
@@ -677,32 +693,106 @@ fn add_to_agent(
             SystemTime::now(),
         )
     });
-    let added = match added {
-        Ok(added) => added,
-        Err(error) if plan.usage == AgentUse::BestEffort => {
-            eprintln!(
-                "Warning: did not add the key to the ssh-agent: {error} (the login succeeded; \
-                 --no-agent skips the agent)"
-            );
-            return Ok(());
-        }
-        Err(error) => return Err(fail(format!("ssh-agent: {error}"))),
+    let removals = match &added {
+        Ok(added) => &added.removals,
+        Err(failed) => &failed.removals,
     };
-    for removal in &added.removals.removed {
+    report_removals(removals);
+    match added {
+        Ok(added) => {
+            out.say(&added_line(&added));
+            Ok(())
+        }
+        Err(failed) if plan.usage == AgentUse::BestEffort => {
+            eprintln!("{}", no_agent_warning(&failed.error));
+            Ok(())
+        }
+        Err(failed) => Err(fail(format!("ssh-agent: {}", failed.error))),
+    }
+}
+
+fn report_removals(removals: &Removals) {
+    for removal in &removals.removed {
         eprintln!(
             "Removed opkssh certificate from ssh-agent: {} ({}): {}",
             removal.certificate.comment, removal.certificate.fingerprint, removal.reason
         );
     }
-    for (removal, error) in &added.removals.failed {
+    for (removal, error) in &removals.failed {
         eprintln!(
             "Could not remove opkssh certificate from ssh-agent: {} ({}): {error}",
             removal.certificate.comment, removal.certificate.fingerprint
         );
     }
-    out.say(&format!(
-        "Added opkssh certificate to ssh-agent: {} (lifetime {} s)",
-        added.comment, added.lifetime
-    ));
-    Ok(())
+}
+
+/// What the login says it added. Without a lifetime (an agent that takes none, as
+/// Win32-OpenSSH's), nothing expires it: it says what removes it instead.
+fn added_line(added: &Added) -> String {
+    match added.lifetime {
+        Some(seconds) => format!(
+            "Added opkssh certificate to ssh-agent: {} (lifetime {seconds} s)",
+            added.comment
+        ),
+        None => format!(
+            "Added opkssh certificate to ssh-agent: {} (no lifetime, which this ssh-agent does \
+             not take: it keeps the key until the next opkssh login or opkssh logout removes it)",
+            added.comment
+        ),
+    }
+}
+
+/// The warning of a best-effort add that failed: the login goes on without an agent.
+fn no_agent_warning(error: &AgentError) -> String {
+    format!(
+        "Warning: no ssh-agent was used, the key was not added to one: {error} (the login \
+         succeeded; --no-agent skips the agent)"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn added(lifetime: Option<u32>) -> Added {
+        Added {
+            comment: "openpubkey https://op.example alice@example.com".to_owned(),
+            lifetime,
+            removals: Removals::default(),
+        }
+    }
+
+    #[test]
+    fn the_added_line_names_the_lifetime_or_what_removes_the_key() {
+        assert_eq!(
+            added_line(&added(Some(3599))),
+            "Added opkssh certificate to ssh-agent: openpubkey https://op.example \
+             alice@example.com (lifetime 3599 s)"
+        );
+        let without = added_line(&added(None));
+        assert!(
+            without.starts_with(
+                "Added opkssh certificate to ssh-agent: openpubkey https://op.example \
+                 alice@example.com (no lifetime, "
+            ),
+            "{without}"
+        );
+        assert!(
+            without.ends_with(
+                "it keeps the key until the next opkssh login or opkssh logout removes it)"
+            ),
+            "{without}"
+        );
+        assert!(!without.contains(" s)"), "{without}");
+    }
+
+    #[test]
+    fn a_refused_add_says_no_agent_was_used() {
+        let warning = no_agent_warning(&AgentError::Refused("add the certificate"));
+        assert_eq!(
+            warning,
+            "Warning: no ssh-agent was used, the key was not added to one: the ssh-agent \
+             refused to add the certificate (the login succeeded; --no-agent skips the agent)"
+        );
+    }
 }
