@@ -93,6 +93,14 @@ pub enum AgentError {
 }
 
 impl AgentError {
+    /// The agent's socket or pipe, when the message names it.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Self::Unreachable { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
     fn from_io(error: std::io::Error) -> Self {
         match error.kind() {
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => Self::Timeout,

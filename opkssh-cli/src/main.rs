@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod error;
 mod report;
+mod shown;
 
 use clap::{CommandFactory as _, Parser as _};
 use cli::{Cli, Command};

@@ -6,6 +6,7 @@
 
 use crate::error::CliError;
 use crate::report;
+use crate::shown::Shown;
 use opk_client::agent::{Agent, AgentError};
 use opk_client::agent_certificates::{AddError, Added, Removals};
 use opk_client::client_config::{
@@ -274,18 +275,26 @@ impl Output {
     }
 }
 
+/// A failure in words from elsewhere (a library error, which may quote the provider's
+/// `error_description` or a claim) or fixed ones: shown by the line rule. A message that names
+/// a file is built from pieces escaped where each is put in ([`Shown`]) and goes to
+/// [`shown_fail`].
 fn fail(message: impl std::fmt::Display) -> CliError {
-    CliError::Usage(message.to_string())
+    CliError::Usage(Shown::current().text(&message))
+}
+
+/// A failure whose message was built from escaped pieces ([`Shown`]): shown as it is.
+fn shown_fail(message: String) -> CliError {
+    CliError::Usage(message)
 }
 
 pub(crate) fn run(args: &LoginArgs) -> Result<ExitCode, CliError> {
     let mut out = Output::new(args.log_dir.as_deref());
     out.disable_browser_open = args.disable_browser_open;
     out.qr = !args.no_qr;
-    // A login's errors quote the provider (a token endpoint's `error_description`, a claim), so
-    // the message is escaped once here, for the log line and for `Error: …` alike.
-    let result = run_inner(args, &mut out)
-        .map_err(|error| CliError::Usage(escape::line(&error.to_string()).into_owned()));
+    // Every message is escaped where its pieces are put in (fail, shown_fail), so the paths in
+    // it print as paths and what the provider said cannot redraw the terminal or the log.
+    let result = run_inner(args, &mut out);
     if let Err(error) = &result {
         out.log(&format!("Error executing login command: {error}"));
     }
@@ -305,13 +314,15 @@ fn run_inner(args: &LoginArgs, out: &mut Output) -> Result<ExitCode, CliError> {
             "--remote-redirect-uri does not apply to --device (the device flow has no redirect)",
         ));
     }
+    let shown = Shown::current();
     if args.configure {
         let home = home()?;
-        placement::configure_identity_dir(&home).map_err(fail)?;
+        placement::configure_identity_dir(&home)
+            .map_err(|error| shown_fail(shown.placement(&error)))?;
         out.say(&format!(
             "Configured the OPK SSH identity directory {} (included from {})",
-            placement::identity_dir(&home).display(),
-            home.join(".ssh").join("config").display()
+            shown.path(&placement::identity_dir(&home)),
+            shown.path(&home.join(".ssh").join("config"))
         ));
         return Ok(ExitCode::SUCCESS);
     }
@@ -323,13 +334,13 @@ fn run_inner(args: &LoginArgs, out: &mut Output) -> Result<ExitCode, CliError> {
         if config_path.exists() {
             out.log(&format!(
                 "client config file already exists at {}, not overwriting it",
-                config_path.display()
+                shown.path(&config_path)
             ));
         } else {
-            create_config(&config_path)?;
+            create_config(shown, &config_path)?;
             out.log(&format!(
                 "created client config file at {}",
-                config_path.display()
+                shown.path(&config_path)
             ));
             return Ok(ExitCode::SUCCESS);
         }
@@ -338,9 +349,11 @@ fn run_inner(args: &LoginArgs, out: &mut Output) -> Result<ExitCode, CliError> {
         // Before the browser opens: a login the agent cannot take would be wasted.
         Agent::from_env()
             .and_then(|mut agent| agent.identities())
-            .map_err(|error| fail(format!("cannot use the ssh-agent: {error}")))?;
+            .map_err(|error| {
+                shown_fail(format!("cannot use the ssh-agent: {}", shown.agent(&error)))
+            })?;
     }
-    let config = load_config(&config_path, out)?;
+    let config = load_config(shown, &config_path, out)?;
     let agent = agent_plan(args, &config)?;
     let env = Env::from_process();
     let selection = Selection {
@@ -372,36 +385,44 @@ fn run_inner(args: &LoginArgs, out: &mut Output) -> Result<ExitCode, CliError> {
     login_with(args, &kind, &config, agent, &http, out, None)
 }
 
-fn create_config(path: &Path) -> Result<(), CliError> {
+fn create_config(shown: Shown, path: &Path) -> Result<(), CliError> {
     if let Some(parent) = path
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())
     {
-        std::fs::create_dir_all(parent).map_err(|error| {
-            fail(format!(
-                "failed to create directory {}: {error}",
-                parent.display()
-            ))
-        })?;
+        std::fs::create_dir_all(parent)
+            .map_err(|error| file_failed(shown, "failed to create directory", parent, &error))?;
     }
-    write_atomic(path, DEFAULT_CLIENT_CONFIG.as_bytes(), 0o644).map_err(fail)
+    write_atomic(path, DEFAULT_CLIENT_CONFIG.as_bytes(), 0o644)
+        .map_err(|error| shown_fail(shown.write(&error)))
 }
 
-fn load_config(path: &Path, out: &mut Output) -> Result<ClientConfig, CliError> {
+/// `<what> <path>: <error>`, each piece escaped by its rule.
+fn file_failed(shown: Shown, what: &str, path: &Path, error: &dyn std::fmt::Display) -> CliError {
+    shown_fail(format!(
+        "{what} {}: {}",
+        shown.path(path),
+        shown.text(error)
+    ))
+}
+
+fn load_config(shown: Shown, path: &Path, out: &mut Output) -> Result<ClientConfig, CliError> {
     match std::fs::read_to_string(path) {
         Ok(text) => ClientConfig::parse(&text).map_err(fail),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             out.log(&format!(
                 "failed to find client config file {}, using the default config; to create \
                  one run: opkssh login --create-config",
-                path.display()
+                shown.path(path)
             ));
             Ok(ClientConfig::default_config())
         }
-        Err(error) => Err(fail(format!(
-            "failed to read client config file {}: {error}",
-            path.display()
-        ))),
+        Err(error) => Err(file_failed(
+            shown,
+            "failed to read client config file",
+            path,
+            &error,
+        )),
     }
 }
 
@@ -558,7 +579,7 @@ fn finish(
             &issuer,
             &audience,
         )
-        .map_err(fail)?;
+        .map_err(|error| shown_fail(Shown::current().placement(&error)))?;
         write_keys(
             &destination,
             &identity.key,
@@ -580,7 +601,7 @@ fn finish(
     if args.inspect_cert || args.verbose {
         print!(
             "{}",
-            report::text_report(&certificate.to_line(CertComment::Default))?
+            report::text_report(&certificate.to_line(CertComment::Default)).map_err(fail)?
         );
     }
     out.say(&format!(
@@ -661,11 +682,13 @@ fn write_keys(
     audience: &str,
     out: &mut Output,
 ) -> Result<(), CliError> {
-    let cert = placement::write(destination, key, certificate, issuer, audience).map_err(fail)?;
+    let shown = Shown::current();
+    let cert = placement::write(destination, key, certificate, issuer, audience)
+        .map_err(|error| shown_fail(shown.placement(&error)))?;
     out.say(&format!(
         "Writing opk ssh public key to {} and corresponding secret key to {}",
-        cert.display(),
-        destination.key_path().display()
+        shown.path(&cert),
+        shown.path(destination.key_path())
     ));
     Ok(())
 }
@@ -683,6 +706,7 @@ fn add_to_agent(
     if plan.usage == AgentUse::Off {
         return Ok(());
     }
+    let shown = Shown::current();
     let added = Agent::from_env().map_err(AddError::from).and_then(|agent| {
         agent_certificates::add_replacing_stale(
             &mut agent.with_rules(plan.rules),
@@ -697,31 +721,38 @@ fn add_to_agent(
         Ok(added) => &added.removals,
         Err(failed) => &failed.removals,
     };
-    report_removals(removals);
+    report_removals(shown, removals);
     match added {
         Ok(added) => {
             out.say(&added_line(&added));
             Ok(())
         }
         Err(failed) if plan.usage == AgentUse::BestEffort => {
-            eprintln!("{}", no_agent_warning(&failed.error));
+            eprintln!("{}", no_agent_warning(shown, &failed.error));
             Ok(())
         }
-        Err(failed) => Err(fail(format!("ssh-agent: {}", failed.error))),
+        Err(failed) => Err(shown_fail(format!(
+            "ssh-agent: {}",
+            shown.agent(&failed.error)
+        ))),
     }
 }
 
-fn report_removals(removals: &Removals) {
+fn report_removals(shown: Shown, removals: &Removals) {
     for removal in &removals.removed {
         eprintln!(
             "Removed opkssh certificate from ssh-agent: {} ({}): {}",
-            removal.certificate.comment, removal.certificate.fingerprint, removal.reason
+            removal.certificate.comment,
+            removal.certificate.fingerprint,
+            shown.text(&removal.reason)
         );
     }
     for (removal, error) in &removals.failed {
         eprintln!(
-            "Could not remove opkssh certificate from ssh-agent: {} ({}): {error}",
-            removal.certificate.comment, removal.certificate.fingerprint
+            "Could not remove opkssh certificate from ssh-agent: {} ({}): {}",
+            removal.certificate.comment,
+            removal.certificate.fingerprint,
+            shown.agent(error)
         );
     }
 }
@@ -743,10 +774,11 @@ fn added_line(added: &Added) -> String {
 }
 
 /// The warning of a best-effort add that failed: the login goes on without an agent.
-fn no_agent_warning(error: &AgentError) -> String {
+fn no_agent_warning(shown: Shown, error: &AgentError) -> String {
     format!(
-        "Warning: no ssh-agent was used, the key was not added to one: {error} (the login \
-         succeeded; --no-agent skips the agent)"
+        "Warning: no ssh-agent was used, the key was not added to one: {} (the login \
+         succeeded; --no-agent skips the agent)",
+        shown.agent(error)
     )
 }
 
@@ -788,11 +820,57 @@ mod tests {
 
     #[test]
     fn a_refused_add_says_no_agent_was_used() {
-        let warning = no_agent_warning(&AgentError::Refused("add the certificate"));
+        let warning = no_agent_warning(
+            Shown::on(System::Windows),
+            &AgentError::Refused("add the certificate"),
+        );
         assert_eq!(
             warning,
             "Warning: no ssh-agent was used, the key was not added to one: the ssh-agent \
              refused to add the certificate (the login succeeded; --no-agent skips the agent)"
+        );
+        let unreachable = AgentError::Unreachable {
+            path: opk_os::agent::WINDOWS_AGENT_PIPE.into(),
+            source: std::io::ErrorKind::NotFound.into(),
+        };
+        assert!(
+            no_agent_warning(Shown::on(System::Windows), &unreachable)
+                .contains(r" at \\.\pipe\openssh-ssh-agent: "),
+            "{}",
+            no_agent_warning(Shown::on(System::Windows), &unreachable)
+        );
+    }
+
+    #[test]
+    fn a_windows_path_in_a_login_error_prints_as_a_path_and_the_rest_is_escaped() {
+        let error = file_failed(
+            Shown::on(System::Windows),
+            "failed to read client config file",
+            Path::new(r"C:\Users\Zoë\.opk\config.yml"),
+            &"Access is denied. \\ \u{1b}[2K\r\nError: forged",
+        );
+        assert_eq!(
+            error.to_string(),
+            r"failed to read client config file C:\Users\Zoë\.opk\config.yml: Access is denied. \\ \x1b[2K\r\nError: forged"
+        );
+        // The same message on Unix: a backslash in a Unix path is a character, doubled.
+        let error = file_failed(
+            Shown::on(System::Unix),
+            "failed to read client config file",
+            Path::new(r"/home/a\b/.opk/config.yml"),
+            &"Is a directory",
+        );
+        assert_eq!(
+            error.to_string(),
+            r"failed to read client config file /home/a\\b/.opk/config.yml: Is a directory"
+        );
+    }
+
+    #[test]
+    fn words_from_elsewhere_are_escaped() {
+        assert_eq!(
+            fail("the OpenID provider refused: access_denied (no\u{1b}[2K\rway \\n)").to_string(),
+            r"the OpenID provider refused: access_denied (no\x1b[2K\rway \\n)"
         );
     }
 }
