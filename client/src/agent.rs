@@ -1,6 +1,7 @@
 //! A small ssh-agent client (draft-miller-ssh-agent): list the agent's identities, add an
-//! opkssh certificate with its private key under a lifetime, remove an identity, and have the
-//! agent sign with a key it holds ([`Agent::sign`], for `--agent-key`: [`crate::agent_key`]).
+//! opkssh certificate with its private key (under a lifetime where the agent takes one: see
+//! [`Agent::with_rules`]), remove an identity, and have the agent sign with a key it holds
+//! ([`Agent::sign`], for `--agent-key`: [`crate::agent_key`]).
 //!
 //! Only the messages opkssh needs are spoken, over the Unix socket named by `$SSH_AUTH_SOCK`
 //! (on Windows, Win32-OpenSSH's named pipe when it is not set: [`opk_os::agent`]).
@@ -13,6 +14,7 @@
 use opk_core::jws::SigningKey;
 use opk_core::sshcert::OpksshCertificate;
 use opk_core::sshcert::ssh_key::encoding::{self, Decode as _, Encode as _, Reader as _};
+use opk_os::System;
 use opk_os::agent::AgentStream;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -42,6 +44,7 @@ mod number {
     pub(super) const IDENTITIES_ANSWER: u8 = 12;
     pub(super) const SIGN_REQUEST: u8 = 13;
     pub(super) const SIGN_RESPONSE: u8 = 14;
+    pub(super) const ADD_IDENTITY: u8 = 17;
     pub(super) const REMOVE_IDENTITY: u8 = 18;
     pub(super) const ADD_ID_CONSTRAINED: u8 = 25;
     pub(super) const CONSTRAIN_LIFETIME: u8 = 1;
@@ -102,6 +105,14 @@ pub enum AgentError {
 }
 
 impl AgentError {
+    /// The agent's socket or pipe, when the message names it.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Self::Unreachable { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
     fn from_io(error: std::io::Error) -> Self {
         match error.kind() {
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => Self::Timeout,
@@ -145,7 +156,8 @@ pub struct CertificateIdentity<'a> {
 pub enum Request<'a> {
     /// `SSH_AGENTC_REQUEST_IDENTITIES`.
     RequestIdentities,
-    /// `SSH_AGENTC_ADD_ID_CONSTRAINED` with a certificate identity.
+    /// A certificate identity: `SSH_AGENTC_ADD_ID_CONSTRAINED` with its lifetime, or
+    /// `SSH_AGENTC_ADD_IDENTITY` when it has none.
     AddCertificate(CertificateIdentity<'a>),
     /// `SSH_AGENTC_REMOVE_IDENTITY` of a key blob.
     RemoveIdentity(&'a [u8]),
@@ -255,8 +267,14 @@ fn encode_add_certificate(
             "the private key is not the certificate's key",
         ));
     }
-    number::ADD_ID_CONSTRAINED
-        .encode(frame)
+    // Without a constraint, the plain add, as ssh-add sends it: Win32-OpenSSH's agent dispatches
+    // only that one in the versions read (contrib/win32/win32compat/ssh-agent/connection.c), and
+    // drops the connection on a constrained add even when no constraint follows.
+    let kind = match identity.lifetime {
+        Some(_) => number::ADD_ID_CONSTRAINED,
+        None => number::ADD_IDENTITY,
+    };
+    kind.encode(frame)
         .and_then(|()| certificate.cert_type_name().as_bytes().encode(frame))
         .and_then(|()| certificate.as_bytes().encode(frame))
         .map_err(field_too_long)?;
@@ -446,6 +464,8 @@ fn closed_or_io(error: std::io::Error) -> AgentError {
 pub struct Agent {
     stream: AgentStream,
     sign_timeout: Duration,
+    /// Whose agent rules apply ([`opk_os::agent::lifetime_supported`]).
+    rules: System,
 }
 
 impl Agent {
@@ -474,7 +494,24 @@ impl Agent {
         Ok(Self {
             stream,
             sign_timeout: SIGN_TIMEOUT,
+            rules: System::CURRENT,
         })
+    }
+
+    /// The same connection, following `system`'s agent rules from now on (this system's by
+    /// default). Windows' rules send no lifetime, as Win32-OpenSSH's agent refuses one; they are
+    /// tested against OpenSSH's agent on Linux through this.
+    #[must_use]
+    pub fn with_rules(self, system: System) -> Self {
+        Self {
+            rules: system,
+            ..self
+        }
+    }
+
+    /// Whose agent rules this connection follows.
+    pub fn rules(&self) -> System {
+        self.rules
     }
 
     /// The identities the agent holds.
@@ -489,21 +526,22 @@ impl Agent {
         }
     }
 
-    /// Adds a certificate and its private key. Where the agent refuses lifetimes
-    /// (Win32-OpenSSH's), the identity goes in without one ([`opk_os::agent::lifetime_for`]).
+    /// Adds a certificate and its private key, and returns the lifetime the agent was given.
+    /// Under rules whose agent refuses lifetimes (Win32-OpenSSH's, [`Self::with_rules`]), the
+    /// identity goes in without one ([`opk_os::agent::lifetime_for`]) and `None` comes back.
     ///
     /// # Errors
     /// [`AgentError::Refused`] if the agent declines, and the other errors of a request.
     pub fn add_certificate(
         &mut self,
         identity: &CertificateIdentity<'_>,
-    ) -> Result<(), AgentError> {
+    ) -> Result<Option<u32>, AgentError> {
         let identity = CertificateIdentity {
-            lifetime: opk_os::agent::lifetime_for(opk_os::System::CURRENT, identity.lifetime),
+            lifetime: opk_os::agent::lifetime_for(self.rules, identity.lifetime),
             ..*identity
         };
         match self.call(&Request::AddCertificate(identity))? {
-            Reply::Success => Ok(()),
+            Reply::Success => Ok(identity.lifetime),
             Reply::Failure => Err(AgentError::Refused("add the certificate")),
             other => Err(unexpected(&other, "adding an identity")),
         }
@@ -705,7 +743,8 @@ mod tests {
         .to_frame()
         .unwrap();
         let mut fields = Fields(body(&frame));
-        assert_eq!(fields.byte(), 25);
+        // No constraint: the plain add, which every agent takes.
+        assert_eq!(fields.byte(), 17, "SSH_AGENTC_ADD_IDENTITY");
         assert_eq!(fields.string(), b"ssh-ed25519-cert-v01@openssh.com");
         assert_eq!(fields.string(), certificate.as_bytes());
         let SigningKey::Ed25519(signing) = &key else {
@@ -944,6 +983,66 @@ mod tests {
                 key_blob: vec![1, 2, 3],
                 comment: b"c".to_vec()
             }]
+        );
+    }
+
+    /// Adds a certificate with a 600 s lifetime under `rules` through a peer that records the
+    /// request and says yes: what was sent, and what `add_certificate` returned.
+    fn add_under(rules: System) -> (Vec<u8>, Option<u32>, OpksshCertificate) {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = UnixListener::bind(dir.path().join("sock")).unwrap();
+        let peer = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let request = read_frame(&mut stream).unwrap();
+            stream
+                .write_all(&Reply::Success.to_frame().unwrap())
+                .unwrap();
+            request
+        });
+        let key = generate_user_key(UserKeyType::Ecdsa).unwrap();
+        let certificate = certificate_for(&key);
+        let mut agent = Agent::connect(&dir.path().join("sock"))
+            .unwrap()
+            .with_rules(rules);
+        assert_eq!(agent.rules(), rules);
+        let sent = agent
+            .add_certificate(&CertificateIdentity {
+                key: &key,
+                certificate: &certificate,
+                comment: "c",
+                lifetime: Some(600),
+            })
+            .unwrap();
+        (peer.join().unwrap(), sent, certificate)
+    }
+
+    #[test]
+    fn an_agent_follows_this_systems_rules_unless_told_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let _listener = UnixListener::bind(dir.path().join("sock")).unwrap();
+        let agent = Agent::connect(&dir.path().join("sock")).unwrap();
+        assert_eq!(agent.rules(), System::CURRENT);
+    }
+
+    #[test]
+    fn windows_rules_add_without_a_lifetime_and_say_so() {
+        let (request, sent, certificate) = add_under(System::Windows);
+        assert_eq!(sent, None);
+        let mut fields = Fields(&request);
+        assert_eq!(fields.byte(), 17, "SSH_AGENTC_ADD_IDENTITY");
+        assert_eq!(fields.string(), b"ecdsa-sha2-nistp256-cert-v01@openssh.com");
+        assert_eq!(fields.string(), certificate.as_bytes());
+        let _scalar = fields.string();
+        assert_eq!(fields.string(), b"c");
+        assert!(fields.0.is_empty(), "a constraint follows: {:?}", fields.0);
+
+        let (request, sent, _) = add_under(System::Unix);
+        assert_eq!(sent, Some(600));
+        assert_eq!(request.first(), Some(&25), "SSH_AGENTC_ADD_ID_CONSTRAINED");
+        assert_eq!(
+            request.get(request.len() - 5..),
+            Some(&[1, 0, 0, 2, 0x58][..]),
+            "SSH_AGENT_CONSTRAIN_LIFETIME 600"
         );
     }
 

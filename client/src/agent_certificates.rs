@@ -213,14 +213,39 @@ pub fn agent_lifetime(requested: Duration, expiry: Option<i64>, now: SystemTime)
 pub struct Added {
     /// The new identity's comment.
     pub comment: String,
-    /// Its lifetime in the agent, in seconds.
-    pub lifetime: u32,
+    /// Its lifetime in the agent, in seconds; `None` under rules whose agent takes no lifetime
+    /// (Windows'), where it stays until the next login finds it stale or logout removes it.
+    pub lifetime: Option<u32>,
     /// The stale certificates dealt with first.
     pub removals: Removals,
 }
 
+/// Why [`add_replacing_stale`] failed, with the stale certificates it had already dealt with
+/// (none when the agent could not even be listed).
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct AddError {
+    /// What failed.
+    #[source]
+    pub error: AgentError,
+    /// The removals made before it failed.
+    pub removals: Removals,
+}
+
+impl From<AgentError> for AddError {
+    fn from(error: AgentError) -> Self {
+        Self {
+            error,
+            removals: Removals::default(),
+        }
+    }
+}
+
 /// Removes the stale opkssh certificates (see [`stale`]) from the agent, then adds `key` with
-/// `certificate` for [`agent_lifetime`]`(requested, the ID token's exp)`.
+/// `certificate` for [`agent_lifetime`]`(requested, the ID token's exp)`, or without a lifetime
+/// under rules whose agent takes none ([`Agent::with_rules`]). The removals come first in
+/// either case, so under Windows' rules the certificates a login left behind go at the next
+/// login.
 ///
 /// # Errors
 /// Listing or adding fails, or a removal fails other than by refusal.
@@ -231,7 +256,7 @@ pub fn add_replacing_stale(
     pk_token: &PkToken,
     requested: Duration,
     now: SystemTime,
-) -> Result<Added, AgentError> {
+) -> Result<Added, AddError> {
     let claims = pk_token.claims();
     let existing = opkssh_certificates(&agent.identities()?);
     let chosen = stale(&existing, claims.issuer(), claims.subject(), now)
@@ -240,18 +265,21 @@ pub fn add_replacing_stale(
         .collect();
     let removals = Removals::remove_all(agent, chosen)?;
     let comment = identity_comment(claims);
-    let lifetime = agent_lifetime(requested, current_expiry(pk_token), now);
-    agent.add_certificate(&CertificateIdentity {
+    let requested = agent_lifetime(requested, current_expiry(pk_token), now);
+    let added = agent.add_certificate(&CertificateIdentity {
         key,
         certificate,
         comment: &comment,
-        lifetime: Some(lifetime),
-    })?;
-    Ok(Added {
-        comment,
-        lifetime,
-        removals,
-    })
+        lifetime: Some(requested),
+    });
+    match added {
+        Ok(lifetime) => Ok(Added {
+            comment,
+            lifetime,
+            removals,
+        }),
+        Err(error) => Err(AddError { error, removals }),
+    }
 }
 
 /// Removes every opkssh certificate for which `chosen` is true.

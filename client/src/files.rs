@@ -24,6 +24,16 @@ pub enum WriteError {
     Key(#[from] CertError),
 }
 
+impl WriteError {
+    /// The file this error names, if it names one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Self::Write(error) => Some(&error.path),
+            Self::Key(_) => None,
+        }
+    }
+}
+
 /// Replaces `path` with `contents` atomically, the new file having exactly `mode`
 /// ([`opk_os::atomic_file`]: the old file or the new one survives a crash, never a mix).
 ///

@@ -49,14 +49,34 @@ pub enum PlacementError {
 /// A path no ssh_config(5) quoting carries through every ssh version.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "ssh cannot be given the path {path:?}: it contains {what}; move the key to a plain path \
-     or link one to it"
+    "ssh cannot be given the path \"{}\": it contains {what}; move the key to a plain path \
+     or link one to it",
+    path.display()
 )]
 pub struct UnquotablePath {
     /// The path.
     pub path: PathBuf,
     /// What in it ssh would split or expand.
     pub what: &'static str,
+}
+
+impl PlacementError {
+    /// The files this error's message names, for showing it ([`opk_core::escape::line_naming`]):
+    /// each skipped key, the file that failed. A certificate's path is its key's with
+    /// `-cert.pub` added, so the key's covers it. A [`Self::NotOurs`] names the key that was
+    /// checked, which the caller knows.
+    pub fn paths(&self) -> Vec<&Path> {
+        match self {
+            Self::NoFreeName(skipped) => skipped
+                .iter()
+                .map(|skipped| skipped.key_path.as_path())
+                .collect(),
+            Self::Write(error) => error.path().into_iter().collect(),
+            Self::Io { path, .. } => vec![path],
+            Self::NotOurs(_) => Vec::new(),
+            Self::Unquotable(error) => vec![&error.path],
+        }
+    }
 }
 
 /// `path` as one argument of an ssh configuration line (`IdentityFile`, `-o CertificateFile=`),

@@ -30,10 +30,12 @@ fn enabled() -> bool {
     }
 }
 
-/// `ssh-agent -D -a <dir>/agent.sock`, killed and reaped on drop.
+/// `ssh-agent -d -a <dir>/agent.sock`, its debug log (which names each added identity's
+/// lifetime) in `<dir>/agent.log`; killed and reaped on drop.
 struct SshAgent {
     child: Child,
     socket: PathBuf,
+    log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -41,11 +43,14 @@ impl SshAgent {
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("agent.sock");
+        let log = dir.path().join("agent.log");
         let child = Command::new("ssh-agent")
-            .arg("-D")
+            .arg("-d")
             .arg("-a")
             .arg(&socket)
+            .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("ssh-agent (openssh-client) must be installed");
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -56,12 +61,17 @@ impl SshAgent {
         Self {
             child,
             socket,
+            log,
             _dir: dir,
         }
     }
 
     fn connect(&self) -> Agent {
         Agent::connect(&self.socket).unwrap()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     fn ssh_add(&self, args: &[&str]) -> Output {
@@ -307,7 +317,8 @@ fn adding_evicts_dead_and_superseded_opkssh_certificates_only() {
         added.comment,
         "openpubkey https://op.example alice@example.com"
     );
-    assert!((898..=900).contains(&added.lifetime), "{}", added.lifetime);
+    let lifetime = added.lifetime.unwrap();
+    assert!((898..=900).contains(&lifetime), "{lifetime}");
 
     let own_public = std::fs::read_to_string(own_key.with_extension("pub")).unwrap();
     let mut listed = agent.listed();
@@ -325,4 +336,84 @@ fn adding_evicts_dead_and_superseded_opkssh_certificates_only() {
         agent_certificates::remove_where(&mut agent.connect(), |_| true, "logout").unwrap();
     assert_eq!(removals.removed.len(), 2);
     assert_eq!(agent.listed(), [own_public.trim_end().to_owned()]);
+}
+
+/// Windows' rules (Win32-OpenSSH's agent refuses lifetimes) against OpenSSH's agent: the
+/// identity goes in with the plain add and no lifetime, `Added` says so, and the next login's
+/// add still evicts it once its token has expired.
+#[test]
+fn under_windows_rules_no_lifetime_is_sent_and_the_next_add_evicts_the_stale_one() {
+    if !enabled() {
+        return;
+    }
+    let agent = SshAgent::start();
+    let now = unix_now();
+    let windows = |agent: &SshAgent| agent.connect().with_rules(opk_os::System::Windows);
+
+    // alice's token has 60 s left: under this system's rules the agent would get 60 s.
+    let (old_key, old, old_token) =
+        login(UserKeyType::Ecdsa, "https://op.example", "alice", now + 60);
+    let added = add_replacing_stale(
+        &mut windows(&agent),
+        &old_key,
+        &old,
+        &old_token,
+        opk_client::duration::DEFAULT_AGENT_LIFETIME,
+        SystemTime::now(),
+    )
+    .unwrap();
+    assert_eq!(added.lifetime, None);
+    assert!(added.removals.removed.is_empty());
+    let log = agent.log();
+    assert!(
+        log.lines()
+            .any(|line| line.trim_end().ends_with(") type 17"))
+            && !log
+                .lines()
+                .any(|line| line.trim_end().ends_with(") type 25")),
+        "not the plain add:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("\"{}\" (life: 0)", added.comment)),
+        "a lifetime reached the agent:\n{log}"
+    );
+    assert_eq!(
+        agent.listed(),
+        [format!("{} {}", line_of(&old), added.comment)]
+    );
+
+    // The next login, bob's, 90 s later: alice's certificate is dead by then and goes.
+    let later = SystemTime::now() + Duration::from_secs(90);
+    let (key, fresh, token) = login(UserKeyType::Ed25519, "https://op.example", "bob", now + 900);
+    let added = add_replacing_stale(
+        &mut windows(&agent),
+        &key,
+        &fresh,
+        &token,
+        opk_client::duration::DEFAULT_AGENT_LIFETIME,
+        later,
+    )
+    .unwrap();
+    assert_eq!(added.lifetime, None);
+    let removed: Vec<(&[u8], &str)> = added
+        .removals
+        .removed
+        .iter()
+        .map(|removal| {
+            (
+                removal.certificate.key_blob.as_slice(),
+                removal.reason.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(removed.len(), 1, "{removed:?}");
+    assert_eq!(removed[0].0, old.as_bytes());
+    assert!(
+        removed[0].1.starts_with("its ID token expired "),
+        "{removed:?}"
+    );
+    assert_eq!(
+        agent.listed(),
+        [format!("{} {}", line_of(&fresh), added.comment)]
+    );
 }

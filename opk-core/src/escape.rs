@@ -19,7 +19,9 @@
 //! Paths have their own rule, [`path()`]: the same, except that the system's path separator is
 //! kept, so a Windows path prints as `C:\users\alice\.ssh\id_ecdsa`, not with every backslash
 //! doubled. A message that shows a path escapes each outside value where it is put in, the
-//! path with [`path()`], and is then printed as it is.
+//! path with [`path()`], and is then printed as it is. Words made elsewhere (a library error's
+//! message) that name files go through [`line_naming()`], given the paths they name: those print
+//! by the path rule, and everything else in the words by [`line()`]'s.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -50,9 +52,48 @@ pub fn path(path: &Path) -> String {
     path_with_separator(&path.to_string_lossy(), std::path::MAIN_SEPARATOR).into_owned()
 }
 
-/// [`path()`] for a given separator, so that the Windows rule is tested on every system.
+/// [`path()`] by the rule of a system whose path separator is `separator` (`\\` for Windows),
+/// so that the Windows rule is used and tested on every system.
+pub fn path_for(path: &Path, separator: char) -> String {
+    path_with_separator(&path.to_string_lossy(), separator).into_owned()
+}
+
 fn path_with_separator(text: &str, separator: char) -> Cow<'_, str> {
     escaped(text, Some(separator))
+}
+
+/// `text` as one line by [`line()`]'s rule, except where one of `paths` stands in it: there the
+/// path prints by [`path()`]'s rule. For words made elsewhere that name files, such as a library
+/// error's message, which may also quote outside values: the files print as paths, all else is
+/// escaped as always. Where outside text happens to spell one of `paths`, it prints as that
+/// path, which is what it says; a control or bidirectional character is escaped everywhere.
+pub fn line_naming(text: &str, paths: &[&Path]) -> String {
+    line_naming_for(text, paths, std::path::MAIN_SEPARATOR)
+}
+
+/// [`line_naming()`] by the rule of a system whose path separator is `separator`.
+pub fn line_naming_for(text: &str, paths: &[&Path], separator: char) -> String {
+    let mut names: Vec<Cow<'_, str>> = paths
+        .iter()
+        .map(|path| path.to_string_lossy())
+        .filter(|name| !name.is_empty())
+        .collect();
+    // The longest first, so that a folder does not take the start of a file inside it.
+    names.sort_by_key(|name| std::cmp::Reverse(name.len()));
+    let mut out = String::with_capacity(text.len().saturating_add(16));
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        let (shown, taken) = match names.iter().find(|name| rest.starts_with(name.as_ref())) {
+            Some(name) => (path_with_separator(name, separator), name.len()),
+            None => (
+                escaped(rest.get(..c.len_utf8()).unwrap_or_default(), None),
+                c.len_utf8(),
+            ),
+        };
+        out.push_str(&shown);
+        rest = rest.get(taken..).unwrap_or_default();
+    }
+    out
 }
 
 /// [`line()`], keeping `kept` as it is.
@@ -175,6 +216,41 @@ mod tests {
             path(Path::new("/home/alice/.ssh/id_ecdsa")),
             "/home/alice/.ssh/id_ecdsa"
         );
+    }
+
+    #[test]
+    fn the_paths_a_message_names_keep_their_separators() {
+        let key = Path::new(r"C:\Users\Zoë\.ssh\id_ecdsa");
+        let cert = Path::new(r"C:\Users\Zoë\.ssh\id_ecdsa-cert.pub");
+        let message = format!(
+            "could not parse certificate {}: bad \\ comment\n\u{1b}[2K: see {}",
+            cert.display(),
+            key.display()
+        );
+        assert_eq!(
+            line_naming_for(&message, &[key, cert], '\\'),
+            r"could not parse certificate C:\Users\Zoë\.ssh\id_ecdsa-cert.pub: bad \\ comment\n\x1b[2K: see C:\Users\Zoë\.ssh\id_ecdsa"
+        );
+        // Paths the message does not name, or an empty one, change nothing.
+        let plain = r"C:\other\file: denied";
+        assert_eq!(
+            line_naming_for(plain, &[key, Path::new("")], '\\'),
+            line(plain)
+        );
+        // A path's own controls are still escaped.
+        let odd = Path::new("C:\\a\nb\u{202e}");
+        assert_eq!(
+            line_naming_for(&format!("{}: x", odd.display()), &[odd], '\\'),
+            r"C:\a\nb\u{202e}: x"
+        );
+    }
+
+    #[test]
+    fn on_unix_naming_paths_changes_nothing() {
+        let text = "/home/a\\b/key: read \u{1b}[2K\n failed";
+        let path = Path::new("/home/a\\b/key");
+        assert_eq!(line_naming_for(text, &[path], '/'), line(text));
+        assert_eq!(line_naming(text, &[path]), line(text));
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod error;
 mod provider;
 mod report;
 mod running_agent;
+mod shown;
 
 use clap::{CommandFactory as _, Parser as _};
 use cli::{Cli, Command};

@@ -3,6 +3,7 @@
 //! provider the same way.
 
 use crate::error::CliError;
+use crate::shown::Shown;
 use opk_client::client_config::{
     self, Choice, ClientConfig, Env, ProviderEntry, ProviderKind, Selection,
 };
@@ -11,8 +12,10 @@ use opk_core::sshcert::UserKeyType;
 use std::path::Path;
 use std::time::Duration;
 
+/// A failure in words from elsewhere (the client config's parser, an issuer) or fixed ones,
+/// escaped by the line rule: the commands print these messages as they are.
 fn fail(message: impl std::fmt::Display) -> CliError {
-    CliError::Usage(message.to_string())
+    CliError::Usage(Shown::current().text(&message))
 }
 
 /// Why the web chooser cannot run with `--device`.
@@ -145,6 +148,7 @@ pub(crate) fn choose_provider(
 
 /// The client config at `path`, or the default one when there is none (said through `log`).
 pub(crate) fn read_config(
+    shown: Shown,
     path: &Path,
     log: &mut dyn FnMut(&str),
 ) -> Result<ClientConfig, CliError> {
@@ -154,13 +158,14 @@ pub(crate) fn read_config(
             log(&format!(
                 "failed to find client config file {}, using the default config; to create \
                  one run: opkssh login --create-config",
-                path.display()
+                shown.path(path)
             ));
             Ok(ClientConfig::default_config())
         }
-        Err(error) => Err(fail(format!(
-            "failed to read client config file {}: {error}",
-            path.display()
+        Err(error) => Err(CliError::Usage(format!(
+            "failed to read client config file {}: {}",
+            shown.path(path),
+            shown.text(&error)
         ))),
     }
 }

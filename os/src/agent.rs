@@ -35,6 +35,41 @@ pub fn default_agent_path() -> Option<PathBuf> {
     agent_path(System::CURRENT, std::env::var_os(AUTH_SOCK_ENV).as_deref())
 }
 
+/// The variable that makes opkssh follow another system's agent rules: `windows` or `unix`. A
+/// test seam (CONTRIBUTING.md), so that Windows' rules run against OpenSSH's `ssh-agent` on
+/// Linux; it changes only [`lifetime_supported`]'s answer, nothing else about the system.
+pub const RULES_ENV: &str = "OPKSSH_AGENT_RULES";
+
+/// A [`RULES_ENV`] value that names no system.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{RULES_ENV} must be windows or unix, not {0:?}")]
+pub struct UnknownRules(pub String);
+
+/// The system whose agent rules apply, given [`RULES_ENV`]'s value: this one when it is unset
+/// or empty.
+///
+/// # Errors
+/// [`UnknownRules`] for anything but `windows` or `unix`.
+pub fn rules(value: Option<&std::ffi::OsStr>) -> Result<System, UnknownRules> {
+    match value.map(|value| value.to_str()) {
+        None => Ok(System::CURRENT),
+        Some(Some("")) => Ok(System::CURRENT),
+        Some(Some("windows")) => Ok(System::Windows),
+        Some(Some("unix")) => Ok(System::Unix),
+        Some(other) => Err(UnknownRules(
+            other.map_or_else(|| "<not UTF-8>".to_owned(), str::to_owned),
+        )),
+    }
+}
+
+/// [`rules`] for this process's environment.
+///
+/// # Errors
+/// [`UnknownRules`].
+pub fn rules_from_env() -> Result<System, UnknownRules> {
+    rules(std::env::var_os(RULES_ENV).as_deref())
+}
+
 /// Whether an identity may be added with a lifetime on `system`. Win32-OpenSSH's agent refuses
 /// `SSH_AGENT_CONSTRAIN_LIFETIME` (PowerShell/Win32-OpenSSH#1056), so there identities go in
 /// without one and opkssh removes them itself.
@@ -716,6 +751,19 @@ mod tests {
         }
         let error = AgentListener::bind(Path::new(r"C:\agent.sock")).unwrap_err();
         assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput, "{error}");
+    }
+
+    #[test]
+    fn the_rules_are_this_systems_unless_the_test_seam_names_one() {
+        assert_eq!(rules(None), Ok(System::CURRENT));
+        assert_eq!(rules(Some(OsStr::new(""))), Ok(System::CURRENT));
+        assert_eq!(rules(Some(OsStr::new("windows"))), Ok(System::Windows));
+        assert_eq!(rules(Some(OsStr::new("unix"))), Ok(System::Unix));
+        for wrong in ["Windows", "win", "macos", " windows"] {
+            let error = rules(Some(OsStr::new(wrong))).unwrap_err();
+            assert_eq!(error, UnknownRules(wrong.to_owned()));
+            assert!(error.to_string().contains("OPKSSH_AGENT_RULES"), "{error}");
+        }
     }
 
     #[test]

@@ -51,6 +51,15 @@ impl System {
     /// The system this program was built for.
     #[cfg(windows)]
     pub const CURRENT: Self = Self::Windows;
+
+    /// The character that separates a path's components when the system writes it (Windows
+    /// also reads `/`).
+    pub fn path_separator(self) -> char {
+        match self {
+            Self::Unix => '/',
+            Self::Windows => '\\',
+        }
+    }
 }
 
 /// What this system cannot do (yet); `what` names it.
@@ -77,5 +86,17 @@ pub fn os_string_from_bytes(bytes: Vec<u8>) -> Option<std::ffi::OsString> {
     #[cfg(windows)]
     {
         String::from_utf8(bytes).ok().map(std::ffi::OsString::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_systems_separator_is_the_standard_librarys() {
+        assert_eq!(System::CURRENT.path_separator(), std::path::MAIN_SEPARATOR);
+        assert_eq!(System::Windows.path_separator(), '\\');
+        assert_eq!(System::Unix.path_separator(), '/');
     }
 }

@@ -5,6 +5,9 @@
 //! evicts dead and superseded opkssh certificates and nothing else, and logout empties the
 //! agent of them. A plain `opkssh login` adds to the agent too when `SSH_AUTH_SOCK` is set (best
 //! effort, with `--lifetime` or `agent_lifetime`), and `--no-agent` leaves the agent alone.
+//! Under Windows' agent rules (`OPKSSH_AGENT_RULES=windows`: Win32-OpenSSH's agent refuses
+//! lifetimes) the key goes in without one, the login says what removes it, the next login
+//! evicts it, and an agent that refuses the key leaves a login that says no agent was used.
 //!
 //! Gated like the harness: without `OPKSSH_E2E=1` every test prints `SKIP e2e: …` and passes.
 
@@ -644,7 +647,8 @@ fn without_an_agent_login_warns_and_no_agent_touches_none() {
     default_pair(&home);
     assert!(
         run.stderr.contains(&format!(
-            "Warning: did not add the key to the ssh-agent: cannot reach the ssh-agent at {}",
+            "Warning: no ssh-agent was used, the key was not added to one: cannot reach the \
+             ssh-agent at {}",
             absent.display()
         )),
         "{}",
@@ -690,4 +694,199 @@ fn without_an_agent_login_warns_and_no_agent_touches_none() {
         "alice",
     );
     assert!(!run.stderr.contains("ssh-agent"), "{}", run.stderr);
+}
+
+/// The `Added opkssh certificate to ssh-agent:` line of an add without a lifetime.
+fn added_without_lifetime(comment: &str) -> String {
+    format!(
+        "Added opkssh certificate to ssh-agent: {comment} (no lifetime, which this ssh-agent \
+         does not take: it keeps the key until the next opkssh login or opkssh logout removes it)"
+    )
+}
+
+/// A login through the OP as `who` with `SSH_AUTH_SOCK` set to `agent` and Windows' agent rules
+/// (the test seam `OPKSSH_AGENT_RULES=windows`); it must succeed.
+fn login_under_windows_rules(home: &Path, agent: &SshAgent, args: &[&str], who: &str) -> LoginRun {
+    let env: [(&str, &OsStr); 2] = [
+        ("SSH_AUTH_SOCK", agent.socket.as_os_str()),
+        ("OPKSSH_AGENT_RULES", OsStr::new("windows")),
+    ];
+    let run = login_through_op(home, args, &env, who);
+    run.assert_success();
+    run
+}
+
+/// Win32-OpenSSH's agent refuses `SSH_AGENT_CONSTRAIN_LIFETIME`. Under its rules, against
+/// OpenSSH's agent: the key goes in with the plain add and no lifetime (the agent's log says
+/// `life: 0`, even for `--lifetime`), the login says the key stays until the next login or
+/// logout removes it, the agent indeed keeps a certificate past its token's expiry, and the
+/// next logins evict the expired and the superseded ones. An agent that refuses the key (a
+/// locked one) leaves a successful login that says no agent was used.
+#[test]
+fn under_windows_agent_rules_no_lifetime_is_sent_and_the_next_login_evicts() {
+    let Some(e2e) = E2e::require() else { return };
+    let op = Op::start(&[]);
+    let ttl = Duration::from_secs(10);
+    let short_op = Op::start(&[("OP_ID_TOKEN_TTL", &ttl.as_secs().to_string())]);
+    let agent = SshAgent::start(e2e.dir());
+    let home = e2e.dir().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let own = agent.add_own_key(e2e.dir());
+    let alice = |op: &Op| format!("openpubkey {} alice@example.com", op.issuer());
+    let bob = format!("openpubkey {} bob@example.com", op.issuer());
+
+    // 1. alice through the short OP, key files and agent, asking for a 5 s lifetime.
+    let run = login_under_windows_rules(
+        &home,
+        &agent,
+        &["--provider", &provider_spec(&short_op), "--lifetime", "5s"],
+        "alice",
+    );
+    let short_login_done = Instant::now();
+    assert!(
+        run.stdout
+            .contains(&added_without_lifetime(&alice(&short_op))),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("(lifetime "), "{}", run.stdout);
+    let log = agent.log();
+    assert!(
+        log.contains(&format!("\"{}\" (life: 0)", alice(&short_op))),
+        "a lifetime reached the agent:\n{log}"
+    );
+    // The plain add (17), never the constrained one (25) that Win32-OpenSSH's agent drops.
+    let types: Vec<&str> = log
+        .lines()
+        .filter_map(|line| line.trim_end().rsplit_once(") type ").map(|(_, kind)| kind))
+        .collect();
+    assert!(types.contains(&"17") && !types.contains(&"25"), "{log}");
+    let (_, cert) = default_pair(&home);
+    let first = OpksshCertificate::from_line(&std::fs::read_to_string(&cert).unwrap()).unwrap();
+
+    // 2. bob through the long-lived OP, agent only.
+    let run = login_under_windows_rules(
+        &home,
+        &agent,
+        &["--provider", &provider_spec(&op), "--agent-only"],
+        "bob",
+    );
+    assert!(
+        run.stdout.contains(&added_without_lifetime(&bob)),
+        "{}",
+        run.stdout
+    );
+    let bob_first = agent
+        .opkssh_certificates()
+        .into_iter()
+        .find(|(_, comment)| comment == &bob)
+        .unwrap()
+        .0;
+
+    // 3. alice's token expires; nothing takes her certificate out of the agent.
+    std::thread::sleep((ttl + Duration::from_secs(2)).saturating_sub(short_login_done.elapsed()));
+    assert!(
+        agent
+            .opkssh_certificates()
+            .iter()
+            .any(|(held, _)| held.as_bytes() == first.as_bytes()),
+        "{:#?}",
+        agent.listed()
+    );
+
+    // 4. alice again: her expired certificate goes, bob's (alive, another identity) stays.
+    let run = login_under_windows_rules(
+        &home,
+        &agent,
+        &["--provider", &provider_spec(&op), "--agent-only"],
+        "alice",
+    );
+    let removed: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|line| line.starts_with("Removed opkssh certificate from ssh-agent: "))
+        .collect();
+    assert_eq!(removed.len(), 1, "{}", run.stderr);
+    assert!(
+        removed[0].contains(&first.fingerprint())
+            && removed[0].contains("): its ID token expired "),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains(&added_without_lifetime(&alice(&op))),
+        "{}",
+        run.stdout
+    );
+
+    // 5. bob again: his earlier certificate is superseded.
+    let run = login_under_windows_rules(
+        &home,
+        &agent,
+        &["--provider", &provider_spec(&op), "--agent-only"],
+        "bob",
+    );
+    let removed: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|line| line.starts_with("Removed opkssh certificate from ssh-agent: "))
+        .collect();
+    assert_eq!(removed.len(), 1, "{}", run.stderr);
+    assert!(
+        removed[0].contains(&bob_first.fingerprint())
+            && removed[0].ends_with("): an earlier certificate for the same identity"),
+        "{}",
+        run.stderr
+    );
+    // The user's own key and one certificate per identity, none with a lifetime.
+    let held = agent.opkssh_certificates();
+    let mut comments: Vec<&str> = held.iter().map(|(_, comment)| comment.as_str()).collect();
+    comments.sort_unstable();
+    let mut expected = [alice(&op), bob.clone()];
+    expected.sort_unstable();
+    assert_eq!(comments, expected, "{:#?}", agent.listed());
+    assert!(agent.listed().contains(&own));
+    assert!(!agent.log().contains("type 25"), "{}", agent.log());
+
+    // 6. An agent that refuses the key (OpenSSH's, locked): the login succeeds, writes the key
+    //    files and says no agent was used.
+    let askpass = e2e.dir().join("askpass");
+    std::fs::write(&askpass, "#!/bin/sh\necho lock-password\n").unwrap();
+    std::fs::set_permissions(
+        &askpass,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let lock = run_with_timeout(
+        Command::new("ssh-add")
+            .arg("-x")
+            .env("SSH_AUTH_SOCK", &agent.socket)
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .stdin(Stdio::null()),
+        SSH_TIMEOUT,
+    );
+    assert!(lock.status.success(), "{lock:?}");
+    let locked_home = e2e.dir().join("locked");
+    std::fs::create_dir(&locked_home).unwrap();
+    let run = login_under_windows_rules(
+        &locked_home,
+        &agent,
+        &["--provider", &provider_spec(&op)],
+        "alice",
+    );
+    default_pair(&locked_home);
+    assert!(
+        run.stderr.contains(
+            "Warning: no ssh-agent was used, the key was not added to one: the ssh-agent \
+             refused to add the certificate (the login succeeded; --no-agent skips the agent)"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stdout.contains("Added opkssh certificate"),
+        "{}",
+        run.stdout
+    );
 }

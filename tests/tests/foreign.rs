@@ -2,10 +2,10 @@
 //! aarch64 Linux and runs these tests with `qemu-aarch64` as the runner, and for Windows with
 //! Wine as the runner, so a broken arm64 or Windows build fails CI by name. `--version`, the
 //! whole `demo` (whose verify is, on arm64, this binary re-executed, so binfmt_misc must hand
-//! aarch64 children to qemu), `check`, `inspect` and `logout` of the demo's certificate, a
-//! real `login` against the test OP (with `OPKSSH_E2E=1`; under Wine it also shows that a key
-//! whose ACL cannot be set or checked is a warning, not a failed login), and (arm64 only: it
-//! needs root-owned policy files) `verify` on every Go vector.
+//! aarch64 children to qemu), `check`, `inspect` and `logout` of the demo's certificate, the
+//! paths in `login`'s errors, a real `login` against the test OP (with `OPKSSH_E2E=1`; under
+//! Wine it also shows that a key whose ACL cannot be set or checked is a warning, not a failed
+//! login), and (arm64 only: it needs root-owned policy files) `verify` on every Go vector.
 //!
 //! `OPKSSH_FOREIGN_BIN` is the binary, `OPKSSH_FOREIGN_RUNNER` the command that runs it, split
 //! on spaces (e.g. `qemu-aarch64-static -L /usr/aarch64-linux-gnu`; empty: run it directly),
@@ -53,6 +53,11 @@ impl Foreign {
             runner,
             windows,
         })
+    }
+
+    /// The separator of the foreign system's paths.
+    fn separator(&self) -> char {
+        if self.windows { '\\' } else { '/' }
     }
 
     /// `path` as the foreign binary names it: under Wine the Linux root is drive `Z:`.
@@ -241,6 +246,34 @@ fn foreign_binary_checks_inspects_and_logs_out_the_demo_certificate() {
     );
 }
 
+/// A path in a `login` error prints as the system writes it, under Wine with single
+/// backslashes: the client config named is a folder, so the login fails before any provider
+/// is asked.
+#[test]
+fn foreign_binary_prints_paths_in_login_errors_as_paths() {
+    let Some(foreign) = Foreign::require() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("config.yml");
+    std::fs::create_dir(&folder).unwrap();
+    let output = foreign.run(&[
+        "login",
+        "--disable-browser-open",
+        "--config-path",
+        &foreign.path(&folder),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let expected = format!(
+        "Error: failed to read client config file {}: ",
+        foreign.path(&folder)
+    );
+    assert!(
+        text(&output.stderr).contains(&expected),
+        "no {expected:?} in {output:?}"
+    );
+}
+
 /// The real `login` against the test OpenID provider (`tests/e2e/op`, needs `OPKSSH_E2E=1`),
 /// its browser step answered from Linux as the Linux tests answer it: `--disable-browser-open`
 /// (on Windows `$BROWSER` is not read) prints the URL, an HTTP client logs in as alice, and the
@@ -259,6 +292,25 @@ fn foreign_binary_logs_in_against_the_test_op_and_logs_out() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("id_ecdsa");
     let provider = format!("{},{},,openid profile email", op.issuer(), op.client_id());
+
+    // A key path in a folder that does not exist: the login fails after the provider's step,
+    // and its error names the file it could not create as the system writes it.
+    let missing = dir.path().join("missing");
+    let mut command = foreign.command();
+    command.env_remove("SSH_AUTH_SOCK").args([
+        "login",
+        "--disable-browser-open",
+        "--provider",
+        &provider,
+        "-i",
+        &foreign.path(&missing.join("id_ecdsa")),
+    ]);
+    let mut login = opkssh_tests::login::LoginProcess::start_command(&mut command);
+    let url = login.auth_url();
+    opkssh_tests::e2e::http_login(&url, "alice").unwrap();
+    let named = format!("{}{}.id_ecdsa", foreign.path(&missing), foreign.separator());
+    login.finish().assert_failure(&format!("Error: {named}"));
+    assert!(!missing.exists());
     let mut command = foreign.command();
     command.env_remove("SSH_AUTH_SOCK").args([
         "login",

@@ -18,6 +18,7 @@ use crate::provider::{
     read_config, wants_access_token,
 };
 use crate::running_agent::{agent_status, at_and_in, identity_of, log_in_again, ready_line, when};
+use crate::shown::Shown;
 use opk_client::agent_key::find_agent_key;
 use opk_client::agent_server::{self, Shared};
 use opk_client::agent_session::{AgentSession, Event, Login, Report, Settings, State, Status};
@@ -520,7 +521,7 @@ impl AgentLogin<'_> {
             None => opk_os::dirs::client_config_path(&home()?),
         };
         let log = self.log.clone();
-        let config = read_config(&config_path, &mut |line| log.line(line))?;
+        let config = read_config(Shown::current(), &config_path, &mut |line| log.line(line))?;
         let flags = self.args.provider_flags();
         let chosen = choose_provider(&flags, &config, progress)?;
         self.config = Some(config);

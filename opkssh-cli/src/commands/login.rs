@@ -15,7 +15,9 @@ use crate::provider::{
     read_config, wants_access_token,
 };
 use crate::report;
-use opk_client::agent::Agent;
+use crate::shown::Shown;
+use opk_client::agent::{Agent, AgentError};
+use opk_client::agent_certificates::{AddError, Added, Removals};
 use opk_client::agent_key::find_agent_key;
 use opk_client::client_config::{self, ClientConfig, DEFAULT_CLIENT_CONFIG, ProviderKind};
 use opk_client::files::{write_atomic, write_certificate};
@@ -32,6 +34,7 @@ use opk_core::sshcert::{
     CertComment, OpksshCertificate, UserKeyType, generate_user_key, private_key_to_openssh,
 };
 use opk_net::http::HttpClient;
+use opk_os::System;
 use opk_os::private_file::Privacy;
 
 use std::io::Write as _;
@@ -125,7 +128,8 @@ pub(crate) struct LoginArgs {
     pub(crate) agent_key: Option<String>,
     /// How long the ssh-agent keeps the key: 12h, 45m, 1h30m or seconds [default:
     /// agent_lifetime from the client config, else 24h]. Never longer than the ID token has
-    /// left.
+    /// left. Not on Windows, whose agent takes no lifetime: there the next login or logout
+    /// removes the key.
     #[arg(long, value_name = "DURATION", value_parser = parse_lifetime)]
     pub(crate) lifetime: Option<Duration>,
 }
@@ -149,6 +153,9 @@ struct AgentPlan {
     usage: AgentUse,
     /// The requested lifetime (cut to the ID token's remaining validity when added).
     lifetime: Duration,
+    /// Whose agent rules apply: this system's, or those `OPKSSH_AGENT_RULES` names (a test
+    /// seam, CONTRIBUTING.md; it changes nothing but whether a lifetime is sent).
+    rules: System,
 }
 
 impl LoginArgs {
@@ -196,7 +203,16 @@ fn agent_plan(args: &LoginArgs, config: &ClientConfig) -> Result<AgentPlan, CliE
             .map_err(fail)?
             .unwrap_or(opk_client::duration::DEFAULT_AGENT_LIFETIME),
     };
-    Ok(AgentPlan { usage, lifetime })
+    let rules = match usage {
+        AgentUse::Off => System::CURRENT,
+        _ => opk_os::agent::rules_from_env()
+            .map_err(|error| CliError::InvalidValue(escape::line(&error.to_string()).into()))?,
+    };
+    Ok(AgentPlan {
+        usage,
+        lifetime,
+        rules,
+    })
 }
 
 /// Where output goes: stdout, and log lines also to `--log-dir`.
@@ -255,18 +271,26 @@ impl Output {
     }
 }
 
+/// A failure in words from elsewhere (a library error, which may quote the provider's
+/// `error_description` or a claim) or fixed ones: shown by the line rule. A message that names
+/// a file is built from pieces escaped where each is put in ([`Shown`]) and goes to
+/// [`shown_fail`].
 fn fail(message: impl std::fmt::Display) -> CliError {
-    CliError::Usage(message.to_string())
+    CliError::Usage(Shown::current().text(&message))
+}
+
+/// A failure whose message was built from escaped pieces ([`Shown`]): shown as it is.
+fn shown_fail(message: String) -> CliError {
+    CliError::Usage(message)
 }
 
 pub(crate) fn run(args: &LoginArgs) -> Result<ExitCode, CliError> {
     let mut out = Output::new(args.log_dir.as_deref());
     out.disable_browser_open = args.disable_browser_open;
     out.qr = !args.no_qr;
-    // A login's errors quote the provider (a token endpoint's `error_description`, a claim), so
-    // the message is escaped once here, for the log line and for `Error: …` alike.
-    let result = run_inner(args, &mut out)
-        .map_err(|error| CliError::Usage(escape::line(&error.to_string()).into_owned()));
+    // Every message is escaped where its pieces are put in (fail, shown_fail), so the paths in
+    // it print as paths and what the provider said cannot redraw the terminal or the log.
+    let result = run_inner(args, &mut out);
     if let Err(error) = &result {
         out.log(&format!("Error executing login command: {error}"));
     }
@@ -279,13 +303,15 @@ fn home() -> Result<PathBuf, CliError> {
 
 fn run_inner(args: &LoginArgs, out: &mut Output) -> Result<ExitCode, CliError> {
     args.provider_flags().check()?;
+    let shown = Shown::current();
     if args.configure {
         let home = home()?;
-        placement::configure_identity_dir(&home).map_err(fail)?;
+        placement::configure_identity_dir(&home)
+            .map_err(|error| shown_fail(shown.placement(&error)))?;
         out.say(&format!(
             "Configured the OPK SSH identity directory {} (included from {})",
-            placement::identity_dir(&home).display(),
-            home.join(".ssh").join("config").display()
+            shown.path(&placement::identity_dir(&home)),
+            shown.path(&home.join(".ssh").join("config"))
         ));
         return Ok(ExitCode::SUCCESS);
     }
@@ -297,13 +323,13 @@ fn run_inner(args: &LoginArgs, out: &mut Output) -> Result<ExitCode, CliError> {
         if config_path.exists() {
             out.log(&format!(
                 "client config file already exists at {}, not overwriting it",
-                config_path.display()
+                shown.path(&config_path)
             ));
         } else {
-            create_config(&config_path)?;
+            create_config(shown, &config_path)?;
             out.log(&format!(
                 "created client config file at {}",
-                config_path.display()
+                shown.path(&config_path)
             ));
             return Ok(ExitCode::SUCCESS);
         }
@@ -312,11 +338,13 @@ fn run_inner(args: &LoginArgs, out: &mut Output) -> Result<ExitCode, CliError> {
         // Before the browser opens: a login the agent cannot take would be wasted.
         Agent::from_env()
             .and_then(|mut agent| agent.identities())
-            .map_err(|error| fail(format!("cannot use the ssh-agent: {error}")))?;
+            .map_err(|error| {
+                shown_fail(format!("cannot use the ssh-agent: {}", shown.agent(&error)))
+            })?;
     }
     // Before the browser opens: the key the login commits to.
     let key = user_key(args)?;
-    let config = load_config(&config_path, out)?;
+    let config = load_config(shown, &config_path, out)?;
     let agent = agent_plan(args, &config)?;
     let http = opk_client::http_client_from_env();
     match choose_provider(&args.provider_flags(), &config, out)? {
@@ -360,23 +388,29 @@ fn user_key(args: &LoginArgs) -> Result<SigningKey, CliError> {
     find_agent_key(&agent, fingerprint).map_err(fail)
 }
 
-fn create_config(path: &Path) -> Result<(), CliError> {
+fn create_config(shown: Shown, path: &Path) -> Result<(), CliError> {
     if let Some(parent) = path
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())
     {
-        std::fs::create_dir_all(parent).map_err(|error| {
-            fail(format!(
-                "failed to create directory {}: {error}",
-                parent.display()
-            ))
-        })?;
+        std::fs::create_dir_all(parent)
+            .map_err(|error| file_failed(shown, "failed to create directory", parent, &error))?;
     }
-    write_atomic(path, DEFAULT_CLIENT_CONFIG.as_bytes(), 0o644).map_err(fail)
+    write_atomic(path, DEFAULT_CLIENT_CONFIG.as_bytes(), 0o644)
+        .map_err(|error| shown_fail(shown.write(&error)))
 }
 
-fn load_config(path: &Path, out: &mut Output) -> Result<ClientConfig, CliError> {
-    read_config(path, &mut |line| out.log(line))
+/// `<what> <path>: <error>`, each piece escaped by its rule.
+fn file_failed(shown: Shown, what: &str, path: &Path, error: &dyn std::fmt::Display) -> CliError {
+    shown_fail(format!(
+        "{what} {}: {}",
+        shown.path(path),
+        shown.text(error)
+    ))
+}
+
+fn load_config(shown: Shown, path: &Path, out: &mut Output) -> Result<ClientConfig, CliError> {
+    read_config(shown, path, &mut |line| out.log(line))
 }
 
 /// Logs in with a resolved provider and does everything after.
@@ -499,7 +533,7 @@ fn finish(
             &issuer,
             &audience,
         )
-        .map_err(fail)?;
+        .map_err(|error| shown_fail(Shown::current().placement(&error)))?;
         write_keys(
             &destination,
             &identity.key,
@@ -521,7 +555,7 @@ fn finish(
     if args.inspect_cert || args.verbose {
         print!(
             "{}",
-            report::text_report(&certificate.to_line(CertComment::Default))?
+            report::text_report(&certificate.to_line(CertComment::Default)).map_err(fail)?
         );
     }
     out.say(&format!(
@@ -605,12 +639,13 @@ fn write_keys(
     audience: &str,
     out: &mut Output,
 ) -> Result<(), CliError> {
-    let written =
-        placement::write(destination, key, certificate, issuer, audience).map_err(fail)?;
+    let shown = Shown::current();
+    let written = placement::write(destination, key, certificate, issuer, audience)
+        .map_err(|error| shown_fail(shown.placement(&error)))?;
     out.say(&format!(
         "Writing opk ssh public key to {} and corresponding secret key to {}",
-        written.certificate.display(),
-        destination.key_path().display()
+        shown.path(&written.certificate),
+        shown.path(destination.key_path())
     ));
     if let Privacy::Unchecked(why) = &written.key_privacy {
         eprintln!(
@@ -646,7 +681,8 @@ fn write_certificate_only(
 }
 
 /// Adds the identity to the agent as `plan` says, stale opkssh certificates out first
-/// (reported on stderr). A best-effort failure is a warning on stderr.
+/// (reported on stderr). A best-effort failure is a warning on stderr that says no agent was
+/// used; the login goes on.
 fn add_to_agent(
     plan: AgentPlan,
     key: &SigningKey,
@@ -657,9 +693,10 @@ fn add_to_agent(
     if plan.usage == AgentUse::Off {
         return Ok(());
     }
-    let added = Agent::from_env().and_then(|mut agent| {
+    let shown = Shown::current();
+    let added = Agent::from_env().map_err(AddError::from).and_then(|agent| {
         agent_certificates::add_replacing_stale(
-            &mut agent,
+            &mut agent.with_rules(plan.rules),
             key,
             certificate,
             pk_token,
@@ -667,32 +704,160 @@ fn add_to_agent(
             SystemTime::now(),
         )
     });
-    let added = match added {
-        Ok(added) => added,
-        Err(error) if plan.usage == AgentUse::BestEffort => {
-            eprintln!(
-                "Warning: did not add the key to the ssh-agent: {error} (the login succeeded; \
-                 --no-agent skips the agent)"
-            );
-            return Ok(());
-        }
-        Err(error) => return Err(fail(format!("ssh-agent: {error}"))),
+    let removals = match &added {
+        Ok(added) => &added.removals,
+        Err(failed) => &failed.removals,
     };
-    for removal in &added.removals.removed {
+    report_removals(shown, removals);
+    match added {
+        Ok(added) => {
+            out.say(&added_line(&added));
+            Ok(())
+        }
+        Err(failed) if plan.usage == AgentUse::BestEffort => {
+            eprintln!("{}", no_agent_warning(shown, &failed.error));
+            Ok(())
+        }
+        Err(failed) => Err(shown_fail(format!(
+            "ssh-agent: {}",
+            shown.agent(&failed.error)
+        ))),
+    }
+}
+
+fn report_removals(shown: Shown, removals: &Removals) {
+    for removal in &removals.removed {
         eprintln!(
             "Removed opkssh certificate from ssh-agent: {} ({}): {}",
-            removal.certificate.comment, removal.certificate.fingerprint, removal.reason
+            removal.certificate.comment,
+            removal.certificate.fingerprint,
+            shown.text(&removal.reason)
         );
     }
-    for (removal, error) in &added.removals.failed {
+    for (removal, error) in &removals.failed {
         eprintln!(
-            "Could not remove opkssh certificate from ssh-agent: {} ({}): {error}",
-            removal.certificate.comment, removal.certificate.fingerprint
+            "Could not remove opkssh certificate from ssh-agent: {} ({}): {}",
+            removal.certificate.comment,
+            removal.certificate.fingerprint,
+            shown.agent(error)
         );
     }
-    out.say(&format!(
-        "Added opkssh certificate to ssh-agent: {} (lifetime {} s)",
-        added.comment, added.lifetime
-    ));
-    Ok(())
+}
+
+/// What the login says it added. Without a lifetime (an agent that takes none, as
+/// Win32-OpenSSH's), nothing expires it: it says what removes it instead.
+fn added_line(added: &Added) -> String {
+    match added.lifetime {
+        Some(seconds) => format!(
+            "Added opkssh certificate to ssh-agent: {} (lifetime {seconds} s)",
+            added.comment
+        ),
+        None => format!(
+            "Added opkssh certificate to ssh-agent: {} (no lifetime, which this ssh-agent does \
+             not take: it keeps the key until the next opkssh login or opkssh logout removes it)",
+            added.comment
+        ),
+    }
+}
+
+/// The warning of a best-effort add that failed: the login goes on without an agent.
+fn no_agent_warning(shown: Shown, error: &AgentError) -> String {
+    format!(
+        "Warning: no ssh-agent was used, the key was not added to one: {} (the login \
+         succeeded; --no-agent skips the agent)",
+        shown.agent(error)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn added(lifetime: Option<u32>) -> Added {
+        Added {
+            comment: "openpubkey https://op.example alice@example.com".to_owned(),
+            lifetime,
+            removals: Removals::default(),
+        }
+    }
+
+    #[test]
+    fn the_added_line_names_the_lifetime_or_what_removes_the_key() {
+        assert_eq!(
+            added_line(&added(Some(3599))),
+            "Added opkssh certificate to ssh-agent: openpubkey https://op.example \
+             alice@example.com (lifetime 3599 s)"
+        );
+        let without = added_line(&added(None));
+        assert!(
+            without.starts_with(
+                "Added opkssh certificate to ssh-agent: openpubkey https://op.example \
+                 alice@example.com (no lifetime, "
+            ),
+            "{without}"
+        );
+        assert!(
+            without.ends_with(
+                "it keeps the key until the next opkssh login or opkssh logout removes it)"
+            ),
+            "{without}"
+        );
+        assert!(!without.contains(" s)"), "{without}");
+    }
+
+    #[test]
+    fn a_refused_add_says_no_agent_was_used() {
+        let warning = no_agent_warning(
+            Shown::on(System::Windows),
+            &AgentError::Refused("add the certificate"),
+        );
+        assert_eq!(
+            warning,
+            "Warning: no ssh-agent was used, the key was not added to one: the ssh-agent \
+             refused to add the certificate (the login succeeded; --no-agent skips the agent)"
+        );
+        let unreachable = AgentError::Unreachable {
+            path: opk_os::agent::WINDOWS_AGENT_PIPE.into(),
+            source: std::io::ErrorKind::NotFound.into(),
+        };
+        assert!(
+            no_agent_warning(Shown::on(System::Windows), &unreachable)
+                .contains(r" at \\.\pipe\openssh-ssh-agent: "),
+            "{}",
+            no_agent_warning(Shown::on(System::Windows), &unreachable)
+        );
+    }
+
+    #[test]
+    fn a_windows_path_in_a_login_error_prints_as_a_path_and_the_rest_is_escaped() {
+        let error = file_failed(
+            Shown::on(System::Windows),
+            "failed to read client config file",
+            Path::new(r"C:\Users\Zoë\.opk\config.yml"),
+            &"Access is denied. \\ \u{1b}[2K\r\nError: forged",
+        );
+        assert_eq!(
+            error.to_string(),
+            r"failed to read client config file C:\Users\Zoë\.opk\config.yml: Access is denied. \\ \x1b[2K\r\nError: forged"
+        );
+        // The same message on Unix: a backslash in a Unix path is a character, doubled.
+        let error = file_failed(
+            Shown::on(System::Unix),
+            "failed to read client config file",
+            Path::new(r"/home/a\b/.opk/config.yml"),
+            &"Is a directory",
+        );
+        assert_eq!(
+            error.to_string(),
+            r"failed to read client config file /home/a\\b/.opk/config.yml: Is a directory"
+        );
+    }
+
+    #[test]
+    fn words_from_elsewhere_are_escaped() {
+        assert_eq!(
+            fail("the OpenID provider refused: access_denied (no\u{1b}[2K\rway \\n)").to_string(),
+            r"the OpenID provider refused: access_denied (no\x1b[2K\rway \\n)"
+        );
+    }
 }

@@ -4,6 +4,7 @@
 //! ssh-agent: all of them, or with `-i` those of that key. No agent is not an error.
 
 use crate::error::CliError;
+use crate::shown::Shown;
 use opk_client::agent::{Agent, AgentError};
 use opk_client::agent_certificates::{self, AgentCertificate};
 use opk_client::placement;
@@ -23,17 +24,28 @@ pub(crate) struct LogoutArgs {
     pub(crate) verbose: bool,
 }
 
+/// A failure in fixed words: shown as they are. Messages that quote a path or words from
+/// elsewhere are built from pieces escaped where each is put in ([`Shown`]).
 fn fail(message: impl std::fmt::Display) -> CliError {
     CliError::Usage(message.to_string())
 }
 
+/// A key-placement error about `key` (and its certificate): the paths as paths, the rest
+/// escaped.
+fn placement_failed(key: &Path, error: &placement::PlacementError) -> CliError {
+    let mut paths = error.paths();
+    paths.push(key);
+    CliError::Usage(Shown::current().naming(error, &paths))
+}
+
 pub(crate) fn run(args: &LogoutArgs) -> Result<ExitCode, CliError> {
+    let shown = Shown::current();
     if let Some(key) = &args.private_key_file {
-        placement::check_pair(key).map_err(fail)?;
+        placement::check_pair(key).map_err(|error| placement_failed(key, &error))?;
         // Read before the files go: the agent identities to remove are this key's.
         let subject_key = certificate_subject_key(key)?;
-        placement::remove_pair(key).map_err(fail)?;
-        println!("Successfully removed opkssh key pair: {}", key.display());
+        placement::remove_pair(key).map_err(|error| placement_failed(key, &error))?;
+        println!("Successfully removed opkssh key pair: {}", shown.path(key));
         remove_from_agent(|certificate| certificate.subject_key == subject_key)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -49,17 +61,22 @@ pub(crate) fn run(args: &LogoutArgs) -> Result<ExitCode, CliError> {
                     || reason.starts_with("could not parse private key")
                     || reason.starts_with("could not read private key");
                 if args.verbose || always {
-                    eprintln!("Skipping {}: {reason}", key.display());
+                    eprintln!(
+                        "Skipping {}: {}",
+                        shown.path(&key),
+                        shown.naming(&reason, &[&key])
+                    );
                 }
                 continue;
             }
-            Err(error) => return Err(fail(error)),
+            Err(error) => return Err(placement_failed(&key, &error)),
         }
-        let cert = placement::remove_pair(&key).map_err(fail)?;
-        println!("Removed {} and {}", key.display(), cert.display());
+        let cert = placement::remove_pair(&key).map_err(|error| placement_failed(&key, &error))?;
+        println!("Removed {} and {}", shown.path(&key), shown.path(&cert));
         if in_identity_dir {
             let config = placement::identity_dir(&home).join("config");
-            placement::remove_identity_file(&config, &key).map_err(fail)?;
+            placement::remove_identity_file(&config, &key)
+                .map_err(|error| placement_failed(&key, &error))?;
         }
         removed += 1;
     }
@@ -74,11 +91,14 @@ pub(crate) fn run(args: &LogoutArgs) -> Result<ExitCode, CliError> {
 
 fn certificate_subject_key(key: &Path) -> Result<KeyData, CliError> {
     let cert = placement::cert_path(key);
+    let shown = Shown::current();
     let text = std::fs::read_to_string(&cert).map_err(|source| CliError::Read {
-        path: cert.display().to_string(),
+        path: shown.path(&cert),
         source,
     })?;
-    let certificate = OpksshCertificate::from_line(&text)?;
+    // The certificate's fields are the file's: its error is shown escaped.
+    let certificate = OpksshCertificate::from_line(&text)
+        .map_err(|error| CliError::Usage(shown.naming(&error, &[&cert])))?;
     Ok(certificate.inner().public_key().clone())
 }
 
@@ -86,16 +106,17 @@ fn certificate_subject_key(key: &Path) -> Result<KeyData, CliError> {
 /// there is nothing to do; an agent that cannot be reached is reported and skipped, as logout
 /// is also for machines where the agent has gone.
 fn remove_from_agent(chosen: impl FnMut(&AgentCertificate) -> bool) -> Result<(), CliError> {
+    let shown = Shown::current();
     let mut agent = match Agent::from_env() {
         Ok(agent) => agent,
         Err(AgentError::NotSet) => return Ok(()),
         Err(error) => {
-            eprintln!("Skipping the ssh-agent: {error}");
+            eprintln!("Skipping the ssh-agent: {}", shown.agent(&error));
             return Ok(());
         }
     };
     let removals = agent_certificates::remove_where(&mut agent, chosen, "logout")
-        .map_err(|error| fail(format!("ssh-agent: {error}")))?;
+        .map_err(|error| fail(format!("ssh-agent: {}", shown.agent(&error))))?;
     for removal in &removals.removed {
         println!(
             "Removed opkssh certificate from ssh-agent: {} ({})",
@@ -110,8 +131,10 @@ fn remove_from_agent(chosen: impl FnMut(&AgentCertificate) -> bool) -> Result<()
     }
     for (removal, error) in &removals.failed {
         eprintln!(
-            "Could not remove opkssh certificate from ssh-agent: {} ({}): {error}",
-            removal.certificate.comment, removal.certificate.fingerprint
+            "Could not remove opkssh certificate from ssh-agent: {} ({}): {}",
+            removal.certificate.comment,
+            removal.certificate.fingerprint,
+            shown.agent(error)
         );
     }
     if !removals.failed.is_empty() {

@@ -13,6 +13,7 @@
 //! host name that starts with `-`), so [`mark_ssh_arguments`] finds the split first.
 
 use crate::error::CliError;
+use crate::shown::Shown;
 use opk_client::agent_session::Status;
 use opk_client::check::{self, Problem};
 use opk_client::{duration, placement};
@@ -149,13 +150,16 @@ fn why(problem: &Problem) -> String {
     match problem {
         Problem::MissingKey { .. } => "no opkssh key".to_owned(),
         Problem::MissingCertificate { certificate, .. } => {
-            format!("no certificate at {}", certificate.display())
+            format!("no certificate at {}", Shown::current().path(certificate))
         }
         Problem::NotOpkssh { certificate, .. } => {
-            format!("{} is not an opkssh certificate", certificate.display())
+            format!(
+                "{} is not an opkssh certificate",
+                Shown::current().path(certificate)
+            )
         }
         Problem::KeyNotPrivate { key, .. } => {
-            format!("others may read the key {}", key.display())
+            format!("others may read the key {}", Shown::current().path(key))
         }
         Problem::Expired { .. } => "the ID token has expired".to_owned(),
         Problem::ExpiresWithin { within, .. } => {
@@ -222,9 +226,16 @@ fn log_in(args: &SshArgs) -> Result<(), CliError> {
 /// ([`placement::ssh_config_path`]); `-i` would stat the path before the `%` expansion, so no
 /// escape works there.
 fn ssh_config_option(keyword: &str, path: &Path) -> Result<OsString, CliError> {
-    let path = std::path::absolute(path)
-        .map_err(|error| fail(format!("cannot resolve {}: {error}", path.display())))?;
-    let quoted = placement::ssh_config_path(&path).map_err(|error| fail(error.to_string()))?;
+    let shown = Shown::current();
+    let path = std::path::absolute(path).map_err(|error| {
+        CliError::Usage(format!(
+            "cannot resolve {}: {}",
+            shown.path(path),
+            shown.text(&error)
+        ))
+    })?;
+    let quoted = placement::ssh_config_path(&path)
+        .map_err(|error| CliError::Usage(shown.naming(&error, &[&error.path])))?;
     let mut option = OsString::from(format!("{keyword}="));
     option.push(quoted);
     Ok(option)
