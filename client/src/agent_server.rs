@@ -833,26 +833,23 @@ pub mod fuzzing {
 
     /// An identity to hold while fuzzing: a certificate for the key of [`FUZZ_KEY_SEED`].
     ///
-    /// # Panics
-    /// Never in practice: building the certificate fails only if the system's random number
-    /// generator does.
-    pub fn held_identity() -> Held {
+    /// # Errors
+    /// Building the certificate fails only if the system's random number generator does.
+    pub fn held_identity() -> Result<Held, opk_core::sshcert::CertError> {
         let key = SigningKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&FUZZ_KEY_SEED));
-        #[allow(clippy::expect_used)] // fuzzing set-up, not outside data
         let certificate = build_certificate(CertificateRequest {
             key: &key,
             key_id: "fuzz@example.com",
             principals: Principals::Default,
             pk_token: "header.payload:signature",
             access_token: None,
-        })
-        .expect("a certificate for the fuzzing key");
-        Held {
+        })?;
+        Ok(Held {
             key,
             certificate,
             comment: "fuzz".into(),
             expires_at: None,
-        }
+        })
     }
 
     /// Reads `data` as a stream of requests, as one client connection would send it, and

@@ -29,7 +29,7 @@ fn seeds() -> BTreeMap<String, Vec<u8>> {
 
 /// The message number of each reply.
 fn kinds(data: &[u8]) -> Vec<u8> {
-    messages(data, Some(held_identity()))
+    messages(data, Some(held_identity().unwrap()))
         .iter()
         .map(|reply| reply[0])
         .collect()
@@ -64,7 +64,7 @@ fn every_seed_gets_the_replies_a_client_would() {
 #[test]
 fn the_locked_list_is_empty_and_the_unlocked_one_holds_ours() {
     let data = &seeds()["lock-then-unlock"];
-    let replies = messages(data, Some(held_identity()));
+    let replies = messages(data, Some(held_identity().unwrap()));
     assert_eq!(replies[1], [12, 0, 0, 0, 0]);
     assert_eq!(&replies[4][..5], [12, 0, 0, 0, 1]);
 }
