@@ -1380,20 +1380,9 @@ struct SshAgent {
 impl SshAgent {
     fn start(dir: &Path) -> Self {
         let socket = dir.join("agent.sock");
-        let child = Command::new("ssh-agent")
-            .arg("-D")
-            .arg("-a")
-            .arg(&socket)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("e2e: ssh-agent (openssh-client) must be installed");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "ssh-agent made no socket");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let child = opkssh_tests::e2e::start_ssh_agent(&socket, "-D", |command| {
+            command.stderr(Stdio::null());
+        });
         Self { child, socket }
     }
 }

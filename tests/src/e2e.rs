@@ -499,6 +499,34 @@ pub fn ensure_users() {
 // Processes with bounded waits
 // ---------------------------------------------------------------------------------------------
 
+/// Starts OpenSSH's `ssh-agent` in the foreground listening at `socket`: `foreground` is `-D`
+/// (quiet) or `-d` (its debug log on stderr, which names each added identity's lifetime).
+/// stdin and stdout are /dev/null; `configure` sets the rest (stderr, environment). Returns once
+/// the socket exists; the caller kills and reaps the child.
+pub fn start_ssh_agent(
+    socket: &Path,
+    foreground: &str,
+    configure: impl FnOnce(&mut Command),
+) -> std::process::Child {
+    let mut command = Command::new("ssh-agent");
+    command
+        .arg(foreground)
+        .arg("-a")
+        .arg(socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    configure(&mut command);
+    let child = command
+        .spawn()
+        .expect("e2e: ssh-agent (openssh-client) must be installed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "e2e: ssh-agent made no socket");
+        thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
 /// Runs a command to completion with stdin from /dev/null, capturing stdout and stderr; kills it
 /// and panics if it runs longer than `timeout`.
 pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {

@@ -74,20 +74,9 @@ impl Upstream {
     fn start(dir: &Path) -> Upstream {
         let dir = private_dir(dir.to_path_buf());
         let socket = dir.join("ssh-agent.sock");
-        let child = Command::new("ssh-agent")
-            .arg("-d")
-            .arg("-a")
-            .arg(&socket)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("e2e: ssh-agent (openssh-client) must be installed");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "e2e: ssh-agent made no socket");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let child = opkssh_tests::e2e::start_ssh_agent(&socket, "-d", |command| {
+            command.stderr(Stdio::null());
+        });
         let key = dir.join("own_key");
         let keygen = run_with_timeout(
             Command::new("ssh-keygen")

@@ -42,20 +42,9 @@ impl SshAgent {
     fn start(dir: &Path) -> SshAgent {
         let socket = dir.join("agent.sock");
         let log = dir.join("agent.log");
-        let child = Command::new("ssh-agent")
-            .arg("-d")
-            .arg("-a")
-            .arg(&socket)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("e2e: ssh-agent (openssh-client) must be installed");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "e2e: ssh-agent made no socket");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let child = e2e::start_ssh_agent(&socket, "-d", |command| {
+            command.stderr(std::fs::File::create(&log).unwrap());
+        });
         SshAgent { child, socket, log }
     }
 

@@ -41,7 +41,7 @@ use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 use verifier::http::HttpClient;
 
 fn enabled() -> bool {
@@ -64,19 +64,9 @@ impl SshAgent {
     fn start(env: &[(&str, &Path)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("agent.sock");
-        let child = Command::new("ssh-agent")
-            .arg("-D")
-            .arg("-a")
-            .arg(&socket)
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("ssh-agent (openssh-client) must be installed");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "ssh-agent made no socket");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let child = opkssh_tests::e2e::start_ssh_agent(&socket, "-D", |command| {
+            command.envs(env.iter().copied());
+        });
         Self { child, socket, dir }
     }
 
